@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): system packages, node modules, bundle check, lint,
+# types, then the whole suite (unit + integration against a real registry it starts itself).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-system.sh
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ "$(cat node_modules/.kiln-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
+  npm ci --no-fund --no-audit
+  echo "$lock_hash" > node_modules/.kiln-lock-hash
+fi
+npx tsc --noEmit -p tsconfig.json
+npx eslint .
+npx prettier --check . >/dev/null || { npx prettier --list-different .; exit 1; }
+node scripts/run-tests.mjs "$@"

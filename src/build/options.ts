@@ -1,0 +1,176 @@
+/**
+ * BuildOptions: the one typed object every entry point (CLI, GitHub action, GitLab job) produces and
+ * the builder core consumes. Nothing below this type reads argv or environment variables.
+ */
+import type { LogLevel } from '../log/logger.ts';
+
+export type IsolationChoice = 'auto' | 'rootless' | 'chroot' | 'plain';
+
+export interface SecretSpec {
+  id: string;
+  /** A file on the build host. */
+  src?: string;
+  /** An environment variable of the kiln process. */
+  env?: string;
+}
+
+export interface RegistryCredential {
+  /** Host (and port) the credential is for, e.g. `ghcr.io` or `127.0.0.1:5000`. */
+  registry: string;
+  username: string;
+  password: string;
+}
+
+export interface RegistryOptions {
+  /** Plain HTTP for every registry (Kaniko `--insecure`, applies to push). */
+  insecure: boolean;
+  /** Plain HTTP for pulls (Kaniko `--insecure-pull`). */
+  insecurePull: boolean;
+  /** Hosts reached over plain HTTP (Kaniko `--insecure-registry`). */
+  insecureRegistries: string[];
+  skipTlsVerify: boolean;
+  skipTlsVerifyPull: boolean;
+  skipTlsVerifyRegistries: string[];
+  /** host → CA bundle path (Kaniko `--registry-certificate host=path`). */
+  certificates: Record<string, string>;
+  /** host → client cert,key paths (Kaniko `--registry-client-cert host=cert,key`). */
+  clientCerts: Record<string, { cert: string; key: string }>;
+  /** Mirrors tried, in order, for docker.io pulls before the source (Kaniko `--registry-mirror`). */
+  mirrors: string[];
+  /** Kaniko `--registry-map orig=mirror;mirror2`: mirrors for any registry. */
+  registryMap: Record<string, string[]>;
+  /** Kaniko `--skip-default-registry-fallback`. */
+  skipDefaultRegistryFallback: boolean;
+  pushRetry: number;
+  pullRetry: number;
+  /** Explicit credentials from an adapter; tried before config.json. */
+  credentials: RegistryCredential[];
+  /** Directory holding config.json; default $DOCKER_CONFIG or ~/.docker. */
+  dockerConfigDir?: string;
+  pushIgnoreImmutableTagErrors: boolean;
+  skipPushPermissionCheck: boolean;
+}
+
+export interface CacheOptions {
+  enabled: boolean;
+  dir?: string;
+  repo?: string;
+  ttlHours: number;
+  maxSizeBytes?: number;
+  copyLayers: boolean;
+  runLayers: boolean;
+  noPushCache: boolean;
+}
+
+export interface GitContextOptions {
+  branch?: string;
+  revision?: string;
+  tokenFile?: string;
+  tokenUser?: string;
+  singleBranch: boolean;
+  recurseSubmodules: boolean;
+  insecureSkipTls: boolean;
+}
+
+export interface OutputOptions {
+  destinations: string[];
+  noPush: boolean;
+  tarPath?: string;
+  ociLayoutPath?: string;
+  digestFile?: string;
+  imageNameWithDigestFile?: string;
+  imageNameTagWithDigestFile?: string;
+  /** Push Docker v2s2 media types instead of OCI (some old registries need them). */
+  format: 'oci' | 'docker';
+}
+
+export interface BuildOptions {
+  /** Directory, `tar://path`, `.tar.gz` file, `git://…`, `https://….git#ref:subdir`, or https tarball. */
+  context: string;
+  contextSubPath?: string;
+  /** Path of the Dockerfile; relative paths resolve against the context directory. `-` reads stdin. */
+  dockerfile: string;
+  target?: string;
+  buildArgs: Record<string, string>;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  /** `os/arch[/variant]`; default the host's. */
+  platform?: string;
+  isolation: IsolationChoice;
+  secrets: SecretSpec[];
+  /** Default network for RUN (`--network` of a RUN overrides it). */
+  network: 'default' | 'none' | 'host';
+  output: OutputOptions;
+  registry: RegistryOptions;
+  cache: CacheOptions;
+  git: GitContextOptions;
+  reproducible: boolean;
+  /** Unix seconds that clamps every mtime and the created times (`--timestamp`, SOURCE_DATE_EPOCH). */
+  timestamp?: number;
+  singleSnapshot: boolean;
+  /** Paths never snapshotted (Kaniko `--ignore-path`). */
+  ignorePaths: string[];
+  compression: 'gzip' | 'zstd' | 'none';
+  compressionLevel: number;
+  snapshotMode: 'full' | 'redo' | 'time';
+  skipUnusedStages: boolean;
+  /** Scratch space for rootfs, layers and state (Kaniko `--kaniko-dir`). */
+  workDir: string;
+  cleanup: boolean;
+  dryRun: boolean;
+  logLevel: LogLevel;
+  logTimestamp: boolean;
+  logFormat: 'text' | 'color' | 'json';
+}
+
+export function defaultRegistryOptions(): RegistryOptions {
+  return {
+    insecure: false,
+    insecurePull: false,
+    insecureRegistries: [],
+    skipTlsVerify: false,
+    skipTlsVerifyPull: false,
+    skipTlsVerifyRegistries: [],
+    certificates: {},
+    clientCerts: {},
+    mirrors: [],
+    registryMap: {},
+    skipDefaultRegistryFallback: false,
+    pushRetry: 3,
+    pullRetry: 3,
+    credentials: [],
+    pushIgnoreImmutableTagErrors: false,
+    skipPushPermissionCheck: false,
+  };
+}
+
+export function defaultBuildOptions(overrides: Partial<BuildOptions> = {}): BuildOptions {
+  return {
+    context: '.',
+    dockerfile: 'Dockerfile',
+    buildArgs: {},
+    labels: {},
+    annotations: {},
+    isolation: 'auto',
+    secrets: [],
+    network: 'default',
+    output: { destinations: [], noPush: false, format: 'oci' },
+    registry: defaultRegistryOptions(),
+    cache: { enabled: false, ttlHours: 336, copyLayers: true, runLayers: true, noPushCache: false },
+    git: { singleBranch: false, recurseSubmodules: false, insecureSkipTls: false },
+    reproducible: false,
+    singleSnapshot: false,
+    ignorePaths: [],
+    compression: 'gzip',
+    compressionLevel: 6,
+    snapshotMode: 'full',
+    skipUnusedStages: true,
+    workDir: '/tmp/kiln',
+    cleanup: false,
+    dryRun: false,
+    logLevel: 'info',
+    logTimestamp: false,
+    logFormat: 'text',
+    ...overrides,
+  };
+}
