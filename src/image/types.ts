@@ -104,3 +104,34 @@ export interface ImageConfig {
   rootfs: { type: 'layers'; diff_ids: Digest[] };
   history?: HistoryEntry[];
 }
+
+/** Where a blob can be fetched or mounted from without holding it locally. */
+export interface BlobSource {
+  /** Registry host as written in the reference, e.g. `127.0.0.1:5000` or `docker.io`. */
+  registry: string;
+  repository: string;
+}
+
+/**
+ * A layer of an image being built or pulled. `path` is the compressed blob on disk when kiln has
+ * it; `source` is where it lives remotely (base layers not downloaded, cross-repo mounts).
+ */
+export interface LayerBlob {
+  descriptor: Descriptor;
+  /** sha256 of the uncompressed tar (the config's rootfs.diff_ids entry). */
+  diffId: Digest;
+  path?: string;
+  source?: BlobSource;
+}
+
+/** A finished single-platform image: everything an output writer or a push needs. */
+export interface BuiltImage {
+  config: ImageConfig;
+  /** The exact bytes whose digest is `manifest.config.digest`. */
+  configBytes: Buffer;
+  manifest: Manifest;
+  /** The exact bytes whose digest is the image digest. */
+  manifestBytes: Buffer;
+  digest: Digest;
+  layers: LayerBlob[];
+}
