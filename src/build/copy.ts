@@ -1,0 +1,225 @@
+/**
+ * The file side of COPY and ADD: puts already-selected sources into a rootfs with Docker's rules for
+ * destinations, ownership, modes and times, and returns the image paths it wrote (the step's diff).
+ */
+import {
+  chmod,
+  copyFile,
+  lchown,
+  link,
+  lstat,
+  lutimes,
+  mkdir,
+  readdir,
+  readlink,
+  rm,
+  symlink,
+} from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { posix } from 'node:path';
+import { applyChmod, type ChmodSpec } from './chmod.ts';
+import { imagePathOf, resolveInRoot } from './rootpath.ts';
+import { KilnError, type SourcePosition } from '../util/errors.ts';
+
+export interface CopySource {
+  /** Path on the host to read from (context dir entry, another stage's rootfs entry, a temp file). */
+  hostPath: string;
+  /** The tree `hostPath` belongs to: a top-level symlink source is resolved inside it, never outside. */
+  sourceRoot: string;
+  /** Path relative to the source root, used for --parents and for naming. */
+  relPath: string;
+}
+
+export interface CopyOptions {
+  /** Destination as written (already expanded); relative to `workdir` unless absolute. */
+  dest: string;
+  workdir: string;
+  chown?: { uid: number; gid: number };
+  chmod?: ChmodSpec;
+  /** Keep the sources' uid/gid (COPY --from a stage or image) instead of root. */
+  preserveOwnership: boolean;
+  /** --parents: keep each source's relative directory path under the destination. */
+  parents: boolean;
+  /** Set every written mtime to this (ADD of a URL: Last-Modified), else keep the source's. */
+  mtime?: Date;
+  /** Wildcards were used: the destination must be a directory even for one match. */
+  multiple: boolean;
+  position?: SourcePosition;
+  /** Host paths below the sources to skip (--exclude matches, resolved by the caller). */
+  skip?: (hostPath: string) => boolean;
+}
+
+export interface CopyResult {
+  /** Every image path written or created, parents included, sorted. */
+  written: string[];
+}
+
+export async function copyIntoRoot(
+  root: string,
+  sources: CopySource[],
+  opts: CopyOptions,
+): Promise<CopyResult> {
+  const destAbs = posix.isAbsolute(opts.dest) ? opts.dest : posix.join(opts.workdir || '/', opts.dest);
+  const destIsDirSyntax = opts.dest.endsWith('/') || opts.dest === '.' || opts.dest.endsWith('/.');
+  if ((sources.length > 1 || opts.multiple) && !destIsDirSyntax) {
+    const existing = await statOrNull(await resolveInRoot(root, destAbs));
+    if (!existing?.isDirectory()) {
+      throw new KilnError(
+        'dockerfile',
+        'COPY_DEST_NOT_DIR',
+        `when copying more than one source the destination must be a directory and end with a /: "${opts.dest}"`,
+        { position: opts.position, hint: `write the destination as "${opts.dest}/"` },
+      );
+    }
+  }
+  const w = new Writer(root, opts);
+  for (const src of sources) {
+    const st = await lstat(src.hostPath).catch(() => null);
+    if (!st) {
+      throw new KilnError('context', 'COPY_SOURCE_MISSING', `source "${src.relPath}" does not exist`, {
+        position: opts.position,
+      });
+    }
+    const base = opts.parents ? posix.join(destAbs, posix.dirname(posix.normalize(src.relPath))) : destAbs;
+    if (st.isDirectory()) {
+      const dirDest = opts.parents ? posix.join(destAbs, posix.normalize(src.relPath)) : destAbs;
+      await w.ensureDir(dirDest);
+      await w.copyDirContents(src.hostPath, dirDest);
+    } else {
+      let target: string;
+      const resolvedBase = await resolveInRoot(root, base);
+      const baseStat = await statOrNull(resolvedBase);
+      if (opts.parents || destIsDirSyntax || sources.length > 1 || opts.multiple || baseStat?.isDirectory()) {
+        await w.ensureDir(base);
+        target = posix.join(base, posix.basename(src.relPath));
+      } else {
+        await w.ensureDir(posix.dirname(destAbs));
+        target = destAbs;
+      }
+      // A top-level symlink source is followed, as Docker does; links inside directories are kept.
+      await w.copyEntry(src.hostPath, target, src.sourceRoot);
+    }
+  }
+  return { written: [...w.written].sort() };
+}
+
+async function statOrNull(p: string): Promise<Stats | null> {
+  return lstat(p).catch(() => null);
+}
+
+class Writer {
+  readonly written = new Set<string>();
+  /** dev:ino of sources already copied → host path written, to keep hardlinks as hardlinks. */
+  private readonly links = new Map<string, string>();
+
+  constructor(
+    private readonly root: string,
+    private readonly opts: CopyOptions,
+  ) {}
+
+  private record(hostPath: string): void {
+    let p = imagePathOf(this.root, hostPath);
+    this.written.add(p);
+    while (p !== '/') {
+      p = posix.dirname(p);
+      if (p !== '/') this.written.add(p);
+    }
+  }
+
+  /** Creates an image directory (and missing parents) owned by the chown user or root, mode 0755. */
+  async ensureDir(imageDir: string): Promise<string> {
+    const host = await resolveInRoot(this.root, imageDir);
+    const st = await statOrNull(host);
+    if (st?.isDirectory()) return host;
+    if (st) await rm(host, { recursive: true, force: true });
+    const missing: string[] = [];
+    for (let p = host; p.startsWith(this.root) && p !== this.root; p = posix.dirname(p)) {
+      if (await statOrNull(p)) break;
+      missing.unshift(p);
+    }
+    for (const p of missing) {
+      await mkdir(p, { mode: 0o755 });
+      await chmod(p, 0o755);
+      const owner = this.opts.chown ?? { uid: 0, gid: 0 };
+      await lchown(p, owner.uid, owner.gid);
+      this.record(p);
+    }
+    this.record(host);
+    return host;
+  }
+
+  async copyDirContents(srcDir: string, imageDest: string): Promise<void> {
+    const hostDest = await resolveInRoot(this.root, imageDest);
+    const srcStat = await lstat(srcDir);
+    await this.applyMeta(hostDest, srcStat, true);
+    for (const name of (await readdir(srcDir)).sort()) {
+      await this.copyEntry(posix.join(srcDir, name), posix.join(imageDest, name));
+    }
+  }
+
+  /** `followInRoot`: set for a top-level source, whose symlink is followed inside that tree. */
+  async copyEntry(src: string, imageTarget: string, followInRoot?: string): Promise<void> {
+    if (this.opts.skip?.(src)) return;
+    let st = await lstat(src);
+    let from = src;
+    if (followInRoot !== undefined && st.isSymbolicLink()) {
+      from = await resolveInRoot(followInRoot, imagePathOf(followInRoot, src));
+      const target = await lstat(from).catch(() => null);
+      if (!target) {
+        throw new KilnError(
+          'context',
+          'COPY_DANGLING_LINK',
+          `source ${imagePathOf(followInRoot, src)} is a symlink to a missing file`,
+          {
+            position: this.opts.position,
+          },
+        );
+      }
+      st = target;
+    }
+    const hostTarget = await resolveInRoot(this.root, imageTarget, false);
+    const existing = await statOrNull(hostTarget);
+    if (st.isDirectory()) {
+      if (existing && !existing.isDirectory()) await rm(hostTarget, { force: true });
+      if (!existing?.isDirectory()) await mkdir(hostTarget);
+      await this.applyMeta(hostTarget, st, true);
+      this.record(hostTarget);
+      for (const name of (await readdir(from)).sort()) {
+        await this.copyEntry(posix.join(from, name), posix.join(imageTarget, name));
+      }
+      return;
+    }
+    if (existing) await rm(hostTarget, { recursive: existing.isDirectory(), force: true });
+    const key = `${st.dev}:${st.ino}`;
+    const firstCopy = st.nlink > 1 ? this.links.get(key) : undefined;
+    if (firstCopy) {
+      await link(firstCopy, hostTarget);
+      this.record(hostTarget);
+      return;
+    }
+    if (st.isSymbolicLink()) {
+      await symlink(await readlink(from), hostTarget);
+    } else if (st.isFile()) {
+      await copyFile(from, hostTarget);
+    } else {
+      // Sockets, fifos and devices have no place in a build context; Docker skips them too.
+      return;
+    }
+    if (st.nlink > 1) this.links.set(key, hostTarget);
+    await this.applyMeta(hostTarget, st, false);
+    this.record(hostTarget);
+  }
+
+  private async applyMeta(hostPath: string, st: Stats, isDir: boolean): Promise<void> {
+    const owner =
+      this.opts.chown ?? (this.opts.preserveOwnership ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 });
+    await lchown(hostPath, owner.uid, owner.gid);
+    if (!st.isSymbolicLink()) {
+      const mode = this.opts.chmod ? applyChmod(this.opts.chmod, st.mode & 0o7777, isDir) : st.mode & 0o7777;
+      // After chown, since chown clears setuid/setgid bits.
+      await chmod(hostPath, mode);
+    }
+    const t = this.opts.mtime ?? st.mtime;
+    await lutimes(hostPath, t, t);
+  }
+}

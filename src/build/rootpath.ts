@@ -1,0 +1,76 @@
+/**
+ * Resolves an image path against a rootfs on the host as a chroot would: every symlink met on the way
+ * is followed *inside* the root (absolute targets are relative to it, `..` stops at it), so the
+ * result can never point outside the root.
+ */
+import { lstat, readlink } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { KilnError } from '../util/errors.ts';
+
+const MAX_LINKS = 255;
+
+/**
+ * `followLast`: resolve a symlink in the last component too (true for "the directory I copy into",
+ * false for "the entry I am about to replace").
+ */
+export async function resolveInRoot(root: string, imagePath: string, followLast = true): Promise<string> {
+  const parts = posix
+    .normalize('/' + imagePath)
+    .split('/')
+    .filter(Boolean);
+  const resolved: string[] = [];
+  let links = 0;
+  while (parts.length > 0) {
+    const part = parts.shift()!;
+    if (part === '.') continue;
+    if (part === '..') {
+      resolved.pop();
+      continue;
+    }
+    const candidate = [...resolved, part];
+    const host = posix.join(root, ...candidate);
+    const isLast = parts.length === 0;
+    let st;
+    try {
+      st = await lstat(host);
+    } catch {
+      // Not there yet: the rest is created as plain directories below it.
+      resolved.push(part, ...parts.filter((p) => p !== '.'));
+      return posix.join(root, ...normalizeParts(resolved));
+    }
+    if (st.isSymbolicLink() && (!isLast || followLast)) {
+      if (++links > MAX_LINKS) {
+        throw new KilnError(
+          'fs',
+          'SYMLINK_LOOP',
+          `too many levels of symbolic links resolving ${imagePath}`,
+          {
+            hint: 'a symlink in the image points back at itself',
+          },
+        );
+      }
+      const target = await readlink(host);
+      const targetParts = target.split('/').filter(Boolean);
+      if (target.startsWith('/')) resolved.length = 0;
+      parts.unshift(...targetParts);
+      continue;
+    }
+    resolved.push(part);
+  }
+  return posix.join(root, ...resolved);
+}
+
+function normalizeParts(parts: string[]): string[] {
+  const out: string[] = [];
+  for (const p of parts) {
+    if (p === '..') out.pop();
+    else if (p !== '.' && p !== '') out.push(p);
+  }
+  return out;
+}
+
+/** The image path of a host path inside `root` ("/" for the root itself). */
+export function imagePathOf(root: string, hostPath: string): string {
+  const rel = posix.relative(root, hostPath);
+  return rel === '' ? '/' : '/' + rel;
+}
