@@ -1,0 +1,208 @@
+/**
+ * Builds one stage: holds its rootfs, config, layers and history, and offers the operations every
+ * instruction is made of (run a command, copy files, change metadata). Each filesystem-changing
+ * operation goes through the snapshotter, so a layer is exactly what the step changed.
+ */
+import { mkdir, rm, rmdir, lstat } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import type { ExecutorDeps } from './deps.ts';
+import type { HistoryEntry, ImageConfig, LayerBlob } from '../image/types.ts';
+import type { Diff, LayerWriteOptions } from '../fs/types.ts';
+import type { MountSpec, RunResult } from '../isolation/types.ts';
+import type { Logger } from '../log/logger.ts';
+import { resolveInRoot } from './rootpath.ts';
+import { resolveUser } from './passwd.ts';
+import { KilnError, type SourcePosition } from '../util/errors.ts';
+
+/** Paths never captured in a layer, whatever a step does to them. */
+export const ALWAYS_EXCLUDED = ['/proc', '/sys', '/dev'];
+
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export interface StageBuilderOptions {
+  name: string;
+  rootfs: string;
+  scratchDir: string;
+  config: ImageConfig;
+  /** Layers of the base image, in order. */
+  baseLayers: LayerBlob[];
+  history: HistoryEntry[];
+  layerOptions: Omit<LayerWriteOptions, 'outDir'> & { outDir: string };
+  ignorePaths: string[];
+  /** Clamp for history timestamps (--reproducible / --timestamp). */
+  createdAt: () => string | undefined;
+  hostname: string;
+  hostsFile?: string;
+  resolvConfFile?: string;
+}
+
+export interface RunStepOptions {
+  argv: string[];
+  /** Extra `KEY=value` pairs visible to this RUN only (build args in scope, secret env). */
+  extraEnv: string[];
+  mounts: MountSpec[];
+  network: 'default' | 'none' | 'host';
+  history: string;
+  position: SourcePosition;
+  signal?: AbortSignal;
+  onOutput?: (chunk: Buffer) => void;
+}
+
+export class StageBuilder {
+  readonly name: string;
+  readonly rootfs: string;
+  config: ImageConfig;
+  readonly layers: LayerBlob[];
+  readonly history: HistoryEntry[];
+  /** Set by CMD in this stage; ENTRYPOINT keeps such a CMD (BuildKit's rule). */
+  cmdSetInStage = false;
+  private readonly snapshotter;
+
+  constructor(
+    private readonly deps: ExecutorDeps,
+    private readonly opts: StageBuilderOptions,
+    private readonly logger: Logger,
+  ) {
+    this.name = opts.name;
+    this.rootfs = opts.rootfs;
+    this.config = opts.config;
+    this.layers = [...opts.baseLayers];
+    this.history = [...opts.history];
+    this.snapshotter = deps.createSnapshotter(opts.rootfs, opts.scratchDir);
+  }
+
+  get engine(): string {
+    return this.snapshotter.engine;
+  }
+
+  /** The environment a RUN sees: the image's Env (PATH defaulted as Docker does) plus `extra`. */
+  runEnv(extra: string[]): string[] {
+    const env = [...(this.config.config?.Env ?? [])];
+    const has = (k: string) => env.some((e) => e.startsWith(`${k}=`));
+    if (!has('PATH')) env.unshift(`PATH=${DEFAULT_PATH}`);
+    for (const e of extra) {
+      const k = e.slice(0, e.indexOf('='));
+      // ENV wins over ARG of the same name, as in Docker.
+      if (!has(k)) env.push(e);
+    }
+    return env;
+  }
+
+  async run(step: RunStepOptions): Promise<void> {
+    const exclude = this.excludes(step.mounts.map((m) => m.target));
+    const snap = await this.snapshotter.begin({ exclude });
+    let result: RunResult;
+    const createdTargets: string[] = [];
+    try {
+      const user = await resolveUser(snap.runRoot, this.config.config?.User ?? '', step.position);
+      const cwd = this.config.config?.WorkingDir || '/';
+      for (const m of step.mounts) {
+        const host = await resolveInRoot(snap.runRoot, m.target);
+        if (!(await exists(host))) createdTargets.push(host);
+      }
+      result = await this.deps.sandbox.run({
+        root: snap.runRoot,
+        argv: step.argv,
+        env: this.runEnv(step.extraEnv),
+        cwd,
+        uid: user.uid,
+        gid: user.gid,
+        additionalGids: user.additionalGids,
+        mounts: step.mounts,
+        network: step.network,
+        hostname: this.opts.hostname,
+        hostsFile: this.opts.hostsFile,
+        resolvConfFile: this.opts.resolvConfFile,
+        signal: step.signal,
+        onStdout: step.onOutput,
+        onStderr: step.onOutput,
+      });
+      // Mount targets that did not exist before are BuildKit-style stubs: never part of the image.
+      for (const t of createdTargets.reverse()) await removeIfEmpty(t);
+    } catch (e) {
+      await snap.abort();
+      throw e;
+    }
+    if (result.exitCode !== 0) {
+      await snap.abort();
+      const cmd = step.argv.join(' ');
+      throw new KilnError(
+        'run',
+        'RUN_FAILED',
+        `RUN ${cmd.length > 200 ? cmd.slice(0, 200) + '…' : cmd} failed with exit code ${result.exitCode}${result.signal ? ` (signal ${result.signal})` : ''}`,
+        {
+          position: step.position,
+          hint: result.tail.length > 0 ? `last output:\n    ${result.tail.join('\n    ')}` : undefined,
+        },
+      );
+    }
+    const diff = await snap.finish();
+    await this.commit(diff, step.history);
+  }
+
+  /** Runs `fn` against the tree the step may change and commits what it changed as one layer. */
+  async change(history: string, fn: (root: string) => Promise<void>): Promise<void> {
+    const snap = await this.snapshotter.begin({ exclude: this.excludes([]) });
+    try {
+      await fn(snap.runRoot);
+    } catch (e) {
+      await snap.abort();
+      throw e;
+    }
+    await this.commit(await snap.finish(), history);
+  }
+
+  /** A metadata-only step: history with `empty_layer`, no layer. */
+  metadata(history: string, mutate: (cfg: ImageConfig) => void): void {
+    mutate(this.config);
+    this.history.push({ created: this.opts.createdAt(), created_by: history, empty_layer: true });
+  }
+
+  private excludes(mountTargets: string[]): string[] {
+    return [...ALWAYS_EXCLUDED, ...this.opts.ignorePaths, ...mountTargets.map((t) => posix.normalize(t))];
+  }
+
+  private async commit(diff: Diff, history: string): Promise<void> {
+    if (diff.changed.length === 0 && diff.deleted.length === 0 && diff.opaque.length === 0) {
+      this.history.push({ created: this.opts.createdAt(), created_by: history, empty_layer: true });
+      return;
+    }
+    await mkdir(this.opts.layerOptions.outDir, { recursive: true });
+    const layer = await this.deps.writeLayer(diff, this.opts.layerOptions);
+    this.layers.push({
+      descriptor: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size },
+      diffId: layer.diffId,
+      path: layer.path,
+    });
+    this.config.rootfs = { type: 'layers', diff_ids: [...this.config.rootfs.diff_ids, layer.diffId] };
+    this.history.push({ created: this.opts.createdAt(), created_by: history });
+    this.logger.debug(`layer ${layer.digest} (${layer.entries} entries, ${layer.size} bytes)`);
+  }
+
+  async dispose(): Promise<void> {
+    await rm(this.opts.scratchDir, { recursive: true, force: true });
+  }
+
+  /** Host path of an image path in this stage's rootfs, symlinks resolved inside it. */
+  hostPath(imagePath: string): Promise<string> {
+    return resolveInRoot(this.rootfs, imagePath);
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  return lstat(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function removeIfEmpty(p: string): Promise<void> {
+  const st = await lstat(p).catch(() => null);
+  if (!st) return;
+  if (st.isDirectory()) await rmdir(p).catch(() => undefined);
+  else if (st.size === 0) await rm(p, { force: true });
+}
+
+export function scratchDirFor(workDir: string, stage: number): string {
+  return join(workDir, 'stages', String(stage), 'scratch');
+}
