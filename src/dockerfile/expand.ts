@@ -211,7 +211,10 @@ class Lexer {
       }
     }
     if (stopChar !== EOF) {
-      throw new LexFailure('BAD_SUBSTITUTION', `unexpected end of text while looking for matching '${stopChar}'`);
+      throw new LexFailure(
+        'BAD_SUBSTITUTION',
+        `unexpected end of text while looking for matching '${stopChar}'`,
+      );
     }
     return { result, words: words.finish() };
   }
@@ -222,7 +225,10 @@ class Lexer {
     for (;;) {
       const ch = this.next();
       if (ch === EOF) {
-        throw new LexFailure('UNTERMINATED_QUOTE', 'unexpected end of text while looking for matching single-quote');
+        throw new LexFailure(
+          'UNTERMINATED_QUOTE',
+          'unexpected end of text while looking for matching single-quote',
+        );
       }
       if (ch === "'") return result;
       result += ch;
@@ -235,7 +241,10 @@ class Lexer {
     for (;;) {
       const p = this.peek();
       if (p === EOF) {
-        throw new LexFailure('UNTERMINATED_QUOTE', 'unexpected end of text while looking for matching double-quote');
+        throw new LexFailure(
+          'UNTERMINATED_QUOTE',
+          'unexpected end of text while looking for matching double-quote',
+        );
       }
       if (p === '"') {
         this.next();
@@ -332,9 +341,10 @@ class Lexer {
       case '?': {
         if (!isUnset) return value ?? '';
         const message =
-          word !== '' ? word : value === undefined ? 'is not allowed to be unset' : 'is not allowed to be empty';
-        const sep = word !== '' ? ': ' : ' ';
-        throw new LexFailure('REQUIRED_VAR', `variable "${name}" is required${sep}${message}`, name);
+          word !== ''
+            ? `is required: ${word}`
+            : `is not allowed to be ${value === undefined ? 'unset' : 'empty'}`;
+        throw new LexFailure('REQUIRED_VAR', `variable "${name}" ${message}`, name);
       }
       default: {
         // '#' / '%': shortest match; doubled ('##' / '%%'): longest.
