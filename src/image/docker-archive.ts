@@ -90,7 +90,7 @@ async function addLayer(pack: tar.Pack, desc: Descriptor, src: NodeJS.ReadableSt
   }
   const got = `sha256:${hash.digest('hex')}`;
   if (n !== desc.size || got !== desc.digest) throw mismatch(desc, got, n);
-  entry.end();
+  entry.end(null);
   await finished;
   if (entryErr) throw entryErr;
 }
