@@ -204,11 +204,10 @@ function dockerRegexp(pattern: string): { re: string; type: MatchType } {
         k++;
         if (chars[k] === '/') k++;
         if (k >= chars.length) {
-          if (type === 'exact') type = 'prefix';
-          else {
-            re += '.*';
-            type = 'regexp';
-          }
+          // Docker adds `.*` only in the regexp case; the prefix fast path never reads `re`, and
+          // the suffix case (`**` alone) needs it to match everything.
+          re += '.*';
+          type = type === 'exact' ? 'prefix' : 'regexp';
         } else {
           re += '(.*/)?';
           type = 'regexp';
@@ -344,7 +343,10 @@ function compile(p: IgnorePattern): Compiled {
         'context',
         'BAD_DOCKERIGNORE',
         `${p.file ?? '.dockerignore'}:${p.line ?? 0}: invalid .dockerignore pattern ${JSON.stringify(cleaned)}: ${e instanceof Error ? e.message : String(e)}`,
-        { hint: 'fix or remove the pattern', position: { file: p.file ?? '.dockerignore', line: p.line ?? 0 } },
+        {
+          hint: 'fix or remove the pattern',
+          position: { file: p.file ?? '.dockerignore', line: p.line ?? 0 },
+        },
       );
     }
     test = (s) => rx.test(s);
@@ -438,7 +440,10 @@ export async function loadIgnoreFile(
   contextDir: string,
   dockerfilePath: string,
 ): Promise<{ file: string | null; patterns: IgnorePattern[] }> {
-  const candidates = [`${path.resolve(dockerfilePath)}.dockerignore`, path.join(path.resolve(contextDir), '.dockerignore')];
+  const candidates = [
+    `${path.resolve(dockerfilePath)}.dockerignore`,
+    path.join(path.resolve(contextDir), '.dockerignore'),
+  ];
   for (const candidate of candidates) {
     let text: string;
     try {
@@ -446,10 +451,15 @@ export async function loadIgnoreFile(
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') continue;
-      throw new KilnError('context', 'DOCKERIGNORE_READ', `cannot read ${candidate}: ${(e as Error).message}`, {
-        hint: 'check the file permissions, or remove the file',
-        cause: e,
-      });
+      throw new KilnError(
+        'context',
+        'DOCKERIGNORE_READ',
+        `cannot read ${candidate}: ${(e as Error).message}`,
+        {
+          hint: 'check the file permissions, or remove the file',
+          cause: e,
+        },
+      );
     }
     return { file: candidate, patterns: parseDockerignore(text, candidate) };
   }
