@@ -39,7 +39,7 @@ async function makeTar(files: FileSpec[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   const done = (async () => {
-    for await (const c of pack) chunks.push(c);
+    for await (const c of pack) chunks.push(c as Buffer);
   })();
   for (const f of files) {
     const header = {
@@ -50,9 +50,11 @@ async function makeTar(files: FileSpec[]): Promise<Buffer> {
       gid: 0,
       type: f.dir ? ('directory' as const) : ('file' as const),
     };
-    await new Promise<void>((resolve, reject) =>
-      pack.entry(header, f.dir ? undefined : (f.content ?? ''), (err) => (err ? reject(err) : resolve())),
-    );
+    await new Promise<void>((resolve, reject) => {
+      const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
+      if (f.dir) pack.entry(header, cb);
+      else pack.entry(header, f.content ?? '', cb);
+    });
   }
   pack.finalize();
   await done;
