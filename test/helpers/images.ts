@@ -1,0 +1,201 @@
+/**
+ * A minimal real image for tests: Debian's static busybox with its applet symlinks and root/nobody
+ * users, written by hand as an OCI layout (cached under /tmp/kiln-test-cache) and pushed with skopeo.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { KilnError } from '../../src/util/errors.ts';
+import { registryCreds } from './registry.ts';
+import type { TestRegistry } from './registry.ts';
+
+const execFileP = promisify(execFile);
+
+export const CACHE_ROOT = '/tmp/kiln-test-cache';
+const LAYOUT_REF = 'busybox';
+const BUSYBOX = '/bin/busybox';
+
+export function ociArch(arch: string = process.arch): string {
+  return arch === 'x64' ? 'amd64' : arch === 'ia32' ? '386' : arch;
+}
+
+function sha256(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+async function ensureBusybox(): Promise<void> {
+  if (existsSync(BUSYBOX)) return;
+  try {
+    await execFileP('apt-get', ['install', '-y', 'busybox-static'], { maxBuffer: 64 << 20 });
+  } catch (e) {
+    throw new KilnError(
+      'internal',
+      'TEST_NO_BUSYBOX',
+      `${BUSYBOX} is missing and busybox-static did not install`,
+      {
+        hint: 'run `apt-get install -y busybox-static`',
+        cause: e,
+      },
+    );
+  }
+}
+
+async function writeBlob(layout: string, data: Buffer | string): Promise<{ digest: string; size: number }> {
+  const buf = Buffer.from(data);
+  const hex = sha256(buf);
+  await writeFile(join(layout, 'blobs', 'sha256', hex), buf);
+  return { digest: `sha256:${hex}`, size: buf.length };
+}
+
+async function buildLayout(dest: string): Promise<void> {
+  await ensureBusybox();
+  await mkdir(CACHE_ROOT, { recursive: true });
+  const work = await mkdtemp(join(CACHE_ROOT, 'build-'));
+  try {
+    const rootfs = join(work, 'rootfs');
+    for (const d of ['bin', 'etc', 'root', 'tmp']) await mkdir(join(rootfs, d), { recursive: true });
+    await chmod(join(rootfs, 'root'), 0o700);
+    await chmod(join(rootfs, 'tmp'), 0o1777);
+    await copyFile(BUSYBOX, join(rootfs, 'bin', 'busybox'));
+    await chmod(join(rootfs, 'bin', 'busybox'), 0o755);
+    const { stdout } = await execFileP(BUSYBOX, ['--list']);
+    const applets = new Set(stdout.split('\n').map((s) => s.trim()));
+    for (const must of ['sh', 'ls', 'cat', 'echo']) applets.add(must);
+    for (const a of [...applets].sort()) {
+      if (a === '' || a === 'busybox' || a.includes('/')) continue;
+      await symlink('busybox', join(rootfs, 'bin', a));
+    }
+    await writeFile(
+      join(rootfs, 'etc', 'passwd'),
+      'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
+    );
+    await writeFile(join(rootfs, 'etc', 'group'), 'root:x:0:\nnogroup:x:65534:\n');
+
+    const tarPath = join(work, 'layer.tar');
+    await execFileP('tar', [
+      '--sort=name',
+      '--numeric-owner',
+      '--owner=0',
+      '--group=0',
+      '--mtime=@0',
+      '--format=gnu',
+      '-C',
+      rootfs,
+      '-cf',
+      tarPath,
+      'bin',
+      'etc',
+      'root',
+      'tmp',
+    ]);
+    const tar = await readFile(tarPath);
+    const gz = gzipSync(tar, { level: 6 });
+
+    const layout = join(work, 'layout');
+    await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
+    await writeFile(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    const layer = await writeBlob(layout, gz);
+    const config = await writeBlob(
+      layout,
+      JSON.stringify({
+        created: '1970-01-01T00:00:00Z',
+        architecture: ociArch(),
+        os: 'linux',
+        config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['sh'] },
+        rootfs: { type: 'layers', diff_ids: [`sha256:${sha256(tar)}`] },
+        history: [{ created: '1970-01-01T00:00:00Z', created_by: 'kiln test: busybox-static rootfs' }],
+      }),
+    );
+    const manifest = await writeBlob(
+      layout,
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer }],
+      }),
+    );
+    await writeFile(
+      join(layout, 'index.json'),
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [
+          {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            ...manifest,
+            platform: { architecture: ociArch(), os: 'linux' },
+            annotations: { 'org.opencontainers.image.ref.name': LAYOUT_REF },
+          },
+        ],
+      }),
+    );
+    try {
+      await rename(layout, dest);
+    } catch (e) {
+      // Another process won the race: its layout is identical in content.
+      if (!existsSync(join(dest, 'index.json'))) throw e;
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+let layoutPromise: Promise<string> | undefined;
+
+/** The cached busybox OCI layout dir (ref name `busybox`), built on first use. */
+export function busyboxLayout(): Promise<string> {
+  layoutPromise ??= (async () => {
+    const dest = join(CACHE_ROOT, `busybox-oci-${ociArch()}-v1`);
+    if (!existsSync(join(dest, 'index.json'))) await buildLayout(dest);
+    return dest;
+  })();
+  return layoutPromise;
+}
+
+export interface PushOptions {
+  /** Push to this host:port instead of `registry.host` (e.g. a fault proxy in front of it). */
+  host?: string;
+}
+
+/** Pushes the busybox image to `<host>/<repo>:<tag>` and returns its manifest digest. */
+export async function pushBusyboxImage(
+  registry: TestRegistry,
+  repo: string,
+  tag: string,
+  opts: PushOptions = {},
+): Promise<string> {
+  const layout = await busyboxLayout();
+  const work = await mkdtemp(join(CACHE_ROOT, 'push-'));
+  const digestFile = join(work, 'digest');
+  const args = ['--insecure-policy', 'copy', '--dest-tls-verify=false', '--digestfile', digestFile];
+  const creds = registryCreds(registry);
+  if (creds) args.push('--dest-creds', creds);
+  args.push(`oci:${layout}:${LAYOUT_REF}`, `docker://${opts.host ?? registry.host}/${repo}:${tag}`);
+  try {
+    await execFileP('skopeo', args, { maxBuffer: 64 << 20 });
+    const digest = (await readFile(digestFile, 'utf8')).trim();
+    if (!/^sha256:[a-f0-9]{64}$/.test(digest)) {
+      throw new KilnError('internal', 'TEST_PUSH_DIGEST', `skopeo wrote an unexpected digest "${digest}"`);
+    }
+    return digest;
+  } catch (e) {
+    if (e instanceof KilnError) throw e;
+    const stderr = (e as { stderr?: string }).stderr ?? String(e);
+    throw new KilnError(
+      'registry',
+      'TEST_PUSH_FAILED',
+      `skopeo copy to ${registry.host}/${repo}:${tag} failed`,
+      {
+        hint: stderr.trim().split('\n').slice(-3).join(' | '),
+        cause: e,
+      },
+    );
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
