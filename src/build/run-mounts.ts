@@ -12,41 +12,8 @@ import type { SecretSpec } from './options.ts';
 import { KilnError, type SourcePosition } from '../util/errors.ts';
 import { resolveInRoot } from './rootpath.ts';
 
-export type RunMountRequest =
-  | {
-      type: 'secret';
-      id: string;
-      target?: string;
-      /** Also (or only) expose the secret as this environment variable. */
-      env?: string;
-      required: boolean;
-      mode: number;
-      uid: number;
-      gid: number;
-    }
-  | {
-      type: 'cache';
-      id?: string;
-      target: string;
-      readonly: boolean;
-      sharing: 'shared' | 'private' | 'locked';
-      /** Seed the cache from this stage/image/context path the first time. */
-      from?: string;
-      source?: string;
-      mode: number;
-      uid: number;
-      gid: number;
-    }
-  | {
-      type: 'bind';
-      target: string;
-      /** Path inside `from` (or the context). */
-      source: string;
-      from?: string;
-      readwrite: boolean;
-    }
-  | { type: 'tmpfs'; target: string; size?: number }
-  | { type: 'ssh'; id?: string; target?: string; required: boolean };
+export type { RunMountRequest } from '../dockerfile/mounts.ts';
+import type { RunMountRequest } from '../dockerfile/mounts.ts';
 
 export interface MountResolution {
   mounts: MountSpec[];

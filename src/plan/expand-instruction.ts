@@ -1,0 +1,90 @@
+/**
+ * Applies variable expansion to exactly the parts of an instruction that Docker expands: ADD/COPY
+ * (sources, destination, --from, --chown, --chmod, --exclude, unquoted heredoc bodies), ENV and
+ * LABEL (names and values), EXPOSE, FROM (image, --platform), STOPSIGNAL, USER, VOLUME, WORKDIR,
+ * ARG defaults and RUN --mount values. RUN/CMD/ENTRYPOINT/SHELL/HEALTHCHECK commands are left for
+ * the shell, as Docker does.
+ */
+import type { Instruction } from '../dockerfile/instructions.ts';
+import { expandWord, type VarLookup } from '../dockerfile/expand.ts';
+import type { EscapeToken } from '../dockerfile/words.ts';
+import { KilnError, isKilnError, type SourcePosition } from '../util/errors.ts';
+
+export interface Expander {
+  word(w: string): string;
+}
+
+export function makeExpander(
+  lookup: VarLookup,
+  escape: EscapeToken,
+  at: SourcePosition,
+  onUse?: (name: string) => void,
+): Expander {
+  return {
+    word(w: string): string {
+      try {
+        return expandWord(w, lookup, { escapeToken: escape, ...(onUse ? { onUse } : {}) });
+      } catch (e) {
+        if (isKilnError(e)) {
+          throw new KilnError(e.category, e.code, e.message, {
+            position: at,
+            cause: e,
+            ...(e.hint ? { hint: e.hint } : {}),
+          });
+        }
+        throw e;
+      }
+    },
+  };
+}
+
+/** Returns a copy of `ins` with Docker's expansion applied. ARG is handled by the scope itself. */
+export function expandInstruction(ins: Instruction, x: Expander): Instruction {
+  const opt = (v: string | undefined): string | undefined => (v === undefined ? undefined : x.word(v));
+  switch (ins.kind) {
+    case 'from': {
+      const platform = opt(ins.platform);
+      return { ...ins, image: x.word(ins.image), ...(platform !== undefined ? { platform } : {}) };
+    }
+    case 'run':
+      return { ...ins, mounts: ins.mounts.map((m) => x.word(m)) };
+    case 'copy':
+    case 'add': {
+      const from = opt(ins.from);
+      const chown = opt(ins.chown);
+      const chmod = opt(ins.chmod);
+      const checksum = opt(ins.checksum);
+      return {
+        ...ins,
+        sources: ins.sources.map((s) => (s.startsWith('<<') ? s : x.word(s))),
+        dest: x.word(ins.dest),
+        exclude: ins.exclude.map((e) => x.word(e)),
+        heredocs: ins.heredocs.map((h) => (h.expand ? { ...h, content: expandHeredoc(h.content, x) } : h)),
+        ...(from !== undefined ? { from } : {}),
+        ...(chown !== undefined ? { chown } : {}),
+        ...(chmod !== undefined ? { chmod } : {}),
+        ...(checksum !== undefined ? { checksum } : {}),
+      };
+    }
+    case 'env':
+    case 'label':
+      return { ...ins, pairs: ins.pairs.map(([k, v]) => [x.word(k), x.word(v)] as [string, string]) };
+    case 'expose':
+    case 'volume':
+      return { ...ins, values: ins.values.map((v) => x.word(v)) };
+    case 'user':
+    case 'workdir':
+    case 'stopsignal':
+      return { ...ins, value: x.word(ins.value) };
+    default:
+      return ins;
+  }
+}
+
+/**
+ * Unquoted COPY heredoc bodies get variables substituted but keep their quotes and backslashes,
+ * so only `$name` / `${...}` forms are rewritten, line by line.
+ */
+function expandHeredoc(content: string, x: Expander): string {
+  return content.replace(/\$(\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)/g, (m) => x.word(m));
+}
