@@ -1,0 +1,349 @@
+/**
+ * Writes a Diff as an OCI layer blob: a PAX tar, compressed (gzip, zstd or none), streamed to a
+ * temp file in one pass that computes the compressed digest and size and the uncompressed diffId
+ * together; the file is then renamed to the digest's hex. Entries are sorted and, with clampMtime,
+ * the same tree always gives the same bytes (gzip header mtime 0, no file name; numeric owners only).
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, type BigIntStats } from 'node:fs';
+import { lstat, readlink, rename, rm } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { DigestStream, digestHex } from '../image/digest.ts';
+import { MediaType } from '../image/types.ts';
+import { KilnError } from '../util/errors.ts';
+import type { Diff, LayerWriteOptions, WrittenLayer } from './types.ts';
+import { readXattrs } from './xattr.ts';
+import { zstdCompress } from './zstd.ts';
+
+// --- tar encoding ---------------------------------------------------------------------------------
+
+type TypeFlag = '0' | '1' | '2' | '3' | '4' | '5' | '6' | 'x';
+
+interface TarHeader {
+  name: string;
+  type: TypeFlag;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  linkname?: string;
+  devmajor?: number;
+  devminor?: number;
+  xattrs?: Map<string, Buffer>;
+}
+
+const BLOCK = 512;
+const ZERO = Buffer.alloc(BLOCK * 2);
+
+function isAscii(s: string): boolean {
+  return /^[\x20-\x7e]*$/.test(s);
+}
+
+/** Writes an octal number in a field of `len` bytes (len-1 digits and a NUL); false if it does not fit. */
+function octal(buf: Buffer, off: number, len: number, n: number): boolean {
+  const s = Math.floor(n).toString(8);
+  if (n < 0 || s.length > len - 1) {
+    buf.write('0'.repeat(len - 1), off, 'ascii');
+    return false;
+  }
+  buf.write(s.padStart(len - 1, '0'), off, 'ascii');
+  return true;
+}
+
+/** Splits a name into ustar prefix/name, or null if it needs a PAX path. */
+function splitName(name: string): [string, string] | null {
+  if (!isAscii(name)) return null;
+  if (name.length <= 100) return ['', name];
+  for (let i = name.length - 1; i > 0; i--) {
+    if (name[i] !== '/' || i === name.length - 1) continue;
+    const prefix = name.slice(0, i);
+    const rest = name.slice(i + 1);
+    if (prefix.length <= 155 && rest.length <= 100 && rest.length > 0) return [prefix, rest];
+    if (prefix.length <= 155) break;
+  }
+  return null;
+}
+
+function paxRecord(key: string, value: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`, 'utf8'), value, Buffer.from('\n')]);
+  let len = body.length + 1;
+  while (String(len).length + body.length !== len) len = String(len).length + body.length;
+  return Buffer.concat([Buffer.from(String(len), 'ascii'), body]);
+}
+
+function ustar(h: TarHeader, paxNeeded: { pax: Map<string, Buffer> }): Buffer {
+  const b = Buffer.alloc(BLOCK);
+  const split = splitName(h.name);
+  if (split) {
+    b.write(split[1], 0, 'ascii');
+    if (split[0]) b.write(split[0], 345, 'ascii');
+  } else {
+    paxNeeded.pax.set('path', Buffer.from(h.name, 'utf8'));
+    b.write(
+      Buffer.from(h.name, 'utf8')
+        .subarray(0, 100)
+        .toString('latin1')
+        .replace(/[^\x20-\x7e]/g, '_'),
+      0,
+      'ascii',
+    );
+  }
+  octal(b, 100, 8, h.mode & 0o7777);
+  if (!octal(b, 108, 8, h.uid)) paxNeeded.pax.set('uid', Buffer.from(String(h.uid)));
+  if (!octal(b, 116, 8, h.gid)) paxNeeded.pax.set('gid', Buffer.from(String(h.gid)));
+  if (!octal(b, 124, 12, h.size)) paxNeeded.pax.set('size', Buffer.from(String(h.size)));
+  if (!octal(b, 136, 12, h.mtime)) paxNeeded.pax.set('mtime', Buffer.from(String(h.mtime)));
+  b.write(h.type, 156, 'ascii');
+  if (h.linkname !== undefined) {
+    if (isAscii(h.linkname) && h.linkname.length <= 100) b.write(h.linkname, 157, 'ascii');
+    else paxNeeded.pax.set('linkpath', Buffer.from(h.linkname, 'utf8'));
+  }
+  b.write('ustar\x0000', 257, 'latin1');
+  octal(b, 329, 8, h.devmajor ?? 0);
+  octal(b, 337, 8, h.devminor ?? 0);
+  b.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const byte of b) sum += byte;
+  b.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'ascii');
+  return b;
+}
+
+/** The header blocks of an entry: a PAX `x` header first when a field does not fit ustar, or for xattrs. */
+export function encodeHeader(h: TarHeader): Buffer {
+  const need = { pax: new Map<string, Buffer>() };
+  const main = ustar(h, need);
+  for (const [k, v] of h.xattrs ?? []) need.pax.set(`SCHILY.xattr.${k}`, v);
+  if (need.pax.size === 0) return main;
+  const keys = [...need.pax.keys()].sort();
+  const data = Buffer.concat(keys.map((k) => paxRecord(k, need.pax.get(k)!)));
+  const base = posix.basename(h.name.replace(/\/$/, '')) || 'root';
+  const paxName = `PaxHeaders.0/${base}`.slice(0, 100);
+  const paxHdr = ustar(
+    {
+      name: isAscii(paxName) ? paxName : 'PaxHeaders.0/entry',
+      type: 'x',
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: data.length,
+      mtime: Math.max(0, h.mtime),
+    },
+    { pax: new Map() },
+  );
+  return Buffer.concat([paxHdr, data, padding(data.length), main]);
+}
+
+function padding(size: number): Buffer {
+  const r = size % BLOCK;
+  return r === 0 ? Buffer.alloc(0) : Buffer.alloc(BLOCK - r);
+}
+
+// --- the entries of a diff ------------------------------------------------------------------------
+
+interface PlannedEntry {
+  header: TarHeader;
+  /** Host file to stream the content from (regular files). */
+  source?: string;
+}
+
+function major(rdev: bigint): number {
+  return Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
+}
+function minor(rdev: bigint): number {
+  return Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
+}
+
+function fsError(what: string, p: string, err: unknown): KilnError {
+  return new KilnError(
+    'fs',
+    'LAYER_WRITE_FAILED',
+    `cannot ${what} ${p} for the layer: ${(err as Error).message}`,
+    {
+      hint: 'the snapshot changed while the layer was being written, or the disk is full',
+      cause: err,
+    },
+  );
+}
+
+async function planEntries(diff: Diff, clamp: number | undefined): Promise<PlannedEntry[]> {
+  const clampTime = (t: number): number => (clamp !== undefined && t > clamp ? clamp : t);
+  const wt = clamp ?? 0;
+  const items: Array<{ key: string; build: () => Promise<PlannedEntry | null> }> = [];
+  const seenInodes = new Map<string, string>();
+  const stats = new Map<string, BigIntStats>();
+
+  const norm = (p: string): string => posix.normalize('/' + p).replace(/\/+$/, '');
+  const changed = [...new Set(diff.changed.map(norm))].filter((p) => p !== '');
+  for (const p of changed) {
+    const host = posix.join(diff.root, p);
+    try {
+      stats.set(p, await lstat(host, { bigint: true }));
+    } catch (err) {
+      throw fsError('read', p, err);
+    }
+  }
+  const xattrPaths = changed
+    .filter((p) => !stats.get(p)!.isSymbolicLink())
+    .map((p) => posix.join(diff.root, p));
+  const xattrs = await readXattrs(xattrPaths);
+
+  for (const p of changed) {
+    items.push({
+      key: p,
+      build: async () => {
+        const st = stats.get(p)!;
+        const host = posix.join(diff.root, p);
+        const name = p.slice(1);
+        const base = {
+          mode: Number(st.mode & 0o7777n),
+          uid: Number(st.uid),
+          gid: Number(st.gid),
+          mtime: clampTime(Number(st.mtimeMs / 1000n)),
+          size: 0,
+        };
+        const x = xattrs.get(host);
+        if (st.isDirectory()) return { header: { ...base, name: name + '/', type: '5', xattrs: x } };
+        if (st.isSymbolicLink()) {
+          let target: string;
+          try {
+            target = await readlink(host);
+          } catch (err) {
+            throw fsError('read the symlink', p, err);
+          }
+          return { header: { ...base, name, type: '2', linkname: target } };
+        }
+        if (st.isFile()) {
+          if (st.nlink > 1n) {
+            const ino = `${st.dev}:${st.ino}`;
+            const first = seenInodes.get(ino);
+            if (first !== undefined) return { header: { ...base, name, type: '1', linkname: first } };
+            seenInodes.set(ino, name);
+          }
+          return { header: { ...base, name, type: '0', size: Number(st.size), xattrs: x }, source: host };
+        }
+        if (st.isCharacterDevice() || st.isBlockDevice()) {
+          const type = st.isCharacterDevice() ? '3' : '4';
+          return {
+            header: { ...base, name, type, devmajor: major(st.rdev), devminor: minor(st.rdev), xattrs: x },
+          };
+        }
+        if (st.isFIFO()) return { header: { ...base, name, type: '6', xattrs: x } };
+        return null; // sockets cannot be archived
+      },
+    });
+  }
+  const whiteout = (p: string, file: string): { key: string; build: () => Promise<PlannedEntry> } => {
+    const key = posix.join(norm(p) || '/', file);
+    return {
+      key,
+      build: async () => ({
+        header: { name: key.slice(1), type: '0', mode: 0, uid: 0, gid: 0, size: 0, mtime: wt },
+      }),
+    };
+  };
+  for (const p of diff.deleted) {
+    const n = norm(p);
+    if (n !== '') items.push(whiteout(posix.dirname(n), `.wh.${posix.basename(n)}`));
+  }
+  for (const p of diff.opaque) items.push(whiteout(p, '.wh..wh..opq'));
+
+  items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const out: PlannedEntry[] = [];
+  for (const it of items) {
+    const e = await it.build();
+    if (e) out.push(e);
+  }
+  return out;
+}
+
+/** Content of a file, exactly `size` bytes (cut or zero-filled if the file changed meanwhile), then padding. */
+async function* fileBody(path: string, size: number): AsyncGenerator<Buffer> {
+  let left = size;
+  if (left > 0) {
+    for await (const chunk of createReadStream(path, { end: size - 1 }) as AsyncIterable<Buffer>) {
+      const c = chunk.length > left ? chunk.subarray(0, left) : chunk;
+      left -= c.length;
+      yield c;
+      if (left === 0) break;
+    }
+  }
+  while (left > 0) {
+    const n = Math.min(left, 65536);
+    yield Buffer.alloc(n);
+    left -= n;
+  }
+  const pad = padding(size);
+  if (pad.length) yield pad;
+}
+
+async function* tarStream(entries: PlannedEntry[]): AsyncGenerator<Buffer> {
+  for (const e of entries) {
+    yield encodeHeader(e.header);
+    if (e.source && e.header.size > 0) yield* fileBody(e.source, e.header.size);
+  }
+  yield ZERO;
+}
+
+class Passthrough extends Transform {
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    cb(null, chunk);
+  }
+}
+
+// --- public ---------------------------------------------------------------------------------------
+
+/** Writes `diff` as a layer blob in opts.outDir, named by the hex of its digest. */
+export async function writeLayer(diff: Diff, opts: LayerWriteOptions): Promise<WrittenLayer> {
+  const entries = await planEntries(diff, opts.clampMtime);
+  const tmp = posix.join(opts.outDir, `.tmp-layer-${randomBytes(8).toString('hex')}`);
+  const uncompressed = new DigestStream();
+  const compressed = new DigestStream();
+  const level = Math.round(opts.compressionLevel);
+  const compressor =
+    opts.compression === 'gzip'
+      ? createGzip({ level: Math.max(0, Math.min(9, Number.isFinite(level) ? level : 6)) })
+      : opts.compression === 'zstd'
+        ? zstdCompress(level)
+        : new Passthrough();
+  try {
+    await pipeline(
+      Readable.from(tarStream(entries), { objectMode: false }),
+      uncompressed,
+      compressor,
+      compressed,
+      createWriteStream(tmp, { flags: 'wx', mode: 0o644 }),
+    );
+    const digest = compressed.digest();
+    const path = posix.join(opts.outDir, digestHex(digest));
+    await rename(tmp, path);
+    return {
+      path,
+      digest,
+      diffId: uncompressed.digest(),
+      size: compressed.size,
+      mediaType:
+        opts.compression === 'gzip'
+          ? MediaType.OciLayerGzip
+          : opts.compression === 'zstd'
+            ? MediaType.OciLayerZstd
+            : MediaType.OciLayer,
+      entries: entries.length,
+    };
+  } catch (err) {
+    await rm(tmp, { force: true });
+    if (err instanceof KilnError) throw err;
+    throw new KilnError(
+      'fs',
+      'LAYER_WRITE_FAILED',
+      `cannot write layer to ${opts.outDir}: ${(err as Error).message}`,
+      {
+        hint: 'check that the output directory exists and the disk has room',
+        cause: err,
+      },
+    );
+  }
+}
