@@ -8,6 +8,7 @@ import { spawn, execFile } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, createPrivateKey, createPublicKey, createSign, randomUUID } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -121,6 +122,7 @@ function signingMaterial(): Promise<SigningMaterial> {
       '-subj',
       `/CN=${TOKEN_ISSUER}`,
     ]);
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     const key = createPrivateKey(await readFile(keyPath));
     return { dir, keyPath, certPath, key, kid: libtrustKeyId(createPublicKey(key)) };
   })();
