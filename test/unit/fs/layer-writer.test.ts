@@ -89,7 +89,8 @@ async function compareTrees(a: string, b: string, paths: string[]): Promise<void
     if (!sa.isDirectory()) assert.equal(sb.size, sa.size, `size of ${p}`);
     assert.equal(Math.floor(sb.mtimeMs / 1000), Math.floor(sa.mtimeMs / 1000), `mtime of ${p}`);
     if (sa.isSymbolicLink()) assert.equal(await readlink(join(b, p)), await readlink(join(a, p)));
-    if (sa.isFile()) assert.deepEqual(await readFile(join(b, p)), await readFile(join(a, p)), `content of ${p}`);
+    if (sa.isFile())
+      assert.deepEqual(await readFile(join(b, p)), await readFile(join(a, p)), `content of ${p}`);
     if (sa.isFile()) assert.equal(getCap(join(b, p)), getCap(join(a, p)), `capability of ${p}`);
   }
 }
@@ -106,30 +107,38 @@ function diffOf(root: string, paths: string[], extra: Partial<Diff> = {}): Diff 
 
 describe('writeLayer', () => {
   for (const compression of ['gzip', 'zstd', 'none'] as const) {
-    test(`round trip through extractLayer (${compression})`, { skip: compression === 'zstd' && !HAS_ZSTD }, async () => {
-      const src = await tmp('src');
-      const out = await tmp('out');
-      const dst = await tmp('dst');
-      try {
-        const { paths, cap } = await makeTree(src);
-        const layer = await writeLayer(diffOf(src, paths), { compression, compressionLevel: 3, outDir: out });
-        assert.equal(layer.entries, paths.length);
-        const magic = (await readFile(layer.path)).subarray(0, 4).toString('hex');
-        if (compression === 'gzip') assert.ok(magic.startsWith('1f8b'));
-        if (compression === 'zstd') assert.equal(magic, '28b52ffd');
-        const r = await extractLayer(createReadStream(layer.path), dst);
-        assert.equal(r.entries, paths.length);
-        await compareTrees(src, dst, paths);
-        // hardlinks stay hardlinks, the fifo stays a fifo, capabilities survive
-        assert.equal((await lstat(join(dst, 'hard1'))).ino, (await lstat(join(dst, 'hard2'))).ino);
-        assert.ok((await lstat(join(dst, 'fifo'))).isFIFO());
-        assert.equal((await lstat(join(dst, 'suid'))).mode & 0o7777, 0o4755);
-        assert.equal((await lstat(join(dst, 'sticky'))).mode & 0o7777, 0o1777);
-        if (cap) assert.match(getCap(join(dst, 'ping')), /^security\.capability=0x0[12]0000020020/);
-      } finally {
-        await Promise.all([src, out, dst].map((d) => rm(d, { recursive: true, force: true })));
-      }
-    });
+    test(
+      `round trip through extractLayer (${compression})`,
+      { skip: compression === 'zstd' && !HAS_ZSTD },
+      async () => {
+        const src = await tmp('src');
+        const out = await tmp('out');
+        const dst = await tmp('dst');
+        try {
+          const { paths, cap } = await makeTree(src);
+          const layer = await writeLayer(diffOf(src, paths), {
+            compression,
+            compressionLevel: 3,
+            outDir: out,
+          });
+          assert.equal(layer.entries, paths.length);
+          const magic = (await readFile(layer.path)).subarray(0, 4).toString('hex');
+          if (compression === 'gzip') assert.ok(magic.startsWith('1f8b'));
+          if (compression === 'zstd') assert.equal(magic, '28b52ffd');
+          const r = await extractLayer(createReadStream(layer.path), dst);
+          assert.equal(r.entries, paths.length);
+          await compareTrees(src, dst, paths);
+          // hardlinks stay hardlinks, the fifo stays a fifo, capabilities survive
+          assert.equal((await lstat(join(dst, 'hard1'))).ino, (await lstat(join(dst, 'hard2'))).ino);
+          assert.ok((await lstat(join(dst, 'fifo'))).isFIFO());
+          assert.equal((await lstat(join(dst, 'suid'))).mode & 0o7777, 0o4755);
+          assert.equal((await lstat(join(dst, 'sticky'))).mode & 0o7777, 0o1777);
+          if (cap) assert.match(getCap(join(dst, 'ping')), /^security\.capability=0x0[12]0000020020/);
+        } finally {
+          await Promise.all([src, out, dst].map((d) => rm(d, { recursive: true, force: true })));
+        }
+      },
+    );
   }
 
   test('digest, size, diffId and file name agree with the file on disk (gzip -dc | sha256sum)', async () => {
@@ -137,7 +146,11 @@ describe('writeLayer', () => {
     const out = await tmp('out');
     try {
       const { paths } = await makeTree(src);
-      const layer = await writeLayer(diffOf(src, paths), { compression: 'gzip', compressionLevel: 6, outDir: out });
+      const layer = await writeLayer(diffOf(src, paths), {
+        compression: 'gzip',
+        compressionLevel: 6,
+        outDir: out,
+      });
       assert.equal(layer.digest, await sha256File(layer.path));
       assert.equal(layer.size, (await lstat(layer.path)).size);
       assert.equal(posix.basename(layer.path), layer.digest.slice(7));
@@ -149,7 +162,11 @@ describe('writeLayer', () => {
         [],
         'no temp file left',
       );
-      const plain = await writeLayer(diffOf(src, paths), { compression: 'none', compressionLevel: 0, outDir: out });
+      const plain = await writeLayer(diffOf(src, paths), {
+        compression: 'none',
+        compressionLevel: 0,
+        outDir: out,
+      });
       assert.equal(plain.digest, plain.diffId);
       assert.equal(plain.diffId, layer.diffId);
     } finally {
@@ -169,11 +186,11 @@ describe('writeLayer', () => {
       });
       const list = execFileSync('tar', ['-tzf', layer.path], { encoding: 'utf8' }).trim().split('\n');
       const expected = [...paths.map((p) => p.slice(1)), 'etc/.wh..wh..opq', 'gone/.wh.file'];
+      assert.deepEqual(list.map((n) => n.replace(/\/$/, '')).sort(), expected.sort());
       assert.deepEqual(
-        list.map((n) => n.replace(/\/$/, '')).sort(),
-        expected.sort(),
+        list,
+        [...list].sort((a, b) => (a.replace(/\/$/, '') < b.replace(/\/$/, '') ? -1 : 1)),
       );
-      assert.deepEqual(list, [...list].sort((a, b) => (a.replace(/\/$/, '') < b.replace(/\/$/, '') ? -1 : 1)));
       assert.ok(list.includes('etc/'), 'directories end with /');
       assert.ok(list.every((n) => !n.startsWith('/')));
       const verbose = execFileSync('tar', ['--numeric-owner', '-tvzf', layer.path], { encoding: 'utf8' });
@@ -215,7 +232,11 @@ describe('writeLayer', () => {
     const src = await tmp('src');
     const out = await tmp('out');
     try {
-      const layer = await writeLayer(diffOf(src, []), { compression: 'none', compressionLevel: 0, outDir: out });
+      const layer = await writeLayer(diffOf(src, []), {
+        compression: 'none',
+        compressionLevel: 0,
+        outDir: out,
+      });
       assert.equal(layer.entries, 0);
       assert.equal(layer.size, 1024);
       assert.equal(execFileSync('tar', ['-tf', layer.path], { encoding: 'utf8' }), '');
