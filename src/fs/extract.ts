@@ -365,7 +365,8 @@ export async function extractLayer(
       default:
         return; // unknown entry types are skipped, like GNU tar does with a warning
     }
-    written.add(host);
+    // Parents made implicitly belong to this layer too, so an opaque marker keeps them.
+    for (let p = host; p !== root && !written.has(p); p = posix.dirname(p)) written.add(p);
 
     if (pax) {
       const x = new Map<string, Buffer>();

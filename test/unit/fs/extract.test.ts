@@ -66,6 +66,7 @@ describe('extractLayer', () => {
       const layer = await makeTar([
         { name: 'a/', type: 'directory', mode: 0o755 },
         { name: 'a/-early', content: 'before the marker' },
+        { name: 'a/-implicit/file', content: 'parent made without a dir entry' },
         { name: 'a/.wh..wh..opq' },
         { name: 'a/new', content: 'new' },
         { name: 'a/sub/', type: 'directory', mode: 0o755 },
@@ -76,8 +77,8 @@ describe('extractLayer', () => {
       const r = await extractLayer(fromBuf(gzipSync(layer)), root, {
         onWhiteout: (p, kind) => seen.push(`${kind}:${p}`),
       });
-      assert.equal(r.entries, 8);
-      assert.deepEqual((await readdir(join(root, 'a'))).sort(), ['-early', 'new', 'sub']);
+      assert.equal(r.entries, 9);
+      assert.deepEqual((await readdir(join(root, 'a'))).sort(), ['-early', '-implicit', 'new', 'sub']);
       assert.deepEqual(
         await readdir(join(root, 'a/sub')),
         ['fresh'],
