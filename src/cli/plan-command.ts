@@ -1,0 +1,27 @@
+/** `kiln plan` and `kiln build --dry-run`: parse, plan and print, without touching a registry. */
+import type { BuildOptions } from '../build/options.ts';
+import { hostPlatform, parsePlatform } from '../build/platform.ts';
+import { loadDockerfile } from '../plan/load.ts';
+import { planFromText, type BuildPlan } from '../plan/plan.ts';
+import { renderPlan } from '../plan/render.ts';
+
+export async function planForOptions(opts: BuildOptions): Promise<BuildPlan> {
+  const df = await loadDockerfile(
+    opts.contextSubPath ? `${opts.context}/${opts.contextSubPath}` : opts.context,
+    opts.dockerfile,
+  );
+  const build = hostPlatform();
+  const target = opts.platform ? parsePlatform(opts.platform) : build;
+  return planFromText(df.text, df.path, {
+    buildArgs: opts.buildArgs,
+    ...(opts.target ? { target: opts.target } : {}),
+    targetPlatform: target,
+    buildPlatform: build,
+  });
+}
+
+export async function printPlan(opts: BuildOptions, out: (s: string) => void): Promise<BuildPlan> {
+  const plan = await planForOptions(opts);
+  out(renderPlan(plan));
+  return plan;
+}
