@@ -1,0 +1,412 @@
+/**
+ * The overlay snapshot engine: each step runs in an overlayfs merged view whose lower dir is the
+ * rootfs, so what the step changed is exactly the upper dir. `finish` unmounts, reads the upper dir
+ * (whiteout devices are deletions, overlay-opaque dirs are opaque), then folds the upper dir into the
+ * rootfs by renaming entries across (a copy only when the scratch dir is on another filesystem), so
+ * the rootfs becomes the new state and also serves as the Diff's root.
+ */
+import { execFile } from 'node:child_process';
+import type { BigIntStats } from 'node:fs';
+import {
+  chmod,
+  lchown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  opendir,
+  readFile,
+  rename,
+  rm,
+  utimes,
+} from 'node:fs/promises';
+import { join } from 'node:path';
+import { KilnError } from '../util/errors.ts';
+import type { Diff, Snapshotter, StepSnapshot } from './types.ts';
+import { applyXattrs, readXattrs } from './xattr.ts';
+
+interface CmdResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function runCmd(cmd: string, args: string[]): Promise<CmdResult> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { maxBuffer: 512 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
+      const e = err as (NodeJS.ErrnoException & { code?: string | number }) | null;
+      if (e && e.code === 'ENOENT') resolve({ code: -1, stdout: '', stderr: `${cmd}: not installed` });
+      else resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+function firstLine(s: string): string {
+  return s.trim().split('\n')[0] ?? '';
+}
+
+/** True when this process runs in a user namespace (uid_map is not the identity over the full range). */
+export async function inUserNamespace(): Promise<boolean> {
+  const map = await readFile('/proc/self/uid_map', 'utf8').catch(() => '');
+  const lines = map.trim().split('\n').filter(Boolean);
+  if (lines.length !== 1) return lines.length > 0;
+  const [inside, outside, count] = lines[0]!.trim().split(/\s+/);
+  return !(inside === '0' && outside === '0' && count === '4294967295');
+}
+
+/** Mounts an overlay; tries the strict options first (no redirects, no metacopy) then the plain ones. */
+export async function mountOverlay(
+  lower: string,
+  upper: string,
+  work: string,
+  merged: string,
+  userns: boolean,
+): Promise<void> {
+  for (const p of [lower, upper, work, merged]) {
+    if (/[,:\\]/.test(p)) {
+      throw new KilnError('fs', 'OVERLAY_PATH', `overlay path contains ',' ':' or '\\': ${p}`, {
+        hint: 'use a work directory whose path has none of these characters',
+      });
+    }
+  }
+  const base = `lowerdir=${lower},upperdir=${upper},workdir=${work}${userns ? ',userxattr' : ''}`;
+  let last: CmdResult | undefined;
+  for (const extra of [',redirect_dir=off,metacopy=off,index=off', '']) {
+    last = await runCmd('mount', ['-t', 'overlay', 'overlay', '-o', base + extra, merged]);
+    if (last.code === 0) return;
+  }
+  throw new KilnError(
+    'fs',
+    'OVERLAY_MOUNT',
+    `cannot mount overlay on ${merged}: ${firstLine(last!.stderr)}`,
+    {
+      hint: 'run with --snapshot=walk, or give the builder CAP_SYS_ADMIN (or a user namespace) and overlayfs',
+    },
+  );
+}
+
+export async function unmount(target: string): Promise<void> {
+  const r = await runCmd('umount', [target]);
+  if (r.code === 0) return;
+  // Something still holds the mount (a stray process of the step): detach it so the build goes on.
+  const lazy = await runCmd('umount', ['-l', target]);
+  if (lazy.code !== 0) {
+    throw new KilnError('fs', 'OVERLAY_UMOUNT', `cannot unmount ${target}: ${firstLine(r.stderr)}`, {
+      hint: 'a process of the step may still be running; stop it and retry',
+    });
+  }
+}
+
+/** Decodes getfattr's octal escapes in a file name. */
+function unescapeName(s: string): string {
+  if (!s.includes('\\')) return s;
+  const raw = Buffer.from(s, 'utf8');
+  const bytes: number[] = [];
+  for (let i = 0; i < raw.length; i++) {
+    const oct = raw.subarray(i + 1, i + 4).toString();
+    if (raw[i] === 0x5c && /^[0-7]{3}$/.test(oct)) {
+      bytes.push(parseInt(oct, 8));
+      i += 3;
+    } else if (raw[i] === 0x5c && raw[i + 1] === 0x5c) {
+      bytes.push(0x5c);
+      i += 1;
+    } else bytes.push(raw[i]!);
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+/** Overlay-private xattrs of every entry under `dir`: host path → names (with values). One getfattr run. */
+async function overlayXattrs(dir: string): Promise<Map<string, Map<string, string>>> {
+  const r = await runCmd('getfattr', [
+    '-R',
+    '-h',
+    '--absolute-names',
+    '-d',
+    '-m',
+    '^(trusted|user)\\.overlay\\.',
+    '-e',
+    'text',
+    dir,
+  ]);
+  if (r.code === -1) {
+    throw new KilnError('fs', 'GETFATTR_MISSING', 'getfattr is needed to read overlay opaque dirs', {
+      hint: 'install the attr package, or run with --snapshot=walk',
+    });
+  }
+  const out = new Map<string, Map<string, string>>();
+  let cur: Map<string, string> | undefined;
+  for (const line of r.stdout.split('\n')) {
+    if (line.startsWith('# file: ')) {
+      cur = new Map();
+      out.set(unescapeName(line.slice(8)), cur);
+      continue;
+    }
+    const eq = line.indexOf('=');
+    if (!cur || eq <= 0) continue;
+    let v = line.slice(eq + 1);
+    if (v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
+    cur.set(unescapeName(line.slice(0, eq)), v);
+  }
+  return out;
+}
+
+export function isExcluded(p: string, exclude: string[]): boolean {
+  for (const e of exclude) {
+    if (e === '/') continue;
+    if (p === e || p.startsWith(e.endsWith('/') ? e : e + '/')) return true;
+  }
+  return false;
+}
+
+interface Node {
+  /** Image path, "/a/b". */
+  path: string;
+  upper: string;
+  st: BigIntStats;
+  kind: 'whiteout' | 'dir' | 'other';
+  opaque: boolean;
+  excluded: boolean;
+  /** Some descendant is excluded (the subtree cannot be moved as a whole). */
+  hasExcluded: boolean;
+  children: Node[];
+}
+
+async function lstatOrNull(p: string): Promise<BigIntStats | null> {
+  return lstat(p, { bigint: true }).catch(() => null);
+}
+
+async function readTree(
+  upperDir: string,
+  imagePath: string,
+  exclude: string[],
+  opaqueName: string,
+  xattrs: Map<string, Map<string, string>>,
+): Promise<Node[]> {
+  const names: string[] = [];
+  const d = await opendir(upperDir);
+  for await (const e of d) names.push(e.name);
+  names.sort();
+  const nodes: Node[] = [];
+  for (const name of names) {
+    const upper = join(upperDir, name);
+    const path = imagePath === '/' ? `/${name}` : `${imagePath}/${name}`;
+    const st = await lstat(upper, { bigint: true });
+    const excluded = isExcluded(path, exclude);
+    let kind: Node['kind'] = 'other';
+    if (st.isCharacterDevice() && st.rdev === 0n) kind = 'whiteout';
+    else if (st.isDirectory()) kind = 'dir';
+    const node: Node = {
+      path,
+      upper,
+      st,
+      kind,
+      opaque: kind === 'dir' && xattrs.get(upper)?.get(opaqueName) === 'y',
+      excluded,
+      hasExcluded: false,
+      children: [],
+    };
+    if (kind === 'dir' && !excluded) {
+      node.children = await readTree(upper, path, exclude, opaqueName, xattrs);
+      node.hasExcluded = node.children.some((c) => c.excluded || c.hasExcluded);
+    }
+    nodes.push(node);
+  }
+  return nodes;
+}
+
+function sameDirMeta(a: BigIntStats, b: BigIntStats): boolean {
+  return a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && a.mtimeNs === b.mtimeNs;
+}
+
+/** Fills the diff lists; returns whether anything under (or at) these nodes is part of the diff. */
+async function collect(nodes: Node[], rootfs: string, diff: Diff): Promise<boolean> {
+  let any = false;
+  for (const n of nodes) {
+    if (n.excluded) continue;
+    if (n.kind === 'whiteout') {
+      diff.deleted.push(n.path);
+      any = true;
+    } else if (n.kind === 'other') {
+      diff.changed.push(n.path);
+      any = true;
+    } else {
+      const below = await collect(n.children, rootfs, diff);
+      const lower = await lstatOrNull(join(rootfs, n.path));
+      const changed = n.opaque || below || !lower || !lower.isDirectory() || !sameDirMeta(lower, n.st);
+      if (changed) {
+        diff.changed.push(n.path);
+        if (n.opaque) diff.opaque.push(n.path);
+        any = true;
+      }
+    }
+  }
+  return any;
+}
+
+async function move(src: string, dst: string): Promise<void> {
+  try {
+    await rename(src, dst);
+    return;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+  }
+  const r = await runCmd('cp', ['-a', '--reflink=auto', '--no-target-directory', src, dst]);
+  if (r.code !== 0) {
+    throw new KilnError('fs', 'SNAPSHOT_APPLY', `cannot copy ${src} to ${dst}: ${firstLine(r.stderr)}`, {
+      hint: 'check free space and permissions of the work directory',
+    });
+  }
+}
+
+async function emptyDir(dir: string): Promise<void> {
+  const d = await opendir(dir);
+  const names: string[] = [];
+  for await (const e of d) names.push(e.name);
+  await Promise.all(names.map((n) => rm(join(dir, n), { recursive: true, force: true })));
+}
+
+/** Makes the rootfs the merged state: deletions, opaque dirs, then entries moved across, dirs' metadata last. */
+async function apply(nodes: Node[], rootfs: string, mergedDirs: Array<{ node: Node; target: string }>) {
+  for (const n of nodes) {
+    if (n.excluded) continue;
+    const target = join(rootfs, n.path);
+    if (n.kind === 'whiteout') {
+      await rm(target, { recursive: true, force: true });
+      continue;
+    }
+    const cur = await lstatOrNull(target);
+    if (
+      n.kind === 'other' ||
+      (n.kind === 'dir' && !n.hasExcluded && (!cur || !cur.isDirectory() || n.opaque))
+    ) {
+      if (cur) await rm(target, { recursive: true, force: true });
+      await move(n.upper, target);
+      continue;
+    }
+    // A dir to merge into the existing one (or to create when it holds excluded entries).
+    if (cur && !cur.isDirectory()) await rm(target, { force: true });
+    if (!cur || !cur.isDirectory()) await mkdir(target);
+    else if (n.opaque) await emptyDir(target);
+    await apply(n.children, rootfs, mergedDirs);
+    const mode = Number(n.st.mode & 0o7777n);
+    await lchown(target, Number(n.st.uid), Number(n.st.gid));
+    await chmod(target, mode);
+    await utimes(target, Number(n.st.atimeNs) / 1e9, Number(n.st.mtimeNs) / 1e9);
+    mergedDirs.push({ node: n, target });
+  }
+}
+
+class OverlayStep implements StepSnapshot {
+  readonly runRoot: string;
+  private mounted = true;
+  private done = false;
+
+  constructor(
+    private readonly rootfs: string,
+    private readonly dir: string,
+    private readonly exclude: string[],
+    private readonly userns: boolean,
+  ) {
+    this.runRoot = join(dir, 'merged');
+  }
+
+  private get upper(): string {
+    return join(this.dir, 'upper');
+  }
+
+  private async release(): Promise<void> {
+    if (this.mounted) {
+      await unmount(this.runRoot);
+      this.mounted = false;
+    }
+  }
+
+  async finish(): Promise<Diff> {
+    if (this.done) throw new KilnError('internal', 'SNAPSHOT_REUSED', 'snapshot already finished or aborted');
+    this.done = true;
+    try {
+      await this.release();
+      const xattrs = await overlayXattrs(this.upper);
+      const opaqueName = this.userns ? 'user.overlay.opaque' : 'trusted.overlay.opaque';
+      const tree = await readTree(this.upper, '/', this.exclude, opaqueName, xattrs);
+      const diff: Diff = { root: this.rootfs, changed: [], deleted: [], opaque: [] };
+      await collect(tree, this.rootfs, diff);
+      diff.changed.sort();
+      diff.deleted.sort();
+      diff.opaque.sort();
+
+      const mergedDirs: Array<{ node: Node; target: string }> = [];
+      await apply(tree, this.rootfs, mergedDirs);
+      // Xattrs of merged dirs (moved entries carry their own).
+      const dirX = await readXattrs(mergedDirs.map((m) => m.node.upper));
+      await applyXattrs(
+        mergedDirs.flatMap((m) => {
+          const x = dirX.get(m.node.upper);
+          return x ? [{ path: m.target, xattrs: x }] : [];
+        }),
+      );
+      await this.stripOverlayXattrs(xattrs);
+      return diff;
+    } catch (e) {
+      if (e instanceof KilnError) throw e;
+      throw new KilnError(
+        'fs',
+        'SNAPSHOT_FINISH',
+        `cannot read the step's changes: ${(e as Error).message}`,
+        {
+          hint: 'check free space and permissions of the work directory, or run with --snapshot=walk',
+          cause: e,
+        },
+      );
+    } finally {
+      await rm(this.dir, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  /** Moved entries keep overlay's private xattrs (origin, opaque, impure): drop them from the rootfs. */
+  private async stripOverlayXattrs(xattrs: Map<string, Map<string, string>>): Promise<void> {
+    const args: string[] = [];
+    const prefix = this.upper + '/';
+    for (const [host, names] of xattrs) {
+      if (!host.startsWith(prefix)) continue;
+      const path = '/' + host.slice(prefix.length);
+      if (isExcluded(path, this.exclude)) continue;
+      for (const name of names.keys()) args.push(name, join(this.rootfs, path));
+    }
+    if (args.length === 0) return;
+    // One shell runs all the removals; a missing entry or attribute is fine.
+    await runCmd('sh', [
+      '-c',
+      'while [ $# -gt 1 ]; do setfattr -h -x "$1" "$2" 2>/dev/null; shift 2; done; exit 0',
+      'sh',
+      ...args,
+    ]);
+  }
+
+  async abort(): Promise<void> {
+    this.done = true;
+    try {
+      await this.release();
+    } finally {
+      if (!this.mounted) await rm(this.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+export function createOverlaySnapshotter(rootfs: string, scratchDir: string): Snapshotter {
+  return {
+    engine: 'overlay',
+    async begin(opts: { exclude: string[] }): Promise<StepSnapshot> {
+      await mkdir(scratchDir, { recursive: true });
+      const dir = await mkdtemp(join(scratchDir, 'ovl-'));
+      for (const sub of ['upper', 'work', 'merged']) await mkdir(join(dir, sub));
+      const userns = await inUserNamespace();
+      try {
+        await mountOverlay(rootfs, join(dir, 'upper'), join(dir, 'work'), join(dir, 'merged'), userns);
+      } catch (e) {
+        await rm(dir, { recursive: true, force: true });
+        throw e;
+      }
+      return new OverlayStep(rootfs, dir, opts.exclude, userns);
+    },
+  };
+}
