@@ -1,0 +1,106 @@
+/**
+ * Host tools the isolation layer drives (util-linux, coreutils), found once by absolute path so that
+ * the sandbox never depends on the PATH of the build or of the image.
+ */
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+
+const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+/** Absolute path of an executable, or undefined. */
+export function findTool(name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...SYSTEM_DIRS];
+  for (const d of dirs) {
+    const p = `${d}/${name}`;
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // next
+    }
+  }
+  return undefined;
+}
+
+/** Quotes a word for POSIX sh. */
+export function shq(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export interface ToolRun {
+  code: number;
+  signal?: string;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion and collects its output (probe and housekeeping only). */
+export function runTool(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {},
+): Promise<ToolRun> {
+  return new Promise((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    let child;
+    try {
+      child = spawn(cmd, args, {
+        env: opts.env ?? { PATH: SYSTEM_DIRS.join(':'), LC_ALL: 'C' },
+        stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      });
+    } catch (e) {
+      resolve({ code: 127, stdout: '', stderr: e instanceof Error ? e.message : String(e) });
+      return;
+    }
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 15000);
+    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    if (opts.input !== undefined) child.stdin?.end(opts.input);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      resolve({ code: 127, stdout, stderr: stderr + e.message });
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 128, signal: signal ?? undefined, stdout, stderr });
+    });
+  });
+}
+
+/** The first non-empty line of a tool's stderr (or a fallback), for one-line reports. */
+export function firstLine(s: string, fallback: string): string {
+  const line = s
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => l.length > 0);
+  return line ?? fallback;
+}
+
+/**
+ * True when this process runs in the initial user namespace (uid_map is the identity over the whole
+ * range), false inside a user namespace such as the one kiln re-execs itself into.
+ */
+export function inInitialUserNamespace(): boolean {
+  try {
+    const map = readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/);
+    return map.length === 3 && map[0] === '0' && map[1] === '0' && map[2] === '4294967295';
+  } catch {
+    return true;
+  }
+}
+
+/** Number of ids mapped into the current user namespace (4294967295 in the initial one). */
+export function mappedIdCount(
+  file: '/proc/self/uid_map' | '/proc/self/gid_map' = '/proc/self/uid_map',
+): number {
+  try {
+    return readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => Number(l.trim().split(/\s+/)[2] ?? 0))
+      .reduce((a, b) => a + b, 0);
+  } catch {
+    return 0;
+  }
+}
