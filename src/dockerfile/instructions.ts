@@ -175,6 +175,36 @@ export function parseMaybeJson(rest: string): { command: CommandForm; brokenJson
   return { command: { form: 'shell', script: rest }, brokenJson: false };
 }
 
+const DURATION_UNITS: Record<string, number> = {
+  ns: 1,
+  us: 1e3,
+  µs: 1e3,
+  μs: 1e3,
+  ms: 1e6,
+  s: 1e9,
+  m: 60e9,
+  h: 3600e9,
+};
+
+/** Go's time.ParseDuration (what Docker uses for HEALTHCHECK options): nanoseconds, or null. */
+export function goDurationNs(v: string): number | null {
+  const m = /^([-+]?)(.*)$/.exec(v)!;
+  const body = m[2]!;
+  if (body === '0') return 0;
+  if (body === '') return null;
+  const re = /(\d*(?:\.\d*)?)(ns|us|µs|μs|ms|s|m|h)/y;
+  let pos = 0;
+  let total = 0;
+  while (pos < body.length) {
+    re.lastIndex = pos;
+    const p = re.exec(body);
+    if (!p || p[1] === '' || p[1] === '.') return null;
+    total += Number(p[1]) * DURATION_UNITS[p[2]!]!;
+    pos = re.lastIndex;
+  }
+  return m[1] === '-' ? -total : total;
+}
+
 function jsonList(rest: string): string[] | null {
   const t = rest.trim();
   if (!t.startsWith('[')) return null;
@@ -447,6 +477,14 @@ export function parseInstruction(raw: RawInstruction, ctx: ParseContext): Instru
         if (retries < 0) fail('BAD_FLAG', `HEALTHCHECK --retries=${r}: cannot be negative`, at);
       }
       const opt = (k: string): string | undefined => flags.strings.get(k);
+      for (const k of ['interval', 'timeout', 'start-period', 'start-interval']) {
+        const v = opt(k);
+        if (v === undefined || v === '') continue;
+        const ns = goDurationNs(v);
+        if (ns === null)
+          fail('BAD_FLAG', `HEALTHCHECK --${k}=${v}: not a duration`, at, 'write e.g. 30s, 1m30s or 500ms');
+        if (ns !== 0 && ns < 1e6) fail('BAD_FLAG', `HEALTHCHECK --${k}=${v}: cannot be less than 1ms`, at);
+      }
       return {
         kind: 'healthcheck',
         ...base,

@@ -36,7 +36,11 @@ export function parseDockerfile(text: string, file = 'Dockerfile'): DockerfileAs
     }
     const key = m[1]!.toLowerCase();
     const value = m[2]!;
-    if (!KNOWN_DIRECTIVES.has(key)) return true; // unknown directives are comments
+    if (!KNOWN_DIRECTIVES.has(key)) {
+      // An unknown directive is a comment, and like any comment it ends the directive block.
+      inDirectives = false;
+      return false;
+    }
     if (seen.has(key)) {
       throw new KilnError(
         'dockerfile',
