@@ -1,0 +1,269 @@
+/**
+ * Runs a BuildPlan: each needed stage in order, from its base (image, earlier stage or scratch),
+ * with the base image's ONBUILD triggers first, then its instructions. Returns the target stage's
+ * image parts; assembling and publishing them is the caller's job.
+ */
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import type { BuildPlan, PlannedStage } from '../plan/plan.ts';
+import { StageScope, GlobalScope, BuildArgs, platformArgs } from '../plan/scope.ts';
+import { parseDockerfile } from '../dockerfile/parser.ts';
+import { parseInstruction } from '../dockerfile/instructions.ts';
+import type { HistoryEntry, ImageConfig, LayerBlob, Platform } from '../image/types.ts';
+import type { ContextSource } from '../context/sources.ts';
+import type { Logger } from '../log/logger.ts';
+import { KilnError } from '../util/errors.ts';
+import type { BuildOptions } from './options.ts';
+import type { ExecutorDeps } from './deps.ts';
+import { materializeBase, type BaseImageSource } from './base.ts';
+import { DEFAULT_PATH, StageBuilder } from './stage-builder.ts';
+import { dispatch } from './steps/dispatch.ts';
+import type { SourceTree, StepContext } from './steps/context.ts';
+import { getEnv, setLabels } from './config-ops.ts';
+import { formatPlatform } from './platform.ts';
+import type { StepReport } from './result.ts';
+
+export interface ExecuteInputs {
+  plan: BuildPlan;
+  opts: BuildOptions;
+  deps: ExecutorDeps;
+  images: BaseImageSource;
+  context: ContextSource;
+  logger: Logger;
+  workDir: string;
+  targetPlatform: Platform;
+  buildPlatform: Platform;
+  /** Device nodes cannot be created (rootless with a partial map): skip them when extracting. */
+  skipDevices: boolean;
+  onOutput?: (chunk: Buffer) => void;
+}
+
+export interface ExecutedImage {
+  config: ImageConfig;
+  layers: LayerBlob[];
+  steps: StepReport[];
+  /** Image references the build read (bases, --from images), pinned. */
+  baseImages: string[];
+}
+
+function emptyConfig(p: Platform): ImageConfig {
+  return {
+    architecture: p.architecture,
+    os: p.os,
+    ...(p.variant ? { variant: p.variant } : {}),
+    // BuildKit gives scratch images the default PATH.
+    config: { Env: [`PATH=${DEFAULT_PATH}`] },
+    rootfs: { type: 'layers', diff_ids: [] },
+    history: [],
+  };
+}
+
+export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
+  const { plan, opts, logger } = inp;
+  const created = (): string | undefined =>
+    opts.timestamp !== undefined
+      ? new Date(opts.timestamp * 1000).toISOString()
+      : opts.reproducible
+        ? new Date(0).toISOString()
+        : new Date().toISOString();
+  const buildArgs = new BuildArgs(
+    new Map(Object.entries(opts.buildArgs)),
+    platformArgs(inp.targetPlatform, inp.buildPlatform),
+  );
+  const global = new GlobalScope(buildArgs);
+  for (const a of plan.globalArgs) global.values.set(a.name, a.value);
+
+  const hostsFile = join(inp.workDir, 'hosts');
+  const resolvConf = join(inp.workDir, 'resolv.conf');
+  await mkdir(inp.workDir, { recursive: true });
+  await writeFile(hostsFile, '127.0.0.1\tlocalhost kiln\n::1\tlocalhost ip6-localhost ip6-loopback\n');
+  await writeFile(
+    resolvConf,
+    await readFile('/etc/resolv.conf').catch(() => Buffer.from('nameserver 127.0.0.53\n')),
+  );
+
+  const built = new Map<number, StageBuilder>();
+  const imageTrees = new Map<string, Promise<string>>();
+  const baseImages: string[] = [];
+  const steps: StepReport[] = [];
+
+  const stageByRef = (from: string): PlannedStage | undefined => {
+    const lower = from.toLowerCase();
+    const byName = plan.stages.find((s) => s.name === lower);
+    if (byName) return byName;
+    if (/^\d+$/.test(from)) return plan.stages[Number(from)];
+    return undefined;
+  };
+
+  const imageTree = (ref: string): Promise<string> => {
+    let p = imageTrees.get(ref);
+    if (!p) {
+      p = (async () => {
+        const root = join(
+          inp.workDir,
+          'images',
+          createHash('sha256').update(ref).digest('hex').slice(0, 16),
+          'rootfs',
+        );
+        await rm(root, { recursive: true, force: true });
+        const base = await inp.images.resolve(ref, inp.targetPlatform);
+        baseImages.push(base.pinned);
+        await materializeBase(base, inp.images, root, inp.deps, inp.skipDevices);
+        return root;
+      })();
+      imageTrees.set(ref, p);
+    }
+    return p;
+  };
+
+  const sourceTree = async (from: string | undefined): Promise<SourceTree> => {
+    if (from === undefined) return { root: inp.context.dir, preserveOwnership: false };
+    const st = stageByRef(from);
+    if (st) {
+      const b = built.get(st.index);
+      if (!b)
+        throw new KilnError('internal', 'STAGE_NOT_BUILT', `stage ${from} was not built before it was used`);
+      return { root: b.rootfs, preserveOwnership: true };
+    }
+    return { root: await imageTree(from), preserveOwnership: true };
+  };
+
+  let last: StageBuilder | undefined;
+  for (const index of plan.order) {
+    const stage = plan.stages[index]!;
+    const label = stage.name ?? String(index);
+    const stageDir = join(inp.workDir, 'stages', String(index));
+    const rootfs = join(stageDir, 'rootfs');
+    await rm(stageDir, { recursive: true, force: true });
+    await mkdir(rootfs, { recursive: true });
+    let config: ImageConfig;
+    let layers: LayerBlob[] = [];
+    let history: HistoryEntry[] = [];
+    const t0 = Date.now();
+    if (stage.base.kind === 'scratch') {
+      config = emptyConfig(inp.targetPlatform);
+    } else if (stage.base.kind === 'stage') {
+      const parent = built.get(stage.base.index)!;
+      await copyTree(parent.rootfs, rootfs);
+      config = structuredClone(parent.config);
+      layers = [...parent.layers];
+      history = [...parent.history];
+    } else {
+      logger.info(`[${label}] FROM ${stage.base.ref}`);
+      const base = await inp.images.resolve(stage.base.ref, inp.targetPlatform);
+      baseImages.push(base.pinned);
+      layers = await materializeBase(base, inp.images, rootfs, inp.deps, inp.skipDevices);
+      config = structuredClone(base.config);
+      config.rootfs = { type: 'layers', diff_ids: layers.map((l) => l.diffId) };
+      history = [...(base.config.history ?? [])];
+      config.config ??= {};
+      if (!config.config.Env?.some((e) => e.startsWith('PATH=')))
+        config.config.Env = [`PATH=${DEFAULT_PATH}`, ...(config.config.Env ?? [])];
+    }
+    steps.push({
+      stage: label,
+      instruction: stage.from.original,
+      line: stage.from.at.line,
+      cache: 'none',
+      durationMs: Date.now() - t0,
+    });
+    const triggers = stage.base.kind === 'scratch' ? [] : (config.config?.OnBuild ?? []);
+    if (config.config) config.config.OnBuild = null;
+    const builder = new StageBuilder(
+      inp.deps,
+      {
+        name: label,
+        rootfs,
+        scratchDir: join(stageDir, 'scratch'),
+        config,
+        baseLayers: layers,
+        history,
+        layerOptions: {
+          compression: opts.compression,
+          compressionLevel: opts.compressionLevel,
+          ...(opts.timestamp !== undefined
+            ? { clampMtime: opts.timestamp }
+            : opts.reproducible
+              ? { clampMtime: 0 }
+              : {}),
+          outDir: join(inp.workDir, 'blobs'),
+        },
+        ignorePaths: opts.ignorePaths,
+        createdAt: created,
+        hostname: 'kiln',
+        hostsFile,
+        resolvConfFile: resolvConf,
+      },
+      logger,
+    );
+    const scope = new StageScope(global, getEnv(config));
+    const ctx: StepContext = {
+      builder,
+      scope,
+      escape: plan.escape,
+      context: inp.context,
+      sourceTree,
+      opts,
+      tmpDir: join(stageDir, 'tmp'),
+      cacheDir: join(inp.workDir, 'cache'),
+      logger,
+      ...(inp.onOutput ? { onOutput: inp.onOutput } : {}),
+    };
+    await mkdir(ctx.tmpDir, { recursive: true });
+    for (const trigger of triggers) {
+      const ast = parseDockerfile(trigger, `${stage.from.at.file} (ONBUILD of ${stage.from.image})`);
+      for (const raw of ast.instructions) {
+        const ins = parseInstruction(
+          { ...raw, line: stage.from.at.line },
+          { escape: plan.escape, file: stage.from.at.file },
+        );
+        logger.info(`[${label}] ONBUILD ${raw.original}`);
+        await dispatch(ins, ctx);
+      }
+    }
+    for (const p of stage.instructions) {
+      const t = Date.now();
+      const text = p.instruction.original;
+      logger.info(`[${label}] ${text.length > 120 ? text.slice(0, 120) + '…' : text}`);
+      await dispatch(p.instruction, ctx);
+      steps.push({
+        stage: label,
+        instruction: text,
+        line: p.instruction.at.line,
+        cache: 'none',
+        durationMs: Date.now() - t,
+      });
+    }
+    built.set(index, builder);
+    last = builder;
+  }
+  const target = built.get(plan.target) ?? last!;
+  const config = target.config;
+  if (Object.keys(opts.labels).length) setLabels(config, Object.entries(opts.labels));
+  config.history = target.history;
+  const createdAt = created();
+  if (createdAt) config.created = createdAt;
+  config.architecture = inp.targetPlatform.architecture;
+  config.os = inp.targetPlatform.os;
+  logger.debug(`built ${formatPlatform(inp.targetPlatform)} image with ${target.layers.length} layers`);
+  return { config, layers: target.layers, steps, baseImages };
+}
+
+/** `cp -a` keeps owners, modes, times, xattrs, hardlinks and device nodes, which fs.cp does not. */
+async function copyTree(from: string, to: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const p = spawn('cp', ['-a', '--reflink=auto', `${from}/.`, `${to}/`], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    p.on('error', reject);
+    p.on('close', (code) =>
+      code === 0
+        ? resolve()
+        : reject(new KilnError('fs', 'STAGE_COPY_FAILED', `copying stage rootfs failed: ${err.trim()}`)),
+    );
+  });
+}

@@ -1,0 +1,224 @@
+/**
+ * COPY and ADD: sources from the context (wildcards, .dockerignore), another stage or an image
+ * (--from), heredocs, and for ADD remote URLs (--checksum) and local tar archives, which are
+ * unpacked. --chown/--chmod/--parents/--exclude/--link as Docker defines them.
+ */
+import { createReadStream } from 'node:fs';
+import { chmod, lstat, mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
+import { join, posix, relative, sep } from 'node:path';
+import type { CopyInstruction } from '../../dockerfile/instructions.ts';
+import { parseChmod } from '../chmod.ts';
+import { copyIntoRoot, type CopySource } from '../copy.ts';
+import { fetchUrl } from '../fetch-url.ts';
+import { layerHistory } from '../history.ts';
+import { resolveChown } from '../passwd.ts';
+import { resolveInRoot } from '../rootpath.ts';
+import { extractLayer } from '../../fs/extract.ts';
+import { componentRegExp } from '../../context/sources.ts';
+import { IgnoreMatcher, parseDockerignore } from '../../context/dockerignore.ts';
+import { KilnError } from '../../util/errors.ts';
+import type { StepContext } from './context.ts';
+import { spawn } from 'node:child_process';
+
+const isUrl = (s: string): boolean => /^https?:\/\//i.test(s);
+const isGit = (s: string): boolean => /^git@|^git:\/\/|\.git(#.*)?$/.test(s);
+
+/** Archive kind from magic bytes: only these are unpacked by ADD. */
+async function archiveKind(path: string): Promise<'tar' | 'gzip' | 'bzip2' | 'xz' | 'zstd' | null> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(262);
+    const { bytesRead } = await fh.read(buf, 0, 262, 0);
+    if (bytesRead >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) return 'gzip';
+    if (bytesRead >= 3 && buf.subarray(0, 3).toString('latin1') === 'BZh') return 'bzip2';
+    if (bytesRead >= 6 && buf.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])))
+      return 'xz';
+    if (bytesRead >= 4 && buf.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+    if (bytesRead >= 262 && buf.subarray(257, 262).toString('latin1') === 'ustar') return 'tar';
+    return null;
+  } finally {
+    await fh.close();
+  }
+}
+
+async function decompressWith(tool: string, path: string, out: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const p = spawn('sh', ['-c', `${tool} -dc < "$1" > "$2"`, 'sh', path, out], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    p.on('error', reject);
+    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${tool}: ${err.trim()}`))));
+  });
+}
+
+export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<void> {
+  const b = ctx.builder;
+  const at = ins.at;
+  const upper = ins.kind.toUpperCase();
+  const tree = ins.from !== undefined ? await ctx.sourceTree(ins.from) : undefined;
+  const tmp = await mkdtemp(join(ctx.tmpDir, 'copy-'));
+  try {
+    const sources: CopySource[] = [];
+    const archives: CopySource[] = [];
+    let wildcard = false;
+    let mtime: Date | undefined;
+    for (const src of ins.sources) {
+      if (src.startsWith('<<')) {
+        const name = src.slice(2);
+        const doc = ins.heredocs.find((h) => h.name === name);
+        if (!doc)
+          throw new KilnError('dockerfile', 'BAD_HEREDOC', `${upper}: no heredoc named ${name}`, {
+            position: at,
+          });
+        const p = join(tmp, `heredoc-${sources.length}`, name);
+        await mkdir(posix.dirname(p), { recursive: true });
+        await writeFile(p, doc.content, { mode: 0o644 });
+        await chmod(p, 0o644);
+        sources.push({ hostPath: p, sourceRoot: posix.dirname(p), relPath: name });
+        continue;
+      }
+      if (ins.kind === 'add' && tree === undefined && isUrl(src)) {
+        if (isGit(src)) {
+          throw new KilnError(
+            'dockerfile',
+            'ADD_GIT_UNSUPPORTED',
+            `ADD of a git repository (${src}) is not supported yet`,
+            {
+              position: at,
+              hint: 'clone it in a RUN step or make it the build context (kiln accepts git contexts)',
+            },
+          );
+        }
+        const got = await fetchUrl(src, tmp, {
+          ...(ins.checksum ? { checksum: ins.checksum } : {}),
+          position: at,
+        });
+        await chmod(got.path, 0o600);
+        mtime = got.mtime;
+        sources.push({ hostPath: got.path, sourceRoot: posix.dirname(got.path), relPath: got.name });
+        continue;
+      }
+      if (ins.kind === 'add' && ins.checksum !== undefined && !isUrl(src)) {
+        throw new KilnError('dockerfile', 'BAD_CHECKSUM', 'ADD --checksum only applies to URL sources', {
+          position: at,
+        });
+      }
+      if (tree === undefined) {
+        const r = await ctx.context.resolve(src, at);
+        wildcard ||= r.wildcard;
+        for (const s of r.sources) {
+          const unpack =
+            ins.kind === 'add' &&
+            ins.unpack !== false &&
+            (await lstat(s.hostPath)).isFile() &&
+            (await archiveKind(s.hostPath)) !== null;
+          (unpack ? archives : sources).push(s);
+        }
+      } else {
+        const rel = posix.normalize('/' + src);
+        if (/[*?[]/.test(rel)) {
+          wildcard = true;
+          const parts = rel.split('/').filter(Boolean);
+          let level = ['/'];
+          for (const part of parts) {
+            const re = /[*?[]/.test(part) ? componentRegExp(part) : null;
+            const next: string[] = [];
+            for (const base of level) {
+              if (!re) {
+                next.push(posix.join(base, part));
+                continue;
+              }
+              const names = await readdir(await resolveInRoot(tree.root, base)).catch(() => [] as string[]);
+              for (const n of names.sort()) if (re.test(n)) next.push(posix.join(base, n));
+            }
+            level = next;
+          }
+          for (const p of level) {
+            const host = await resolveInRoot(tree.root, p, false);
+            if (
+              await lstat(host).then(
+                () => true,
+                () => false,
+              )
+            )
+              sources.push({ hostPath: host, sourceRoot: tree.root, relPath: p.slice(1) });
+          }
+          if (sources.length === 0) {
+            throw new KilnError(
+              'context',
+              'COPY_SOURCE_MISSING',
+              `${upper} --from=${ins.from}: nothing matches "${src}"`,
+              { position: at },
+            );
+          }
+        } else {
+          const host = await resolveInRoot(tree.root, rel, false);
+          if (
+            !(await lstat(host).then(
+              () => true,
+              () => false,
+            ))
+          ) {
+            throw new KilnError(
+              'context',
+              'COPY_SOURCE_MISSING',
+              `${upper} --from=${ins.from}: "${src}" does not exist in that stage or image`,
+              {
+                position: at,
+                hint: 'check the path inside the source stage (paths there are absolute)',
+              },
+            );
+          }
+          sources.push({ hostPath: host, sourceRoot: tree.root, relPath: rel === '/' ? '.' : rel.slice(1) });
+        }
+      }
+    }
+    const chown = ins.chown !== undefined ? await resolveChown(b.rootfs, ins.chown, at) : undefined;
+    const chmodSpec = ins.chmod !== undefined ? parseChmod(ins.chmod, at) : undefined;
+    const exclude = ins.exclude.length
+      ? new IgnoreMatcher(parseDockerignore(ins.exclude.join('\n'), `${upper} --exclude`))
+      : undefined;
+    const contextSkip = tree === undefined ? ctx.context.skip : undefined;
+    const skip = (hostPath: string): boolean => {
+      if (contextSkip?.(hostPath)) return true;
+      if (!exclude) return false;
+      const base = tree?.root ?? ctx.context.dir;
+      const rel = relative(base, hostPath).split(sep).join('/');
+      return exclude.matches(rel);
+    };
+    const workdir = b.config.config?.WorkingDir || '/';
+    const text = `${upper} ${ins.from !== undefined ? `--from=${ins.from} ` : ''}${[...ins.sources, ins.dest].join(' ')}`;
+    await b.change(layerHistory(text), async (root) => {
+      if (sources.length) {
+        await copyIntoRoot(root, sources, {
+          dest: ins.dest,
+          workdir,
+          ...(chown ? { chown } : {}),
+          ...(chmodSpec ? { chmod: chmodSpec } : {}),
+          preserveOwnership: tree?.preserveOwnership ?? false,
+          parents: ins.parents,
+          ...(mtime ? { mtime } : {}),
+          multiple: wildcard || sources.length + archives.length > 1,
+          position: at,
+          skip,
+        });
+      }
+      for (const a of archives) {
+        const destAbs = posix.isAbsolute(ins.dest) ? ins.dest : posix.join(workdir, ins.dest);
+        const destHost = await resolveInRoot(root, destAbs);
+        await mkdir(destHost, { recursive: true });
+        const kind = await archiveKind(a.hostPath);
+        let path = a.hostPath;
+        if (kind === 'bzip2' || kind === 'xz') {
+          path = join(tmp, `unpacked-${archives.indexOf(a)}.tar`);
+          await decompressWith(kind === 'bzip2' ? 'bzip2' : 'xz', a.hostPath, path);
+        }
+        await extractLayer(createReadStream(path), destHost);
+      }
+    });
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * One instruction of a stage: expanded against the stage's live scope (base image ENV included),
+ * then handed to the step that implements it.
+ */
+import type { Instruction } from '../../dockerfile/instructions.ts';
+import { expandInstruction, makeExpander } from '../../plan/expand-instruction.ts';
+import { KilnError } from '../../util/errors.ts';
+import type { StepContext } from './context.ts';
+import { copyStep } from './copy.ts';
+import { metadataStep } from './metadata.ts';
+import { runStep } from './run.ts';
+
+export async function dispatch(raw: Instruction, ctx: StepContext): Promise<void> {
+  const x = makeExpander(ctx.scope.lookup, ctx.escape, raw.at);
+  if (raw.kind === 'arg') {
+    for (const a of raw.args)
+      ctx.scope.declareArg(a.name, a.default === undefined ? undefined : x.word(a.default));
+    return;
+  }
+  const ins = expandInstruction(raw, x);
+  switch (ins.kind) {
+    case 'run':
+      return runStep(ins, ctx);
+    case 'copy':
+    case 'add':
+      return copyStep(ins, ctx);
+    case 'from':
+      throw new KilnError('internal', 'UNEXPECTED_FROM', 'FROM inside a stage', { position: ins.at });
+    default:
+      if (await metadataStep(ins, ctx)) return;
+      throw new KilnError('internal', 'UNHANDLED_INSTRUCTION', `no step for ${ins.kind}`, {
+        position: ins.at,
+      });
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * RUN: shell or exec form, heredocs (a lone `<<EOF` is the script; otherwise the heredoc text is
+ * handed to the shell as written), --mount (secrets, caches, binds, tmpfs), --network, and the
+ * build args in scope in the environment. Secrets are redacted from output and never reach history.
+ */
+import type { RunInstruction } from '../../dockerfile/instructions.ts';
+import { parseRunMount } from '../../dockerfile/mounts.ts';
+import { currentShell } from '../config-ops.ts';
+import { runHistory } from '../history.ts';
+import { resolveRunMounts } from '../run-mounts.ts';
+import { KilnError } from '../../util/errors.ts';
+import type { StepContext } from './context.ts';
+
+/** The argv a RUN executes, heredocs folded in the way BuildKit does. */
+export function runArgv(ins: RunInstruction, shell: string[]): string[] {
+  if (ins.command.form === 'exec') return ins.command.argv;
+  const script = ins.command.script;
+  if (ins.heredocs.length === 0) return [...shell, script];
+  const only = ins.heredocs.length === 1 ? ins.heredocs[0]! : undefined;
+  if (only && /^\s*\d*<<-?\s*["']?[^"'\s]+["']?\s*$/.test(script)) {
+    // `RUN <<EOF` alone: the body is the script. A shebang picks its own interpreter.
+    if (only.content.startsWith('#!')) {
+      const interp = only.content.slice(2, only.content.indexOf('\n')).trim().split(/\s+/);
+      return [...interp, '-c', only.content.slice(only.content.indexOf('\n') + 1)].filter((s) => s !== '');
+    }
+    return [...shell, only.content];
+  }
+  // `RUN cat <<EOF > f` and friends: give the shell the heredocs exactly as written.
+  const bodies = ins.heredocs.map((h) => `${h.content}${h.name}\n`).join('');
+  return [...shell, `${script}\n${bodies}`];
+}
+
+export async function runStep(ins: RunInstruction, ctx: StepContext): Promise<void> {
+  const b = ctx.builder;
+  const argv = runArgv(ins, currentShell(b.config));
+  if (ins.security === 'insecure') {
+    throw new KilnError(
+      'dockerfile',
+      'INSECURE_NOT_ALLOWED',
+      'RUN --security=insecure is not allowed by kiln',
+      {
+        position: ins.at,
+        hint: 'kiln never runs build steps with extra privileges; drop the flag',
+      },
+    );
+  }
+  const reqs = ins.mounts.map((m, i) => parseRunMount(m, ins.at, i));
+  const resolved = await resolveRunMounts(reqs, {
+    secrets: ctx.opts.secrets,
+    sourceRoot: async (from) => (await ctx.sourceTree(from)).root,
+    cacheDir: ctx.cacheDir,
+    tmpDir: ctx.tmpDir,
+    workdir: b.config.config?.WorkingDir || '/',
+    position: ins.at,
+    processEnv: process.env,
+  });
+  for (const s of resolved.secretValues) ctx.logger.addSecret(s);
+  try {
+    const args = ctx.scope.runArgs();
+    const net = (ins.network ?? ctx.opts.network) as 'default' | 'none' | 'host';
+    await b.run({
+      argv,
+      extraEnv: [...args.map(([k, v]) => `${k}=${v}`), ...resolved.env],
+      mounts: resolved.mounts,
+      network: net,
+      history: runHistory(argv, args),
+      position: ins.at,
+      onOutput: (chunk) => {
+        if (ctx.onOutput) ctx.onOutput(Buffer.from(ctx.logger.redact(chunk.toString('utf8'))));
+      },
+    });
+  } finally {
+    await resolved.cleanup();
+  }
+}
