@@ -1,0 +1,247 @@
+/**
+ * Decides the isolation rung by really trying each one with tiny commands, best first:
+ *
+ * - rootless: a user namespace (`unshare --user --map-root-user --mount`), mount/pid/uts/ipc
+ *   namespaces inside it, overlayfs inside it, and a full subordinate id map (--map-auto, i.e.
+ *   newuidmap + /etc/subuid). When kiln already runs as root of a user namespace (re-executed), the
+ *   namespaces are tried directly and the map is read from /proc/self/uid_map.
+ * - chroot: real root; `unshare --mount --uts --ipc --pid --fork` and a mount inside.
+ * - plain: chroot(2) only (works under Docker's default seccomp profile).
+ *
+ * As unprivileged user only rootless can work; as real root chroot is preferred (device nodes and
+ * every id work), then rootless, then plain. Every rung gets a report; a failed one carries the
+ * failing command's first stderr line.
+ */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { KilnError } from '../util/errors.ts';
+import { findTool, firstLine, inInitialUserNamespace, mappedIdCount, runTool, shq } from './tools.ts';
+import type { ProbeResult, Rung, RungReport } from './types.ts';
+import { currentSubIdRanges } from './userns.ts';
+
+export type IsolationWant = 'auto' | Rung;
+
+export interface ProbeOptions {
+  want: IsolationWant;
+  /** A directory kiln may write to; the probe works in a temporary directory below it. */
+  workDir: string;
+}
+
+const HINTS: Record<Rung, string> = {
+  rootless:
+    'allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces>0), ' +
+    'run the container with --security-opt seccomp=unconfined --security-opt apparmor=unconfined, or run as root with --isolation chroot or plain',
+  chroot:
+    'run the container with --privileged or --security-opt seccomp=unconfined (kiln must be root), or use --isolation plain',
+  plain: 'run kiln as root (the plain rung needs CAP_SYS_CHROOT and CAP_MKNOD)',
+};
+
+interface RungOutcome extends RungReport {
+  overlay: boolean;
+  fullIdMap?: boolean;
+}
+
+interface Ctx {
+  dir: string;
+  unshare?: string;
+  sh: string;
+  euid: number;
+  initNs: boolean;
+}
+
+function describe(cmd: string[]): string {
+  return cmd.map((w) => (/^[\w@%+=:,./-]+$/.test(w) ? w : shq(w))).join(' ');
+}
+
+/** Runs `cmd`; undefined when it worked, else "`cmd` failed: <stderr line>". */
+async function attempt(cmd: string[]): Promise<string | undefined> {
+  const r = await runTool(cmd[0]!, cmd.slice(1), { timeoutMs: 10000 });
+  if (r.code === 0) return undefined;
+  const why = firstLine(r.stderr, r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`);
+  return `\`${describe(cmd)}\` failed: ${why}`;
+}
+
+async function overlayDirs(dir: string, name: string): Promise<string> {
+  const base = posix.join(dir, name);
+  for (const d of ['lower', 'upper', 'work', 'merged']) await mkdir(posix.join(base, d), { recursive: true });
+  return `lowerdir=${base}/lower,upperdir=${base}/upper,workdir=${base}/work ${base}/merged`;
+}
+
+async function probeRootless(ctx: Ctx): Promise<RungOutcome> {
+  const fail = (reason: string): RungOutcome => ({ rung: 'rootless', ok: false, reason, overlay: false });
+  if (!ctx.unshare) return fail("'unshare' (util-linux) is not installed");
+  const nsenter = findTool('nsenter');
+  const setpriv = findTool('setpriv');
+  if (!nsenter || !setpriv) return fail("'nsenter' or 'setpriv' (util-linux) is not installed");
+
+  if (ctx.euid === 0 && !ctx.initNs) {
+    // Already root of a user namespace (kiln re-executed itself, or a rootless container).
+    const err = await attempt([ctx.unshare, '--mount', '--uts', '--ipc', '--pid', '--fork', 'true']);
+    if (err) return fail(err);
+    const opts = await overlayDirs(ctx.dir, 'ovl-rootless');
+    const ovl = await attempt([ctx.unshare, '--mount', ctx.sh, '-c', `mount -t overlay overlay -o ${opts}`]);
+    const ids = Math.min(mappedIdCount('/proc/self/uid_map'), mappedIdCount('/proc/self/gid_map'));
+    const full = ids >= 65536;
+    return {
+      rung: 'rootless',
+      ok: true,
+      reason: `running as root of a user namespace with ${ids} mapped ids${full ? '' : ' (not a full map: files owned by unmapped ids cannot be created)'}; overlayfs ${ovl ? 'unavailable: ' + ovl : 'works'}`,
+      overlay: !ovl,
+      fullIdMap: full,
+    };
+  }
+
+  const userns = [ctx.unshare, '--user', '--map-root-user'];
+  let err = await attempt([...userns, '--mount', 'true']);
+  if (err) return fail(err);
+  err = await attempt([...userns, '--mount', '--uts', '--ipc', '--pid', '--fork', 'true']);
+  if (err) return fail(err);
+  const opts = await overlayDirs(ctx.dir, 'ovl-userns');
+  const ovl = await attempt([...userns, '--mount', ctx.sh, '-c', `mount -t overlay overlay -o ${opts}`]);
+
+  let fullIdMap: boolean;
+  let mapNote: string;
+  if (ctx.euid === 0) {
+    fullIdMap = true;
+    mapNote = 'running as root, any id map can be written';
+  } else {
+    const ranges = currentSubIdRanges();
+    const helpers = Boolean(findTool('newuidmap') && findTool('newgidmap'));
+    if (!helpers) {
+      fullIdMap = false;
+      mapNote = 'newuidmap/newgidmap not installed (install uidmap): only a single-id map';
+    } else if (!ranges.uid || !ranges.gid) {
+      fullIdMap = false;
+      mapNote = `no /etc/${ranges.uid ? 'subgid' : 'subuid'} range for ${ranges.user}: only a single-id map`;
+    } else {
+      const mapErr = await attempt([...userns, '--map-auto', 'true']);
+      fullIdMap = !mapErr;
+      mapNote = mapErr
+        ? `full id map failed (${mapErr}): only a single-id map`
+        : `full id map with ${ranges.uid.count} subordinate ids from /etc/subuid`;
+    }
+  }
+  return {
+    rung: 'rootless',
+    ok: true,
+    reason: `user namespaces work; ${mapNote}; overlayfs ${ovl ? 'unavailable: ' + ovl : 'works'}`,
+    overlay: !ovl,
+    fullIdMap,
+  };
+}
+
+async function probeChroot(ctx: Ctx): Promise<RungOutcome> {
+  const fail = (reason: string): RungOutcome => ({ rung: 'chroot', ok: false, reason, overlay: false });
+  if (ctx.euid !== 0) return fail(`needs root, running as uid ${ctx.euid}`);
+  if (!ctx.unshare) return fail("'unshare' (util-linux) is not installed");
+  if (!findTool('nsenter') || !findTool('setpriv') || !findTool('mount')) {
+    return fail("'nsenter', 'setpriv' or 'mount' (util-linux) is not installed");
+  }
+  const mnt = posix.join(ctx.dir, 'chroot-mnt');
+  await mkdir(mnt, { recursive: true });
+  const err = await attempt([
+    ctx.unshare,
+    '--mount',
+    '--uts',
+    '--ipc',
+    '--pid',
+    '--fork',
+    ctx.sh,
+    '-c',
+    `mount -t tmpfs kiln-probe ${shq(mnt)} && mount -t proc proc ${shq(mnt)}`,
+  ]);
+  if (err) return fail(err);
+  const opts = await overlayDirs(ctx.dir, 'ovl-chroot');
+  const ovl = await attempt([ctx.unshare, '--mount', ctx.sh, '-c', `mount -t overlay overlay -o ${opts}`]);
+  const where = ctx.initNs ? 'as root' : 'as root of a user namespace (device nodes cannot be created)';
+  return {
+    rung: 'chroot',
+    ok: true,
+    reason: `mount, pid, uts and ipc namespaces work ${where}; overlayfs ${ovl ? 'unavailable: ' + ovl : 'works'}`,
+    overlay: !ovl,
+    fullIdMap: ctx.initNs ? undefined : mappedIdCount() >= 65536,
+  };
+}
+
+async function probePlain(ctx: Ctx): Promise<RungOutcome> {
+  const fail = (reason: string): RungOutcome => ({ rung: 'plain', ok: false, reason, overlay: false });
+  if (ctx.euid !== 0) return fail(`needs root, running as uid ${ctx.euid}`);
+  const chroot = findTool('chroot');
+  if (!chroot) return fail("'chroot' (coreutils) is not installed");
+  if (!findTool('nsenter') || !findTool('setpriv'))
+    return fail("'nsenter' or 'setpriv' (util-linux) is not installed");
+  const dir = posix.join(ctx.dir, 'plain-root');
+  await mkdir(dir, { recursive: true });
+  // An empty root: chroot(2) succeeding shows as "cannot run" (127), failing as 125.
+  const r = await runTool(chroot, [dir, '/kiln-probe-none'], { timeoutMs: 10000 });
+  if (r.code !== 127) {
+    return fail(`\`chroot ${dir} /kiln-probe-none\` failed: ${firstLine(r.stderr, `exit code ${r.code}`)}`);
+  }
+  return {
+    rung: 'plain',
+    ok: true,
+    reason: 'chroot works (no namespaces: no /proc, no network isolation, mounts are emulated by copying)',
+    overlay: false,
+  };
+}
+
+/** Rungs in order of preference for this process. */
+export function preferenceOrder(euid: number, initNs: boolean): Rung[] {
+  if (euid === 0 && initNs) return ['chroot', 'rootless', 'plain'];
+  return ['rootless', 'chroot', 'plain'];
+}
+
+export async function probeIsolation(opts: ProbeOptions): Promise<ProbeResult> {
+  await mkdir(opts.workDir, { recursive: true });
+  const dir = await mkdtemp(posix.join(opts.workDir, 'probe-'));
+  const ctx: Ctx = {
+    dir,
+    unshare: findTool('unshare'),
+    sh: findTool('sh') ?? '/bin/sh',
+    euid: process.geteuid?.() ?? 0,
+    initNs: inInitialUserNamespace(),
+  };
+  try {
+    const outcomes = new Map<Rung, RungOutcome>();
+    outcomes.set('rootless', await probeRootless(ctx));
+    outcomes.set('chroot', await probeChroot(ctx));
+    outcomes.set('plain', await probePlain(ctx));
+    const order = preferenceOrder(ctx.euid, ctx.initNs);
+    let chosen: Rung | undefined;
+    if (opts.want === 'auto') {
+      chosen = order.find((r) => outcomes.get(r)!.ok);
+    } else {
+      const o = outcomes.get(opts.want)!;
+      if (!o.ok) {
+        throw new KilnError(
+          'isolation',
+          'RUNG_UNAVAILABLE',
+          `isolation '${opts.want}' is not available: ${o.reason}`,
+          {
+            hint: HINTS[opts.want],
+          },
+        );
+      }
+      chosen = opts.want;
+    }
+    const reports: RungReport[] = order.map((r) => {
+      const o = outcomes.get(r)!;
+      return { rung: r, ok: o.ok, reason: o.reason };
+    });
+    const c = chosen ? outcomes.get(chosen)! : undefined;
+    const result: ProbeResult = { chosen, reports, overlay: c?.overlay ?? false };
+    if (c?.fullIdMap !== undefined) result.fullIdMap = c.fullIdMap;
+    return result;
+  } finally {
+    await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/** One line per rung, for `kiln` diagnostics. */
+export function formatProbe(p: ProbeResult): string {
+  return p.reports
+    .map(
+      (r) => `${r.rung === p.chosen ? '*' : ' '} ${r.rung.padEnd(8)} ${r.ok ? 'ok  ' : 'FAIL'} ${r.reason}`,
+    )
+    .join('\n');
+}

@@ -1,0 +1,243 @@
+/**
+ * Rootless mode: kiln re-execs itself as root of a new user namespace (like `buildah unshare`), with
+ * the current user mapped to 0 and its /etc/subuid and /etc/subgid ranges mapped to 1…N, so that
+ * image files owned by any id can be created. Every RUN then only needs mount/pid/uts/ipc namespaces,
+ * which root of that user namespace may create.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { KilnError } from '../util/errors.ts';
+import { findTool, inInitialUserNamespace, runTool } from './tools.ts';
+
+/** Set in the environment of the re-executed process. */
+export const USERNS_ENV = 'KILN_IN_USERNS';
+
+export interface SubIdRange {
+  start: number;
+  count: number;
+}
+
+/**
+ * The first range of `user` (a name or a numeric id) in /etc/subuid (or `file`), undefined when it has
+ * none. Entries are `name:start:count` or `uid:start:count`.
+ */
+export function subuidRange(
+  user: string | number,
+  file = '/etc/subuid',
+  uidForName?: number,
+): SubIdRange | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const names = new Set<string>([String(user)]);
+  if (uidForName !== undefined) names.add(String(uidForName));
+  for (const line of text.split('\n')) {
+    const l = line.trim();
+    if (l === '' || l.startsWith('#')) continue;
+    const [who, start, count] = l.split(':');
+    if (who === undefined || !names.has(who)) continue;
+    const s = Number(start);
+    const c = Number(count);
+    if (Number.isInteger(s) && Number.isInteger(c) && s >= 0 && c > 0) return { start: s, count: c };
+  }
+  return undefined;
+}
+
+/** subuid and subgid ranges of the current user. */
+export function currentSubIdRanges(): { uid?: SubIdRange; gid?: SubIdRange; user: string } {
+  const info = userInfo();
+  return {
+    user: info.username,
+    uid: subuidRange(info.username, '/etc/subuid', info.uid),
+    gid: subuidRange(info.username, '/etc/subgid', info.uid),
+  };
+}
+
+/** True in the process kiln re-executed into a user namespace. */
+export function isReexecuted(): boolean {
+  return process.env[USERNS_ENV] === '1' && !inInitialUserNamespace();
+}
+
+/** The command line of this node process, to re-exec it unchanged. */
+export function selfArgv(): string[] {
+  return [process.execPath, ...process.execArgv, ...process.argv.slice(1)];
+}
+
+let mapAutoSupport: boolean | undefined;
+/** Whether this util-linux `unshare` has --map-auto (2.38+). */
+export async function unshareSupportsMapAuto(unshare: string): Promise<boolean> {
+  if (mapAutoSupport === undefined) {
+    const r = await runTool(unshare, ['--help']);
+    mapAutoSupport = r.stdout.includes('--map-auto');
+  }
+  return mapAutoSupport;
+}
+
+export interface ReexecOptions {
+  /** Use newuidmap/newgidmap directly even when unshare has --map-auto. */
+  forceHelper?: boolean;
+}
+
+/**
+ * Runs `argv` (argv[0] is the executable, e.g. `selfArgv()`) in a new user + mount namespace with the
+ * full subordinate id map and returns its exit code (128+n when it died of signal n). SIGINT/SIGTERM
+ * are forwarded.
+ */
+export async function reexecInUserNamespace(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  opts: ReexecOptions = {},
+): Promise<number> {
+  const unshare = findTool('unshare');
+  if (!unshare) {
+    throw new KilnError(
+      'isolation',
+      'TOOL_MISSING',
+      "rootless mode needs 'unshare', which is not installed",
+      {
+        hint: 'install util-linux',
+      },
+    );
+  }
+  const ranges = currentSubIdRanges();
+  if (!ranges.uid || !ranges.gid) {
+    throw new KilnError(
+      'isolation',
+      'NO_SUBUID',
+      `user ${ranges.user} has no range in /etc/${ranges.uid ? 'subgid' : 'subuid'}`,
+      {
+        hint: `add '${ranges.user}:100000:65536' to /etc/subuid and /etc/subgid (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${ranges.user})`,
+      },
+    );
+  }
+  const childEnv = { ...env, [USERNS_ENV]: '1' };
+  const useMapAuto = !opts.forceHelper && (await unshareSupportsMapAuto(unshare));
+  if (useMapAuto) {
+    const child = spawn(
+      unshare,
+      ['--user', '--map-root-user', '--map-auto', '--mount', '--fork', '--kill-child', '--', ...argv],
+      { env: childEnv, stdio: 'inherit' },
+    );
+    return await waitForwarding(child);
+  }
+  return await reexecWithHelper(unshare, argv, childEnv, ranges.uid, ranges.gid);
+}
+
+function waitForwarding(child: ReturnType<typeof spawn>): Promise<number> {
+  const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
+  const onInt = forward('SIGINT');
+  const onTerm = forward('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  return new Promise((resolve, reject) => {
+    child.on('error', (e) => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      reject(
+        new KilnError('isolation', 'USERNS_START', `cannot start the user namespace: ${e.message}`, {
+          cause: e,
+        }),
+      );
+    });
+    child.on('close', (code, signal) => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      if (signal) {
+        const n = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 }[signal as string] ?? 1;
+        resolve(128 + n);
+      } else resolve(code ?? 1);
+    });
+  });
+}
+
+/**
+ * Without --map-auto: the child creates the namespace and waits on fd 3; we write its maps with the
+ * setuid newuidmap/newgidmap helpers, then let it go on.
+ */
+async function reexecWithHelper(
+  unshare: string,
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  uidRange: SubIdRange,
+  gidRange: SubIdRange,
+): Promise<number> {
+  const newuidmap = findTool('newuidmap');
+  const newgidmap = findTool('newgidmap');
+  if (!newuidmap || !newgidmap) {
+    throw new KilnError('isolation', 'TOOL_MISSING', 'rootless mode needs newuidmap and newgidmap', {
+      hint: 'install the uidmap package',
+    });
+  }
+  const sh = findTool('sh') ?? '/bin/sh';
+  // The shell blocks on `read` until fd 3 gets a line, then execs argv with the maps in place.
+  const child = spawn(
+    unshare,
+    [
+      '--user',
+      '--mount',
+      '--',
+      sh,
+      '-c',
+      'read -r go <&3; exec 3<&-; [ "$go" = ok ] || exit 125; exec "$@"',
+      'kiln',
+      ...argv,
+    ],
+    { env, stdio: ['inherit', 'inherit', 'inherit', 'pipe'] },
+  );
+  const gate = child.stdio[3];
+  const pid = child.pid;
+  const release = (word: string) => {
+    if (gate && 'write' in gate) gate.end(`${word}\n`);
+  };
+  const done = waitForwarding(child);
+  if (!pid) return await done;
+  const myNs = readNs('self');
+  for (let i = 0; i < 500 && readNs(String(pid)) === myNs; i++) await new Promise((r) => setTimeout(r, 2));
+  const uid = process.getuid?.() ?? 0;
+  const gid = process.getgid?.() ?? 0;
+  const u = await runTool(newuidmap, [
+    String(pid),
+    '0',
+    String(uid),
+    '1',
+    '1',
+    String(uidRange.start),
+    String(uidRange.count),
+  ]);
+  const g = await runTool(newgidmap, [
+    String(pid),
+    '0',
+    String(gid),
+    '1',
+    '1',
+    String(gidRange.start),
+    String(gidRange.count),
+  ]);
+  if (u.code !== 0 || g.code !== 0) {
+    release('no');
+    await done;
+    throw new KilnError(
+      'isolation',
+      'USERNS_MAP',
+      `cannot map ids: ${(u.code !== 0 ? u : g).stderr.trim()}`,
+      {
+        hint: 'check /etc/subuid and /etc/subgid and that newuidmap/newgidmap are setuid root',
+      },
+    );
+  }
+  release('ok');
+  return await done;
+}
+
+function readNs(pid: string): string {
+  try {
+    // "user:[inode]"
+    return readlinkSync(`/proc/${pid}/ns/user`);
+  } catch {
+    return '';
+  }
+}
