@@ -1,12 +1,144 @@
 /**
- * The build entry point every adapter calls. Filled in by the executor work: frontend → plan →
- * execute → assemble → publish.
+ * The build entry point every adapter calls: frontend → plan → execute → assemble → publish.
+ * Wires the real filesystem, isolation and registry parts into the executor.
  */
+import { createReadStream } from 'node:fs';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { BuildOptions } from './options.ts';
 import type { BuildResult } from './result.ts';
 import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
+import { loadDockerfile } from '../plan/load.ts';
+import { planFromText } from '../plan/plan.ts';
+import { hostPlatform, parsePlatform } from './platform.ts';
+import { IgnoreMatcher, loadIgnoreFile } from '../context/dockerignore.ts';
+import { ContextSource } from '../context/sources.ts';
+import { probeIsolation, formatProbe } from '../isolation/probe.ts';
+import { createSandbox } from '../isolation/sandbox.ts';
+import { createSnapshotter } from '../fs/snapshotter.ts';
+import { writeLayer } from '../fs/layer-writer.ts';
+import { extractLayer } from '../fs/extract.ts';
+import { RegistryClient } from '../registry/client.ts';
+import { CredentialStore } from '../registry/credentials.ts';
+import { RegistryImageSource } from './registry-source.ts';
+import { executePlan } from './executor.ts';
+import { assembleImage } from '../image/assemble.ts';
+import { publish } from './publish.ts';
+import type { ExecutorDeps } from './deps.ts';
 
-export async function runBuild(_opts: BuildOptions, _logger: Logger): Promise<BuildResult> {
-  throw new KilnError('internal', 'NOT_IMPLEMENTED', 'kiln build is not implemented yet');
+export interface RunBuildHooks {
+  /** RUN output (already redacted). Default: stderr. */
+  onOutput?: (chunk: Buffer) => void;
+}
+
+export async function runBuild(
+  opts: BuildOptions,
+  logger: Logger,
+  hooks: RunBuildHooks = {},
+): Promise<BuildResult> {
+  const started = Date.now();
+  for (const c of opts.registry.credentials) logger.addSecret(c.password);
+  const contextDir = resolve(opts.contextSubPath ? join(opts.context, opts.contextSubPath) : opts.context);
+  const ctxStat = await stat(contextDir).catch(() => null);
+  if (!ctxStat?.isDirectory()) {
+    throw new KilnError('context', 'CONTEXT_NOT_FOUND', `build context ${opts.context} is not a directory`, {
+      hint: 'pass --context <dir> (tar, git and URL contexts are not supported yet in this version)',
+    });
+  }
+  const df = await loadDockerfile(contextDir, opts.dockerfile);
+  const buildPlatform = hostPlatform();
+  const targetPlatform = opts.platform ? parsePlatform(opts.platform) : buildPlatform;
+  const plan = planFromText(df.text, df.path, {
+    buildArgs: opts.buildArgs,
+    ...(opts.target ? { target: opts.target } : {}),
+    targetPlatform,
+    buildPlatform,
+  });
+  for (const w of plan.warnings) logger.warn(`${w.at ? `${w.at.file}:${w.at.line}: ` : ''}${w.message}`);
+  if (plan.unusedBuildArgs.length) {
+    logger.warn(`build arg(s) ${plan.unusedBuildArgs.join(', ')} were passed but no ARG declares them`);
+  }
+  const ignore = await loadIgnoreFile(contextDir, df.path);
+  const context = new ContextSource(contextDir, new IgnoreMatcher(ignore.patterns));
+
+  const workDir = resolve(opts.workDir, `build-${process.pid}-${Date.now()}`);
+  await mkdir(workDir, { recursive: true });
+  const probe = await probeIsolation({ want: opts.isolation, workDir });
+  if (!probe.chosen) {
+    throw new KilnError('isolation', 'NO_ISOLATION', `no sandbox works here:\n${formatProbe(probe)}`, {
+      hint: 'run kiln as root, or allow user namespaces',
+    });
+  }
+  const chosen = probe.reports.find((r) => r.rung === probe.chosen)!;
+  logger.info(
+    `isolation: ${probe.chosen} (${chosen.reason}); snapshots: ${probe.overlay ? 'overlay' : 'walk'}`,
+  );
+  for (const r of probe.reports)
+    if (r.rung !== probe.chosen) logger.debug(`isolation ${r.rung}: ${r.ok ? 'available' : r.reason}`);
+  const onOutput = hooks.onOutput ?? ((c: Buffer) => void process.stderr.write(c));
+  const sandbox = createSandbox(probe.chosen, {
+    workDir: join(workDir, 'sandbox'),
+    onWarning: (m) => logger.warn(m),
+  });
+  const engine = probe.overlay ? 'overlay' : 'walk';
+  const deps: ExecutorDeps = {
+    createSnapshotter: (rootfs, scratch) => createSnapshotter(engine, rootfs, scratch),
+    sandbox,
+    writeLayer,
+    extractLayer: async (blobPath, rootfs) => {
+      await extractLayer(createReadStream(blobPath), rootfs);
+    },
+  };
+  const client = new RegistryClient({ registry: opts.registry, credentials: credentialStore(opts), logger });
+  try {
+    const images = new RegistryImageSource(client, join(workDir, 'blobs'));
+    const executed = await executePlan({
+      plan,
+      opts,
+      deps,
+      images,
+      context,
+      logger,
+      workDir,
+      targetPlatform,
+      buildPlatform,
+      skipDevices: probe.chosen === 'rootless' && probe.fullIdMap === false,
+      onOutput,
+    });
+    const image = assembleImage({
+      config: executed.config,
+      layers: executed.layers,
+      format: opts.output.format,
+      ...(Object.keys(opts.annotations).length ? { annotations: opts.annotations } : {}),
+    });
+    const destinations = await publish(image, opts.output, client, logger);
+    const size = image.configBytes.length + image.layers.reduce((n, l) => n + l.descriptor.size, 0);
+    logger.info(`image digest ${image.digest}`);
+    return {
+      digest: image.digest,
+      imageId: image.manifest.config.digest,
+      destinations,
+      pushed: !opts.output.noPush && destinations.length > 0,
+      size,
+      layers: image.layers.length,
+      isolation: { rung: probe.chosen, reason: chosen.reason },
+      steps: executed.steps,
+      durationMs: Date.now() - started,
+    };
+  } finally {
+    await client.close();
+    if (opts.cleanup || !process.env.KILN_KEEP_WORKDIR)
+      await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+function credentialStore(opts: BuildOptions): CredentialStore {
+  const explicit: Record<string, { username: string; password: string }> = {};
+  for (const c of opts.registry.credentials)
+    explicit[c.registry] = { username: c.username, password: c.password };
+  return new CredentialStore({
+    explicit,
+    ...(opts.registry.dockerConfigDir ? { dockerConfigDir: opts.registry.dockerConfigDir } : {}),
+  });
 }
