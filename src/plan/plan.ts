@@ -66,8 +66,9 @@ export interface PlanOptions {
   buildPlatform: Platform;
 }
 
+/** One or two characters off a one- or two-letter name is no evidence of a typo (`FROM go` vs stage `g`). */
 const looksLikeStageTypo = (name: string): boolean =>
-  /^[a-z][a-z0-9_.-]*$/.test(name) && !/[./:@]/.test(name);
+  name.length > 2 && /^[a-z][a-z0-9_.-]*$/.test(name) && !/[./:@]/.test(name);
 
 export function planFromText(text: string, file: string, opts: PlanOptions): BuildPlan {
   return planBuild(parseDockerfile(text, file), opts);
@@ -151,9 +152,12 @@ export function planBuild(ast: DockerfileAst, opts: PlanOptions): BuildPlan {
     at: SourcePosition,
     what: string,
     allowIndex: boolean,
+    /** Only stages before this index are visible (FROM sees earlier stages only, as in BuildKit). */
+    before = drafts.length,
   ): number | null => {
     const lower = value.toLowerCase();
-    if (byName.has(lower)) return byName.get(lower)!;
+    const named = byName.get(lower);
+    if (named !== undefined && named < before) return named;
     if (allowIndex && /^\d+$/.test(value)) {
       const i = Number(value);
       if (i >= drafts.length) {
@@ -169,7 +173,8 @@ export function planBuild(ast: DockerfileAst, opts: PlanOptions): BuildPlan {
       }
       return i;
     }
-    const guess = closest(lower, stageNames);
+    const visible = stageNames.filter((n) => byName.get(n)! < before);
+    const guess = named === undefined ? closest(lower, visible) : undefined;
     if (guess && looksLikeStageTypo(lower)) {
       throw new KilnError(
         'dockerfile',
@@ -185,6 +190,8 @@ export function planBuild(ast: DockerfileAst, opts: PlanOptions): BuildPlan {
   };
 
   // Pass 2: expansion with the Dockerfile's own ARG/ENV, and dependencies.
+  /** Each stage's ENV at its end: a stage built FROM an earlier stage starts with it. */
+  const stageEnv: Array<Map<string, string>> = [];
   const stages: PlannedStage[] = drafts.map((d, index) => {
     const fx = makeExpander(global.lookup, escape, d.from.at);
     const from = expandInstruction(d.from, fx) as Instruction & { kind: 'from' };
@@ -204,13 +211,14 @@ export function planBuild(ast: DockerfileAst, opts: PlanOptions): BuildPlan {
     const imageDeps: string[] = [];
     if (from.image.toLowerCase() === 'scratch') base = { kind: 'scratch' };
     else {
-      const ref = resolveRef(from.image, d.from.at, `FROM ${from.image}`, false);
+      const ref = resolveRef(from.image, d.from.at, `FROM ${from.image}`, false, index);
       if (ref !== null) {
         base = { kind: 'stage', index: ref };
         deps.add(ref);
       } else base = { kind: 'image', ref: from.image };
     }
-    const scope = new StageScope(global);
+    const scope = new StageScope(global, base.kind === 'stage' ? (stageEnv[base.index] ?? []) : []);
+    stageEnv[index] = scope.env;
     const instructions: PlannedInstruction[] = [];
     for (const ins of d.body) {
       const x = makeExpander(scope.lookup, escape, ins.at);
