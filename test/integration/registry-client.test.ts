@@ -7,6 +7,9 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { defaultRegistryOptions } from '../../src/build/options.ts';
@@ -21,7 +24,6 @@ import type { RegistryClientOptions } from '../../src/registry/client.ts';
 import { parseWwwAuthenticate } from '../../src/registry/auth.ts';
 import { CredentialStore } from '../../src/registry/credentials.ts';
 import { parseReference } from '../../src/registry/reference.ts';
-import type { Reference } from '../../src/registry/reference.ts';
 import { parseRetryAfter } from '../../src/registry/transport.ts';
 import { KilnError } from '../../src/util/errors.ts';
 import { isBlobGet, startFaultProxy } from '../helpers/fault-proxy.ts';
@@ -664,3 +666,170 @@ describe('open registry: index, push, mount, mirrors, faults', () => {
     });
   }
 });
+
+for (const auth of ['htpasswd', 'token'] as RegistryAuth[]) {
+  describe(`push to a registry with auth=${auth}`, () => {
+    let reg: TestRegistry;
+    let client: RegistryClient;
+    before(async () => {
+      reg = await startRegistry({ auth });
+      client = makeClient([reg.host], credsFor(reg));
+    });
+    after(async () => {
+      await client.close();
+      await reg.stop();
+    });
+
+    test('pushImage, cross-repo mount and pull back', async () => {
+      const image = await builtImage(`auth-${auth}`);
+      const src = parseReference(`${reg.host}/kiln/auth-src:1`);
+      assert.equal(await client.pushImage(image, [src], openLayer), image.digest);
+      const layers = image.layers.map((l) => ({
+        ...l,
+        source: { registry: reg.host, repository: 'kiln/auth-src' },
+      }));
+      let opened = 0;
+      const dst = parseReference(`${reg.host}/kiln/auth-dst:1`);
+      await client.pushImage({ ...image, layers }, [dst], (l) => {
+        opened++;
+        return openLayer(l);
+      });
+      assert.equal(opened, 0, 'layers were mounted, not uploaded');
+      const back = await client.resolveImage(dst, HOST_PLATFORM);
+      assert.equal(back.digest, image.digest);
+      const out = JSON.parse(
+        await skopeo([
+          'inspect',
+          '--tls-verify=false',
+          '--creds',
+          `kiln:${reg.users.kiln}`,
+          `docker://${reg.host}/kiln/auth-dst:1`,
+        ]),
+      ) as { Digest: string };
+      assert.equal(out.Digest, image.digest);
+    });
+  });
+}
+
+describe('auth protocol details against an in-process registry front', () => {
+  let front: Server;
+  let storage: Server;
+  let frontPort: number;
+  let storagePort: number;
+  const data = randomBytes(50_000);
+  const digest = sha256(data);
+  const manifest = Buffer.from(
+    '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}',
+  );
+  const seen: { storageAuth: (string | undefined)[]; tokenForms: URLSearchParams[]; frontAuth: string[] } = {
+    storageAuth: [],
+    tokenForms: [],
+    frontAuth: [],
+  };
+  let tokensIssued = 0;
+  let expireNext = false;
+
+  before(async () => {
+    storage = createServer((req, res) => {
+      seen.storageAuth.push(req.headers.authorization);
+      res.writeHead(200, { 'content-length': String(data.length) });
+      res.end(data);
+    });
+    storagePort = await listen(storage);
+    front = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      if (url.pathname === '/token') {
+        let body = '';
+        req.setEncoding('utf8');
+        req.on('data', (c: string) => (body += c));
+        req.on('end', () => {
+          const form = new URLSearchParams(body);
+          seen.tokenForms.push(form);
+          if (req.method !== 'POST' || form.get('refresh_token') !== 'refresh-me') {
+            res.writeHead(401, { 'content-type': 'application/json' });
+            res.end('{"errors":[{"code":"UNAUTHORIZED","message":"bad refresh token"}]}');
+            return;
+          }
+          tokensIssued++;
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ access_token: `tok-${tokensIssued}`, expires_in: 300 }));
+        });
+        return;
+      }
+      const authz = req.headers.authorization ?? '';
+      seen.frontAuth.push(authz);
+      const valid = authz === `Bearer tok-${tokensIssued}` && tokensIssued > 0 && !expireNext;
+      if (!valid) {
+        expireNext = false;
+        res.writeHead(401, {
+          'content-type': 'application/json',
+          'www-authenticate': `Bearer realm="http://127.0.0.1:${frontPort}/token",service="front",scope="repository:kiln/x:pull"`,
+        });
+        res.end('{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}');
+        return;
+      }
+      if (url.pathname === `/v2/kiln/x/blobs/${digest}`) {
+        // Storage on another origin (localhost vs 127.0.0.1), like an S3 redirect.
+        res.writeHead(307, { location: `http://localhost:${storagePort}/blob?sig=abc` });
+        res.end();
+        return;
+      }
+      if (url.pathname === '/v2/kiln/x/manifests/1') {
+        res.writeHead(200, { 'content-type': MediaType.OciManifest });
+        res.end(manifest);
+        return;
+      }
+      res.writeHead(404);
+      res.end();
+    });
+    frontPort = await listen(front);
+  });
+  after(async () => {
+    front.closeAllConnections();
+    storage.closeAllConnections();
+    await new Promise((r) => front.close(r));
+    await new Promise((r) => storage.close(r));
+  });
+
+  test('identity token → refresh_token POST; redirect to storage drops Authorization; expired token refetched once', async () => {
+    const host = `127.0.0.1:${frontPort}`;
+    const c = new RegistryClient({
+      registry: regOptions([host]),
+      credentials: new CredentialStore({
+        explicit: { [host]: { identityToken: 'refresh-me' } },
+        env: {},
+        dockerConfigDir: join(scratch, 'docker'),
+      }),
+      baseDelayMs: 5,
+    });
+    try {
+      const ref = parseReference(`${host}/kiln/x:1`);
+      const m = await c.getManifest(ref);
+      assert.deepEqual(m.bytes, manifest);
+      const form = seen.tokenForms[0]!;
+      assert.equal(form.get('grant_type'), 'refresh_token');
+      assert.equal(form.get('client_id'), 'kiln');
+      assert.equal(form.get('service'), 'front');
+      assert.equal(form.get('scope'), 'repository:kiln/x:pull');
+
+      const dest = join(scratch, 'redirected.bin');
+      await c.fetchBlob(ref, { mediaType: 'application/octet-stream', digest, size: data.length }, dest);
+      assert.deepEqual(await readFile(dest), data);
+      assert.deepEqual(seen.storageAuth, [undefined], 'no Authorization sent to the storage origin');
+      assert.equal(tokensIssued, 1, 'cached token reused');
+
+      // The server now rejects the cached token: one refetch, then success.
+      expireNext = true;
+      await c.getManifest(ref);
+      assert.equal(tokensIssued, 2);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+function listen(server: Server): Promise<number> {
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)),
+  );
+}
