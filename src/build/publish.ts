@@ -43,7 +43,6 @@ export async function publish(
   if (!out.noPush && refs.length > 0) {
     if (!client) throw new KilnError('internal', 'NO_CLIENT', 'no registry client for the push');
     await client.pushImage(image, refs, (l) => openLayer(l));
-    for (const n of names) logger.info(`pushed ${n}@${image.digest}`);
   }
   await writeDigestFiles({
     digest: image.digest,
