@@ -978,7 +978,7 @@ export class RegistryClient {
           image.manifestBytes,
           mediaType,
         );
-        this.logger?.info(`pushed ${formatReference(r)}@${image.digest}`);
+        this.logger?.info(`pushed ${formatReference({ ...r, digest: undefined })}@${image.digest}`);
       }
     }
     return image.digest;

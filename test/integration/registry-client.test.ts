@@ -24,7 +24,7 @@ import type { RegistryClientOptions } from '../../src/registry/client.ts';
 import { parseWwwAuthenticate } from '../../src/registry/auth.ts';
 import { CredentialStore } from '../../src/registry/credentials.ts';
 import { parseReference } from '../../src/registry/reference.ts';
-import { parseRetryAfter } from '../../src/registry/transport.ts';
+import { backoffDelay, parseRetryAfter, Transport } from '../../src/registry/transport.ts';
 import { KilnError } from '../../src/util/errors.ts';
 import { isBlobGet, startFaultProxy } from '../helpers/fault-proxy.ts';
 import type { Fault, FaultProxy } from '../helpers/fault-proxy.ts';
@@ -190,6 +190,32 @@ describe('parsing helpers', () => {
     assert.equal(parseRetryAfter('Mon, 01 Jan 2024 00:00:05 GMT', now), 5000);
     assert.equal(parseRetryAfter('soon', now), undefined);
     assert.equal(parseRetryAfter(undefined, now), undefined);
+  });
+
+  test('scheme choice per host and mode', () => {
+    const cases: [Partial<RegistryOptions>, string, 'pull' | 'push', 'http' | 'https'][] = [
+      [{}, 'ghcr.io', 'pull', 'https'],
+      [{}, 'localhost:5000', 'push', 'https'],
+      [{ insecureRegistries: ['reg.local:5000'] }, 'reg.local:5000', 'push', 'http'],
+      [{ insecureRegistries: ['http://reg.local:5000/'] }, 'reg.local:5000', 'pull', 'http'],
+      [{ insecureRegistries: ['reg.local:5000'] }, 'other.local', 'pull', 'https'],
+      [{ insecure: true }, 'ghcr.io', 'push', 'http'],
+      [{ insecure: true }, 'ghcr.io', 'pull', 'http'],
+      [{ insecurePull: true }, 'ghcr.io', 'pull', 'http'],
+      [{ insecurePull: true }, 'ghcr.io', 'push', 'https'],
+    ];
+    for (const [opts, host, mode, want] of cases) {
+      const t = new Transport({ registry: { ...defaultRegistryOptions(), ...opts } });
+      assert.equal(t.scheme(host, mode), want, `${JSON.stringify(opts)} ${host} ${mode}`);
+    }
+  });
+
+  test('backoff grows exponentially with jitter and is capped', () => {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const d = backoffDelay(attempt, 100, 2000);
+      const exp = Math.min(2000, 100 * 2 ** attempt);
+      assert.ok(d >= exp / 2 && d <= exp, `attempt ${attempt}: ${d}`);
+    }
   });
 
   test('platform choice normalises arm64 v8 and arch aliases', () => {
