@@ -139,7 +139,8 @@ export class Transport {
   scheme(host: string, mode: Mode = 'pull'): 'http' | 'https' {
     const r = this.registry;
     if (hostMatches(r.insecureRegistries, host)) return 'http';
-    if (r.insecure) return 'http';
+    // Kaniko's split: --insecure is for pushes, --insecure-pull for pulls.
+    if (mode === 'push' && r.insecure) return 'http';
     if (mode === 'pull' && r.insecurePull) return 'http';
     return 'https';
   }
@@ -152,7 +153,7 @@ export class Transport {
   private skipVerify(host: string, mode: Mode): boolean {
     const r = this.registry;
     return (
-      r.skipTlsVerify ||
+      (mode === 'push' && r.skipTlsVerify) ||
       (mode === 'pull' && r.skipTlsVerifyPull) ||
       hostMatches(r.skipTlsVerifyRegistries, host)
     );

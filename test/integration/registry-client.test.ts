@@ -200,7 +200,7 @@ describe('parsing helpers', () => {
       [{ insecureRegistries: ['http://reg.local:5000/'] }, 'reg.local:5000', 'pull', 'http'],
       [{ insecureRegistries: ['reg.local:5000'] }, 'other.local', 'pull', 'https'],
       [{ insecure: true }, 'ghcr.io', 'push', 'http'],
-      [{ insecure: true }, 'ghcr.io', 'pull', 'http'],
+      [{ insecure: true }, 'ghcr.io', 'pull', 'https'], // Kaniko: --insecure is for pushes only
       [{ insecurePull: true }, 'ghcr.io', 'pull', 'http'],
       [{ insecurePull: true }, 'ghcr.io', 'push', 'https'],
     ];
