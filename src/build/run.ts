@@ -16,6 +16,8 @@ import { IgnoreMatcher, loadIgnoreFile } from '../context/dockerignore.ts';
 import { ContextSource } from '../context/sources.ts';
 import { probeIsolation, formatProbe } from '../isolation/probe.ts';
 import { createSandbox } from '../isolation/sandbox.ts';
+import { inInitialUserNamespace } from '../isolation/tools.ts';
+import { invokingUser } from '../isolation/userns.ts';
 import { createSnapshotter } from '../fs/snapshotter.ts';
 import { writeLayer } from '../fs/layer-writer.ts';
 import { extractLayer } from '../fs/extract.ts';
@@ -74,6 +76,13 @@ export async function runBuild(
   logger.info(
     `isolation: ${probe.chosen} (${chosen.reason}); snapshots: ${probe.overlay ? 'overlay' : 'walk'}`,
   );
+  if (probe.chosen === 'rootless' && probe.fullIdMap === false) {
+    const user = invokingUser();
+    logger.warn(
+      `only one user id is mapped (no /etc/subuid range for ${user}): chown to other ids in RUN and files owned by other ids will fail; ` +
+        `add a range with: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user}`,
+    );
+  }
   for (const r of probe.reports)
     if (r.rung !== probe.chosen) logger.debug(`isolation ${r.rung}: ${r.ok ? 'available' : r.reason}`);
   const onOutput = hooks.onOutput ?? ((c: Buffer) => void process.stderr.write(c));
@@ -86,8 +95,11 @@ export async function runBuild(
     createSnapshotter: (rootfs, scratch) => createSnapshotter(engine, rootfs, scratch),
     sandbox,
     writeLayer,
-    extractLayer: async (blobPath, rootfs) => {
-      await extractLayer(createReadStream(blobPath), rootfs);
+    extractLayer: async (blobPath, rootfs, o) => {
+      await extractLayer(createReadStream(blobPath), rootfs, {
+        skipDevices: o.skipDevices,
+        onSkipped: (p, why) => logger.warn(`skipped device node ${p}: ${why}`),
+      });
     },
   };
   const client = new RegistryClient({ registry: opts.registry, credentials: credentialStore(opts), logger });
@@ -103,7 +115,8 @@ export async function runBuild(
       workDir,
       targetPlatform,
       buildPlatform,
-      skipDevices: probe.chosen === 'rootless' && probe.fullIdMap === false,
+      // No mknod in a user namespace, whatever the id map.
+      skipDevices: probe.chosen === 'rootless' || !inInitialUserNamespace(),
       onOutput,
     });
     const image = assembleImage({

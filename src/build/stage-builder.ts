@@ -13,6 +13,28 @@ import type { Logger } from '../log/logger.ts';
 import { resolveInRoot } from './rootpath.ts';
 import { resolveUser } from './passwd.ts';
 import { KilnError, type SourcePosition } from '../util/errors.ts';
+import { inInitialUserNamespace, mappedIdCount } from '../isolation/tools.ts';
+
+/** The RUN failure hint: the output tail, and how to get a full id map when chown hit a single-id one. */
+function runFailureHint(tail: string[]): string | undefined {
+  const parts: string[] = [];
+  if (tail.length > 0) parts.push(`last output:\n    ${tail.join('\n    ')}`);
+  const text = tail.join('\n');
+  if (
+    /Invalid argument|EINVAL/.test(text) &&
+    /chown|chgrp|owner|group/i.test(text) &&
+    !inInitialUserNamespace() &&
+    mappedIdCount() < 65536
+  ) {
+    const user = process.env.KILN_REEXEC_USER ?? 'USER';
+    parts.push(
+      `only ${mappedIdCount()} user id(s) are mapped in kiln's user namespace, so files cannot be given to other ids; ` +
+        `add a subordinate id range (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user}, ` +
+        `i.e. '${user}:100000:65536' in /etc/subuid and /etc/subgid) and build again`,
+    );
+  }
+  return parts.length > 0 ? parts.join('\n') : undefined;
+}
 
 /** Paths never captured in a layer, whatever a step does to them. */
 export const ALWAYS_EXCLUDED = ['/proc', '/sys', '/dev'];
@@ -132,7 +154,7 @@ export class StageBuilder {
         `RUN ${cmd.length > 200 ? cmd.slice(0, 200) + '…' : cmd} failed with exit code ${result.exitCode}${result.signal ? ` (signal ${result.signal})` : ''}`,
         {
           position: step.position,
-          hint: result.tail.length > 0 ? `last output:\n    ${result.tail.join('\n    ')}` : undefined,
+          hint: runFailureHint(result.tail),
         },
       );
     }

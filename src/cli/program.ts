@@ -2,13 +2,19 @@
  * The commander program. Subcommands translate argv into typed options once and hand over to the
  * core; nothing in the core reads argv.
  */
-import { Command, CommanderError } from 'commander';
-import { EXIT_CODES, isKilnError } from '../util/errors.ts';
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT_CODES, KilnError, isKilnError } from '../util/errors.ts';
 import { VERSION } from '../version.ts';
 import { addBuildFlags, toBuildOptions } from './build-flags.ts';
 import { printPlan } from './plan-command.ts';
 import { runBuild } from '../build/run.ts';
 import { Logger } from '../log/logger.ts';
+import { formatProbe, probeIsolation } from '../isolation/probe.ts';
+import type { IsolationWant } from '../isolation/probe.ts';
+import { isReexecuted, reexecInUserNamespace, selfArgv } from '../isolation/userns.ts';
+
+/** Exit codes set by actions that finished without an error of their own (a re-executed child's). */
+const exitCodes = new WeakMap<Command, number>();
 
 export function buildProgram(out: (s: string) => void = (s) => process.stdout.write(s)): Command {
   const program = new Command();
@@ -32,6 +38,17 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       return;
     }
     const logger = new Logger({ level: opts.logLevel, timestamps: opts.logTimestamp });
+    const euid = process.geteuid?.() ?? 0;
+    if (euid !== 0 && !isReexecuted() && (opts.isolation === 'auto' || opts.isolation === 'rootless')) {
+      // Like `buildah unshare`: the whole build runs as root of a user namespace.
+      logger.debug(`not root (uid ${euid}): re-executing kiln in a user namespace`);
+      const code = await reexecInUserNamespace(selfArgv(), process.env, {
+        allowSingleIdMap: true,
+        onSingleIdMap: (m) => logger.warn(m),
+      });
+      exitCodes.set(program, code);
+      return;
+    }
     const result = await runBuild(opts, logger);
     out(`${result.digest}\n`);
   });
@@ -47,6 +64,30 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
   plan.action(async (o: Record<string, unknown>) => {
     await printPlan(toBuildOptions(o), out);
   });
+
+  program
+    .command('probe')
+    .description('try each isolation rung and show which works, which one auto takes and the snapshot engine')
+    .addOption(
+      new Option('--isolation <mode>', 'the rung you want (exit 6 when it is unavailable)')
+        .choices(['auto', 'rootless', 'chroot', 'plain'])
+        .default('auto'),
+    )
+    .option('--work-dir <dir>', 'scratch directory', '/tmp/kiln')
+    .exitOverride()
+    .action(async (o: { isolation: IsolationWant; workDir: string }) => {
+      const probe = await probeIsolation({ want: o.isolation, workDir: o.workDir });
+      out(`${formatProbe(probe)}\n`);
+      const auto = probe.reports.find((r) => r.ok)?.rung;
+      out(`auto: ${auto ?? 'none'}\n`);
+      if (!probe.chosen) {
+        throw new KilnError('isolation', 'NO_ISOLATION', 'no isolation rung works here', {
+          hint: 'run kiln as root, or allow user namespaces',
+        });
+      }
+      out(`isolation: ${probe.chosen}\n`);
+      out(`snapshots: ${probe.overlay ? 'overlay' : 'walk'}\n`);
+    });
   return program;
 }
 
@@ -54,7 +95,7 @@ export async function runCli(argv: string[], out?: (s: string) => void): Promise
   const program = buildProgram(out);
   try {
     await program.parseAsync(argv);
-    return 0;
+    return exitCodes.get(program) ?? 0;
   } catch (e) {
     if (e instanceof CommanderError) {
       // commander has already printed help, version or the usage error.

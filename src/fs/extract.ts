@@ -23,6 +23,12 @@ export interface ExtractOptions {
    * (`/etc/foo`), or the directory that was made opaque.
    */
   onWhiteout?: (path: string, kind: 'whiteout' | 'opaque') => void;
+  /**
+   * Skip character and block devices instead of failing (a user namespace cannot mknod them); each
+   * skipped one is told to `onSkipped`.
+   */
+  skipDevices?: boolean;
+  onSkipped?: (path: string, reason: string) => void;
 }
 
 const WH = '.wh.';
@@ -350,6 +356,10 @@ export async function extractLayer(
       case 'character-device':
       case 'block-device':
       case 'fifo': {
+        if (opts.skipDevices && h.type !== 'fifo') {
+          opts.onSkipped?.(path, `${h.type} ${h.devmajor ?? 0}:${h.devminor ?? 0} cannot be created here`);
+          return;
+        }
         await clear(host, false);
         const m = mode.toString(8);
         if (h.type === 'fifo') await run('mkfifo', ['-m', m, '--', host]);

@@ -12,6 +12,19 @@ import { findTool, inInitialUserNamespace, runTool } from './tools.ts';
 
 /** Set in the environment of the re-executed process. */
 export const USERNS_ENV = 'KILN_IN_USERNS';
+/** The name of the user who started kiln, set in the environment of the re-executed process. */
+export const USER_ENV = 'KILN_REEXEC_USER';
+
+/** The user who started kiln (outside the user namespace, when re-executed). */
+export function invokingUser(): string {
+  const fromEnv = process.env[USER_ENV];
+  if (fromEnv && isReexecuted()) return fromEnv;
+  try {
+    return userInfo().username;
+  } catch {
+    return String(process.getuid?.() ?? '?');
+  }
+}
 
 export interface SubIdRange {
   start: number;
@@ -80,6 +93,13 @@ export async function unshareSupportsMapAuto(unshare: string): Promise<boolean> 
 export interface ReexecOptions {
   /** Use newuidmap/newgidmap directly even when unshare has --map-auto. */
   forceHelper?: boolean;
+  /**
+   * Without a subuid/subgid range, map only the current user (to 0) instead of failing: files owned
+   * by other ids, and chown to them, then fail with EINVAL.
+   */
+  allowSingleIdMap?: boolean;
+  /** Told once when the single-id map is used. */
+  onSingleIdMap?: (message: string) => void;
 }
 
 /**
@@ -104,6 +124,18 @@ export async function reexecInUserNamespace(
     );
   }
   const ranges = currentSubIdRanges();
+  if ((!ranges.uid || !ranges.gid) && opts.allowSingleIdMap) {
+    opts.onSingleIdMap?.(
+      `user ${ranges.user} has no range in /etc/${ranges.uid ? 'subgid' : 'subuid'}: only one id is mapped, so chown to other ids will fail; ` +
+        `add one with: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${ranges.user}`,
+    );
+    const child = spawn(
+      unshare,
+      ['--user', '--map-root-user', '--mount', '--fork', '--kill-child', '--', ...argv],
+      { env: { ...env, [USERNS_ENV]: '1', [USER_ENV]: ranges.user }, stdio: 'inherit' },
+    );
+    return await waitForwarding(child);
+  }
   if (!ranges.uid || !ranges.gid) {
     throw new KilnError(
       'isolation',
@@ -114,7 +146,7 @@ export async function reexecInUserNamespace(
       },
     );
   }
-  const childEnv = { ...env, [USERNS_ENV]: '1' };
+  const childEnv = { ...env, [USERNS_ENV]: '1', [USER_ENV]: ranges.user };
   const useMapAuto = !opts.forceHelper && (await unshareSupportsMapAuto(unshare));
   if (useMapAuto) {
     const child = spawn(
