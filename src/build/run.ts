@@ -3,7 +3,7 @@
  * Wires the real filesystem, isolation and registry parts into the executor.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { BuildOptions } from './options.ts';
 import type { BuildResult } from './result.ts';
@@ -14,6 +14,7 @@ import { planFromText } from '../plan/plan.ts';
 import { hostPlatform, parsePlatform } from './platform.ts';
 import { IgnoreMatcher, loadIgnoreFile } from '../context/dockerignore.ts';
 import { ContextSource } from '../context/sources.ts';
+import { materializeContext } from '../context/fetch.ts';
 import { probeIsolation, formatProbe } from '../isolation/probe.ts';
 import { createSandbox } from '../isolation/sandbox.ts';
 import { inInitialUserNamespace } from '../isolation/tools.ts';
@@ -41,13 +42,12 @@ export async function runBuild(
 ): Promise<BuildResult> {
   const started = Date.now();
   for (const c of opts.registry.credentials) logger.addSecret(c.password);
-  const contextDir = resolve(opts.contextSubPath ? join(opts.context, opts.contextSubPath) : opts.context);
-  const ctxStat = await stat(contextDir).catch(() => null);
-  if (!ctxStat?.isDirectory()) {
-    throw new KilnError('context', 'CONTEXT_NOT_FOUND', `build context ${opts.context} is not a directory`, {
-      hint: 'pass --context <dir> (tar, git and URL contexts are not supported yet in this version)',
-    });
-  }
+  const ctx = await materializeContext(
+    opts,
+    resolve(opts.workDir, `context-${process.pid}-${Date.now()}`),
+    logger,
+  );
+  const contextDir = ctx.dir;
   const df = await loadDockerfile(contextDir, opts.dockerfile);
   const buildPlatform = hostPlatform();
   const targetPlatform = opts.platform ? parsePlatform(opts.platform) : buildPlatform;
@@ -141,6 +141,7 @@ export async function runBuild(
     };
   } finally {
     await client.close();
+    await ctx.cleanup();
     if (opts.cleanup || !process.env.KILN_KEEP_WORKDIR)
       await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
   }

@@ -1,15 +1,18 @@
 /** `kiln plan` and `kiln build --dry-run`: parse, plan and print, without touching a registry. */
+import { resolve } from 'node:path';
 import type { BuildOptions } from '../build/options.ts';
+import { materializeContext } from '../context/fetch.ts';
 import { hostPlatform, parsePlatform } from '../build/platform.ts';
 import { loadDockerfile } from '../plan/load.ts';
 import { planFromText, type BuildPlan } from '../plan/plan.ts';
 import { renderPlan } from '../plan/render.ts';
 
 export async function planForOptions(opts: BuildOptions): Promise<BuildPlan> {
-  const df = await loadDockerfile(
-    opts.contextSubPath ? `${opts.context}/${opts.contextSubPath}` : opts.context,
-    opts.dockerfile,
+  const ctx = await materializeContext(
+    opts,
+    resolve(opts.workDir, `plan-context-${process.pid}-${Date.now()}`),
   );
+  const df = await loadDockerfile(ctx.dir, opts.dockerfile).finally(() => ctx.cleanup());
   const build = hostPlatform();
   const target = opts.platform ? parsePlatform(opts.platform) : build;
   return planFromText(df.text, df.path, {
