@@ -1,0 +1,257 @@
+/**
+ * A real Debian bookworm base image for tests and benchmarks: `debootstrap --variant=minbase` into a
+ * directory (from the apt mirror this machine already uses), cached as a tarball under
+ * /var/cache/kiln-test, turned into a one-layer OCI layout beside it and pushed with skopeo.
+ * The first run takes a minute or two; later runs reuse both caches.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { createGunzip } from 'node:zlib';
+import { KilnError } from '../../src/util/errors.ts';
+import { ociArch } from './images.ts';
+import { registryCreds } from './registry.ts';
+import type { TestRegistry } from './registry.ts';
+
+const execFileP = promisify(execFile);
+
+export const DEBIAN_CACHE = '/var/cache/kiln-test';
+export const DEBIAN_ROOTFS_TARBALL = join(DEBIAN_CACHE, 'debian-bookworm-minbase.tar.gz');
+const LAYOUT_REF = 'bookworm';
+const SUITE = 'bookworm';
+const FALLBACK_MIRROR = 'http://deb.debian.org/debian';
+
+/**
+ * The Debian mirror this machine's apt uses (first `URIs:` of a deb822 source or first `deb` line
+ * whose suite is not a -security one), so that debootstrap and apt inside builds reach the same host.
+ */
+export function debianMirror(): string {
+  const files: string[] = [];
+  if (existsSync('/etc/apt/sources.list')) files.push('/etc/apt/sources.list');
+  if (existsSync('/etc/apt/sources.list.d')) {
+    for (const f of readdirSync('/etc/apt/sources.list.d').sort()) {
+      if (f.endsWith('.list') || f.endsWith('.sources')) files.push(join('/etc/apt/sources.list.d', f));
+    }
+  }
+  for (const f of files) {
+    const text = readFileSync(f, 'utf8');
+    if (f.endsWith('.sources')) {
+      for (const stanza of text.split(/\n\s*\n/)) {
+        const uris = /^URIs:\s*(\S+)/m.exec(stanza)?.[1];
+        const suites = /^Suites:\s*(.+)$/m.exec(stanza)?.[1] ?? '';
+        if (uris && !/-security/.test(suites) && /debian\/?$/.test(uris)) return uris.replace(/\/$/, '');
+      }
+    } else {
+      for (const line of text.split('\n')) {
+        const m = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)/.exec(line.trim());
+        if (m && !m[2]!.includes('-security') && /debian\/?$/.test(m[1]!)) return m[1]!.replace(/\/$/, '');
+      }
+    }
+  }
+  return FALLBACK_MIRROR;
+}
+
+function fail(code: string, message: string, e: unknown, hint: string): KilnError {
+  const stderr = (e as { stderr?: string }).stderr ?? String(e);
+  return new KilnError('internal', code, message, {
+    hint: `${hint}; ${stderr.trim().split('\n').slice(-3).join(' | ')}`,
+    cause: e,
+  });
+}
+
+/** debootstraps bookworm minbase and writes the rootfs tarball atomically (tmp file + rename). */
+async function buildRootfsTarball(): Promise<void> {
+  await mkdir(DEBIAN_CACHE, { recursive: true });
+  const work = await mkdtemp(join(DEBIAN_CACHE, 'debootstrap-'));
+  const mirror = debianMirror();
+  try {
+    const rootfs = join(work, 'rootfs');
+    try {
+      await execFileP('debootstrap', ['--variant=minbase', SUITE, rootfs, mirror], {
+        maxBuffer: 256 << 20,
+        timeout: 15 * 60_000,
+      });
+    } catch (e) {
+      throw fail(
+        'TEST_DEBOOTSTRAP_FAILED',
+        `debootstrap of ${SUITE} from ${mirror} failed`,
+        e,
+        'check the mirror',
+      );
+    }
+    // apt inside builds must reach the same mirror; drop the downloaded .debs and lists to stay small.
+    await writeFile(
+      join(rootfs, 'etc', 'apt', 'sources.list'),
+      `deb ${mirror} ${SUITE} main\ndeb ${mirror} ${SUITE}-updates main\n`,
+    );
+    await rm(join(rootfs, 'var', 'cache', 'apt', 'archives'), { recursive: true, force: true });
+    await mkdir(join(rootfs, 'var', 'cache', 'apt', 'archives', 'partial'), { recursive: true });
+    await rm(join(rootfs, 'var', 'lib', 'apt', 'lists'), { recursive: true, force: true });
+    await mkdir(join(rootfs, 'var', 'lib', 'apt', 'lists', 'partial'), { recursive: true });
+    await writeFile(join(rootfs, 'etc', 'resolv.conf'), '');
+    await writeFile(join(rootfs, 'etc', 'hostname'), 'localhost\n');
+    const tmpTar = join(work, 'rootfs.tar.gz');
+    try {
+      await execFileP('tar', [
+        '--sort=name',
+        '--numeric-owner',
+        '--xattrs',
+        '--mtime=@0',
+        '--format=posix',
+        '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime',
+        '-C',
+        rootfs,
+        '-czf',
+        tmpTar,
+        '.',
+      ]);
+    } catch (e) {
+      throw fail('TEST_ROOTFS_TAR_FAILED', 'tar of the debootstrapped rootfs failed', e, 'check free space');
+    }
+    await rename(tmpTar, DEBIAN_ROOTFS_TARBALL);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  return pipeline(createReadStream(path), h).then(() => h.digest('hex'));
+}
+
+async function sha256Gunzipped(path: string): Promise<string> {
+  const h = createHash('sha256');
+  await pipeline(createReadStream(path), createGunzip(), h);
+  return h.digest('hex');
+}
+
+async function writeBlob(layout: string, data: string): Promise<{ digest: string; size: number }> {
+  const buf = Buffer.from(data);
+  const hex = createHash('sha256').update(buf).digest('hex');
+  await writeFile(join(layout, 'blobs', 'sha256', hex), buf);
+  return { digest: `sha256:${hex}`, size: buf.length };
+}
+
+/** One-layer OCI layout from the rootfs tarball (whose gzip stream is used as the layer as is). */
+async function buildLayout(dest: string): Promise<void> {
+  const work = await mkdtemp(join(DEBIAN_CACHE, 'layout-'));
+  try {
+    const layout = join(work, 'layout');
+    await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
+    await writeFile(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    const gzHex = await sha256File(DEBIAN_ROOTFS_TARBALL);
+    const diffId = await sha256Gunzipped(DEBIAN_ROOTFS_TARBALL);
+    const gzSize = (await stat(DEBIAN_ROOTFS_TARBALL)).size;
+    await execFileP('cp', [DEBIAN_ROOTFS_TARBALL, join(layout, 'blobs', 'sha256', gzHex)]);
+    const config = await writeBlob(
+      layout,
+      JSON.stringify({
+        created: '1970-01-01T00:00:00Z',
+        architecture: ociArch(),
+        os: 'linux',
+        config: {
+          Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+          Cmd: ['bash'],
+        },
+        rootfs: { type: 'layers', diff_ids: [`sha256:${diffId}`] },
+        history: [
+          {
+            created: '1970-01-01T00:00:00Z',
+            created_by: 'kiln test: debootstrap --variant=minbase bookworm',
+          },
+        ],
+      }),
+    );
+    const manifest = await writeBlob(
+      layout,
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+        layers: [
+          {
+            mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+            digest: `sha256:${gzHex}`,
+            size: gzSize,
+          },
+        ],
+      }),
+    );
+    await writeFile(
+      join(layout, 'index.json'),
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [
+          {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            ...manifest,
+            platform: { architecture: ociArch(), os: 'linux' },
+            annotations: { 'org.opencontainers.image.ref.name': LAYOUT_REF },
+          },
+        ],
+      }),
+    );
+    try {
+      await rename(layout, dest);
+    } catch (e) {
+      if (!existsSync(join(dest, 'index.json'))) throw e;
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+let layoutPromise: Promise<string> | undefined;
+
+/** The cached bookworm OCI layout dir (ref name `bookworm`), debootstrapped on first use. */
+export function debianLayout(): Promise<string> {
+  layoutPromise ??= (async () => {
+    const dest = join(DEBIAN_CACHE, `debian-bookworm-minbase-oci-${ociArch()}-v1`);
+    if (existsSync(join(dest, 'index.json'))) return dest;
+    await mkdir(DEBIAN_CACHE, { recursive: true });
+    if (!existsSync(DEBIAN_ROOTFS_TARBALL)) await buildRootfsTarball();
+    await buildLayout(dest);
+    return dest;
+  })();
+  layoutPromise.catch(() => (layoutPromise = undefined));
+  return layoutPromise;
+}
+
+/** Pushes the debian:bookworm minbase image to `<host>/<repo>:<tag>`; returns its manifest digest. */
+export async function pushDebianImage(reg: TestRegistry, repo: string, tag: string): Promise<string> {
+  const layout = await debianLayout();
+  await mkdir(DEBIAN_CACHE, { recursive: true });
+  const work = await mkdtemp(join(DEBIAN_CACHE, 'push-'));
+  const digestFile = join(work, 'digest');
+  const args = ['--insecure-policy', 'copy', '--dest-tls-verify=false', '--digestfile', digestFile];
+  const creds = registryCreds(reg);
+  if (creds) args.push('--dest-creds', creds);
+  args.push(`oci:${layout}:${LAYOUT_REF}`, `docker://${reg.host}/${repo}:${tag}`);
+  try {
+    try {
+      await execFileP('skopeo', args, { maxBuffer: 64 << 20 });
+    } catch (e) {
+      throw new KilnError(
+        'registry',
+        'TEST_PUSH_FAILED',
+        `skopeo copy to ${reg.host}/${repo}:${tag} failed`,
+        {
+          hint: ((e as { stderr?: string }).stderr ?? String(e)).trim().split('\n').slice(-3).join(' | '),
+          cause: e,
+        },
+      );
+    }
+    const digest = (await readFile(digestFile, 'utf8')).trim();
+    if (!/^sha256:[a-f0-9]{64}$/.test(digest)) {
+      throw new KilnError('internal', 'TEST_PUSH_DIGEST', `skopeo wrote an unexpected digest "${digest}"`);
+    }
+    return digest;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
