@@ -41,9 +41,12 @@ function excluded(p: string, exclude: string[]): boolean {
   return false;
 }
 
+const noop = (): void => undefined;
+
 class Limiter {
   private active = 0;
-  private readonly waiting: Array<() => void> = [];
+  private waiting: Array<() => void> = [];
+  private head = 0;
   constructor(private readonly max: number) {}
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
@@ -53,7 +56,16 @@ class Limiter {
       return await fn();
     } finally {
       this.active--;
-      this.waiting.shift()?.();
+      // A moving head instead of shift(): the queue can hold every entry of a big tree.
+      const next = this.waiting[this.head];
+      if (next) {
+        this.waiting[this.head++] = noop;
+        if (this.head > 1024 && this.head * 2 > this.waiting.length) {
+          this.waiting = this.waiting.slice(this.head);
+          this.head = 0;
+        }
+        next();
+      }
     }
   }
 }

@@ -332,6 +332,15 @@ for (const engine of engines) {
           await applyDiff(copy, diff);
           assertSameState(stateOf(copy, exclude), seen, 'old tree + diff');
           sc.check?.(rootfs);
+          const leftover = execFileSync(
+            'getfattr',
+            ['-R', '-h', '-m', '^(trusted|user)\\.overlay\\.', rootfs],
+            {
+              encoding: 'utf8',
+              stdio: ['ignore', 'pipe', 'ignore'],
+            },
+          );
+          assert.equal(leftover, '', 'overlay xattrs left in the rootfs');
           assert.deepEqual(mountsUnder(tmp), [], 'no mounts left');
         } finally {
           for (const m of mountsUnder(tmp).reverse()) sh(`umount -l '${m.split(' ')[4]}'`);
