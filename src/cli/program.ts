@@ -42,10 +42,8 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     if (euid !== 0 && !isReexecuted() && (opts.isolation === 'auto' || opts.isolation === 'rootless')) {
       // Like `buildah unshare`: the whole build runs as root of a user namespace.
       logger.debug(`not root (uid ${euid}): re-executing kiln in a user namespace`);
-      const code = await reexecInUserNamespace(selfArgv(), process.env, {
-        allowSingleIdMap: true,
-        onSingleIdMap: (m) => logger.warn(m),
-      });
+      // Without a subuid range only the user's own id is mapped; runBuild warns about it.
+      const code = await reexecInUserNamespace(selfArgv(), process.env, { allowSingleIdMap: true });
       exitCodes.set(program, code);
       return;
     }

@@ -18,6 +18,7 @@
  * the run and removed after it, as BuildKit does, so they never end up in a layer.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { lstat, mkdir, mkdtemp, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
@@ -188,9 +189,24 @@ interface ResolvedMount {
   sourceIsDir: boolean;
 }
 
+/** Whether this process may not call setgroups(2) (a user namespace whose map was written unprivileged). */
+function setgroupsDenied(): boolean {
+  try {
+    return readFileSync('/proc/self/setgroups', 'utf8').trim() === 'deny';
+  } catch {
+    return false;
+  }
+}
+
 /** The env/setpriv/nsenter chain that clears the environment, drops to the user and enters the root. */
 function execChain(tools: Tools, spec: RunSpec, root: string, hostCwd: string): string[] {
   const groups = [...new Set(spec.additionalGids)];
+  // With a single-id map setgroups(2) is denied (/proc/self/setgroups is "deny"): keep the groups.
+  const groupArgs = setgroupsDenied()
+    ? ['--keep-groups']
+    : groups.length > 0
+      ? [`--groups=${groups.join(',')}`]
+      : ['--clear-groups'];
   return [
     tools.env,
     '-i',
@@ -198,7 +214,7 @@ function execChain(tools: Tools, spec: RunSpec, root: string, hostCwd: string): 
     ...spec.env.filter((e) => e.includes('=') && !e.startsWith('=')),
     tools.setpriv,
     `--regid=${spec.gid}`,
-    ...(groups.length > 0 ? [`--groups=${groups.join(',')}`] : ['--clear-groups']),
+    ...groupArgs,
     '--',
     tools.nsenter,
     `--root=${root}`,
