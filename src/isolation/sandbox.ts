@@ -20,7 +20,19 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { lstat, mkdir, mkdtemp, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  symlink,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import { posix } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { resolveInRoot } from '../build/rootpath.ts';
@@ -285,7 +297,7 @@ async function runOnce(rung: Rung, tools: Tools, opts: SandboxOptions, spec: Run
       mounts.push({ spec: m, host, sourceIsDir });
     }
     if (rung === 'plain') return await runPlain(tools, opts, spec, root, hostCwd, stubs, etcMounts, mounts);
-    return await runNamespaced(tools, opts, spec, root, hostCwd, hostname, stubs, etcMounts, mounts);
+    return await runNamespaced(tools, opts, spec, root, hostCwd, hostname, tmp, stubs, etcMounts, mounts);
   } finally {
     await stubs.remove();
     await rm(tmp, { recursive: true, force: true });
@@ -299,6 +311,7 @@ async function runNamespaced(
   root: string,
   hostCwd: string,
   hostname: string,
+  tmp: string,
   stubs: Stubs,
   etcMounts: ResolvedMount[],
   mounts: ResolvedMount[],
@@ -317,10 +330,13 @@ async function runNamespaced(
       `${shq(tools.mount)} -o remount,bind,$o "$1" 2>/dev/null && return 0; done; return 1; }`,
   );
   const M = shq(tools.mount);
-  const sethost = tools.hostname
-    ? `${shq(tools.hostname)} ${shq(hostname)}`
-    : `echo ${shq(hostname)} > /proc/sys/kernel/hostname`;
-  s.push(`${sethost} 2>&3 || fail "cannot set the hostname"`);
+  // The shell builtin is enough as real root; in a user namespace /proc/sys needs sethostname(2).
+  const viaProc = `echo ${shq(hostname)} > /proc/sys/kernel/hostname`;
+  s.push(
+    tools.hostname
+      ? `{ ${viaProc}; } 2>/dev/null || ${shq(tools.hostname)} ${shq(hostname)} 2>&3 || fail "cannot set the hostname"`
+      : `${viaProc} 2>&3 || fail "cannot set the hostname"`,
+  );
   if (spec.network === 'none' && tools.ip) s.push(`${shq(tools.ip)} link set lo up 2>/dev/null || true`);
   // A fresh proc for the new PID namespace; where the kernel refuses (masked /proc in a user
   // namespace) the host's is bound instead.
@@ -331,26 +347,35 @@ async function runNamespaced(
     `if ${M} -t sysfs -o ro,nosuid,nodev,noexec sysfs ${shq(sys)} 2>/dev/null; then :; ` +
       `elif ${M} --rbind /sys ${shq(sys)} 2>/dev/null; then robind ${shq(sys)} || true; fi`,
   );
-  // Minimal /dev.
+  // Minimal /dev: a directory prepared here (files as bind targets, pts, shm, the usual symlinks)
+  // bound over the image's /dev, then the host's harmless device nodes bound onto it.
+  const devDir = posix.join(tmp, 'dev');
+  await mkdir(devDir, { mode: 0o755 });
+  const nodes = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
+  for (const n of nodes) await writeFile(posix.join(devDir, n), '', { mode: 0o666 });
+  for (const d of ['pts', 'shm']) await mkdir(posix.join(devDir, d), { mode: 0o755 });
+  for (const [name, target] of [
+    ['fd', '/proc/self/fd'],
+    ['stdin', '/proc/self/fd/0'],
+    ['stdout', '/proc/self/fd/1'],
+    ['stderr', '/proc/self/fd/2'],
+    ['core', '/proc/kcore'],
+    ['ptmx', 'pts/ptmx'],
+  ] as const) {
+    await symlink(target, posix.join(devDir, name));
+  }
   const D = (n: string) => shq(posix.join(dev, n));
-  s.push(
-    `${M} -t tmpfs -o nosuid,noexec,mode=755,size=65536k tmpfs ${shq(dev)} 2>&3 || fail "cannot mount /dev"`,
-  );
-  for (const n of ['null', 'zero', 'full', 'random', 'urandom', 'tty']) {
+  s.push(`${M} --bind ${shq(devDir)} ${shq(dev)} 2>&3 || fail "cannot mount /dev"`);
+  for (const n of nodes) {
     s.push(
-      `if [ -e /dev/${n} ]; then : > ${D(n)} && ${M} --bind /dev/${n} ${D(n)} 2>&3 || fail "cannot bind /dev/${n}"; fi`,
+      `if [ -e /dev/${n} ]; then ${M} --bind /dev/${n} ${D(n)} 2>&3 || fail "cannot bind /dev/${n}"; fi`,
     );
   }
-  s.push(`mkdir -m 755 ${D('pts')} ${D('shm')} ${D('mqueue')}`);
   s.push(
-    `if ${M} -t devpts -o newinstance,ptmxmode=0666,mode=0620,nosuid,noexec devpts ${D('pts')} 2>/dev/null; then ln -s pts/ptmx ${D('ptmx')}; fi`,
+    `${M} -t devpts -o newinstance,ptmxmode=0666,mode=0620,nosuid,noexec devpts ${D('pts')} 2>/dev/null`,
   );
   s.push(
     `${M} -t tmpfs -o nosuid,nodev,noexec,mode=1777,size=65536k shm ${D('shm')} 2>&3 || fail "cannot mount /dev/shm"`,
-  );
-  s.push(`${M} -t mqueue -o nosuid,nodev,noexec mqueue ${D('mqueue')} 2>/dev/null || true`);
-  s.push(
-    `ln -s /proc/self/fd ${D('fd')} && ln -s /proc/self/fd/0 ${D('stdin')} && ln -s /proc/self/fd/1 ${D('stdout')} && ln -s /proc/self/fd/2 ${D('stderr')} && ln -s /proc/kcore ${D('core')}`,
   );
   for (const m of [...etcMounts, ...mounts]) {
     const dst = shq(m.host);
