@@ -229,7 +229,8 @@ function parseNameVal(
   if (words.length === 0)
     fail('MISSING_ARGUMENT', `${upper} requires at least one argument`, at, `write ${upper} key=value`);
   if (!words[0]!.includes('=')) {
-    const parts = rest.trim().split(/[ \t]+/);
+    // BuildKit splits the legacy form on [\t\v\f\r ]+, the same white space parseWords stops at.
+    const parts = rest.trim().split(/[ \t\v\f\r]+/);
     if (parts.length < 2) {
       fail(
         'BAD_ARGUMENTS',
@@ -238,7 +239,7 @@ function parseNameVal(
         `write ${upper} ${parts[0]}=<value>`,
       );
     }
-    const m = /^(\S+)[ \t]+([\s\S]*)$/.exec(rest.trim())!;
+    const m = /^([^ \t\v\f\r]+)[ \t\v\f\r]+([\s\S]*)$/.exec(rest.trim())!;
     return [[m[1]!, m[2]!]];
   }
   return words.map((w) => {

@@ -26,7 +26,9 @@ export function makeExpander(
         return expandWord(w, lookup, { escapeToken: escape, ...(onUse ? { onUse } : {}) });
       } catch (e) {
         if (isKilnError(e)) {
-          throw new KilnError(e.category, e.code, e.message, {
+          // The word may span lines (heredoc bodies); messages stay on one line.
+          const message = e.message.replace(/\r/g, '\\r').replace(/\n/g, '\\n');
+          throw new KilnError(e.category, e.code, message, {
             position: at,
             cause: e,
             ...(e.hint ? { hint: e.hint } : {}),

@@ -554,6 +554,11 @@ describe('instructions', () => {
       src: 'ENV MY_VAR my-value with spaces',
       want: { pairs: [['MY_VAR', 'my-value with spaces']] },
     },
+    {
+      name: 'ENV legacy form splits on any white space BuildKit knows (carriage return)',
+      src: 'ENV LEGAC\rY value with spaces',
+      want: { pairs: [['LEGAC', 'Y value with spaces']] },
+    },
     { name: 'ENV empty value', src: 'ENV EMPTY=', want: { pairs: [['EMPTY', '']] } },
     {
       name: 'EXPOSE ports, protocols and ranges',
@@ -684,6 +689,11 @@ describe('instructions', () => {
     },
     { name: 'HEALTHCHECK NONE', src: 'HEALTHCHECK NONE', want: { kind: 'healthcheck', none: true } },
     { name: 'HEALTHCHECK none (case-insensitive type)', src: 'healthcheck none', want: { none: true } },
+    {
+      name: 'HEALTHCHECK Go durations with several units and 0',
+      src: 'HEALTHCHECK --interval=1m30s --timeout=1.5s --start-period=0 --start-interval=500ms CMD true',
+      want: { interval: '1m30s', timeout: '1.5s', startPeriod: '0', startInterval: '500ms' },
+    },
     { name: 'HEALTHCHECK --retries=0', src: 'HEALTHCHECK --retries=0 CMD true', want: { retries: 0 } },
     {
       name: 'SHELL JSON form',
@@ -865,7 +875,7 @@ describe('errors: code, category dockerfile, line', () => {
       msg: 'B',
     },
   ];
-  for (const c of cases) test(c.name, () => expectKilnError(() => typed(c.src), c.code, c.line, c.msg));
+  for (const c of cases) test(c.name, () => void expectKilnError(() => typed(c.src), c.code, c.line, c.msg));
 
   test('unknown flag hint suggests the closest flag', () => {
     const e = expectKilnError(() => typed('COPY --form=x a b'), 'UNKNOWN_FLAG', 1);
@@ -1021,6 +1031,6 @@ describe('RUN --mount', () => {
     { name: 'tmpfs without target', spec: 'type=tmpfs,size=1m' },
   ];
   for (const c of bad) {
-    test(`error: ${c.name}`, () => expectKilnError(() => parseRunMount(c.spec, at), 'BAD_MOUNT', 7));
+    test(`error: ${c.name}`, () => void expectKilnError(() => parseRunMount(c.spec, at), 'BAD_MOUNT', 7));
   }
 });

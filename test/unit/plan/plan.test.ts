@@ -54,6 +54,7 @@ function expectError(
   assert.ok(caught instanceof KilnError, `expected KilnError ${code}, got ${String(caught)}`);
   assert.equal(caught.code, code, caught.message);
   assert.equal(caught.category, category);
+  assert.ok(!caught.message.includes('\n'), `message is one line: ${JSON.stringify(caught.message)}`);
   if (line !== undefined) {
     assert.equal(caught.position?.file, FILE);
     assert.equal(caught.position?.line, line, caught.message);
@@ -623,6 +624,12 @@ describe('plan errors', () => {
       line: 2,
     },
     {
+      name: 'bad substitution in a COPY heredoc body: one-line message, COPY position',
+      src: 'FROM a\nCOPY <<EOF /f\nport=${PORT\n:-8080}\nEOF',
+      code: 'BAD_SUBSTITUTION',
+      line: 2,
+    },
+    {
       name: 'bad --mount after expansion carries the RUN position',
       src: 'FROM a\nARG T=cache\nRUN --mount=type=$T ls',
       code: 'BAD_MOUNT',
@@ -630,9 +637,9 @@ describe('plan errors', () => {
     },
   ];
   for (const c of cases) {
-    test(c.name, () =>
-      expectError(() => plan(c.src, c.args, c.target), c.code, c.line, c.msg, c.category ?? 'dockerfile'),
-    );
+    test(c.name, () => {
+      expectError(() => plan(c.src, c.args, c.target), c.code, c.line, c.msg, c.category ?? 'dockerfile');
+    });
   }
 });
 
