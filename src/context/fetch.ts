@@ -377,7 +377,7 @@ function runGit(args: string[], cwd: string, auth: GitAuth): Promise<GitRun> {
   });
 }
 
-function gitError(what: string, url: string, r: GitRun): KilnError {
+function gitError(what: string, url: string, r: GitRun, hasCreds = false): KilnError {
   const lines = r.stderr
     .split('\n')
     .map((l) => l.trim())
@@ -390,7 +390,9 @@ function gitError(what: string, url: string, r: GitRun): KilnError {
   return new KilnError(
     'context',
     authFailed ? 'GIT_AUTH_FAILED' : 'GIT_FETCH_FAILED',
-    `git ${what} ${url} failed: ${detail}`,
+    authFailed
+      ? `git ${what} ${url} failed: ${hasCreds ? 'the server refused the credentials' : 'the server requires credentials'} (${detail})`
+      : `git ${what} ${url} failed: ${detail}`,
     {
       hint: authFailed
         ? 'the git server refused the credentials: check --git token-file (and token-user) or GIT_USERNAME/GIT_PASSWORD/GIT_TOKEN'
@@ -408,6 +410,7 @@ async function gitFetch(
   const { url, auth } = await gitAuth(spec.url, opts);
   for (const s of auth.secrets) logger?.addSecret(s);
   const shown = redactUrl(url);
+  const hasCreds = auth.secrets.length > 0;
   let ref = spec.ref ?? opts.git.branch;
   let commit = spec.commit ?? opts.git.revision;
   if (ref && !commit && SHA_RE.test(ref)) {
@@ -417,7 +420,7 @@ async function gitFetch(
   const git = async (args: string[]): Promise<GitRun> => runGit(args, dir, auth);
   const must = async (what: string, args: string[]): Promise<GitRun> => {
     const r = await git(args);
-    if (r.code !== 0) throw gitError(what, shown, r);
+    if (r.code !== 0) throw gitError(what, shown, r, hasCreds);
     return r;
   };
   await must('init', ['init', '-q']);
@@ -429,7 +432,7 @@ async function gitFetch(
     const shallow = await git(['fetch', '-q', '--depth', '1', 'origin', commit]);
     if (shallow.code !== 0) {
       if (/authentication failed|could not read (username|password)/i.test(shallow.stderr)) {
-        throw gitError('fetch', shown, shallow);
+        throw gitError('fetch', shown, shallow, hasCreds);
       }
       logger?.debug(`git: commit ${commit} not fetchable directly; fetching all refs`);
       await must('fetch', [
@@ -442,7 +445,23 @@ async function gitFetch(
       checkout = commit;
     }
   } else {
-    await must('fetch', ['fetch', '-q', '--depth', '1', 'origin', ref ?? 'HEAD']);
+    const r = await git(['fetch', '-q', '--depth', '1', 'origin', ref ?? 'HEAD']);
+    if (r.code !== 0) {
+      // An abbreviated commit (`#1a2b3c4`) is no ref the server knows: fetch everything, then check it out.
+      if (!ref || !/^[0-9a-f]{7,39}$/i.test(ref) || !/couldn't find remote ref/i.test(r.stderr)) {
+        throw gitError('fetch', shown, r, hasCreds);
+      }
+      logger?.debug(`git: ${ref} is no remote ref; fetching all refs to find it as a commit`);
+      await must('fetch', [
+        'fetch',
+        '-q',
+        'origin',
+        '+refs/heads/*:refs/remotes/origin/*',
+        '+refs/tags/*:refs/tags/*',
+      ]);
+      checkout = ref;
+      commit = ref;
+    }
   }
   await must('checkout', ['-c', 'advice.detachedHead=false', 'checkout', '-q', '--detach', checkout]);
   const head = (await must('rev-parse', ['rev-parse', 'HEAD'])).stdout.trim();
