@@ -111,6 +111,24 @@ class Stubs {
 
   /** Makes `host` (and missing parents below `root`) exist; records what it created. */
   async ensure(root: string, host: string, kind: 'dir' | 'file'): Promise<void> {
+    try {
+      await this.create(root, host, kind);
+    } catch (e) {
+      const where = '/' + posix.relative(root, host);
+      const why = e instanceof Error && 'code' in e ? String(e.code) : String(e);
+      throw new KilnError(
+        'isolation',
+        'MOUNT_TARGET',
+        `cannot create mount target ${where} in the root (${why})`,
+        {
+          cause: e,
+          hint: 'a file in the image is in the way of the mount target',
+        },
+      );
+    }
+  }
+
+  private async create(root: string, host: string, kind: 'dir' | 'file'): Promise<void> {
     if (await exists(host)) return;
     const rel = posix.relative(root, host).split('/').filter(Boolean);
     let cur = root;

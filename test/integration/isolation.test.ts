@@ -386,6 +386,40 @@ for (const rung of RUNGS) {
       });
     }
 
+    if (rung === 'chroot') {
+      test('a mount that cannot be made is an isolation error, not a RUN failure', async (t) => {
+        if (skip) return t.skip(skip);
+        const src = join(work, 'dir-onto-file');
+        await mkdir(src, { recursive: true });
+        const before = await listTree(root);
+        const cases: [string, string, RegExp][] = [
+          ['/etc/passwd', 'SANDBOX_SETUP', /cannot bind .* on \/etc\/passwd/],
+          ['/etc/passwd/x', 'MOUNT_TARGET', /\/etc\/passwd\/x.*ENOTDIR/],
+        ];
+        for (const [target, code, msg] of cases) {
+          await assert.rejects(
+            () => sh('true', { mounts: [{ type: 'bind', source: src, target, readonly: false }] }),
+            (e: unknown) =>
+              isKilnError(e) && e.category === 'isolation' && e.code === code && msg.test(e.message),
+          );
+        }
+        assert.deepEqual(await listTree(root), before);
+      });
+    } else {
+      test('plain: network none is warned about', async (t) => {
+        if (skip) return t.skip(skip);
+        const warnings: string[] = [];
+        const sb = createSandbox('plain', {
+          workDir: join(work, 'sb-warn'),
+          onWarning: (w) => warnings.push(w),
+        });
+        const r = await sb.run({ ...base(), argv: ['/bin/true'], network: 'none' });
+        assert.equal(r.exitCode, 0);
+        assert.equal(warnings.length, 1);
+        assert.match(warnings[0]!, /network=none/);
+      });
+    }
+
     test('failure to start: missing root is an isolation error', async (t) => {
       if (skip) return t.skip(skip);
       await assert.rejects(
