@@ -518,5 +518,5 @@ import { splitInstruction } from './parser.ts';
 
 function splitTrigger(trigger: string, raw: RawInstruction): RawInstruction {
   const inner = splitInstruction(trigger, '', raw.line);
-  return { ...inner, line: raw.line, endLine: raw.endLine };
+  return { ...inner, heredocs: raw.heredocs, line: raw.line, endLine: raw.endLine };
 }

@@ -126,7 +126,10 @@ export function parseDockerfile(text: string, file = 'Dockerfile'): DockerfileAs
     const inst = splitInstruction(line, file, lineNo);
     inst.comments = comments;
     comments = [];
-    if (HEREDOC_INSTRUCTIONS.has(inst.keyword)) {
+    // ONBUILD is a compound instruction: its trigger may announce heredocs too (BuildKit canContainHeredoc).
+    const heredocKeyword =
+      inst.keyword === 'onbuild' ? (/^(\S+)/.exec(inst.rest)?.[1] ?? '').toLowerCase() : inst.keyword;
+    if (HEREDOC_INSTRUCTIONS.has(heredocKeyword)) {
       for (const marker of heredocMarkersOf(inst.rest)) {
         let content = '';
         let terminated = false;

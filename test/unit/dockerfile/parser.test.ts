@@ -406,6 +406,29 @@ describe('lexing: escape, comments, continuations, heredocs', () => {
       },
     },
     {
+      name: 'ONBUILD RUN <<EOF reads the heredoc (compound instruction)',
+      src: 'FROM a\nONBUILD RUN <<EOF\necho hi\nEOF\nUSER u\n',
+      check: ({ ins }) => {
+        assert.equal(ins.length, 3);
+        const o = ins[1]!;
+        assert.equal(o.kind, 'onbuild');
+        if (o.kind !== 'onbuild') return;
+        assertPartial(o.inner, { kind: 'run' });
+        assertPartial((o.inner as { heredocs: unknown[] }).heredocs[0], {
+          name: 'EOF',
+          content: 'echo hi\n',
+        });
+      },
+    },
+    {
+      name: 'a comment ending in a backslash does not continue',
+      src: 'FROM a\n# note \\\nRUN x\n',
+      check: ({ ins }) => {
+        assert.equal(ins.length, 2);
+        assertPartial(ins[1], { command: { form: 'shell', script: 'x' } });
+      },
+    },
+    {
       name: 'heredoc body lines that look like instructions or comments stay in the body',
       src: 'FROM a\nRUN <<EOF\n# not a comment\nFROM b\nEOF\n',
       check: ({ ast }) => {

@@ -182,6 +182,12 @@ describe('ARG and ENV scoping', () => {
       want: '/srv',
     },
     {
+      name: 'a stage built FROM another stage does not inherit its ARGs',
+      src: 'FROM alpine AS base\nARG X=1\nFROM base\nLABEL x=[$X]',
+      key: 'x',
+      want: '[]',
+    },
+    {
       name: 'ENV pairs on one line see the values from before the line (reference example)',
       src: 'FROM a\nENV abc=hello\nENV abc=bye def=$abc\nENV ghi=$abc',
       key: 'def',
