@@ -6,6 +6,8 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 
 export interface Measurement {
   label: string;
@@ -17,7 +19,13 @@ export interface Measurement {
 export async function measure(
   label: string,
   argv: string[],
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv; quiet?: boolean } = {},
+  opts: {
+    cwd?: string;
+    env?: NodeJS.ProcessEnv;
+    quiet?: boolean;
+    /** Called for every stdout/stderr line with the time it arrived (performance.now()). */
+    onLine?: (line: string, atMs: number) => void;
+  } = {},
 ): Promise<Measurement> {
   const dir = mkdtempSync(join(tmpdir(), 'kiln-bench-'));
   const out = join(dir, 'time');
@@ -26,10 +34,25 @@ export async function measure(
       const child = spawn('/usr/bin/time', ['-f', '%e %M', '-o', out, ...argv], {
         cwd: opts.cwd,
         env: opts.env ?? process.env,
-        stdio: opts.quiet === false ? 'inherit' : ['ignore', 'ignore', 'pipe'],
+        stdio: opts.onLine
+          ? ['ignore', 'pipe', 'pipe']
+          : opts.quiet === false
+            ? 'inherit'
+            : ['ignore', 'ignore', 'pipe'],
       });
       let err = '';
-      child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+      const onLine = opts.onLine;
+      if (onLine) {
+        for (const s of [child.stdout, child.stderr]) {
+          if (!s) continue;
+          createInterface({ input: s }).on('line', (l) => {
+            onLine(l, performance.now());
+            err = (err + l + '\n').slice(-4000);
+          });
+        }
+      } else {
+        child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+      }
       child.on('error', reject);
       child.on('close', (code) => {
         if (code !== 0) process.stderr.write(`[bench] ${label} exited ${code}:\n${err}\n`);

@@ -114,6 +114,10 @@ async function buildRootfsTarball(): Promise<void> {
     }
     await rename(tmpTar, DEBIAN_ROOTFS_TARBALL);
   } finally {
+    // A failed debootstrap can leave proc/sys mounted inside; never recurse into them.
+    for (const m of ['proc', 'sys']) {
+      await execFileP('umount', ['-l', join(work, 'rootfs', m)]).catch(() => undefined);
+    }
     await rm(work, { recursive: true, force: true });
   }
 }

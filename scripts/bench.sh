@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# kiln benchmarks: `npm run bench [-- registry|tree|app]` (all by default). Needs root (RUN isolation,
+# buildah) and the packages scripts/setup-system.sh installs; nothing else is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-system.sh
+exec node --import tsx bench/main.ts "$@"
