@@ -8,6 +8,7 @@ import {
   defaultBuildOptions,
   type BuildOptions,
   type IsolationChoice,
+  type RegistryCredential,
   type SecretSpec,
 } from '../build/options.ts';
 import type { LogLevel } from '../log/logger.ts';
@@ -225,6 +226,26 @@ function parseDurationHours(v: string): number {
   return m[2] === 'm' ? n / 60 : m[2] === 's' ? n / 3600 : n;
 }
 
+/**
+ * Explicit registry credentials from KILN_REGISTRY_USERNAME / KILN_REGISTRY_PASSWORD for the host in
+ * KILN_REGISTRY (default docker.io). CI adapters use these instead of a flag so the password is never
+ * in argv (and so never in the process list).
+ */
+export function envCredentials(env: NodeJS.ProcessEnv): RegistryCredential[] {
+  const username = env.KILN_REGISTRY_USERNAME ?? '';
+  const password = env.KILN_REGISTRY_PASSWORD ?? '';
+  if (username === '' && password === '') return [];
+  if (username === '' || password === '')
+    throw new KilnError(
+      'usage',
+      'BAD_CREDENTIALS',
+      `KILN_REGISTRY_${username === '' ? 'USERNAME' : 'PASSWORD'} is empty but KILN_REGISTRY_${username === '' ? 'PASSWORD' : 'USERNAME'} is set`,
+      { hint: 'set both KILN_REGISTRY_USERNAME and KILN_REGISTRY_PASSWORD, or neither' },
+    );
+  const registry = (env.KILN_REGISTRY ?? '').trim() || 'docker.io';
+  return [{ registry, username, password }];
+}
+
 /** commander's parsed values → BuildOptions (no I/O apart from reading env for `--build-arg NAME`). */
 export function toBuildOptions(
   o: Record<string, unknown>,
@@ -266,6 +287,7 @@ export function toBuildOptions(
         });
     }
   }
+  const credentials = envCredentials(env);
   const cacheDir = s('cacheDir');
   const cacheRepo = s('cacheRepo');
   const platform = s('platform') ?? s('customPlatform');
@@ -310,6 +332,7 @@ export function toBuildOptions(
       pullRetry: typeof o.imageDownloadRetry === 'number' ? o.imageDownloadRetry : d.registry.pullRetry,
       pushIgnoreImmutableTagErrors: b('pushIgnoreImmutableTagErrors'),
       skipPushPermissionCheck: b('skipPushPermissionCheck'),
+      credentials,
     },
     cache: {
       enabled: b('cache') || cacheDir !== undefined || cacheRepo !== undefined ? b('cache', true) : false,

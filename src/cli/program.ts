@@ -2,6 +2,7 @@
  * The commander program. Subcommands translate argv into typed options once and hand over to the
  * core; nothing in the core reads argv.
  */
+import { writeFile } from 'node:fs/promises';
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT_CODES, KilnError, isKilnError } from '../util/errors.ts';
 import { VERSION } from '../version.ts';
@@ -31,6 +32,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       .description('build an image from a Dockerfile (Kaniko executor flags)')
       .exitOverride(),
   );
+  build.option('--result-file <file>', 'write the build result (digest, size, layers, steps) as JSON');
   build.action(async (o: Record<string, unknown>) => {
     const opts = toBuildOptions(o);
     if (opts.dryRun) {
@@ -48,6 +50,8 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       return;
     }
     const result = await runBuild(opts, logger);
+    if (typeof o.resultFile === 'string')
+      await writeFile(o.resultFile, `${JSON.stringify(result, null, 2)}\n`);
     out(`${result.digest}\n`);
   });
 
