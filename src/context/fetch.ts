@@ -344,14 +344,16 @@ function redactAll(text: string, secrets: string[]): string {
 }
 
 function runGit(args: string[], cwd: string, auth: GitAuth): Promise<GitRun> {
+  // Appended after any GIT_CONFIG_* entries the caller's environment already holds.
+  const base = Number.parseInt(process.env.GIT_CONFIG_COUNT ?? '0', 10) || 0;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     GIT_TERMINAL_PROMPT: '0',
-    GIT_CONFIG_COUNT: String(auth.config.length),
+    GIT_CONFIG_COUNT: String(base + auth.config.length),
   };
   auth.config.forEach(([k, v], i) => {
-    env[`GIT_CONFIG_KEY_${i}`] = k;
-    env[`GIT_CONFIG_VALUE_${i}`] = v;
+    env[`GIT_CONFIG_KEY_${base + i}`] = k;
+    env[`GIT_CONFIG_VALUE_${base + i}`] = v;
   });
   return new Promise((resolvePromise, reject) => {
     const child = spawn('git', args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -16,6 +16,7 @@ import { defaultBuildOptions, type BuildOptions } from '../../src/build/options.
 import { materializeContext, parseContext, type ContextSpec } from '../../src/context/fetch.ts';
 import { memoryLogger } from '../../src/log/logger.ts';
 import { KilnError } from '../../src/util/errors.ts';
+import { planForOptions } from '../../src/cli/plan-command.ts';
 
 const TOKEN = 'tok-s3cr3t-9f8e7d';
 const USER = 'oauth2';
@@ -336,6 +337,33 @@ describe('tar contexts', () => {
     assert.ok(!existsSync(join(wd, 'evil')), 'nothing written next to the context');
     assert.deepEqual((await readdir(wd)).sort(), ['context']);
     await ctx.cleanup();
+  });
+  test('stdin (`-` and tar://stdin)', async () => {
+    const script = [
+      `import { materializeContext } from ${JSON.stringify(join(process.cwd(), 'src/context/fetch.ts'))};`,
+      `import { defaultBuildOptions } from ${JSON.stringify(join(process.cwd(), 'src/build/options.ts'))};`,
+      `import { readFileSync } from 'node:fs';`,
+      `const ctx = await materializeContext(defaultBuildOptions({ context: process.argv[2] }), process.argv[3]);`,
+      `process.stdout.write(readFileSync(ctx.dir + '/app/main.txt', 'utf8'));`,
+      `await ctx.cleanup();`,
+    ].join('\n');
+    const file = join(root, 'stdin-probe.mts');
+    await writeFile(file, script);
+    for (const form of ['-', 'tar://stdin']) {
+      const wd = work();
+      const out = execFileSync(process.execPath, ['--import', 'tsx', file, form, wd], {
+        input: await readFile(join(root, 'ctx.tar.gz')),
+        encoding: 'utf8',
+      });
+      assert.equal(out, 'from-tar\n', form);
+      assert.ok(!existsSync(join(wd, 'context')), 'cleaned up');
+    }
+  });
+  test('plan reads the Dockerfile from a tar context and cleans up', async () => {
+    const wd = work();
+    const plan = await planForOptions(opts(`tar://${root}/ctx.tar.gz`, { workDir: wd }));
+    assert.equal(plan.stages.length, 1);
+    assert.ok(!existsSync(wd) || (await readdir(wd)).length === 0, 'plan context removed');
   });
   test('missing tar', async () => {
     await rejectsWith(
