@@ -378,7 +378,8 @@ class Lexer {
 type Matcher = (s: string) => boolean;
 
 function escapeRegex(ch: string): string {
-  return /[\\^$.*+?()[\]{}|/-]/.test(ch) ? `\\${ch}` : ch;
+  // Only syntax characters: a /u RegExp rejects needless escapes such as \- or \/.
+  return /[\\^$.*+?()[\]{}|]/.test(ch) ? `\\${ch}` : ch;
 }
 
 /**

@@ -242,19 +242,7 @@ const PLAN_OPTS: PlanOptions = {
   buildPlatform: { os: 'linux', architecture: 'amd64' },
 };
 
-/**
- * Failures in code this test's author may not change, reported to its owner and pinned by a `todo`
- * test below. Each is matched narrowly (error text and the function it comes from) and counted, so
- * any other failure still fails the run. Remove an entry once its fix lands.
- */
-const KNOWN_BUGS: ReadonlyArray<{ id: string; match: (bad: string) => boolean }> = [
-  {
-    // escapeRegex() in src/dockerfile/expand.ts escapes "-" (and "/"), which a /u RegExp rejects,
-    // so any ${v#pat} / ${v%pat} / ${v/pat/r} whose pattern holds a "-" throws a SyntaxError.
-    id: 'expand.ts compileGlob: "-" in a ${v%pattern} makes an invalid /u RegExp',
-    match: (bad) => bad.startsWith('SyntaxError: Invalid regular expression') && bad.includes('compileGlob'),
-  },
-];
+const KNOWN_BUGS: ReadonlyArray<{ id: string; match: (bad: string) => boolean }> = [];
 
 type Outcome = 'ok' | 'kiln' | { known: string } | { bad: string };
 
@@ -416,15 +404,11 @@ if (process.env.KILN_FUZZ_CHILD === '1') {
     for (const text of CORPUS) assert.notEqual(typeof runOne(text), 'object', text);
   });
 
-  test(
-    'known bug: ${v%-*} (a "-" in a trim pattern) expands',
-    { todo: 'src/dockerfile/expand.ts escapeRegex() makes an invalid /u RegExp; reported to its owner' },
-    () => {
-      const p = planFromText('FROM alpine\nARG V=1.2-alpine\nENV X=${V%-*}\n', 'Dockerfile', PLAN_OPTS);
-      const env = p.stages[0]!.instructions[1]!.expanded;
-      assert.deepEqual(env.kind === 'env' ? env.pairs : null, [['X', '1.2']]);
-    },
-  );
+  test('${v%-*} (a "-" in a trim pattern) expands', () => {
+    const p = planFromText('FROM alpine\nARG V=1.2-alpine\nENV X=${V%-*}\n', 'Dockerfile', PLAN_OPTS);
+    const env = p.stages[0]!.instructions[1]!.expanded;
+    assert.deepEqual(env.kind === 'env' ? env.pairs : null, [['X', '1.2']]);
+  });
 
   test('inputs are deterministic', () => {
     assert.equal(fuzzInput(SEED, 12345), fuzzInput(SEED, 12345));
