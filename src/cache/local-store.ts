@@ -1,0 +1,138 @@
+/**
+ * The cache in a directory (what CI caches save and restore as an opaque folder):
+ *   entries/<key>.json   one CacheEntry per step key
+ *   blobs/<hex>          compressed layers, named by digest
+ *   slots/<slot>.json    the last key parts per step position, to explain misses
+ * Every write goes to a temp name and is renamed into place, so two builds sharing the directory
+ * never see half a file. A blob whose content no longer matches its digest is ignored (and its
+ * entry dropped), so the step runs and rewrites it.
+ */
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { CacheEntry, CacheHit, KeyParts, LayerCache } from './types.ts';
+import { digestHex } from '../image/digest.ts';
+import type { Logger } from '../log/logger.ts';
+
+async function atomicWrite(path: string, data: string | Buffer): Promise<void> {
+  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return `sha256:${h.digest('hex')}`;
+}
+
+export interface LocalStoreOptions {
+  ttlHours: number;
+  /** Prune least-recently-used blobs beyond this many bytes. */
+  maxSizeBytes?: number;
+  logger?: Logger;
+}
+
+export class LocalCacheStore implements LayerCache {
+  private readonly verified = new Set<string>();
+
+  constructor(
+    readonly dir: string,
+    private readonly opts: LocalStoreOptions,
+  ) {}
+
+  private entryPath(key: string): string {
+    return join(this.dir, 'entries', `${key}.json`);
+  }
+
+  blobPath(digest: string): string {
+    return join(this.dir, 'blobs', digestHex(digest));
+  }
+
+  async get(key: string): Promise<CacheHit | null> {
+    const p = this.entryPath(key);
+    const st = await stat(p).catch(() => null);
+    if (!st) return null;
+    if (Date.now() - st.mtimeMs > this.opts.ttlHours * 3600_000) return null;
+    let entry: CacheEntry;
+    try {
+      entry = JSON.parse(await readFile(p, 'utf8')) as CacheEntry;
+    } catch {
+      await rm(p, { force: true });
+      return null;
+    }
+    if (entry.version !== 1 || entry.key !== key) return null;
+    if (!entry.layer) return { entry, from: 'dir' };
+    const blob = this.blobPath(entry.layer.digest);
+    const bst = await stat(blob).catch(() => null);
+    if (!bst || bst.size !== entry.layer.size) return null;
+    if (!this.verified.has(blob)) {
+      if ((await sha256File(blob)) !== entry.layer.digest) {
+        this.opts.logger?.warn(
+          `cache: blob ${entry.layer.digest} is corrupt; ignoring it and rebuilding the step`,
+        );
+        await rm(blob, { force: true });
+        await rm(p, { force: true });
+        return null;
+      }
+      this.verified.add(blob);
+    }
+    const now = new Date();
+    await utimes(p, now, now).catch(() => undefined);
+    await utimes(blob, now, now).catch(() => undefined);
+    return { entry, blobPath: blob, from: 'dir' };
+  }
+
+  async put(entry: CacheEntry, blobPath?: string): Promise<void> {
+    await mkdir(join(this.dir, 'entries'), { recursive: true });
+    if (entry.layer) {
+      if (!blobPath) throw new Error('cache put: layer without blob');
+      await mkdir(join(this.dir, 'blobs'), { recursive: true });
+      const dest = this.blobPath(entry.layer.digest);
+      const have = await stat(dest).catch(() => null);
+      if (!have || have.size !== entry.layer.size) {
+        const tmp = `${dest}.tmp-${randomBytes(6).toString('hex')}`;
+        await copyFile(blobPath, tmp);
+        await rename(tmp, dest);
+      }
+      this.verified.add(dest);
+    }
+    await atomicWrite(this.entryPath(entry.key), JSON.stringify(entry));
+    if (this.opts.maxSizeBytes !== undefined) await this.prune(this.opts.maxSizeBytes);
+  }
+
+  async previousParts(slot: string): Promise<KeyParts | null> {
+    try {
+      return JSON.parse(await readFile(join(this.dir, 'slots', `${slot}.json`), 'utf8')) as KeyParts;
+    } catch {
+      return null;
+    }
+  }
+
+  async rememberParts(slot: string, parts: KeyParts): Promise<void> {
+    await mkdir(join(this.dir, 'slots'), { recursive: true });
+    await atomicWrite(join(this.dir, 'slots', `${slot}.json`), JSON.stringify(parts));
+  }
+
+  /** Drops least-recently-used blobs (and the entries that point at them) until under `max` bytes. */
+  async prune(max: number): Promise<void> {
+    const dir = join(this.dir, 'blobs');
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const blobs = (
+      await Promise.all(
+        names
+          .filter((n) => !n.includes('.tmp-'))
+          .map(async (n) => ({ n, st: await stat(join(dir, n)).catch(() => null) })),
+      )
+    ).filter((b) => b.st !== null) as Array<{ n: string; st: Awaited<ReturnType<typeof stat>> }>;
+    let total = blobs.reduce((s, b) => s + Number(b.st.size), 0);
+    if (total <= max) return;
+    blobs.sort((a, b) => Number(a.st.mtimeMs) - Number(b.st.mtimeMs));
+    for (const b of blobs) {
+      if (total <= max) break;
+      await rm(join(dir, b.n), { force: true });
+      total -= Number(b.st.size);
+    }
+  }
+}
