@@ -349,18 +349,32 @@ export interface Difference {
 }
 
 /**
- * Known buildah behaviour, not a kiln difference: `buildah build` (chroot isolation, 1.28) leaves empty
- * /etc/hosts, /etc/hostname and /etc/resolv.conf stubs (and /run/secrets with a secret mount) in the image
- * when the base lacks them: they are bind-mount targets of its RUN sandbox. Docker/BuildKit images do not
- * contain them, so kiln must NOT have them (the harness asserts that separately).
+ * Known buildah behaviour, not a kiln difference: `buildah build` (chroot isolation, 1.28) leaves the
+ * mount targets of its RUN sandbox in the image when the base lacks them: empty /etc/hosts,
+ * /etc/hostname and /etc/resolv.conf stubs and empty /dev, /proc, /sys, /run (and /run/secrets after a
+ * secret mount) directories. BuildKit removes such mount stubs after each RUN, so Docker images do not
+ * contain them and kiln must NOT have them (the parity test asserts that separately).
  */
-export const BUILDAH_STUBS = ['/etc/hosts', '/etc/hostname', '/etc/resolv.conf'];
+export const BUILDAH_STUBS = [
+  '/etc/hosts',
+  '/etc/hostname',
+  '/etc/resolv.conf',
+  '/dev',
+  '/proc',
+  '/sys',
+  '/run',
+  '/run/secrets',
+];
+
+function isStub(e: Entry | undefined): boolean {
+  return e !== undefined && ((e.type === 'file' && e.size === 0) || e.type === 'dir');
+}
 
 export function compareTrees(kiln: Map<string, Entry>, buildah: Map<string, Entry>): Difference[] {
   const diffs: Difference[] = [];
   const paths = new Set([...kiln.keys(), ...buildah.keys()]);
   for (const p of [...paths].sort()) {
-    if (BUILDAH_STUBS.includes(p) && !kiln.has(p)) continue;
+    if (BUILDAH_STUBS.includes(p) && !kiln.has(p) && isStub(buildah.get(p))) continue;
     const k = kiln.get(p);
     const b = buildah.get(p);
     if (JSON.stringify(k) !== JSON.stringify(b)) diffs.push({ path: p, kiln: k, buildah: b });
