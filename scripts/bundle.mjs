@@ -10,8 +10,8 @@ const outdir = resolve(process.argv[2] ?? resolve(root, 'dist'));
 
 export const entries = {
   cli: 'src/cli/main.ts',
-  'action/main': 'src/ci/github/main.ts',
-  'action/post': 'src/ci/github/post.ts',
+  'action/main': 'src/ci/github/entry-main.ts',
+  'action/post': 'src/ci/github/entry-post.ts',
 };
 
 mkdirSync(outdir, { recursive: true });

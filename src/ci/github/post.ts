@@ -1,4 +1,34 @@
-// The GitHub Action post step (cache save); filled by the CI adapters issue.
+/**
+ * The GitHub Action's post step: saves the kiln cache directory, only when the build succeeded and
+ * the directory changed since it was restored. A failed save is a warning, never a failed job.
+ * `run()` is exported without side effects (for @github/local-action); entry-post.ts calls it.
+ */
 import * as core from '@actions/core';
+import * as cache from '@actions/cache';
+import { listingHash } from './cache-dir.ts';
+import { STATE } from './main.ts';
 
-core.info('kiln post: nothing to do');
+export async function run(): Promise<void> {
+  try {
+    const dir = core.getState(STATE.cacheDir);
+    if (!dir) {
+      core.info('kiln post: cache off, nothing to save');
+      return;
+    }
+    if (core.getState(STATE.built) !== 'true') {
+      core.info('kiln post: the build did not succeed, cache not saved');
+      return;
+    }
+    const before = core.getState(STATE.cacheHash);
+    const after = await listingHash(dir);
+    if (after === '' || after === before) {
+      core.info('kiln post: cache directory unchanged, not saved');
+      return;
+    }
+    const key = core.getState(STATE.cacheKey);
+    const id = await cache.saveCache([dir], key);
+    core.info(`kiln post: cache saved as ${key}${id > 0 ? ` (id ${id})` : ''}`);
+  } catch (e) {
+    core.warning(`kiln post: cache not saved: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * The kiln layer cache directory as a GitHub Actions cache entry: keys and a cheap listing hash
+ * (paths, sizes, mtimes) that tells the post step whether the build changed the directory.
+ */
+import { createHash } from 'node:crypto';
+import { readdir, lstat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+
+export interface CacheKeys {
+  primary: string;
+  restore: string[];
+}
+
+/**
+ * `<cache-key|kiln>-<os>-<sha256(Dockerfile)>-<run id>-<attempt>`: cache entries are immutable, so each
+ * run saves under a key of its own and restores the newest entry for the same Dockerfile, else the
+ * newest for the same prefix and os.
+ */
+export function cacheKeys(
+  prefix: string,
+  os: string,
+  dockerfileHash: string,
+  runId: string,
+  attempt: string,
+): CacheKeys {
+  const base = `${prefix || 'kiln'}-${os}`;
+  return {
+    primary: `${base}-${dockerfileHash}-${runId || 'local'}-${attempt || '1'}`,
+    restore: [`${base}-${dockerfileHash}-`, `${base}-`],
+  };
+}
+
+/** sha256 over `relpath size mtime` of every entry under dir; '' when dir does not exist. */
+export async function listingHash(dir: string): Promise<string> {
+  const h = createHash('sha256');
+  let n = 0;
+  async function walk(d: string): Promise<void> {
+    let names: string[];
+    try {
+      names = (await readdir(d)).sort();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    for (const name of names) {
+      const p = join(d, name);
+      const st = await lstat(p);
+      h.update(`${relative(dir, p)}\0${st.size}\0${Math.trunc(st.mtimeMs)}\n`);
+      n++;
+      if (st.isDirectory()) await walk(p);
+    }
+  }
+  await walk(dir);
+  return n === 0 ? '' : h.digest('hex');
+}

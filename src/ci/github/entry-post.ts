@@ -1,0 +1,4 @@
+// Bundle entry of the action's post step (dist/action/post.js).
+import { run } from './post.ts';
+
+await run();

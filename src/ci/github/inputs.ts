@@ -1,0 +1,254 @@
+/**
+ * The GitHub Action's inputs, parsed once into a typed object and turned into `kiln build` argv.
+ * List inputs follow docker/build-push-action: one item per line, or comma separated where commas
+ * cannot be part of a value (tags, platforms), CSV quoting ("a,b") honoured, `#` lines ignored.
+ * Nothing here touches @actions/core, so it is testable with a plain `get(name)` function.
+ */
+import { parseSecretFlag } from '../../cli/build-flags.ts';
+import type { IsolationChoice } from '../../build/options.ts';
+import { KilnError } from '../../util/errors.ts';
+
+export interface ActionInputs {
+  context: string;
+  /** Dockerfile path; '' means `<context>/Dockerfile`. */
+  file: string;
+  tags: string[];
+  buildArgs: string[];
+  target: string;
+  push: boolean;
+  labels: string[];
+  secrets: string[];
+  platform: string;
+  isolation: IsolationChoice;
+  cache: boolean;
+  cacheKey: string;
+  cacheDir: string;
+  cacheRepo: string;
+  reproducible: boolean;
+  registry: string;
+  username: string;
+  password: string;
+  insecureRegistries: string[];
+  extraArgs: string[];
+}
+
+export type InputGetter = (name: string) => string;
+
+/** Splits one line as CSV: commas separate fields, "double quotes" keep commas, `""` is a quote. */
+export function splitCsvLine(line: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  let wasQuoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quoted) {
+      if (c === '"' && line[i + 1] === '"') {
+        cur += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else cur += c;
+    } else if (c === '"' && cur.trim() === '') {
+      quoted = true;
+      wasQuoted = true;
+      cur = '';
+    } else if (c === ',') {
+      out.push(wasQuoted ? cur : cur.trim());
+      cur = '';
+      wasQuoted = false;
+    } else cur += c;
+  }
+  out.push(wasQuoted ? cur : cur.trim());
+  return out;
+}
+
+/**
+ * build-push-action's getInputList: items one per line; with `ignoreComma` false each line is also
+ * split on commas (CSV quoting honoured). Empty items and lines starting with `#` are dropped.
+ */
+export function parseList(text: string, ignoreComma = false): string[] {
+  const out: string[] = [];
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const items = ignoreComma ? [line] : splitCsvLine(line);
+    for (const item of items) {
+      const v = ignoreComma ? item : item.trim();
+      if (v !== '') out.push(v);
+    }
+  }
+  return out;
+}
+
+/** Like core.getBooleanInput (YAML 1.2 core schema booleans); '' takes the default. */
+export function parseBoolInput(name: string, text: string, dflt: boolean): boolean {
+  const v = text.trim();
+  if (v === '') return dflt;
+  if (['true', 'True', 'TRUE'].includes(v)) return true;
+  if (['false', 'False', 'FALSE'].includes(v)) return false;
+  throw new KilnError('usage', 'BAD_INPUT', `input ${name} is "${v}", expected true or false`, {
+    hint: `set ${name}: true or ${name}: false`,
+  });
+}
+
+/** Splits a command line like a POSIX shell would for words and quotes (no expansion). */
+export function splitArgs(text: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let has = false;
+  let q: '"' | "'" | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (q === "'") {
+      if (c === "'") q = null;
+      else cur += c;
+    } else if (q === '"') {
+      if (c === '"') q = null;
+      else if (c === '\\' && i + 1 < text.length && '"\\$`'.includes(text[i + 1]!)) cur += text[++i];
+      else cur += c;
+    } else if (c === "'" || c === '"') {
+      q = c;
+      has = true;
+    } else if (c === '\\' && i + 1 < text.length) {
+      cur += text[++i];
+      has = true;
+    } else if (/\s/.test(c)) {
+      if (has || cur !== '') out.push(cur);
+      cur = '';
+      has = false;
+    } else {
+      cur += c;
+      has = true;
+    }
+  }
+  if (q)
+    throw new KilnError('usage', 'BAD_INPUT', `input extra-args has an unterminated ${q} quote`, {
+      hint: 'close the quote or escape it with a backslash',
+    });
+  if (has || cur !== '') out.push(cur);
+  return out;
+}
+
+function keyValueLines(name: string, items: string[]): string[] {
+  items.forEach((item, i) => {
+    const eq = item.indexOf('=');
+    if (eq <= 0)
+      throw new KilnError('usage', 'BAD_INPUT', `input ${name}: item ${i + 1} "${item}" is not KEY=VALUE`, {
+        hint: `write one KEY=VALUE per line in ${name}`,
+      });
+  });
+  return items;
+}
+
+const ISOLATIONS: readonly IsolationChoice[] = ['auto', 'rootless', 'chroot', 'plain'];
+
+/** Reads and validates every input; throws a usage KilnError naming the input on bad values. */
+export function readInputs(get: InputGetter): ActionInputs {
+  const g = (n: string): string => get(n).trim();
+  const platforms = parseList(get('platforms'));
+  if (platforms.length > 1)
+    throw new KilnError(
+      'usage',
+      'BAD_INPUT',
+      `input platforms lists ${platforms.length} platforms (${platforms.join(', ')}); kiln builds one platform per run`,
+      { hint: 'use a matrix job with one platform each, or give a single os/arch' },
+    );
+  if (platforms[0] && !/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(platforms[0]))
+    throw new KilnError('usage', 'BAD_INPUT', `input platforms "${platforms[0]}" is not os/arch[/variant]`, {
+      hint: 'write e.g. linux/amd64 or linux/arm64/v8',
+    });
+  const isolation = (g('isolation') || 'auto') as IsolationChoice;
+  if (!ISOLATIONS.includes(isolation))
+    throw new KilnError(
+      'usage',
+      'BAD_INPUT',
+      `input isolation "${isolation}" is not one of ${ISOLATIONS.join(', ')}`,
+      {
+        hint: 'leave it at auto unless the runner needs a specific rung',
+      },
+    );
+  const secrets = parseList(get('secrets'), true);
+  for (const s of secrets) {
+    try {
+      parseSecretFlag(s);
+    } catch (e) {
+      throw new KilnError(
+        'usage',
+        'BAD_INPUT',
+        `input secrets: "${s}" is not id=<id>,src=<file> or id=<id>,env=<VAR>`,
+        {
+          hint: 'write one secret per line, e.g. id=npmrc,src=${{ runner.temp }}/npmrc',
+          cause: e,
+        },
+      );
+    }
+  }
+  const tags = parseList(get('tags'));
+  const push = parseBoolInput('push', get('push'), true);
+  if (push && tags.length === 0)
+    throw new KilnError('usage', 'BAD_INPUT', 'input tags is empty but push is true', {
+      hint: 'set tags (one image reference per line) or push: false',
+    });
+  return {
+    context: g('context') || '.',
+    file: g('file'),
+    tags,
+    buildArgs: keyValueLines('build-args', parseList(get('build-args'), true)),
+    target: g('target'),
+    push,
+    labels: keyValueLines('labels', parseList(get('labels'), true)),
+    secrets,
+    platform: platforms[0] ?? '',
+    isolation,
+    cache: parseBoolInput('cache', get('cache'), true),
+    cacheKey: g('cache-key'),
+    cacheDir: g('cache-dir'),
+    cacheRepo: g('cache-repo'),
+    reproducible: parseBoolInput('reproducible', get('reproducible'), false),
+    registry: g('registry'),
+    username: g('username'),
+    password: get('password'),
+    insecureRegistries: parseList(get('insecure-registries')),
+    extraArgs: splitArgs(get('extra-args')),
+  };
+}
+
+/** Registry host of an image reference (docker's rule: a first component with `.` or `:`, or localhost). */
+export function registryOf(ref: string): string {
+  const slash = ref.indexOf('/');
+  if (slash === -1) return 'docker.io';
+  const first = ref.slice(0, slash);
+  return first.includes('.') || first.includes(':') || first === 'localhost' ? first : 'docker.io';
+}
+
+export interface OutputFiles {
+  digestFile: string;
+  imageNameWithDigestFile: string;
+  resultFile: string;
+  /** The cache directory (when inputs.cache) after defaults were applied. */
+  cacheDir?: string;
+}
+
+/** `kiln build` argv (after `build`) for the inputs. Credentials never go into argv. */
+export function toKilnArgs(inputs: ActionInputs, files: OutputFiles): string[] {
+  const a: string[] = ['--context', inputs.context];
+  if (inputs.file) a.push('--dockerfile', inputs.file);
+  for (const t of inputs.tags) a.push('--destination', t);
+  for (const b of inputs.buildArgs) a.push('--build-arg', b);
+  if (inputs.target) a.push('--target', inputs.target);
+  if (!inputs.push) a.push('--no-push');
+  for (const l of inputs.labels) a.push('--label', l);
+  for (const s of inputs.secrets) a.push('--secret', s);
+  if (inputs.platform) a.push('--platform', inputs.platform);
+  a.push('--isolation', inputs.isolation);
+  if (inputs.cache || inputs.cacheRepo) a.push('--cache=true');
+  if (inputs.cache && files.cacheDir) a.push('--cache-dir', files.cacheDir);
+  if (inputs.cacheRepo) a.push('--cache-repo', inputs.cacheRepo);
+  if (inputs.reproducible) a.push('--reproducible');
+  for (const r of inputs.insecureRegistries) a.push('--insecure-registry', r);
+  a.push('--digest-file', files.digestFile);
+  a.push('--image-name-with-digest-file', files.imageNameWithDigestFile);
+  a.push('--result-file', files.resultFile);
+  a.push(...inputs.extraArgs);
+  return a;
+}

@@ -1,0 +1,78 @@
+/** Job summary and outputs of the action, computed from the kiln BuildResult. */
+import type { BuildResult } from '../../build/result.ts';
+
+export interface SummaryCell {
+  data: string;
+  header?: boolean;
+}
+export type SummaryRow = (SummaryCell | string)[];
+
+function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+export function formatMs(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** Rows of the image table: what was built, where it went, and how. */
+export function imageTable(result: BuildResult, images: string[]): SummaryRow[] {
+  const hits = result.steps.filter((s) => s.cache === 'hit').length;
+  const cached = result.steps.filter((s) => s.cache !== 'none').length;
+  return [
+    [
+      { data: 'Field', header: true },
+      { data: 'Value', header: true },
+    ],
+    ['Image', images.length ? images.map(esc).join('<br>') : '(not pushed)'],
+    ['Digest', `<code>${result.digest}</code>`],
+    ['Image ID', `<code>${result.imageId}</code>`],
+    ['Size', formatBytes(result.size)],
+    ['Layers', String(result.layers)],
+    ['Isolation', `${esc(result.isolation.rung)} (${esc(result.isolation.reason)})`],
+    ['Cache', cached ? `${hits}/${cached} steps from cache` : 'off'],
+    ['Duration', formatMs(result.durationMs)],
+  ];
+}
+
+/** Rows of the steps table: stage, instruction, time, cache status. */
+export function stepsTable(result: BuildResult): SummaryRow[] {
+  return [
+    [
+      { data: 'Stage', header: true },
+      { data: 'Line', header: true },
+      { data: 'Instruction', header: true },
+      { data: 'Time', header: true },
+      { data: 'Cache', header: true },
+    ],
+    ...result.steps.map((s) => [
+      esc(s.stage),
+      String(s.line),
+      `<code>${esc(s.instruction.length > 120 ? `${s.instruction.slice(0, 117)}...` : s.instruction)}</code>`,
+      formatMs(s.durationMs),
+      s.cache === 'miss' && s.cacheReason ? `miss (${esc(s.cacheReason)})` : s.cache,
+    ]),
+  ];
+}
+
+/** The `metadata` output: build-push-action's keys plus kiln's result. */
+export function metadata(result: BuildResult): Record<string, unknown> {
+  return {
+    'containerimage.digest': result.digest,
+    'containerimage.config.digest': result.imageId,
+    'image.name': result.destinations.join(','),
+    'kiln.result': result,
+  };
+}
