@@ -19,9 +19,14 @@ import type { BuildOptions } from './options.ts';
 import type { ExecutorDeps } from './deps.ts';
 import { materializeBase, type BaseImageSource } from './base.ts';
 import { DEFAULT_PATH, StageBuilder } from './stage-builder.ts';
-import { dispatch } from './steps/dispatch.ts';
+import { dispatchExpanded, expandStep, touchesFilesystem } from './steps/dispatch.ts';
+import { chainMetadata, stepKeyParts, type KeyHelpers } from './step-cache.ts';
+import { explainMiss, hashParts } from '../cache/key.ts';
+import type { CacheEntry, LayerCache } from '../cache/types.ts';
+import type { StatIndex } from '../cache/sources-digest.ts';
+import type { Instruction } from '../dockerfile/instructions.ts';
 import type { SourceTree, StepContext } from './steps/context.ts';
-import { getEnv, setLabels } from './config-ops.ts';
+import { getEnv, setLabels, setWorkdir } from './config-ops.ts';
 import { formatPlatform } from './platform.ts';
 import type { StepReport } from './result.ts';
 
@@ -38,6 +43,8 @@ export interface ExecuteInputs {
   /** Device nodes cannot be created (rootless with a partial map): skip them when extracting. */
   skipDevices: boolean;
   onOutput?: (chunk: Buffer) => void;
+  /** The layer cache, when --cache is on. */
+  cache?: { store: LayerCache; index: StatIndex };
 }
 
 export interface ExecutedImage {
@@ -131,6 +138,21 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
   };
 
   let last: StageBuilder | undefined;
+  /** Per stage: makes its rootfs real (base + cached layers) the first time something needs it. */
+  const ensureRootfs = new Map<number, () => Promise<void>>();
+  const stageKeys = new Map<number, string>();
+  const keyHelpers: KeyHelpers | undefined = inp.cache
+    ? {
+        index: inp.cache.index,
+        platform: formatPlatform(inp.targetPlatform),
+        stageKey: (from) => {
+          const st = stageByRef(from);
+          return st ? stageKeys.get(st.index) : undefined;
+        },
+        imageDigest: async (ref) => (await inp.images.resolve(ref, inp.targetPlatform)).digest,
+      }
+    : undefined;
+
   for (const index of plan.order) {
     const stage = plan.stages[index]!;
     const label = stage.name ?? String(index);
@@ -141,26 +163,43 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
     let config: ImageConfig;
     let layers: LayerBlob[] = [];
     let history: HistoryEntry[] = [];
+    let chain: string;
+    let materializeBaseTree: () => Promise<void>;
     const t0 = Date.now();
     if (stage.base.kind === 'scratch') {
       config = emptyConfig(inp.targetPlatform);
+      chain = `scratch:${formatPlatform(inp.targetPlatform)}`;
+      materializeBaseTree = async () => undefined;
     } else if (stage.base.kind === 'stage') {
-      const parent = built.get(stage.base.index)!;
-      await copyTree(parent.rootfs, rootfs);
+      const parentIndex = stage.base.index;
+      const parent = built.get(parentIndex)!;
       config = structuredClone(parent.config);
       layers = [...parent.layers];
       history = [...parent.history];
+      chain = `stage:${stageKeys.get(parentIndex)!}`;
+      materializeBaseTree = async () => {
+        await ensureRootfs.get(parentIndex)!();
+        await copyTree(parent.rootfs, rootfs);
+      };
     } else {
       logger.info(`[${label}] FROM ${stage.base.ref}`);
       const base = await inp.images.resolve(stage.base.ref, inp.targetPlatform);
       baseImages.push(base.pinned);
-      layers = await materializeBase(base, inp.images, rootfs, inp.deps, inp.skipDevices);
+      layers = base.layers.map((l) => ({ ...l }));
       config = structuredClone(base.config);
       config.rootfs = { type: 'layers', diff_ids: layers.map((l) => l.diffId) };
       history = [...(base.config.history ?? [])];
       config.config ??= {};
       if (!config.config.Env?.some((e) => e.startsWith('PATH=')))
         config.config.Env = [`PATH=${DEFAULT_PATH}`, ...(config.config.Env ?? [])];
+      chain = `image:${base.digest}:${formatPlatform(inp.targetPlatform)}`;
+      materializeBaseTree = async () => {
+        const got = await materializeBase(base, inp.images, rootfs, inp.deps, inp.skipDevices);
+        // The builder shares these objects: give them their local paths for the push.
+        got.forEach((l, i) => {
+          if (layers[i]) layers[i]!.path = l.path;
+        });
+      };
     }
     steps.push({
       stage: label,
@@ -178,7 +217,7 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
         rootfs,
         scratchDir: join(stageDir, 'scratch'),
         config,
-        baseLayers: layers,
+        baseLayers: [],
         history,
         layerOptions: {
           compression: opts.compression,
@@ -198,13 +237,31 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
       },
       logger,
     );
+    builder.layers.push(...layers);
+    // Cached layers wait here until a step (or another stage) needs the real tree.
+    const pending: string[] = [];
+    let real: Promise<void> | undefined;
+    const ensure = (): Promise<void> => {
+      real ??= (async () => {
+        await materializeBaseTree();
+        for (const blob of pending)
+          await inp.deps.extractLayer(blob, rootfs, { skipDevices: inp.skipDevices });
+        pending.length = 0;
+      })();
+      return real;
+    };
+    ensureRootfs.set(index, ensure);
     const scope = new StageScope(global, getEnv(config));
     const ctx: StepContext = {
       builder,
       scope,
       escape: plan.escape,
       context: inp.context,
-      sourceTree,
+      sourceTree: async (from) => {
+        const st = from === undefined ? undefined : stageByRef(from);
+        if (st) await ensureRootfs.get(st.index)?.();
+        return sourceTree(from);
+      },
       opts,
       tmpDir: join(stageDir, 'tmp'),
       cacheDir: join(inp.workDir, 'cache'),
@@ -212,33 +269,105 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
       ...(inp.onOutput ? { onOutput: inp.onOutput } : {}),
     };
     await mkdir(ctx.tmpDir, { recursive: true });
-    for (const trigger of triggers) {
+
+    const runOne = async (raw: Instruction, text: string, slot: string): Promise<void> => {
+      const t = Date.now();
+      const ins = expandStep(raw, ctx);
+      if (!ins) return;
+      const short = text.length > 120 ? text.slice(0, 120) + '…' : text;
+      const cacheable =
+        inp.cache !== undefined &&
+        touchesFilesystem(ins) &&
+        !(ins.kind === 'run' && !opts.cache.runLayers) &&
+        !((ins.kind === 'copy' || ins.kind === 'add') && !opts.cache.copyLayers);
+      let reason: string | undefined;
+      if (cacheable && inp.cache && keyHelpers) {
+        const parts = await stepKeyParts(ins, ctx, chain, keyHelpers);
+        if (parts) {
+          const key = hashParts(parts);
+          const hit = await inp.cache.store.get(key);
+          const previous = hit ? null : await inp.cache.store.previousParts(slot);
+          await inp.cache.store.rememberParts(slot, parts);
+          if (hit) {
+            builder.applyCached(hit.entry, hit.blobPath);
+            if (hit.blobPath) pending.push(hit.blobPath);
+            if (ins.kind === 'workdir') setWorkdir(builder.config, ins.value);
+            chain = key;
+            logger.info(`[${label}] ${short} (cached, ${hit.from})`);
+            steps.push({
+              stage: label,
+              instruction: text,
+              line: raw.at.line,
+              cache: 'hit',
+              durationMs: Date.now() - t,
+            });
+            return;
+          }
+          reason = explainMiss(previous, parts);
+          logger.info(`[${label}] ${short} (cache miss: ${reason})`);
+          await ensure();
+          const before = builder.layers.length;
+          await dispatchExpanded(ins, ctx);
+          const made = builder.layers.length > before ? builder.layers[builder.layers.length - 1] : undefined;
+          const createdBy = builder.history[builder.history.length - 1]?.created_by ?? text;
+          const entry: CacheEntry = made
+            ? {
+                version: 1,
+                key,
+                createdBy,
+                emptyLayer: false,
+                layer: {
+                  digest: made.descriptor.digest,
+                  diffId: made.diffId,
+                  size: made.descriptor.size,
+                  mediaType: made.descriptor.mediaType,
+                },
+              }
+            : { version: 1, key, createdBy, emptyLayer: true };
+          await inp.cache.store.put(entry, made?.path);
+          chain = key;
+          steps.push({
+            stage: label,
+            instruction: text,
+            line: raw.at.line,
+            cache: 'miss',
+            cacheReason: reason,
+            durationMs: Date.now() - t,
+          });
+          return;
+        }
+      }
+      logger.info(`[${label}] ${short}`);
+      if (touchesFilesystem(ins)) await ensure();
+      await dispatchExpanded(ins, ctx);
+      chain = chainMetadata(chain, ins);
+      steps.push({
+        stage: label,
+        instruction: text,
+        line: raw.at.line,
+        cache: 'none',
+        durationMs: Date.now() - t,
+      });
+    };
+
+    for (const [ti, trigger] of triggers.entries()) {
       const ast = parseDockerfile(trigger, `${stage.from.at.file} (ONBUILD of ${stage.from.image})`);
       for (const raw of ast.instructions) {
         const ins = parseInstruction(
           { ...raw, line: stage.from.at.line },
           { escape: plan.escape, file: stage.from.at.file },
         );
-        logger.info(`[${label}] ONBUILD ${raw.original}`);
-        await dispatch(ins, ctx);
+        await runOne(ins, `ONBUILD ${raw.original}`, slotName(plan.file, label, `onbuild-${ti}`));
       }
     }
-    for (const p of stage.instructions) {
-      const t = Date.now();
-      const text = p.instruction.original;
-      logger.info(`[${label}] ${text.length > 120 ? text.slice(0, 120) + '…' : text}`);
-      await dispatch(p.instruction, ctx);
-      steps.push({
-        stage: label,
-        instruction: text,
-        line: p.instruction.at.line,
-        cache: 'none',
-        durationMs: Date.now() - t,
-      });
+    for (const [pi, p] of stage.instructions.entries()) {
+      await runOne(p.instruction, p.instruction.original, slotName(plan.file, label, String(pi)));
     }
+    stageKeys.set(index, chain);
     built.set(index, builder);
     last = builder;
   }
+  // The target's tree is only needed on disk when something reads it; outputs use the blobs.
   const target = built.get(plan.target) ?? last!;
   const config = target.config;
   if (Object.keys(opts.labels).length) setLabels(config, Object.entries(opts.labels));
@@ -249,6 +378,11 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
   config.os = inp.targetPlatform.os;
   logger.debug(`built ${formatPlatform(inp.targetPlatform)} image with ${target.layers.length} layers`);
   return { config, layers: target.layers, steps, baseImages };
+}
+
+/** A stable name for a step's position, so a later build can say why its key changed. */
+function slotName(file: string, stage: string, step: string): string {
+  return createHash('sha256').update(`${file}\0${stage}\0${step}`).digest('hex').slice(0, 32);
 }
 
 /** `cp -a` keeps owners, modes, times, xattrs, hardlinks and device nodes, which fs.cp does not. */

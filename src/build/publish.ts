@@ -15,22 +15,24 @@ import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
 import type { OutputOptions } from './options.ts';
 
-function openLayer(layer: LayerBlob): Readable {
-  if (!layer.path) {
-    throw new KilnError('internal', 'LAYER_NOT_LOCAL', `layer ${layer.descriptor.digest} is not on disk`);
-  }
-  return createReadStream(layer.path);
-}
-
 export async function publish(
   image: BuiltImage,
   out: OutputOptions,
   client: RegistryClient | undefined,
   logger: Logger,
+  /** Downloads a base layer the build never needed on disk (fully cached stages). */
+  fetchLayer?: (layer: LayerBlob) => Promise<string>,
 ): Promise<string[]> {
+  const openLayer = async (layer: LayerBlob): Promise<Readable> => {
+    if (!layer.path && fetchLayer && layer.source) layer.path = await fetchLayer(layer);
+    if (!layer.path) {
+      throw new KilnError('internal', 'LAYER_NOT_LOCAL', `layer ${layer.descriptor.digest} is not on disk`);
+    }
+    return createReadStream(layer.path);
+  };
   const refs = out.destinations.map((d) => withDefaultTag(parseReference(d)));
   const names = refs.map(formatReference);
-  const reader = async (l: LayerBlob): Promise<NodeJS.ReadableStream> => openLayer(l);
+  const reader = async (l: LayerBlob): Promise<NodeJS.ReadableStream> => await openLayer(l);
   if (out.tarPath) {
     await writeDockerArchive(out.tarPath, image, { repoTags: names.length ? names : [], blobReader: reader });
     logger.info(`wrote docker-archive ${out.tarPath}`);

@@ -25,6 +25,11 @@ import { extractLayer } from '../fs/extract.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { CredentialStore } from '../registry/credentials.ts';
 import { RegistryImageSource } from './registry-source.ts';
+import { LocalCacheStore } from '../cache/local-store.ts';
+import { RegistryCacheStore, TieredCache } from '../cache/registry-store.ts';
+import { StatIndex } from '../cache/sources-digest.ts';
+import type { LayerCache } from '../cache/types.ts';
+import { parseReference } from '../registry/reference.ts';
 import { executePlan } from './executor.ts';
 import { assembleImage } from '../image/assemble.ts';
 import { publish } from './publish.ts';
@@ -105,6 +110,7 @@ export async function runBuild(
   const client = new RegistryClient({ registry: opts.registry, credentials: credentialStore(opts), logger });
   try {
     const images = new RegistryImageSource(client, join(workDir, 'blobs'));
+    const cache = await openCache(opts, client, workDir, logger);
     const executed = await executePlan({
       plan,
       opts,
@@ -118,14 +124,16 @@ export async function runBuild(
       // No mknod in a user namespace, whatever the id map.
       skipDevices: probe.chosen === 'rootless' || !inInitialUserNamespace(),
       onOutput,
+      ...(cache ? { cache } : {}),
     });
+    await cache?.index.save();
     const image = assembleImage({
       config: executed.config,
       layers: executed.layers,
       format: opts.output.format,
       ...(Object.keys(opts.annotations).length ? { annotations: opts.annotations } : {}),
     });
-    const destinations = await publish(image, opts.output, client, logger);
+    const destinations = await publish(image, opts.output, client, logger, (l) => images.fetchLayer(l));
     const size = image.configBytes.length + image.layers.reduce((n, l) => n + l.descriptor.size, 0);
     logger.info(`image digest ${image.digest}`);
     return {
@@ -145,6 +153,54 @@ export async function runBuild(
     if (opts.cleanup || !process.env.KILN_KEEP_WORKDIR)
       await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+/**
+ * The layer cache: `--cache-dir` (a directory CI caches save) and/or `--cache-repo` (a registry
+ * repository). `--cache` with neither uses `<first destination>/cache`, as Kaniko does.
+ */
+async function openCache(
+  opts: BuildOptions,
+  client: RegistryClient,
+  workDir: string,
+  logger: Logger,
+): Promise<{ store: LayerCache; index: StatIndex } | undefined> {
+  if (!opts.cache.enabled) return undefined;
+  const stores: LayerCache[] = [];
+  let indexFile: string | undefined;
+  if (opts.cache.dir) {
+    const dir = resolve(opts.cache.dir);
+    await mkdir(dir, { recursive: true });
+    stores.push(
+      new LocalCacheStore(dir, {
+        ttlHours: opts.cache.ttlHours,
+        logger,
+        ...(opts.cache.maxSizeBytes !== undefined ? { maxSizeBytes: opts.cache.maxSizeBytes } : {}),
+      }),
+    );
+    indexFile = join(dir, 'stat-index.json');
+  }
+  let repo = opts.cache.repo;
+  if (!repo && !opts.cache.dir && opts.output.destinations[0]) {
+    const d = parseReference(opts.output.destinations[0]);
+    repo = `${d.registry}/${d.repository}/cache`;
+  }
+  if (repo) {
+    const r = parseReference(repo);
+    stores.push(new RegistryCacheStore(client, r, join(workDir, 'blobs'), !opts.cache.noPushCache));
+  }
+  if (stores.length === 0) {
+    logger.warn(
+      '--cache is on but there is nowhere to keep it: pass --cache-dir or --cache-repo (or a --destination)',
+    );
+    return undefined;
+  }
+  logger.info(
+    `cache: ${[opts.cache.dir ? `dir ${opts.cache.dir}` : '', repo ? `repo ${repo}` : ''].filter(Boolean).join(', ')}`,
+  );
+  const index = new StatIndex(indexFile);
+  await index.load();
+  return { store: stores.length === 1 ? stores[0]! : new TieredCache(stores), index };
 }
 
 function credentialStore(opts: BuildOptions): CredentialStore {

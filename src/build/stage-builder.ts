@@ -174,6 +174,32 @@ export class StageBuilder {
     await this.commit(await snap.finish(), history);
   }
 
+  /**
+   * A step answered by the layer cache: its layer (if any) joins the image and its history entry is
+   * recorded, without running anything. The caller applies the blob to the rootfs if it needs it.
+   */
+  applyCached(
+    hit: {
+      emptyLayer: boolean;
+      createdBy: string;
+      layer?: { digest: string; diffId: string; size: number; mediaType: string };
+    },
+    blobPath?: string,
+  ): void {
+    if (hit.emptyLayer || !hit.layer) {
+      this.history.push({ created: this.opts.createdAt(), created_by: hit.createdBy, empty_layer: true });
+      return;
+    }
+    const l = hit.layer;
+    this.layers.push({
+      descriptor: { mediaType: l.mediaType, digest: l.digest, size: l.size },
+      diffId: l.diffId,
+      ...(blobPath ? { path: blobPath } : {}),
+    });
+    this.config.rootfs = { type: 'layers', diff_ids: [...this.config.rootfs.diff_ids, l.diffId] };
+    this.history.push({ created: this.opts.createdAt(), created_by: hit.createdBy });
+  }
+
   /** A metadata-only step: history with `empty_layer`, no layer. */
   metadata(history: string, mutate: (cfg: ImageConfig) => void): void {
     mutate(this.config);

@@ -1,6 +1,6 @@
 /**
  * One instruction of a stage: expanded against the stage's live scope (base image ENV included),
- * then handed to the step that implements it.
+ * then handed to the step that implements it. ARG only changes the scope.
  */
 import type { Instruction } from '../../dockerfile/instructions.ts';
 import { expandInstruction, makeExpander } from '../../plan/expand-instruction.ts';
@@ -10,14 +10,23 @@ import { copyStep } from './copy.ts';
 import { metadataStep } from './metadata.ts';
 import { runStep } from './run.ts';
 
-export async function dispatch(raw: Instruction, ctx: StepContext): Promise<void> {
+/** Expands `raw` in the stage's scope; ARG is applied to the scope here and yields null. */
+export function expandStep(raw: Instruction, ctx: StepContext): Instruction | null {
   const x = makeExpander(ctx.scope.lookup, ctx.escape, raw.at);
   if (raw.kind === 'arg') {
     for (const a of raw.args)
       ctx.scope.declareArg(a.name, a.default === undefined ? undefined : x.word(a.default));
-    return;
+    return null;
   }
-  const ins = expandInstruction(raw, x);
+  return expandInstruction(raw, x);
+}
+
+/** Instructions that read or write the stage's filesystem (the rest only change the config). */
+export function touchesFilesystem(ins: Instruction): boolean {
+  return ins.kind === 'run' || ins.kind === 'copy' || ins.kind === 'add' || ins.kind === 'workdir';
+}
+
+export async function dispatchExpanded(ins: Instruction, ctx: StepContext): Promise<void> {
   switch (ins.kind) {
     case 'run':
       return runStep(ins, ctx);
@@ -32,4 +41,9 @@ export async function dispatch(raw: Instruction, ctx: StepContext): Promise<void
         position: ins.at,
       });
   }
+}
+
+export async function dispatch(raw: Instruction, ctx: StepContext): Promise<void> {
+  const ins = expandStep(raw, ctx);
+  if (ins) await dispatchExpanded(ins, ctx);
 }

@@ -1,0 +1,102 @@
+/**
+ * Digest of the files a COPY/ADD (or a RUN bind mount) reads from the build context: paths, types,
+ * modes, sizes, link targets and content, in a stable order. Files whose inode, size, mtime and
+ * ctime are unchanged since the last build are not re-read: their hash comes from a stat index kept
+ * in the cache dir.
+ */
+import { createReadStream } from 'node:fs';
+import { lstat, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+
+interface StatRecord {
+  ino: string;
+  size: string;
+  mtime: string;
+  ctime: string;
+  sha: string;
+}
+
+export class StatIndex {
+  private records = new Map<string, StatRecord>();
+  private dirty = false;
+
+  constructor(private readonly file?: string) {}
+
+  async load(): Promise<void> {
+    if (!this.file) return;
+    try {
+      const data = JSON.parse(await readFile(this.file, 'utf8')) as Record<string, StatRecord>;
+      this.records = new Map(Object.entries(data));
+    } catch {
+      this.records = new Map();
+    }
+  }
+
+  async save(): Promise<void> {
+    if (!this.file || !this.dirty) return;
+    const tmp = `${this.file}.tmp-${randomBytes(6).toString('hex')}`;
+    await writeFile(tmp, JSON.stringify(Object.fromEntries(this.records)));
+    await rename(tmp, this.file);
+    this.dirty = false;
+  }
+
+  /** Content hash of a regular file, from the index when its stat is unchanged. */
+  async fileHash(path: string, st: import('node:fs').BigIntStats): Promise<string> {
+    const rec = this.records.get(path);
+    const key = {
+      ino: String(st.ino),
+      size: String(st.size),
+      mtime: String(st.mtimeNs),
+      ctime: String(st.ctimeNs),
+    };
+    if (
+      rec &&
+      rec.ino === key.ino &&
+      rec.size === key.size &&
+      rec.mtime === key.mtime &&
+      rec.ctime === key.ctime
+    ) {
+      return rec.sha;
+    }
+    const h = createHash('sha256');
+    for await (const c of createReadStream(path)) h.update(c as Buffer);
+    const sha = h.digest('hex');
+    this.records.set(path, { ...key, sha });
+    this.dirty = true;
+    return sha;
+  }
+}
+
+export interface DigestSource {
+  hostPath: string;
+  /** Name recorded in the digest (the path relative to its tree). */
+  relPath: string;
+}
+
+/** sha256 over every entry below the sources; `skip` hides .dockerignore'd and --exclude'd paths. */
+export async function sourcesDigest(
+  sources: DigestSource[],
+  index: StatIndex,
+  skip?: (hostPath: string) => boolean,
+): Promise<string> {
+  const h = createHash('sha256');
+  const visit = async (host: string, rel: string): Promise<void> => {
+    if (skip?.(host)) return;
+    const st = await lstat(host, { bigint: true });
+    const mode = Number(st.mode & 0o7777n).toString(8);
+    if (st.isDirectory()) {
+      h.update(`d\0${rel}\0${mode}\n`);
+      const names = (await readdir(host)).sort();
+      for (const n of names) await visit(join(host, n), `${rel}/${n}`);
+    } else if (st.isSymbolicLink()) {
+      h.update(`l\0${rel}\0${await readlink(host)}\n`);
+    } else if (st.isFile()) {
+      h.update(`f\0${rel}\0${mode}\0${st.size}\0${await index.fileHash(host, st)}\n`);
+    } else {
+      h.update(`o\0${rel}\0${mode}\0${st.rdev}\n`);
+    }
+  };
+  for (const s of sources) await visit(s.hostPath, s.relPath);
+  return h.digest('hex');
+}
