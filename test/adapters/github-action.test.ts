@@ -1,0 +1,395 @@
+/**
+ * The GitHub Action run for real by @github/local-action (its @actions/core and @actions/cache stubs)
+ * against a loopback registry with Basic auth: the action spawns the freshly bundled kiln CLI, pushes,
+ * and its outputs are checked against `skopeo inspect`. Plus the input parser, table-driven, and
+ * action.yml validated with @action-validator/cli.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { pushBusyboxImage } from '../helpers/images.ts';
+import { parseList, readInputs, splitArgs, splitCsvLine, toKilnArgs } from '../../src/ci/github/inputs.ts';
+import { lastKilnError } from '../../src/ci/github/main.ts';
+import { cacheKeys, listingHash } from '../../src/ci/github/cache-dir.ts';
+import { envCredentials } from '../../src/cli/build-flags.ts';
+import { KilnError } from '../../src/util/errors.ts';
+
+const execFileP = promisify(execFile);
+const ROOT = resolve(import.meta.dirname, '../..');
+const PASSWORD = 'kiln-secret';
+
+describe('action inputs', () => {
+  const cases: [string, string, boolean, string[]][] = [
+    ['newlines', 'a\nb\n\nc', false, ['a', 'b', 'c']],
+    ['commas', 'a, b,c', false, ['a', 'b', 'c']],
+    ['mixed + comments', '# tags\na,b\n  # x\nc', false, ['a', 'b', 'c']],
+    ['quoted csv', '"a,b",c', false, ['a,b', 'c']],
+    ['quoted quote', '"say ""hi""",x', false, ['say "hi"', 'x']],
+    ['ignoreComma keeps commas', 'id=a,src=/f\nid=b,env=B', true, ['id=a,src=/f', 'id=b,env=B']],
+    ['CRLF', 'A=1\r\nB=2\r\n', true, ['A=1', 'B=2']],
+  ];
+  for (const [name, text, ignoreComma, want] of cases) {
+    test(`parseList: ${name}`, () => assert.deepEqual(parseList(text, ignoreComma), want));
+  }
+
+  test('splitCsvLine keeps empty fields', () => assert.deepEqual(splitCsvLine('a,,b'), ['a', '', 'b']));
+
+  const argCases: [string, string[]][] = [
+    ['--a b', ['--a', 'b']],
+    [`--label "x=a b" --y='c d'`, ['--label', 'x=a b', '--y=c d']],
+    ['  --e ""  ', ['--e', '']],
+    ['a\\ b', ['a b']],
+  ];
+  for (const [text, want] of argCases) {
+    test(`splitArgs ${JSON.stringify(text)}`, () => assert.deepEqual(splitArgs(text), want));
+  }
+
+  const get =
+    (m: Record<string, string>) =>
+    (n: string): string =>
+      m[n] ?? '';
+
+  const bad: [string, Record<string, string>, RegExp][] = [
+    ['malformed build-arg', { tags: 'x/y:1', 'build-args': 'A=1\nNOVALUE' }, /build-args: item 2 "NOVALUE"/],
+    ['two platforms', { tags: 'x/y:1', platforms: 'linux/amd64,linux/arm64' }, /kiln builds one platform/],
+    ['bad platform', { tags: 'x/y:1', platforms: 'amd64' }, /not os\/arch/],
+    ['push without tags', {}, /tags is empty but push is true/],
+    ['bad bool', { tags: 'x/y:1', push: 'yes' }, /input push is "yes"/],
+    ['bad isolation', { tags: 'x/y:1', isolation: 'docker' }, /isolation "docker"/],
+    ['bad secret', { tags: 'x/y:1', secrets: 'src=/x' }, /input secrets/],
+    ['bad extra-args', { tags: 'x/y:1', 'extra-args': '--a "b' }, /unterminated/],
+  ];
+  for (const [name, inputs, re] of bad) {
+    test(`readInputs rejects ${name}`, () => {
+      assert.throws(
+        () => readInputs(get(inputs)),
+        (e: unknown) => e instanceof KilnError && e.category === 'usage' && re.test(e.message),
+      );
+    });
+  }
+
+  test('readInputs → kiln argv', () => {
+    const inputs = readInputs(
+      get({
+        context: 'app',
+        file: 'app/Dockerfile.prod',
+        tags: 'r.example/a:1\nr.example/a:latest',
+        'build-args': 'A=1,2\n# comment\nB=x=y',
+        labels: 'org.opencontainers.image.title=a',
+        secrets: 'id=npm,src=/tmp/npmrc',
+        platforms: 'linux/arm64',
+        isolation: 'chroot',
+        cache: 'true',
+        'cache-repo': 'r.example/a/cache',
+        reproducible: 'true',
+        'insecure-registries': '127.0.0.1:5000',
+        'extra-args': '--verbosity debug',
+        password: 'not-in-argv',
+        username: 'u',
+      }),
+    );
+    const args = toKilnArgs(inputs, {
+      digestFile: 'D',
+      imageNameWithDigestFile: 'N',
+      resultFile: 'R',
+      cacheDir: 'C',
+    });
+    assert.deepEqual(args, [
+      '--context', 'app', '--dockerfile', 'app/Dockerfile.prod',
+      '--destination', 'r.example/a:1', '--destination', 'r.example/a:latest',
+      '--build-arg', 'A=1,2', '--build-arg', 'B=x=y', '--label', 'org.opencontainers.image.title=a',
+      '--secret', 'id=npm,src=/tmp/npmrc', '--platform', 'linux/arm64', '--isolation', 'chroot',
+      '--cache=true', '--cache-dir', 'C', '--cache-repo', 'r.example/a/cache', '--reproducible',
+      '--insecure-registry', '127.0.0.1:5000', '--digest-file', 'D', '--image-name-with-digest-file', 'N',
+      '--result-file', 'R', '--verbosity', 'debug',
+    ]); // prettier-ignore
+    assert.ok(!args.join(' ').includes('not-in-argv'));
+  });
+
+  test('KILN_REGISTRY_* env → explicit credentials', () => {
+    assert.deepEqual(envCredentials({}), []);
+    assert.deepEqual(envCredentials({ KILN_REGISTRY_USERNAME: 'u', KILN_REGISTRY_PASSWORD: 'p' }), [
+      { registry: 'docker.io', username: 'u', password: 'p' },
+    ]);
+    assert.deepEqual(
+      envCredentials({ KILN_REGISTRY: 'ghcr.io', KILN_REGISTRY_USERNAME: 'u', KILN_REGISTRY_PASSWORD: 'p' }),
+      [{ registry: 'ghcr.io', username: 'u', password: 'p' }],
+    );
+    assert.throws(() => envCredentials({ KILN_REGISTRY_USERNAME: 'u' }), /KILN_REGISTRY_PASSWORD is empty/);
+  });
+
+  test('lastKilnError takes the last error block with its hint', () => {
+    const stderr = 'info: x\nerror: Dockerfile:3: unknown instruction FRM\n  hint: did you mean FROM?\n';
+    assert.equal(lastKilnError(stderr), 'Dockerfile:3: unknown instruction FRM\nhint: did you mean FROM?');
+    assert.equal(lastKilnError('boom\n'), 'boom');
+  });
+
+  test('cache keys and listing hash', async () => {
+    const k = cacheKeys('', 'linux-x64', 'abc', '42', '1');
+    assert.equal(k.primary, 'kiln-linux-x64-abc-42-1');
+    assert.deepEqual(k.restore, ['kiln-linux-x64-abc-', 'kiln-linux-x64-']);
+    const d = mkdtempSync(join(tmpdir(), 'kiln-lh-'));
+    try {
+      assert.equal(await listingHash(join(d, 'missing')), '');
+      writeFileSync(join(d, 'a'), 'x');
+      const h1 = await listingHash(d);
+      assert.equal(await listingHash(d), h1);
+      writeFileSync(join(d, 'b'), 'y');
+      assert.notEqual(await listingHash(d), h1);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
+
+test('action.yml passes @action-validator/cli', async () => {
+  const text = readFileSync(join(ROOT, 'action.yml'), 'utf8');
+  // The validator's schema (0.6.0, the newest) predates node24; validate the rest with node20.
+  assert.match(text, /^ {2}using: node24$/m);
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-av-'));
+  try {
+    writeFileSync(join(dir, 'action.yml'), text.replace('using: node24', 'using: node20'));
+    const { stdout } = await execFileP(join(ROOT, 'node_modules/.bin/action-validator'), [
+      join(dir, 'action.yml'),
+    ]);
+    assert.equal(stdout.trim(), '');
+    // Validation does catch errors: an unknown key fails.
+    writeFileSync(join(dir, 'action.yml'), text.replace('using: node24', 'using: node20\n  mian: x.js'));
+    await assert.rejects(
+      execFileP(join(ROOT, 'node_modules/.bin/action-validator'), [join(dir, 'action.yml')]),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+interface ActionRun {
+  code: number;
+  out: string;
+  outputs: Record<string, string>;
+  errors: string[];
+  summary: string;
+}
+
+describe('GitHub Action via @github/local-action', { timeout: 600_000 }, () => {
+  let reg: TestRegistry;
+  let work: string;
+  let dist: string;
+  let cacheStore: string;
+
+  before(async () => {
+    work = mkdtempSync(join(tmpdir(), 'kiln-action-test-'));
+    dist = join(work, 'dist');
+    cacheStore = join(work, 'gh-cache');
+    mkdirSync(cacheStore);
+    await execFileP(process.execPath, [join(ROOT, 'scripts/bundle.mjs'), dist], { cwd: ROOT });
+    reg = await startRegistry({ auth: 'htpasswd', users: { kiln: PASSWORD } });
+    await pushBusyboxImage(reg, 'base/busybox', 'latest');
+  });
+  after(async () => {
+    await reg?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  function appDir(name: string, dockerfile: string | null): string {
+    const dir = join(work, name);
+    mkdirSync(dir, { recursive: true });
+    if (dockerfile !== null) writeFileSync(join(dir, 'Dockerfile'), dockerfile);
+    writeFileSync(join(dir, 'hello.txt'), 'hello from the action\n');
+    return dir;
+  }
+
+  async function runAction(name: string, inputs: Record<string, string>): Promise<ActionRun> {
+    const runDir = join(work, `run-${name}`);
+    mkdirSync(runDir, { recursive: true });
+    const summary = join(runDir, 'summary.md');
+    const envFile = join(runDir, '.env');
+    // Inputs go through the dotenv file: local-action starts through a shell, which drops variables
+    // whose names have a dash (INPUT_BUILD-ARGS). Single quotes keep newlines and backslashes.
+    const lines = Object.entries(inputs).map(([k, v]) => {
+      assert.ok(!v.includes("'"), 'test inputs must not hold single quotes');
+      return `INPUT_${k.toUpperCase()}='${v}'`;
+    });
+    writeFileSync(envFile, `${lines.join('\n')}\n`);
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      FORCE_COLOR: '0',
+      NO_COLOR: '1',
+      KILN_CLI: join(dist, 'cli.js'),
+      RUNNER_TEMP: runDir,
+      GITHUB_STEP_SUMMARY: summary,
+      GITHUB_RUN_ID: name,
+      LOCAL_ACTION_WORKSPACE: work,
+      LOCAL_ACTION_CACHE_PATH: cacheStore,
+      DOCKER_CONFIG: join(runDir, 'docker-config'),
+    };
+    const bin = join(ROOT, 'node_modules/.bin/local-action');
+    const child = spawn(
+      bin,
+      ['run', ROOT, 'src/ci/github/main.ts', envFile, '--post', 'src/ci/github/post.ts'],
+      {
+        cwd: ROOT,
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number>((r) => child.on('close', (c) => r(c ?? 1)));
+    const outputs: Record<string, string> = {};
+    for (const m of out.matchAll(/^::set-output name=([\w-]+)::(.*)$/gm)) outputs[m[1]!] = m[2]!;
+    const errors = [...out.matchAll(/^::error(?: [^:]*)?::(.*)$/gm)].map((m) => m[1]!);
+    let summaryText = '';
+    try {
+      summaryText = readFileSync(summary, 'utf8');
+    } catch {
+      summaryText = '';
+    }
+    return { code, out, outputs, errors, summary: summaryText };
+  }
+
+  const dockerfile = (host: string): string =>
+    [
+      `FROM ${host}/base/busybox:latest`,
+      'ARG GREETING=none',
+      'RUN echo "$GREETING" > /greeting',
+      'COPY hello.txt /hello.txt',
+      '',
+    ].join('\n');
+
+  test('builds, pushes, sets outputs that match skopeo inspect, writes the summary, hides the password', async () => {
+    const dir = appDir('ok', dockerfile(reg.host));
+    const ref = `${reg.host}/app/action`;
+    const r = await runAction('ok', {
+      context: dir,
+      'cache-dir': join(work, 'kiln-cache'),
+      tags: `${ref}:1, ${ref}:latest`,
+      'build-args': 'GREETING=hi there',
+      labels: 'org.opencontainers.image.title=kiln-action-test',
+      username: 'kiln',
+      password: PASSWORD,
+      'insecure-registries': reg.host,
+      isolation: 'auto',
+    });
+    assert.deepEqual(r.errors, [], r.out);
+    assert.match(r.outputs.digest ?? '', /^sha256:[a-f0-9]{64}$/, r.out);
+    assert.equal(r.outputs.image, `${ref}@${r.outputs.digest}`);
+    assert.match(r.outputs.isolation ?? '', /^(rootless|chroot|plain)$/);
+
+    const inspect = async (args: string[]): Promise<Record<string, unknown>> => {
+      const { stdout } = await execFileP('skopeo', [
+        'inspect',
+        '--tls-verify=false',
+        '--creds',
+        `kiln:${PASSWORD}`,
+        ...args,
+      ]);
+      return JSON.parse(stdout) as Record<string, unknown>;
+    };
+    for (const tag of ['1', 'latest']) {
+      const info = await inspect([`docker://${ref}:${tag}`]);
+      assert.equal(info.Digest, r.outputs.digest, `tag ${tag}`);
+      assert.deepEqual(
+        (info.Labels as Record<string, string>)['org.opencontainers.image.title'],
+        'kiln-action-test',
+      );
+    }
+    const config = await inspect(['--config', `docker://${ref}:1`]);
+    const { stdout: rawConfig } = await execFileP('skopeo', [
+      'inspect', '--tls-verify=false', '--creds', `kiln:${PASSWORD}`, '--raw', '--config', `docker://${ref}:1`,
+    ]); // prettier-ignore
+    const { createHash } = await import('node:crypto');
+    assert.equal(r.outputs.imageid, `sha256:${createHash('sha256').update(rawConfig).digest('hex')}`);
+    assert.ok(config.rootfs);
+
+    const meta = JSON.parse(r.outputs.metadata ?? '{}') as Record<string, unknown>;
+    assert.equal(meta['containerimage.digest'], r.outputs.digest);
+    const result = meta['kiln.result'] as { layers: number; steps: { instruction: string }[] };
+    assert.ok(result.layers >= 2);
+    assert.ok(result.steps.some((s) => s.instruction.startsWith('RUN')));
+
+    assert.match(r.summary, /<table>/);
+    assert.ok(r.summary.includes(r.outputs.digest!), 'summary names the digest');
+    assert.match(r.summary, /Isolation/);
+    assert.match(r.summary, /COPY hello.txt \/hello.txt/);
+    assert.match(r.summary, /<td>(hit|miss|none)/);
+
+    assert.ok(!r.out.includes(PASSWORD), 'the password never appears in the output');
+    // The post step saw a successful build and a changed cache dir: it saved an entry.
+    assert.match(r.out, /kiln post: cache saved as kiln-/);
+  });
+
+  test('a second run restores the cache from the first and hits it', async () => {
+    const dir = appDir('ok', dockerfile(reg.host));
+    // Like a fresh runner: the directory is gone and only the GitHub cache entry has it.
+    rmSync(join(work, 'kiln-cache'), { recursive: true, force: true });
+    const r = await runAction('again', {
+      context: dir,
+      'cache-dir': join(work, 'kiln-cache'),
+      tags: `${reg.host}/app/action:2`,
+      'build-args': 'GREETING=hi there',
+      labels: 'org.opencontainers.image.title=kiln-action-test',
+      username: 'kiln',
+      password: PASSWORD,
+      'insecure-registries': reg.host,
+    });
+    assert.deepEqual(r.errors, [], r.out);
+    assert.match(r.out, /kiln cache restored from kiln-/);
+    const meta = JSON.parse(r.outputs.metadata ?? '{}') as Record<string, unknown>;
+    const steps = (meta['kiln.result'] as { steps: { instruction: string; cache: string }[] }).steps;
+    assert.ok(
+      steps.some((s) => s.instruction.startsWith('RUN') && s.cache === 'hit'),
+      JSON.stringify(steps),
+    );
+  });
+
+  const failures: [string, () => Record<string, string>, RegExp][] = [
+    [
+      'malformed build-arg line',
+      () => ({
+        context: appDir('bad-arg', dockerfile(reg.host)),
+        tags: `${reg.host}/a:1`,
+        'build-args': 'A=1\nBROKEN',
+      }),
+      /input build-args: item 2 "BROKEN" is not KEY=VALUE/,
+    ],
+    [
+      'missing Dockerfile',
+      () => ({
+        context: appDir('no-dockerfile', null),
+        tags: `${reg.host}/a:1`,
+        password: PASSWORD,
+        username: 'kiln',
+      }),
+      /Dockerfile not found: .*no-dockerfile\/Dockerfile/,
+    ],
+    [
+      'a RUN step that fails',
+      () => ({
+        context: appDir('run-fails', `FROM ${reg.host}/base/busybox:latest\nRUN exit 3\n`),
+        tags: `${reg.host}/a:1`,
+        username: 'kiln',
+        password: PASSWORD,
+        'insecure-registries': reg.host,
+        cache: 'false',
+      }),
+      /kiln build failed \(exit \d+\): .*RUN/,
+    ],
+  ];
+  for (const [name, inputs, re] of failures) {
+    test(`fails with one clear error annotation: ${name}`, async () => {
+      const r = await runAction(name.replace(/\W+/g, '-'), inputs());
+      assert.equal(r.errors.length, 1, r.out);
+      assert.match(r.errors[0]!, re);
+      assert.ok(!r.out.includes(PASSWORD), 'the password never appears in the output');
+      assert.equal(r.outputs.digest, undefined);
+      assert.match(r.out, /kiln post: (cache off|the build did not succeed)/);
+    });
+  }
+});
