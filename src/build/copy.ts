@@ -45,8 +45,11 @@ export interface CopyOptions {
   /** Wildcards were used: the destination must be a directory even for one match. */
   multiple: boolean;
   position?: SourcePosition;
-  /** Host paths below the sources to skip (--exclude matches, resolved by the caller). */
-  skip?: (hostPath: string) => boolean;
+  /**
+   * Entries to skip (.dockerignore, --exclude). `withinSource` is the entry's path relative to the
+   * top-level source being copied ('' for the source itself), which is what --exclude matches.
+   */
+  skip?: (hostPath: string, withinSource: string) => boolean;
 }
 
 export interface CopyResult {
@@ -83,6 +86,9 @@ export async function copyIntoRoot(
     const base = opts.parents ? posix.join(destAbs, posix.dirname(posix.normalize(src.relPath))) : destAbs;
     if (st.isDirectory()) {
       const dirDest = opts.parents ? posix.join(destAbs, posix.normalize(src.relPath)) : destAbs;
+      // Docker (BuildKit's copier) creates a missing destination directory 0755 owned by the --chown
+      // user or root, and leaves an existing one as it is: the source directory's own mode and owner
+      // (and --chmod) apply to what is inside it, not to the destination itself.
       await w.ensureDir(dirDest);
       await w.copyDirContents(src.hostPath, dirDest);
     } else {
@@ -111,6 +117,8 @@ class Writer {
   readonly written = new Set<string>();
   /** dev:ino of sources already copied → host path written, to keep hardlinks as hardlinks. */
   private readonly links = new Map<string, string>();
+  /** Host path of the top-level source being copied: --exclude matches paths relative to it. */
+  private sourceBase = '';
 
   constructor(
     private readonly root: string,
@@ -149,9 +157,7 @@ class Writer {
   }
 
   async copyDirContents(srcDir: string, imageDest: string): Promise<void> {
-    const hostDest = await resolveInRoot(this.root, imageDest);
-    const srcStat = await lstat(srcDir);
-    await this.applyMeta(hostDest, srcStat, true);
+    this.sourceBase = srcDir;
     for (const name of (await readdir(srcDir)).sort()) {
       await this.copyEntry(posix.join(srcDir, name), posix.join(imageDest, name));
     }
@@ -159,7 +165,8 @@ class Writer {
 
   /** `followInRoot`: set for a top-level source, whose symlink is followed inside that tree. */
   async copyEntry(src: string, imageTarget: string, followInRoot?: string): Promise<void> {
-    if (this.opts.skip?.(src)) return;
+    const within = followInRoot !== undefined ? '' : posix.relative(this.sourceBase, src);
+    if (this.opts.skip?.(src, within)) return;
     let st = await lstat(src);
     let from = src;
     if (followInRoot !== undefined && st.isSymbolicLink()) {
@@ -177,6 +184,7 @@ class Writer {
       }
       st = target;
     }
+    if (followInRoot !== undefined) this.sourceBase = from;
     const hostTarget = await resolveInRoot(this.root, imageTarget, false);
     const existing = await statOrNull(hostTarget);
     if (st.isDirectory()) {

@@ -25,6 +25,64 @@ const isGit = (s: string): boolean => /^git@|^git:\/\/|\.git(#.*)?$/.test(s);
 
 /** Archive kind from magic bytes: only these are unpacked by ADD. */
 async function archiveKind(path: string): Promise<'tar' | 'gzip' | 'bzip2' | 'xz' | 'zstd' | null> {
+  const kind = await compressionOf(path);
+  if (kind === null) return null;
+  // Docker extracts only tar archives: a compressed file that is not a tar inside (note.txt.gz) is
+  // copied as it is, and so is a file that merely starts with a compression magic.
+  const head = kind === 'tar' ? await readHead(path) : await decompressedHead(path, kind);
+  return head !== null && isTarHeader(head) ? kind : null;
+}
+
+async function readHead(path: string): Promise<Buffer | null> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(512);
+    const { bytesRead } = await fh.read(buf, 0, 512, 0);
+    return bytesRead === 512 ? buf : null;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The first 512 decompressed bytes, or null when the stream is shorter or not decodable. */
+function decompressedHead(path: string, kind: 'gzip' | 'bzip2' | 'xz' | 'zstd'): Promise<Buffer | null> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(kind === 'bzip2' ? 'bzip2' : kind, ['-dc', path], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (v: Buffer | null): void => {
+      if (done) return;
+      done = true;
+      child.kill();
+      resolvePromise(v);
+    };
+    child.stdout.on('data', (d: Buffer) => {
+      chunks.push(d);
+      size += d.length;
+      if (size >= 512) finish(Buffer.concat(chunks).subarray(0, 512));
+    });
+    child.on('error', () => finish(null));
+    child.on('close', () => finish(size >= 512 ? Buffer.concat(chunks).subarray(0, 512) : null));
+  });
+}
+
+/** A tar header block: its checksum field matches the sum of its bytes (ustar and v7 alike). */
+function isTarHeader(h: Buffer): boolean {
+  const field = h
+    .subarray(148, 156)
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '')
+    .trim();
+  if (!/^[0-7]+$/.test(field)) return false;
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i]!;
+  return sum === parseInt(field, 8);
+}
+
+async function compressionOf(path: string): Promise<'tar' | 'gzip' | 'bzip2' | 'xz' | 'zstd' | null> {
   const fh = await open(path, 'r');
   try {
     const buf = Buffer.alloc(262);
@@ -34,8 +92,7 @@ async function archiveKind(path: string): Promise<'tar' | 'gzip' | 'bzip2' | 'xz
     if (bytesRead >= 6 && buf.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])))
       return 'xz';
     if (bytesRead >= 4 && buf.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
-    if (bytesRead >= 262 && buf.subarray(257, 262).toString('latin1') === 'ustar') return 'tar';
-    return null;
+    return 'tar';
   } finally {
     await fh.close();
   }
@@ -65,6 +122,18 @@ export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<
     let wildcard = false;
     let mtime: Date | undefined;
     for (const src of ins.sources) {
+      const before = sources.length;
+      await collect(src);
+      // --parents with a `/./` pivot keeps only the path after the pivot (BuildKit's COPY --parents).
+      const pivot = ins.parents ? src.indexOf('/./') : -1;
+      if (pivot >= 0) {
+        const drop = posix.normalize('/' + src.slice(0, pivot)).replace(/^\/+/, '');
+        for (const s of sources.slice(before)) {
+          if (drop !== '' && s.relPath.startsWith(drop + '/')) s.relPath = s.relPath.slice(drop.length + 1);
+        }
+      }
+    }
+    async function collect(src: string): Promise<void> {
       if (src.startsWith('<<')) {
         const name = src.slice(2);
         const doc = ins.heredocs.find((h) => h.name === name);
@@ -77,7 +146,7 @@ export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<
         await writeFile(p, doc.content, { mode: 0o644 });
         await chmod(p, 0o644);
         sources.push({ hostPath: p, sourceRoot: posix.dirname(p), relPath: name });
-        continue;
+        return;
       }
       if (ins.kind === 'add' && tree === undefined && isUrl(src)) {
         if (isGit(src)) {
@@ -98,7 +167,7 @@ export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<
         await chmod(got.path, 0o600);
         mtime = got.mtime;
         sources.push({ hostPath: got.path, sourceRoot: posix.dirname(got.path), relPath: got.name });
-        continue;
+        return;
       }
       if (ins.kind === 'add' && ins.checksum !== undefined && !isUrl(src)) {
         throw new KilnError('dockerfile', 'BAD_CHECKSUM', 'ADD --checksum only applies to URL sources', {
@@ -181,9 +250,11 @@ export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<
       ? new IgnoreMatcher(parseDockerignore(ins.exclude.join('\n'), `${upper} --exclude`))
       : undefined;
     const contextSkip = tree === undefined ? ctx.context.skip : undefined;
-    const skip = (hostPath: string): boolean => {
+    const skip = (hostPath: string, withinSource: string): boolean => {
       if (contextSkip?.(hostPath)) return true;
       if (!exclude) return false;
+      // Inside a copied directory, --exclude matches paths relative to that source (BuildKit's copier).
+      if (withinSource !== '') return exclude.matches(withinSource);
       const base = tree?.root ?? ctx.context.dir;
       const rel = relative(base, hostPath).split(sep).join('/');
       return exclude.matches(rel);
