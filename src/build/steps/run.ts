@@ -7,6 +7,7 @@ import type { RunInstruction } from '../../dockerfile/instructions.ts';
 import { parseRunMount } from '../../dockerfile/mounts.ts';
 import { currentShell } from '../config-ops.ts';
 import { runHistory } from '../history.ts';
+import { resolveUser } from '../passwd.ts';
 import { resolveRunMounts } from '../run-mounts.ts';
 import { KilnError } from '../../util/errors.ts';
 import type { StepContext } from './context.ts';
@@ -58,9 +59,18 @@ export async function runStep(ins: RunInstruction, ctx: StepContext): Promise<vo
   try {
     const args = ctx.scope.runArgs();
     const net = (ins.network ?? ctx.opts.network) as 'default' | 'none' | 'host';
+    // runc (under Docker and BuildKit) sets HOME from the user's /etc/passwd entry ("/" without one)
+    // when the image does not set it.
+    const home: string[] = [];
+    if (!(b.config.config?.Env ?? []).some((e) => e.startsWith('HOME='))) {
+      const user = await resolveUser(b.rootfs, b.config.config?.User || 'root', ins.at).catch(
+        () => undefined,
+      );
+      home.push(`HOME=${user?.home || '/'}`);
+    }
     await b.run({
       argv,
-      extraEnv: [...args.map(([k, v]) => `${k}=${v}`), ...resolved.env],
+      extraEnv: [...home, ...args.map(([k, v]) => `${k}=${v}`), ...resolved.env],
       mounts: resolved.mounts,
       network: net,
       history: runHistory(argv, args),
