@@ -36,19 +36,52 @@ function bool(cmd: Command, flags: string, description: string): void {
   cmd.addOption(opt);
 }
 
-/** Kaniko flags accepted for compatibility that change nothing in kiln. */
-const IGNORED = [
+function bools(cmd: Command, list: ReadonlyArray<readonly [string, string]>): void {
+  for (const [flag, desc] of list) bool(cmd, flag, desc);
+}
+
+/**
+ * Kaniko (and Kimia) flags accepted for compatibility that change nothing in kiln. Kimia's flags are
+ * Kaniko's names (--insecure, --cache, --cache-dir, --skip-tls-verify, ...); the one it adds that kiln
+ * has no use for is --storage-driver.
+ */
+const IGNORED_BOOLS = [
   'use-new-run',
   'force',
+  'force-build-metadata',
   'ignore-var-run',
+  'whitelist-var-run',
   'compressed-caching',
   'cache-copy-layers-ignored',
   'preserve-context',
   'materialize',
 ];
+const IGNORED_VALUES = ['credential-helpers', 'storage-driver'];
 
-export function addBuildFlags(cmd: Command): Command {
+/**
+ * Kaniko's deprecated camelCase spellings, still accepted by its executor. Commander camel-cases
+ * `--tar-path` to `tarPath` too, so an alias writes the same key as the flag it stands for.
+ */
+const CAMEL_ALIASES: ReadonlyArray<readonly [string, string]> = [
+  ['--tarPath <file>', 'tar-path'],
+  ['--customPlatform <os/arch[/variant]>', 'custom-platform'],
+  ['--snapshotMode <mode>', 'snapshot-mode'],
+];
+
+/** Help headings, in the order `kiln build --help` shows them. */
+export const FLAG_GROUPS = [
+  'Input:',
+  'Output:',
+  'Registry:',
+  'Cache:',
+  'Image content:',
+  'Execution:',
+  'Logging:',
+] as const;
+
+export function addBuildFlags(cmd: Command, env: NodeJS.ProcessEnv = process.env): Command {
   cmd
+    .optionsGroup('Input:')
     .option(
       '-c, --context <path>',
       'build context: dir, tar://file, .tar.gz, git://... or https://...git#ref:subdir',
@@ -60,22 +93,12 @@ export function addBuildFlags(cmd: Command): Command {
       'Dockerfile path (relative to the context unless it exists as given)',
       'Dockerfile',
     )
-    .option('-d, --destination <ref>', 'image reference to push (repeatable)', collect, [])
+    .option('--target <stage>', 'stage to build')
     .option(
       '--build-arg <key=value>',
       'build arg (repeatable); KEY alone takes it from the environment',
       collect,
       [],
-    )
-    .option('--target <stage>', 'stage to build')
-    .option('--label <key=value>', 'label added to the image (repeatable)', collect, [])
-    .option('--annotation <key=value>', 'manifest annotation (repeatable)', collect, [])
-    .option('--custom-platform <os/arch[/variant]>', 'target platform (Kaniko name)')
-    .option('--platform <os/arch[/variant]>', 'target platform')
-    .addOption(
-      new Option('--isolation <mode>', 'sandbox for RUN')
-        .choices(['auto', 'rootless', 'chroot', 'plain'])
-        .default('auto'),
     )
     .option(
       '--secret <id=x,src=path|env=VAR>',
@@ -83,11 +106,16 @@ export function addBuildFlags(cmd: Command): Command {
       collect,
       [],
     )
-    .addOption(
-      new Option('--network <mode>', 'default RUN network')
-        .choices(['default', 'none', 'host'])
-        .default('default'),
-    )
+    .option('--git <branch=x,single-branch=true,recurse-submodules=true>', 'git context options')
+    .option('--platform <os/arch[/variant]>', 'target platform')
+    .option('--custom-platform <os/arch[/variant]>', 'target platform (Kaniko name)');
+  bools(cmd, [['--skip-unused-stages', 'build only the stages the target needs']]);
+
+  cmd
+    .optionsGroup('Output:')
+    .option('-d, --destination <ref>', 'image reference to push (repeatable)', collect, []);
+  bools(cmd, [['--no-push', 'build without pushing']]);
+  cmd
     .option('--tar-path <file>', 'write a docker-archive tarball')
     .option('--oci-layout-path <dir>', 'write an OCI image layout')
     .option('--digest-file <file>', 'write the image digest')
@@ -95,8 +123,19 @@ export function addBuildFlags(cmd: Command): Command {
     .option('--image-name-tag-with-digest-file <file>', 'write repo:tag@digest per destination')
     .addOption(
       new Option('--format <format>', 'manifest media types').choices(['oci', 'docker']).default('oci'),
-    )
-    .option('--insecure-registry <host>', 'registry reached over plain HTTP (repeatable)', collect, [])
+    );
+
+  cmd.optionsGroup('Registry:');
+  bools(cmd, [
+    ['--insecure', 'push over plain HTTP'],
+    ['--insecure-pull', 'pull over plain HTTP'],
+  ]);
+  cmd.option('--insecure-registry <host>', 'registry reached over plain HTTP (repeatable)', collect, []);
+  bools(cmd, [
+    ['--skip-tls-verify', 'do not verify TLS when pushing'],
+    ['--skip-tls-verify-pull', 'do not verify TLS when pulling'],
+  ]);
+  cmd
     .option(
       '--skip-tls-verify-registry <host>',
       'registry whose TLS certificate is not verified (repeatable)',
@@ -111,29 +150,72 @@ export function addBuildFlags(cmd: Command): Command {
       [],
     )
     .option('--registry-mirror <host>', 'mirror for docker.io pulls (repeatable)', collect, [])
-    .option('--registry-map <orig=mirror[;mirror]>', 'mirrors for any registry (repeatable)', collect, [])
+    .option('--registry-map <orig=mirror[;mirror]>', 'mirrors for any registry (repeatable)', collect, []);
+  bools(cmd, [['--skip-default-registry-fallback', 'fail instead of falling back from mirrors']]);
+  cmd
     .option('--push-retry <n>', 'retries for each push request', parseIntArg, 3)
     .option('--image-download-retry <n>', 'retries for each pull request', parseIntArg, 3)
-    .option('--image-fs-extract-retry <n>', 'accepted for Kaniko compatibility', parseIntArg, 0)
+    .option('--image-fs-extract-retry <n>', 'accepted for Kaniko compatibility', parseIntArg, 0);
+  bools(cmd, [
+    ['--push-ignore-immutable-tag-errors', 'ignore errors pushing to immutable tags'],
+    ['--skip-push-permission-check', 'skip the push permission check'],
+  ]);
+
+  cmd.optionsGroup('Cache:');
+  bools(cmd, [['--cache', 'use the layer cache']]);
+  cmd
     .option('--cache-dir <dir>', 'local layer cache directory')
     .option('--cache-repo <repo>', 'registry repository for cached layers')
-    .option('--cache-ttl <duration>', 'cache entry lifetime, e.g. 336h', '336h')
-    .option('--ignore-path <path>', 'path never snapshotted (repeatable)', collect, [])
+    .option('--cache-ttl <duration>', 'cache entry lifetime, e.g. 336h', '336h');
+  bools(cmd, [
+    ['--cache-copy-layers', 'cache COPY layers'],
+    ['--cache-run-layers', 'cache RUN layers'],
+    ['--no-push-cache', 'do not push cache layers'],
+  ]);
+
+  cmd
+    .optionsGroup('Image content:')
+    .option('--label <key=value>', 'label added to the image (repeatable)', collect, [])
+    .option('--annotation <key=value>', 'manifest annotation (repeatable)', collect, []);
+  bools(cmd, [['--reproducible', 'strip timestamps for reproducible images']]);
+  cmd
     .option('--timestamp <unix-seconds>', 'clamp file and image times to this (SOURCE_DATE_EPOCH)')
     .addOption(
       new Option('--compression <algo>', 'layer compression')
         .choices(['gzip', 'zstd', 'none'])
         .default('gzip'),
     )
-    .option('--compression-level <n>', 'compression level', parseIntArg, 6)
+    .option('--compression-level <n>', 'compression level', parseIntArg, 6);
+  bools(cmd, [['--single-snapshot', 'one layer for the whole stage']]);
+  cmd
+    .option('--ignore-path <path>', 'path never snapshotted (repeatable)', collect, [])
     .addOption(
       new Option('--snapshot-mode <mode>', 'accepted for Kaniko compatibility')
         .choices(['full', 'redo', 'time'])
         .default('full'),
+    );
+
+  cmd
+    .optionsGroup('Execution:')
+    .addOption(
+      new Option('--isolation <mode>', 'sandbox for RUN')
+        .choices(['auto', 'rootless', 'chroot', 'plain'])
+        .default('auto'),
     )
-    .option('--kaniko-dir <dir>', 'scratch directory (Kaniko name)')
+    .addOption(
+      new Option('--network <mode>', 'default RUN network')
+        .choices(['default', 'none', 'host'])
+        .default('default'),
+    )
     .option('--work-dir <dir>', 'scratch directory')
-    .option('--git <branch=x,single-branch=true,recurse-submodules=true>', 'git context options')
+    .option('--kaniko-dir <dir>', 'scratch directory (Kaniko name)');
+  bools(cmd, [
+    ['--cleanup', 'remove the work dir afterwards'],
+    ['--dry-run', 'print the resolved plan and stop'],
+  ]);
+
+  cmd
+    .optionsGroup('Logging:')
     .addOption(
       new Option('-v, --verbosity <level>', 'log level')
         .choices(['trace', 'debug', 'info', 'warn', 'error', 'panic', 'fatal'])
@@ -142,30 +224,94 @@ export function addBuildFlags(cmd: Command): Command {
     .addOption(
       new Option('--log-format <format>', 'log format').choices(['text', 'color', 'json']).default('text'),
     );
-  for (const [flag, desc] of [
-    ['--no-push', 'build without pushing'],
-    ['--no-push-cache', 'do not push cache layers'],
-    ['--cache', 'use the layer cache'],
-    ['--cache-copy-layers', 'cache COPY layers'],
-    ['--cache-run-layers', 'cache RUN layers'],
-    ['--insecure', 'push over plain HTTP'],
-    ['--insecure-pull', 'pull over plain HTTP'],
-    ['--skip-tls-verify', 'do not verify TLS when pushing'],
-    ['--skip-tls-verify-pull', 'do not verify TLS when pulling'],
-    ['--skip-default-registry-fallback', 'fail instead of falling back from mirrors'],
-    ['--reproducible', 'strip timestamps for reproducible images'],
-    ['--single-snapshot', 'one layer for the whole stage'],
-    ['--skip-unused-stages', 'build only the stages the target needs'],
-    ['--cleanup', 'remove the work dir afterwards'],
-    ['--log-timestamp', 'timestamps on log lines'],
-    ['--push-ignore-immutable-tag-errors', 'ignore errors pushing to immutable tags'],
-    ['--skip-push-permission-check', 'skip the push permission check'],
-    ['--dry-run', 'print the resolved plan and stop'],
-  ] as const) {
-    bool(cmd, flag, desc);
+  bools(cmd, [['--log-timestamp', 'timestamps on log lines']]);
+
+  // Hidden: Kaniko's camelCase spellings, and flags kiln accepts but does not need.
+  for (const [flags, target] of CAMEL_ALIASES) {
+    const of = cmd.options.find((o) => o.long === `--${target}`);
+    const alias = new Option(flags).hideHelp();
+    if (of?.argChoices) alias.choices(of.argChoices);
+    cmd.addOption(alias);
   }
-  for (const name of IGNORED) cmd.addOption(new Option(`--${name} [bool]`).hideHelp().argParser(parseBool));
+  cmd.addOption(new Option('-b, --bucket <name>', 'GCS bucket holding the context tarball').hideHelp());
+  for (const name of IGNORED_BOOLS)
+    cmd.addOption(new Option(`--${name} [bool]`).hideHelp().argParser(parseBool));
+  for (const name of IGNORED_VALUES)
+    cmd.addOption(new Option(`--${name} <value>`).hideHelp().argParser(collect).default([]));
+  cmd.optionsGroup('Options:');
+
+  // KILN_<FLAG> environment variables fill in what argv did not give, for every subcommand using these.
+  cmd.hook('preAction', (thisCommand) => applyEnvFlags(thisCommand, env));
   return cmd;
+}
+
+/** `--build-arg` → `KILN_BUILD_ARG`. */
+export function envNameOf(long: string): string {
+  return `KILN_${long.replace(/^--/, '').replace(/-/g, '_').toUpperCase()}`;
+}
+
+/** Repeatable flags whose values contain commas themselves: only newlines separate them in env. */
+const NEWLINE_ONLY = new Set(['--secret', '--registry-client-cert', '--ignore-path']);
+/** key=value flags: a comma separates items only when `key=` follows it, so `A=x,y` stays one. */
+const KEY_VALUE = new Set([
+  '--build-arg',
+  '--label',
+  '--annotation',
+  '--registry-certificate',
+  '--registry-map',
+]);
+
+export function splitEnvList(long: string, value: string): string[] {
+  const lines = value.split(/\r?\n/);
+  const parts = NEWLINE_ONLY.has(long)
+    ? lines
+    : KEY_VALUE.has(long)
+      ? lines.flatMap((l) => l.split(/,(?=\s*[^,=\s]+=)/))
+      : lines.flatMap((l) => l.split(','));
+  return parts.map((p) => p.trim()).filter((p) => p !== '');
+}
+
+/**
+ * Every visible flag of `cmd` can be given as KILN_<FLAG_NAME> (e.g. KILN_DESTINATION, KILN_NO_PUSH=true);
+ * a flag given on the command line wins. Repeatable flags take a newline- or comma-separated list.
+ */
+export function applyEnvFlags(cmd: Command, env: NodeJS.ProcessEnv): void {
+  const seen = new Set<string>();
+  for (const option of cmd.options) {
+    if (option.hidden || !option.long) continue;
+    const key = option.attributeName();
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const name = envNameOf(option.long);
+    const raw = env[name];
+    if (raw === undefined || raw.trim() === '') continue;
+    const source = cmd.getOptionValueSource(key);
+    if (source !== undefined && source !== 'default') continue;
+    let value: unknown;
+    try {
+      if (Array.isArray(option.defaultValue)) {
+        let acc: unknown = [];
+        for (const part of splitEnvList(option.long, raw))
+          acc = option.parseArg ? option.parseArg(part, acc) : part;
+        value = acc;
+      } else if (option.isBoolean()) {
+        value = parseBool(raw.trim());
+      } else {
+        value = option.parseArg ? option.parseArg(raw.trim(), undefined) : raw.trim();
+      }
+    } catch (e) {
+      throw new KilnError(
+        'usage',
+        'BAD_ENV',
+        `${name}="${raw}": ${e instanceof Error ? e.message : String(e)}`,
+        {
+          hint: `fix ${name} or pass ${option.long} on the command line`,
+          cause: e,
+        },
+      );
+    }
+    cmd.setOptionValueWithSource(key, value, 'env');
+  }
 }
 
 function keyValues(
@@ -255,6 +401,15 @@ export function toBuildOptions(
   const b = (k: string, dflt = false): boolean => (o[k] === undefined ? dflt : Boolean(o[k]));
   const l = (k: string): string[] => (Array.isArray(o[k]) ? (o[k] as string[]) : []);
   const d = defaultBuildOptions();
+  if (s('bucket'))
+    throw new KilnError(
+      'usage',
+      'UNSUPPORTED_FLAG',
+      '--bucket (a GCS bucket as the build context) is not supported',
+      {
+        hint: 'download the context tarball and pass --context tar://<file>',
+      },
+    );
   const certificates = keyValues(l('registryCertificate'), 'registry-certificate', env);
   const clientCerts: BuildOptions['registry']['clientCerts'] = {};
   for (const [host, v] of Object.entries(keyValues(l('registryClientCert'), 'registry-client-cert', env))) {
