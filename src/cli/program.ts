@@ -8,11 +8,17 @@ import { EXIT_CODES, KilnError, isKilnError } from '../util/errors.ts';
 import { VERSION } from '../version.ts';
 import { addBuildFlags, toBuildOptions } from './build-flags.ts';
 import { printPlan } from './plan-command.ts';
+import { formatSummary } from './summary.ts';
 import { runBuild } from '../build/run.ts';
 import { Logger } from '../log/logger.ts';
 import { formatProbe, probeIsolation } from '../isolation/probe.ts';
 import type { IsolationWant } from '../isolation/probe.ts';
 import { isReexecuted, reexecInUserNamespace, selfArgv } from '../isolation/userns.ts';
+
+/** The build summary is an info-level text block: not with -v error and quieter, nor in JSON logs. */
+function showSummary(level: string, format: string): boolean {
+  return format !== 'json' && !['error', 'panic', 'fatal'].includes(level);
+}
 
 /** Exit codes set by actions that finished without an error of their own (a re-executed child's). */
 const exitCodes = new WeakMap<Command, number>();
@@ -52,6 +58,8 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     const result = await runBuild(opts, logger);
     if (typeof o.resultFile === 'string')
       await writeFile(o.resultFile, `${JSON.stringify(result, null, 2)}\n`);
+    // The summary goes to stderr so that stdout stays the digest alone, for scripts.
+    if (showSummary(opts.logLevel, opts.logFormat)) process.stderr.write(formatSummary(result));
     out(`${result.digest}\n`);
   });
 
