@@ -290,7 +290,13 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
           await inp.cache.store.rememberParts(slot, parts);
           if (hit) {
             builder.applyCached(hit.entry, hit.blobPath);
-            if (hit.blobPath) pending.push(hit.blobPath);
+            if (hit.blobPath) {
+              // Once the tree is real (an earlier step ran), a cached layer must land in it now.
+              if (real) {
+                await real;
+                await inp.deps.extractLayer(hit.blobPath, rootfs, { skipDevices: inp.skipDevices });
+              } else pending.push(hit.blobPath);
+            }
             if (ins.kind === 'workdir') setWorkdir(builder.config, ins.value);
             chain = key;
             logger.info(`[${label}] ${short} (cached, ${hit.from})`);
