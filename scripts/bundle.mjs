@@ -12,6 +12,7 @@ export const entries = {
   cli: 'src/cli/main.ts',
   'action/main': 'src/ci/github/entry-main.ts',
   'action/post': 'src/ci/github/entry-post.ts',
+  gitlab: 'src/ci/gitlab/entry.ts',
 };
 
 mkdirSync(outdir, { recursive: true });

@@ -1,0 +1,168 @@
+/**
+ * The GitLab CI/CD component's job script (bundled as dist/gitlab.js): KILN_* variables set by
+ * gitlab/templates/build.yml → `kiln build` (the bundled CLI beside this file, as a child process) →
+ * a dotenv report (KILN_IMAGE_DIGEST, KILN_IMAGE, KILN_IMAGE_REF, ...) for later jobs.
+ * Registry credentials come from CI_REGISTRY_* and CI_DEPENDENCY_PROXY_* (written to a private Docker
+ * config, never to argv) and DOCKER_AUTH_CONFIG (read by kiln itself).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BuildResult } from '../../build/result.ts';
+import { KilnError, isKilnError, EXIT_CODES } from '../../util/errors.ts';
+import { parseList, readInputs, toKilnArgs } from '../github/inputs.ts';
+
+type Env = NodeJS.ProcessEnv;
+
+/** Destinations: KILN_DESTINATIONS, else $CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA (+ :$CI_COMMIT_TAG). */
+export function destinations(env: Env): string[] {
+  const given = parseList((env.KILN_DESTINATIONS ?? '').replace(/[ \t]+/g, '\n'));
+  if (given.length) return given;
+  const image = env.CI_REGISTRY_IMAGE;
+  if (!image) return [];
+  const out: string[] = [];
+  if (env.CI_COMMIT_SHORT_SHA) out.push(`${image}:${env.CI_COMMIT_SHORT_SHA}`);
+  if (env.CI_COMMIT_TAG) out.push(`${image}:${env.CI_COMMIT_TAG}`);
+  return out;
+}
+
+const INPUT_ENV: Record<string, string> = {
+  file: 'KILN_DOCKERFILE',
+  platforms: 'KILN_PLATFORM',
+};
+
+/** The template's variables, read through the action's typed input parser. */
+export function gitlabInputs(env: Env): ReturnType<typeof readInputs> {
+  const tags = destinations(env).join('\n');
+  return readInputs((name) => {
+    if (name === 'tags') return tags;
+    if (name === 'registry' || name === 'username' || name === 'password') return '';
+    const key = INPUT_ENV[name] ?? `KILN_${name.toUpperCase().replace(/-/g, '_')}`;
+    return env[key] ?? '';
+  });
+}
+
+interface AuthEntry {
+  auth?: string;
+  [k: string]: unknown;
+}
+
+/**
+ * A Docker config with the job's own registry and dependency proxy logins added (existing entries
+ * win), or null when there is nothing to add.
+ */
+export function dockerConfig(env: Env, existing: Record<string, unknown>): Record<string, unknown> | null {
+  const add: [string | undefined, string | undefined, string | undefined][] = [
+    [env.CI_REGISTRY, env.CI_REGISTRY_USER, env.CI_REGISTRY_PASSWORD],
+    [env.CI_DEPENDENCY_PROXY_SERVER, env.CI_DEPENDENCY_PROXY_USER, env.CI_DEPENDENCY_PROXY_PASSWORD],
+  ];
+  const auths: Record<string, AuthEntry> = {
+    ...((existing.auths as Record<string, AuthEntry> | undefined) ?? {}),
+  };
+  let changed = false;
+  for (const [host, user, password] of add) {
+    if (!host || !user || !password || auths[host]) continue;
+    auths[host] = { auth: Buffer.from(`${user}:${password}`).toString('base64') };
+    changed = true;
+  }
+  return changed ? { ...existing, auths } : null;
+}
+
+function readExistingConfig(dir: string): Record<string, unknown> {
+  const file = join(dir, 'config.json');
+  if (!existsSync(file)) return {};
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    return parsed && typeof parsed === 'object' ? (parsed as Record<string, unknown>) : {};
+  } catch {
+    throw new KilnError('registry', 'BAD_DOCKER_CONFIG', `Docker config ${file} is not valid JSON`, {
+      hint: 'fix the file or unset DOCKER_CONFIG',
+    });
+  }
+}
+
+/** dotenv lines for the report; values are single-line by construction. */
+export function dotenv(result: BuildResult, images: string[]): string {
+  const vars: Record<string, string> = {
+    KILN_IMAGE_DIGEST: result.digest,
+    KILN_IMAGE: images[0] ?? '',
+    KILN_IMAGE_REF: result.destinations[0] ?? '',
+    KILN_IMAGE_ID: result.imageId,
+    KILN_ISOLATION: result.isolation.rung,
+  };
+  return Object.entries(vars)
+    .map(([k, v]) => `${k}=${v}`)
+    .join('\n')
+    .concat('\n');
+}
+
+function cliPath(env: Env): string {
+  if (env.KILN_CLI) return resolve(env.KILN_CLI);
+  return fileURLToPath(new URL('./cli.js', import.meta.url));
+}
+
+function runKiln(cli: string, args: string[], env: Env): Promise<number> {
+  return new Promise((done, reject) => {
+    const child = spawn(process.execPath, [cli, 'build', ...args], {
+      env,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    child.on('error', (e) =>
+      reject(
+        new KilnError('internal', 'CLI_SPAWN', `cannot start kiln (${cli}): ${e.message}`, { cause: e }),
+      ),
+    );
+    child.on('close', (code, signal) => done(code ?? (signal ? 128 : 1)));
+  });
+}
+
+export async function main(env: Env = process.env): Promise<number> {
+  const work = await mkdtemp(join(tmpdir(), 'kiln-gitlab-'));
+  try {
+    // The job script runs in the project directory; artifacts and cache paths are relative to it.
+    const cwd = process.cwd();
+    const inputs = gitlabInputs(env);
+    const cacheDir = inputs.cache ? resolve(cwd, inputs.cacheDir || '.kiln-cache') : undefined;
+    const files = {
+      digestFile: join(work, 'digest'),
+      imageNameWithDigestFile: join(work, 'image-name-with-digest'),
+      resultFile: join(work, 'result.json'),
+      ...(cacheDir ? { cacheDir } : {}),
+    };
+    const childEnv: Env = { ...env };
+    const configDir = env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker');
+    const config = dockerConfig(env, readExistingConfig(configDir));
+    if (config) {
+      const dir = join(work, 'docker');
+      await mkdir(dir, { mode: 0o700 });
+      await writeFile(join(dir, 'config.json'), JSON.stringify(config), { mode: 0o600 });
+      childEnv.DOCKER_CONFIG = dir;
+    }
+    const args = toKilnArgs(inputs, files);
+    process.stdout.write(`$ kiln build ${args.join(' ')}\n`);
+    const code = await runKiln(cliPath(env), args, childEnv);
+    if (code !== 0) return code;
+    const result = JSON.parse(await readFile(files.resultFile, 'utf8')) as BuildResult;
+    const images = (await readFile(files.imageNameWithDigestFile, 'utf8').catch(() => ''))
+      .split('\n')
+      .filter(Boolean);
+    const report = resolve(cwd, env.KILN_DOTENV || 'kiln.env');
+    await writeFile(report, dotenv(result, result.pushed ? images : []));
+    process.stdout.write(
+      `kiln: ${result.digest} (${result.layers} layers, ${result.size} bytes, isolation ${result.isolation.rung}); wrote ${report}\n`,
+    );
+    return 0;
+  } catch (e) {
+    if (isKilnError(e)) {
+      process.stderr.write(`error: ${e.format()}\n`);
+      return EXIT_CODES[e.category];
+    }
+    process.stderr.write(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return EXIT_CODES.internal;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
