@@ -175,6 +175,9 @@ export async function buildBoth(env: Env, name: string, spec: CaseSpec, ctx: str
         'chroot',
         '--layers=false',
         '--tls-verify=false',
+        // buildah drops HEALTHCHECK (and ONBUILD, SHELL) from OCI-format images; Docker keeps them.
+        '--format',
+        'docker',
         '-t',
         tag,
         '-f',
