@@ -10,6 +10,8 @@ import type { LayerBlob, Platform } from '../image/types.ts';
 import { digestHex } from '../image/digest.ts';
 import { KilnError } from '../util/errors.ts';
 import type { BaseImageSource, ResolvedBase } from './base.ts';
+import type { BaseImageCache } from '../cache/base-cache.ts';
+import type { Logger } from '../log/logger.ts';
 
 export class RegistryImageSource implements BaseImageSource {
   private readonly inflight = new Map<string, Promise<string>>();
@@ -17,11 +19,25 @@ export class RegistryImageSource implements BaseImageSource {
   constructor(
     private readonly client: RegistryClient,
     private readonly blobDir: string,
+    /** Images warmed by `kiln warm` into the cache dir: layers come from there, not the network. */
+    private readonly baseCache?: BaseImageCache,
+    private readonly logger?: Logger,
   ) {}
 
   async resolve(text: string, platform: Platform): Promise<ResolvedBase> {
     const ref = withDefaultTag(parseReference(text));
-    const img = await this.client.resolveImage(ref, platform);
+    let img;
+    try {
+      img = await this.client.resolveImage(ref, platform);
+    } catch (e) {
+      // Kaniko's behaviour: a warmed image still builds when its registry cannot be reached.
+      const cached = await this.baseCache?.lookup(text, platform);
+      if (!cached) throw e;
+      this.logger?.warn(
+        `${text}: ${e instanceof Error ? e.message : String(e)}; using the warmed manifest ${cached.digest}`,
+      );
+      img = cached;
+    }
     const diffIds = img.config.rootfs?.diff_ids ?? [];
     if (diffIds.length !== img.manifest.layers.length) {
       throw new KilnError(
@@ -53,6 +69,8 @@ export class RegistryImageSource implements BaseImageSource {
       p = (async () => {
         const have = await stat(path).catch(() => null);
         if (have && have.size === layer.descriptor.size) return path;
+        await mkdir(this.blobDir, { recursive: true });
+        if (await this.baseCache?.linkBlob(layer.descriptor, path)) return path;
         if (!layer.source)
           throw new KilnError(
             'internal',

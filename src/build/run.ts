@@ -26,6 +26,7 @@ import { RegistryClient } from '../registry/client.ts';
 import { CredentialStore } from '../registry/credentials.ts';
 import { RegistryImageSource } from './registry-source.ts';
 import { LocalCacheStore } from '../cache/local-store.ts';
+import { BaseImageCache } from '../cache/base-cache.ts';
 import { RegistryCacheStore, TieredCache } from '../cache/registry-store.ts';
 import { StatIndex } from '../cache/sources-digest.ts';
 import type { LayerCache } from '../cache/types.ts';
@@ -109,7 +110,12 @@ export async function runBuild(
   };
   const client = new RegistryClient({ registry: opts.registry, credentials: credentialStore(opts), logger });
   try {
-    const images = new RegistryImageSource(client, join(workDir, 'blobs'));
+    const images = new RegistryImageSource(
+      client,
+      join(workDir, 'blobs'),
+      opts.cache.dir ? new BaseImageCache(resolve(opts.cache.dir)) : undefined,
+      logger,
+    );
     const cache = await openCache(opts, client, workDir, logger);
     const executed = await executePlan({
       plan,

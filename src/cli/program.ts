@@ -14,6 +14,11 @@ import { Logger } from '../log/logger.ts';
 import { formatProbe, probeIsolation } from '../isolation/probe.ts';
 import type { IsolationWant } from '../isolation/probe.ts';
 import { isReexecuted, reexecInUserNamespace, selfArgv } from '../isolation/userns.ts';
+import { warmImages } from '../cache/base-cache.ts';
+import { RegistryClient } from '../registry/client.ts';
+import { CredentialStore } from '../registry/credentials.ts';
+import { defaultRegistryOptions } from '../build/options.ts';
+import { hostPlatform, parsePlatform } from '../build/platform.ts';
 
 /** The build summary is an info-level text block: not with -v error and quieter, nor in JSON logs. */
 function showSummary(level: string, format: string): boolean {
@@ -98,6 +103,51 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       out(`isolation: ${probe.chosen}\n`);
       out(`snapshots: ${probe.overlay ? 'overlay' : 'walk'}\n`);
     });
+  const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+  program
+    .command('warm')
+    .description("pull base images into <cache-dir>/base for later builds (Kaniko's warmer)")
+    .requiredOption('--image <ref>', 'image to pull (repeatable)', collect, [])
+    .requiredOption('--cache-dir <dir>', 'the layer cache directory builds use with --cache-dir')
+    .option('--platform <os/arch[/variant]>', 'platform to pull (default: this host)')
+    .option('--insecure-registry <host>', 'registry reached over plain HTTP (repeatable)', collect, [])
+    .option('--insecure-pull', 'pull over plain HTTP')
+    .option('--skip-tls-verify-pull', 'do not verify TLS when pulling')
+    .option('--force', 'download again even when cached')
+    .exitOverride()
+    .action(
+      async (o: {
+        image: string[];
+        cacheDir: string;
+        platform?: string;
+        insecureRegistry: string[];
+        insecurePull?: boolean;
+        skipTlsVerifyPull?: boolean;
+        force?: boolean;
+      }) => {
+        const logger = new Logger({});
+        const client = new RegistryClient({
+          registry: {
+            ...defaultRegistryOptions(),
+            insecureRegistries: o.insecureRegistry,
+            insecurePull: o.insecurePull === true,
+            skipTlsVerifyPull: o.skipTlsVerifyPull === true,
+          },
+          credentials: new CredentialStore({ explicit: {} }),
+          logger,
+        });
+        try {
+          const platform = o.platform ? parsePlatform(o.platform) : hostPlatform();
+          const digests = await warmImages(client, o.image, o.cacheDir, platform, {
+            force: o.force === true,
+            logger,
+          });
+          o.image.forEach((img, i) => out(`${img} ${digests[i]}\n`));
+        } finally {
+          await client.close();
+        }
+      },
+    );
   return program;
 }
 
