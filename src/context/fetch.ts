@@ -403,11 +403,30 @@ function gitError(what: string, url: string, r: GitRun, hasCreds = false): KilnE
   );
 }
 
+/**
+ * ADD <git URL> [--keep-git-dir]: the repository (ref, subdir from the fragment) checked out into
+ * `dir`, with the build's git credentials. Returns the directory to copy from.
+ */
+export async function fetchGitSource(
+  url: string,
+  dir: string,
+  opts: BuildOptions,
+  keepGitDir: boolean,
+  logger?: Logger,
+): Promise<string> {
+  const spec = parseGit(url);
+  if (spec.kind !== 'git') throw notFound(`${url} is not a git URL`, 'write https://host/repo.git#ref');
+  await mkdir(dir, { recursive: true });
+  await gitFetch(spec, opts, dir, logger, keepGitDir);
+  return applySubPath(dir, spec.subdir, `git repository ${redactUrl(spec.url)}`);
+}
+
 async function gitFetch(
   spec: { url: string; ref?: string; commit?: string },
   opts: BuildOptions,
   dir: string,
   logger?: Logger,
+  keepGitDir = false,
 ): Promise<string> {
   const { url, auth } = await gitAuth(spec.url, opts);
   for (const s of auth.secrets) logger?.addSecret(s);
@@ -490,6 +509,6 @@ async function gitFetch(
       await rm(join(dir, p, '.git'), { recursive: true, force: true });
     }
   }
-  await rm(join(dir, '.git'), { recursive: true, force: true });
+  if (!keepGitDir) await rm(join(dir, '.git'), { recursive: true, force: true });
   return head;
 }

@@ -17,6 +17,7 @@ import { extractLayer } from '../../fs/extract.ts';
 import { componentRegExp } from '../../context/sources.ts';
 import { IgnoreMatcher, parseDockerignore } from '../../context/dockerignore.ts';
 import { KilnError } from '../../util/errors.ts';
+import { fetchGitSource } from '../../context/fetch.ts';
 import type { StepContext } from './context.ts';
 import { spawn } from 'node:child_process';
 
@@ -148,17 +149,18 @@ export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<
         sources.push({ hostPath: p, sourceRoot: posix.dirname(p), relPath: name });
         return;
       }
-      if (ins.kind === 'add' && tree === undefined && isUrl(src)) {
+      if (ins.kind === 'add' && tree === undefined && (isUrl(src) || isGit(src))) {
         if (isGit(src)) {
-          throw new KilnError(
-            'dockerfile',
-            'ADD_GIT_UNSUPPORTED',
-            `ADD of a git repository (${src}) is not supported yet`,
-            {
-              position: at,
-              hint: 'clone it in a RUN step or make it the build context (kiln accepts git contexts)',
-            },
+          // The repository's tree is copied like a directory source (its contents into dest).
+          const dir = await fetchGitSource(
+            src,
+            join(tmp, `git-${sources.length}`),
+            ctx.opts,
+            ins.keepGitDir,
+            ctx.logger,
           );
+          sources.push({ hostPath: dir, sourceRoot: dir, relPath: '.' });
+          return;
         }
         const got = await fetchUrl(src, tmp, {
           ...(ins.checksum ? { checksum: ins.checksum } : {}),
