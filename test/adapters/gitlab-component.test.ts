@@ -17,7 +17,7 @@ import { Ajv } from 'ajv';
 import { parseAllDocuments } from 'yaml';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { pushBusyboxImage } from '../helpers/images.ts';
-import { destinations, dockerConfig, gitlabInputs } from '../../src/ci/gitlab/main.ts';
+import { destinations, dockerConfig, gitlabInputs, TEMPLATE_VARIABLES } from '../../src/ci/gitlab/main.ts';
 
 const execFileP = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -102,6 +102,11 @@ describe('GitLab component template', () => {
   const spec = header.spec.inputs;
 
   test('the spec header is valid GitLab CI', () => assert.equal(schemaErrors(header), ''));
+
+  test('the job sets exactly the variables the job script reads', () => {
+    const job = interpolate(spec, body, {}) as Record<string, { variables: Record<string, unknown> }>;
+    assert.deepEqual(Object.keys(job['kiln-build']!.variables).sort(), [...TEMPLATE_VARIABLES].sort());
+  });
 
   test('every input has a description and a default; kiln-build reads each one', () => {
     const text = readFileSync(TEMPLATE, 'utf8');

@@ -45,6 +45,27 @@ export function gitlabInputs(env: Env): ReturnType<typeof readInputs> {
   });
 }
 
+/** The variables templates/build.yml sets for this script. */
+export const TEMPLATE_VARIABLES = [
+  'KILN_CONTEXT',
+  'KILN_DOCKERFILE',
+  'KILN_DESTINATIONS',
+  'KILN_BUILD_ARGS',
+  'KILN_TARGET',
+  'KILN_LABELS',
+  'KILN_SECRETS',
+  'KILN_PUSH',
+  'KILN_PLATFORM',
+  'KILN_ISOLATION',
+  'KILN_CACHE',
+  'KILN_CACHE_DIR',
+  'KILN_CACHE_REPO',
+  'KILN_REPRODUCIBLE',
+  'KILN_INSECURE_REGISTRIES',
+  'KILN_EXTRA_ARGS',
+  'KILN_DOTENV',
+] as const;
+
 interface AuthEntry {
   auth?: string;
   [k: string]: unknown;
@@ -133,6 +154,8 @@ export async function main(env: Env = process.env): Promise<number> {
       ...(cacheDir ? { cacheDir } : {}),
     };
     const childEnv: Env = { ...env };
+    // Already turned into argv; kiln would otherwise read some of them again as KILN_<FLAG> variables.
+    for (const name of TEMPLATE_VARIABLES) delete childEnv[name];
     const configDir = env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker');
     const config = dockerConfig(env, readExistingConfig(configDir));
     if (config) {
