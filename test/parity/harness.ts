@@ -226,10 +226,6 @@ export interface ImageConfig {
   [k: string]: unknown;
 }
 
-async function blob(layout: string, digest: string): Promise<string> {
-  return readFile(join(layout, 'blobs', ...digest.split(':')), 'utf8');
-}
-
 export async function unpack(env: Env, name: string, who: 'kiln' | 'buildah'): Promise<Unpacked> {
   const dir = join(env.work, name, who);
   const layout = join(dir, 'oci');
@@ -247,13 +243,21 @@ export async function unpack(env: Env, name: string, who: 'kiln' | 'buildah'): P
     `skopeo copy ${who}/${name}`,
   );
   await must('umoci', ['unpack', '--image', `${layout}:img`, bundle], `umoci unpack ${who}/${name}`);
-  const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as {
-    manifests: { digest: string }[];
-  };
-  const manifest = JSON.parse(await blob(layout, index.manifests[0]!.digest)) as {
-    config: { digest: string };
-  };
-  const configText = await blob(layout, manifest.config.digest);
+  // The raw config blob from the registry: skopeo's conversion of a Docker-format image (buildah's)
+  // to an OCI layout drops Docker-only fields such as Healthcheck.
+  const configText = (
+    await must(
+      'skopeo',
+      [
+        'inspect',
+        '--raw',
+        '--config',
+        '--tls-verify=false',
+        `docker://${env.registry}/${who}/${name}:latest`,
+      ],
+      `skopeo inspect ${who}/${name}`,
+    )
+  ).stdout;
   const config = (JSON.parse(configText) as { config?: ImageConfig }).config ?? {};
   return { rootfs: join(bundle, 'rootfs'), config, configText };
 }
@@ -304,7 +308,12 @@ export async function walkTree(rootfs: string): Promise<Map<string, Entry>> {
       const e: Entry = { type: typeOf(st), mode: (st.mode & 0o7777).toString(8), uid: st.uid, gid: st.gid };
       if (st.isFile()) {
         e.size = st.size;
-        e.sha256 = await sha256File(abs);
+        e.sha256 =
+          st.size < 1 << 20
+            ? createHash('sha256')
+                .update(await readFile(abs))
+                .digest('hex')
+            : await sha256File(abs);
         if (st.nlink > 1) {
           const first = inodes.get(st.ino);
           if (first === undefined) inodes.set(st.ino, p);

@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { startRegistry } from '../helpers/registry.ts';
 import type { TestRegistry } from '../helpers/registry.ts';
 import { pushBusyboxImage } from '../helpers/images.ts';
+import { pushDebianImage } from '../helpers/debian.ts';
 import {
   BUILDAH_STUBS,
   CASES_DIR,
@@ -65,14 +66,10 @@ describe('parity with buildah', { skip, concurrency: 1 }, () => {
   before(async () => {
     registry = await startRegistry();
     await pushBusyboxImage(registry, 'base/busybox', 'latest');
-    if (existsSync(join(import.meta.dirname, '../helpers/debian.ts'))) {
-      const mod = (await import('../helpers/debian.ts' as string)) as {
-        pushDebianImage?: (r: TestRegistry, repo: string, tag: string) => Promise<string>;
-      };
-      if (mod.pushDebianImage) {
-        await mod.pushDebianImage(registry, 'base/debian', 'latest');
-        debianAvailable = true;
-      }
+    const needDebian = await Promise.all(caseNames.map(async (n) => (await loadCase(n)).base === 'debian'));
+    if (needDebian.some(Boolean)) {
+      await pushDebianImage(registry, 'base/debian', 'latest');
+      debianAvailable = true;
     }
     http = createServer((req, res) => {
       const body = HTTP_FILES[req.url ?? ''];
