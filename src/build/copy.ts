@@ -19,6 +19,7 @@ import type { Stats } from 'node:fs';
 import { posix } from 'node:path';
 import { applyChmod, type ChmodSpec } from './chmod.ts';
 import { imagePathOf, resolveInRoot } from './rootpath.ts';
+import { applyXattrs, readXattrs } from '../fs/xattr.ts';
 import { KilnError, type SourcePosition } from '../util/errors.ts';
 
 export interface CopySource {
@@ -106,6 +107,7 @@ export async function copyIntoRoot(
       await w.copyEntry(src.hostPath, target, src.sourceRoot);
     }
   }
+  await w.copyXattrs();
   return { written: [...w.written].sort() };
 }
 
@@ -117,6 +119,8 @@ class Writer {
   readonly written = new Set<string>();
   /** dev:ino of sources already copied → host path written, to keep hardlinks as hardlinks. */
   private readonly links = new Map<string, string>();
+  /** [source, host target] of every file and directory written, for their xattrs. */
+  private readonly copied: Array<[string, string]> = [];
   /** Host path of the top-level source being copied: --exclude matches paths relative to it. */
   private sourceBase = '';
 
@@ -132,6 +136,21 @@ class Writer {
       p = posix.dirname(p);
       if (p !== '/') this.written.add(p);
     }
+  }
+
+  /**
+   * Copies the sources' xattrs (security.capability above all), as Docker's copier does. Last, since
+   * chown drops file capabilities.
+   */
+  async copyXattrs(): Promise<void> {
+    if (this.copied.length === 0) return;
+    const found = await readXattrs([...new Set(this.copied.map(([src]) => src))]);
+    const items: Array<{ path: string; xattrs: Map<string, Buffer> }> = [];
+    for (const [src, target] of this.copied) {
+      const x = found.get(src);
+      if (x) items.push({ path: target, xattrs: x });
+    }
+    await applyXattrs(items);
   }
 
   /** Creates an image directory (and missing parents) owned by the chown user or root, mode 0755. */
@@ -192,6 +211,7 @@ class Writer {
       if (!existing?.isDirectory()) await mkdir(hostTarget);
       await this.applyMeta(hostTarget, st, true);
       this.record(hostTarget);
+      this.copied.push([from, hostTarget]);
       for (const name of (await readdir(from)).sort()) {
         await this.copyEntry(posix.join(from, name), posix.join(imageTarget, name));
       }
@@ -209,6 +229,7 @@ class Writer {
       await symlink(await readlink(from), hostTarget);
     } else if (st.isFile()) {
       await copyFile(from, hostTarget);
+      this.copied.push([from, hostTarget]);
     } else {
       // Sockets, fifos and devices have no place in a build context; Docker skips them too.
       return;

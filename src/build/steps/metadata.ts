@@ -4,6 +4,7 @@
  * with empty_layer, as BuildKit does; WORKDIR also creates the directory (a layer when it had to).
  */
 import { chown, mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { CommandForm, Instruction } from '../../dockerfile/instructions.ts';
 import type { HealthConfig } from '../../image/types.ts';
 import {
@@ -104,10 +105,14 @@ export async function metadataStep(ins: Instruction, ctx: StepContext): Promise<
       await b.change(layerHistory(`WORKDIR ${dir}`), async (root) => {
         const host = await resolveInRoot(root, dir);
         const made = await mkdir(host, { recursive: true, mode: 0o755 });
-        // BuildKit creates a missing WORKDIR owned by the current USER.
+        // BuildKit creates a missing WORKDIR owned by the current USER, and so every parent it had to
+        // create (its mkdir -p chowns each new directory).
         if (made !== undefined && user) {
           const u = await resolveUser(root, user, ins.at);
-          await chown(host, u.uid, u.gid);
+          for (let p = host; ; p = dirname(p)) {
+            await chown(p, u.uid, u.gid);
+            if (p === made || p === root || dirname(p) === p) break;
+          }
         }
       });
       setWorkdir(b.config, ins.value);
