@@ -3,6 +3,7 @@
  * is followed *inside* the root (absolute targets are relative to it, `..` stops at it), so the
  * result can never point outside the root.
  */
+import { lstatSync, readlinkSync } from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { KilnError } from '../util/errors.ts';
@@ -53,6 +54,49 @@ export async function resolveInRoot(root: string, imagePath: string, followLast 
       const targetParts = target.split('/').filter(Boolean);
       if (target.startsWith('/')) resolved.length = 0;
       parts.unshift(...targetParts);
+      continue;
+    }
+    resolved.push(part);
+  }
+  return posix.join(root, ...resolved);
+}
+
+/** resolveInRoot with synchronous calls, for the extraction hot loop (same rules, same result). */
+export function resolveInRootSync(root: string, imagePath: string, followLast = true): string {
+  const parts = posix
+    .normalize('/' + imagePath)
+    .split('/')
+    .filter(Boolean);
+  const resolved: string[] = [];
+  let links = 0;
+  while (parts.length > 0) {
+    const part = parts.shift()!;
+    if (part === '.') continue;
+    if (part === '..') {
+      resolved.pop();
+      continue;
+    }
+    const host = posix.join(root, ...resolved, part);
+    const isLast = parts.length === 0;
+    const st = lstatSync(host, { throwIfNoEntry: false });
+    if (!st) {
+      resolved.push(part, ...parts.filter((p) => p !== '.'));
+      return posix.join(root, ...normalizeParts(resolved));
+    }
+    if (st.isSymbolicLink() && (!isLast || followLast)) {
+      if (++links > MAX_LINKS) {
+        throw new KilnError(
+          'fs',
+          'SYMLINK_LOOP',
+          `too many levels of symbolic links resolving ${imagePath}`,
+          {
+            hint: 'a symlink in the image points back at itself',
+          },
+        );
+      }
+      const target = readlinkSync(host);
+      if (target.startsWith('/')) resolved.length = 0;
+      parts.unshift(...target.split('/').filter(Boolean));
       continue;
     }
     resolved.push(part);

@@ -5,14 +5,26 @@
  * entry land outside it; a hardlink whose target leaves the root is refused.
  */
 import { execFile } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink, unlink } from 'node:fs/promises';
+import {
+  chmodSync,
+  closeSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { lstat, readdir, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
-import { resolveInRoot } from '../build/rootpath.ts';
+import { resolveInRoot, resolveInRootSync } from '../build/rootpath.ts';
 import { KilnError } from '../util/errors.ts';
 import { applyXattrs } from './xattr.ts';
 import { zstdDecompress } from './zstd.ts';
@@ -164,33 +176,6 @@ async function lstatOrNull(p: string) {
   }
 }
 
-/** Makes room for a new entry at `host`: a non-directory is always removed, a directory only if `keepDir` is false. */
-async function clear(host: string, keepDir: boolean): Promise<boolean> {
-  const st = await lstatOrNull(host);
-  if (!st) return false;
-  if (st.isDirectory()) {
-    if (keepDir) return true;
-    await rm(host, { recursive: true, force: true });
-  } else await unlink(host);
-  return false;
-}
-
-async function ensureParent(host: string, name: string): Promise<void> {
-  try {
-    await mkdir(posix.dirname(host), { recursive: true });
-  } catch (err) {
-    throw new KilnError(
-      'fs',
-      'LAYER_CONFLICT',
-      `cannot create the parent directory of ${name}: ${(err as Error).message}`,
-      {
-        hint: 'a path component of this layer entry is a file in the layers below',
-        cause: err,
-      },
-    );
-  }
-}
-
 function num(pax: Record<string, string> | undefined, key: string, fallback: number): number {
   const v = pax?.[key];
   if (v === undefined) return fallback;
@@ -238,6 +223,9 @@ export async function extractLayer(
   const dirTimes: Array<[string, number]> = [];
   const xattrs: Array<{ path: string; xattrs: Map<string, Buffer> }> = [];
   let entries = 0;
+  // Image dir → host dir for directories known to be real (not symlinks): most entries then resolve
+  // with no lstat of their parents. Anything that removes or replaces a directory clears it.
+  const dirs = new Map<string, string>([['/', root]]);
 
   try {
     for await (const entry of ex) {
@@ -263,12 +251,52 @@ export async function extractLayer(
   await applyXattrs(xattrs);
   for (const [p, t] of dirTimes) {
     try {
-      await lutimes(p, t, t);
+      lutimesSync(p, t, t);
     } catch {
       // removed by a later whiteout
     }
   }
   return { entries };
+
+  /** Host path for an entry: its parent resolved chroot-style (cached), the last part not followed. */
+  function resolveEntry(path: string): string {
+    const parent = posix.dirname(path);
+    const hostParent = dirs.get(parent);
+    if (hostParent !== undefined) return posix.join(hostParent, posix.basename(path));
+    const resolvedParent = resolveInRootSync(root, parent, true);
+    if (lstatSync(resolvedParent, { throwIfNoEntry: false })?.isDirectory()) dirs.set(parent, resolvedParent);
+    return resolveInRootSync(root, path, false);
+  }
+
+  /** Makes room for a new entry at `host`: a non-directory is always removed, a directory only if `keepDir` is false. */
+  function clearSync(host: string, keepDir: boolean): boolean {
+    const st = lstatSync(host, { throwIfNoEntry: false });
+    if (!st) return false;
+    if (st.isDirectory()) {
+      if (keepDir) return true;
+      rmSync(host, { recursive: true, force: true });
+      dirs.clear();
+      dirs.set('/', root);
+    } else unlinkSync(host);
+    return false;
+  }
+
+  function ensureParentSync(host: string, name: string): void {
+    const parent = posix.dirname(host);
+    try {
+      mkdirSync(parent, { recursive: true });
+    } catch (err) {
+      throw new KilnError(
+        'fs',
+        'LAYER_CONFLICT',
+        `cannot create the parent directory of ${name}: ${(err as Error).message}`,
+        {
+          hint: 'a path component of this layer entry is a file in the layers below',
+          cause: err,
+        },
+      );
+    }
+  }
 
   async function applyEntry(h: EntryHeader, entry: Entry): Promise<void> {
     const path = imagePath(h.name);
@@ -278,6 +306,8 @@ export async function extractLayer(
     if (base === OPAQUE) {
       const dir = await resolveInRoot(root, posix.dirname(path), true);
       await emptyLower(dir, written);
+      dirs.clear();
+      dirs.set('/', root);
       opts.onWhiteout?.(posix.dirname(path), 'opaque');
       return;
     }
@@ -286,12 +316,14 @@ export async function extractLayer(
       if (target === '/') return;
       const host = await resolveInRoot(root, target, false);
       if (host !== root) await rm(host, { recursive: true, force: true });
+      dirs.clear();
+      dirs.set('/', root);
       opts.onWhiteout?.(target, 'whiteout');
       return;
     }
     if (path === '/') return; // the root itself ("./"): its metadata belongs to the rootfs
 
-    const host = await resolveInRoot(root, path, false);
+    const host = resolveEntry(path);
     if (host === root || !host.startsWith(root + '/'))
       throw unsafe(`layer entry ${h.name} resolves outside the root`);
     const uid = num(pax, 'uid', h.uid ?? 0);
@@ -299,34 +331,41 @@ export async function extractLayer(
     const mode = (h.mode ?? 0o644) & 0o7777;
     const mtime = num(pax, 'mtime', (h.mtime?.getTime() ?? 0) / 1000);
 
-    await ensureParent(host, h.name);
+    if (!dirs.has(posix.dirname(path))) ensureParentSync(host, h.name);
     switch (h.type) {
       case 'directory': {
-        if (!(await clear(host, true))) await mkdir(host, { mode: 0o700 });
-        await lchown(host, uid, gid);
-        await chmod(host, mode);
+        if (!clearSync(host, true)) mkdirSync(host, { mode: 0o700 });
+        lchownSync(host, uid, gid);
+        chmodSync(host, mode);
         dirTimes.push([host, mtime]);
+        dirs.set(path, host);
         break;
       }
       case 'file':
       case 'contiguous-file':
       case null:
       case undefined: {
-        await clear(host, false);
-        await pipeline(
-          Readable.from(entry as AsyncIterable<Buffer>),
-          createWriteStream(host, { flags: 'wx', mode: 0o600 }),
-        );
-        await lchown(host, uid, gid);
-        await chmod(host, mode);
-        await lutimes(host, mtime, mtime);
+        clearSync(host, false);
+        // Written chunk by chunk as the tar stream delivers them: never a whole file in memory.
+        const fd = openSync(host, 'wx', 0o600);
+        try {
+          for await (const chunk of entry as AsyncIterable<Buffer>) {
+            let off = 0;
+            while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
+          }
+        } finally {
+          closeSync(fd);
+        }
+        lchownSync(host, uid, gid);
+        chmodSync(host, mode);
+        lutimesSync(host, mtime, mtime);
         break;
       }
       case 'symlink': {
-        await clear(host, false);
-        await symlink(h.linkname ?? '', host);
-        await lchown(host, uid, gid);
-        await lutimes(host, mtime, mtime);
+        clearSync(host, false);
+        symlinkSync(h.linkname ?? '', host);
+        lchownSync(host, uid, gid);
+        lutimesSync(host, mtime, mtime);
         break;
       }
       case 'link': {
@@ -334,10 +373,10 @@ export async function extractLayer(
         if (rel === '..' || rel.startsWith('../') || rel === '.' || rel === '') {
           throw unsafe(`hardlink ${h.name} points outside the root (${h.linkname ?? ''})`);
         }
-        const target = await resolveInRoot(root, rel, false);
+        const target = resolveInRootSync(root, rel, false);
         if (!target.startsWith(root + '/'))
           throw unsafe(`hardlink ${h.name} points outside the root (${h.linkname})`);
-        const tst = await lstatOrNull(target);
+        const tst = lstatSync(target, { throwIfNoEntry: false });
         if (!tst || tst.isDirectory()) {
           throw new KilnError(
             'fs',
@@ -349,8 +388,8 @@ export async function extractLayer(
           );
         }
         if (target === host) break;
-        await clear(host, false);
-        await link(target, host);
+        clearSync(host, false);
+        linkSync(target, host);
         break;
       }
       case 'character-device':
@@ -360,16 +399,16 @@ export async function extractLayer(
           opts.onSkipped?.(path, `${h.type} ${h.devmajor ?? 0}:${h.devminor ?? 0} cannot be created here`);
           return;
         }
-        await clear(host, false);
+        clearSync(host, false);
         const m = mode.toString(8);
         if (h.type === 'fifo') await run('mkfifo', ['-m', m, '--', host]);
         else {
           const t = h.type === 'character-device' ? 'c' : 'b';
           await run('mknod', ['-m', m, '--', host, t, String(h.devmajor ?? 0), String(h.devminor ?? 0)]);
         }
-        await lchown(host, uid, gid);
-        await chmod(host, mode);
-        await lutimes(host, mtime, mtime);
+        lchownSync(host, uid, gid);
+        chmodSync(host, mode);
+        lutimesSync(host, mtime, mtime);
         break;
       }
       default:
