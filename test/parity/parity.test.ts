@@ -6,7 +6,7 @@
  * Kiln's image is then run (chroot, as its USER) and its stdout checked.
  *
  * Needs root, buildah, skopeo, umoci and docker-registry; skipped otherwise. PARITY_CASES=a,b limits
- * the run to some cases.
+ * the run to some cases; PARITY_KEEP=1 keeps the work dir (contexts, unpacked images) for a look.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -97,7 +97,8 @@ describe('parity with buildah', { skip, concurrency: 1 }, () => {
   after(async () => {
     await new Promise<void>((r) => http?.close(() => r()));
     await registry?.stop();
-    if (env) await rm(env.work, { recursive: true, force: true });
+    if (env && process.env.PARITY_KEEP) console.log(`parity work dir kept: ${env.work}`);
+    else if (env) await rm(env.work, { recursive: true, force: true });
   });
 
   for (const name of caseNames) {
@@ -143,7 +144,7 @@ describe('parity with buildah', { skip, concurrency: 1 }, () => {
         assert.equal(r.code, 0, `running the kiln image failed: ${r.stderr}`);
         assert.equal(r.stdout.trim(), spec.run.expectStdout.trim());
       }
-      await rm(join(env.work, name), { recursive: true, force: true });
+      if (!process.env.PARITY_KEEP) await rm(join(env.work, name), { recursive: true, force: true });
     });
   }
 });
