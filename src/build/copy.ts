@@ -2,20 +2,21 @@
  * The file side of COPY and ADD: puts already-selected sources into a rootfs with Docker's rules for
  * destinations, ownership, modes and times, and returns the image paths it wrote (the step's diff).
  */
+import { chmod, lchown, lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import {
-  chmod,
-  copyFile,
-  lchown,
-  link,
-  lstat,
-  lutimes,
-  mkdir,
-  readdir,
-  readlink,
-  rm,
-  symlink,
-} from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+  chmodSync,
+  copyFileSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  type Stats,
+} from 'node:fs';
 import { posix } from 'node:path';
 import { applyChmod, type ChmodSpec } from './chmod.ts';
 import { imagePathOf, resolveInRoot } from './rootpath.ts';
@@ -177,16 +178,32 @@ class Writer {
 
   async copyDirContents(srcDir: string, imageDest: string): Promise<void> {
     this.sourceBase = srcDir;
+    const destHost = await resolveInRoot(this.root, imageDest);
+    const real = (await statOrNull(destHost))?.isDirectory();
     for (const name of (await readdir(srcDir)).sort()) {
-      await this.copyEntry(posix.join(srcDir, name), posix.join(imageDest, name));
+      await this.copyEntry(
+        posix.join(srcDir, name),
+        posix.join(imageDest, name),
+        undefined,
+        real ? posix.join(destHost, name) : undefined,
+      );
     }
   }
 
   /** `followInRoot`: set for a top-level source, whose symlink is followed inside that tree. */
-  async copyEntry(src: string, imageTarget: string, followInRoot?: string): Promise<void> {
+  /**
+   * `knownHost`: the host path when the parent is a real directory this copy already resolved, which
+   * saves resolving every path component again (slow on overlayfs).
+   */
+  async copyEntry(
+    src: string,
+    imageTarget: string,
+    followInRoot?: string,
+    knownHost?: string,
+  ): Promise<void> {
     const within = followInRoot !== undefined ? '' : posix.relative(this.sourceBase, src);
     if (this.opts.skip?.(src, within)) return;
-    let st = await lstat(src);
+    let st = lstatSync(src);
     let from = src;
     if (followInRoot !== undefined && st.isSymbolicLink()) {
       from = await resolveInRoot(followInRoot, imagePathOf(followInRoot, src));
@@ -204,51 +221,56 @@ class Writer {
       st = target;
     }
     if (followInRoot !== undefined) this.sourceBase = from;
-    const hostTarget = await resolveInRoot(this.root, imageTarget, false);
-    const existing = await statOrNull(hostTarget);
+    const hostTarget = knownHost ?? (await resolveInRoot(this.root, imageTarget, false));
+    const existing = lstatSync(hostTarget, { throwIfNoEntry: false }) ?? null;
     if (st.isDirectory()) {
-      if (existing && !existing.isDirectory()) await rm(hostTarget, { force: true });
-      if (!existing?.isDirectory()) await mkdir(hostTarget);
-      await this.applyMeta(hostTarget, st, true);
+      if (existing && !existing.isDirectory()) rmSync(hostTarget, { force: true });
+      if (!existing?.isDirectory()) mkdirSync(hostTarget);
+      this.applyMeta(hostTarget, st, true);
       this.record(hostTarget);
       this.copied.push([from, hostTarget]);
-      for (const name of (await readdir(from)).sort()) {
-        await this.copyEntry(posix.join(from, name), posix.join(imageTarget, name));
+      for (const name of readdirSync(from).sort()) {
+        await this.copyEntry(
+          posix.join(from, name),
+          posix.join(imageTarget, name),
+          undefined,
+          posix.join(hostTarget, name),
+        );
       }
       return;
     }
-    if (existing) await rm(hostTarget, { recursive: existing.isDirectory(), force: true });
+    if (existing) rmSync(hostTarget, { recursive: existing.isDirectory(), force: true });
     const key = `${st.dev}:${st.ino}`;
     const firstCopy = st.nlink > 1 ? this.links.get(key) : undefined;
     if (firstCopy) {
-      await link(firstCopy, hostTarget);
+      linkSync(firstCopy, hostTarget);
       this.record(hostTarget);
       return;
     }
     if (st.isSymbolicLink()) {
-      await symlink(await readlink(from), hostTarget);
+      symlinkSync(readlinkSync(from), hostTarget);
     } else if (st.isFile()) {
-      await copyFile(from, hostTarget);
+      copyFileSync(from, hostTarget);
       this.copied.push([from, hostTarget]);
     } else {
       // Sockets, fifos and devices have no place in a build context; Docker skips them too.
       return;
     }
     if (st.nlink > 1) this.links.set(key, hostTarget);
-    await this.applyMeta(hostTarget, st, false);
+    this.applyMeta(hostTarget, st, false);
     this.record(hostTarget);
   }
 
-  private async applyMeta(hostPath: string, st: Stats, isDir: boolean): Promise<void> {
+  private applyMeta(hostPath: string, st: Stats, isDir: boolean): void {
     const owner =
       this.opts.chown ?? (this.opts.preserveOwnership ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 });
-    await lchown(hostPath, owner.uid, owner.gid);
+    lchownSync(hostPath, owner.uid, owner.gid);
     if (!st.isSymbolicLink()) {
       const mode = this.opts.chmod ? applyChmod(this.opts.chmod, st.mode & 0o7777, isDir) : st.mode & 0o7777;
       // After chown, since chown clears setuid/setgid bits.
-      await chmod(hostPath, mode);
+      chmodSync(hostPath, mode);
     }
     const t = this.opts.mtime ?? st.mtime;
-    await lutimes(hostPath, t, t);
+    lutimesSync(hostPath, t, t);
   }
 }
