@@ -5,8 +5,16 @@
  * the same tree always gives the same bytes (gzip header mtime 0, no file name; numeric owners only).
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, type BigIntStats } from 'node:fs';
-import { lstat, readlink, rename, rm } from 'node:fs/promises';
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  lstatSync,
+  openSync,
+  readSync,
+  type BigIntStats,
+} from 'node:fs';
+import { readlink, rename, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -181,7 +189,7 @@ async function planEntries(diff: Diff, clamp: number | undefined): Promise<Plann
   for (const p of changed) {
     const host = posix.join(diff.root, p);
     try {
-      stats.set(p, await lstat(host, { bigint: true }));
+      stats.set(p, lstatSync(host, { bigint: true }));
     } catch (err) {
       throw fsError('read', p, err);
     }
@@ -260,10 +268,30 @@ async function planEntries(diff: Diff, clamp: number | undefined): Promise<Plann
   return out;
 }
 
+/** Files up to this size are read in one synchronous call (bounded memory; no stream per file). */
+const SMALL_FILE = 1 << 20;
+/** Output is handed on in batches of about this size: one pipeline hop per batch, not per entry. */
+const BATCH = 256 << 10;
+
 /** Content of a file, exactly `size` bytes (cut or zero-filled if the file changed meanwhile), then padding. */
 async function* fileBody(path: string, size: number): AsyncGenerator<Buffer> {
   let left = size;
-  if (left > 0) {
+  if (left > 0 && size <= SMALL_FILE) {
+    const buf = Buffer.alloc(size);
+    const fd = openSync(path, 'r');
+    try {
+      let off = 0;
+      while (off < size) {
+        const n = readSync(fd, buf, off, size - off, off);
+        if (n === 0) break; // shrank meanwhile: the rest stays zero-filled
+        off += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    yield buf;
+    left = 0;
+  } else if (left > 0) {
     for await (const chunk of createReadStream(path, { end: size - 1 }) as AsyncIterable<Buffer>) {
       const c = chunk.length > left ? chunk.subarray(0, left) : chunk;
       left -= c.length;
@@ -280,12 +308,35 @@ async function* fileBody(path: string, size: number): AsyncGenerator<Buffer> {
   if (pad.length) yield pad;
 }
 
-async function* tarStream(entries: PlannedEntry[]): AsyncGenerator<Buffer> {
+async function* tarStreamRaw(entries: PlannedEntry[]): AsyncGenerator<Buffer> {
   for (const e of entries) {
     yield encodeHeader(e.header);
     if (e.source && e.header.size > 0) yield* fileBody(e.source, e.header.size);
   }
   yield ZERO;
+}
+
+/** Coalesces the many small header and file buffers into batches. */
+async function* tarStream(entries: PlannedEntry[]): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
+  let size = 0;
+  for await (const b of tarStreamRaw(entries)) {
+    if (b.length >= BATCH) {
+      if (size) yield Buffer.concat(pending, size);
+      pending = [];
+      size = 0;
+      yield b;
+      continue;
+    }
+    pending.push(b);
+    size += b.length;
+    if (size >= BATCH) {
+      yield Buffer.concat(pending, size);
+      pending = [];
+      size = 0;
+    }
+  }
+  if (size) yield Buffer.concat(pending, size);
 }
 
 class Passthrough extends Transform {
