@@ -6,19 +6,8 @@
  * the rootfs becomes the new state and also serves as the Diff's root.
  */
 import { execFile } from 'node:child_process';
-import type { BigIntStats } from 'node:fs';
-import {
-  chmod,
-  lchown,
-  lstat,
-  mkdir,
-  mkdtemp,
-  opendir,
-  readFile,
-  rename,
-  rm,
-  utimes,
-} from 'node:fs/promises';
+import { lstatSync, readdirSync, type BigIntStats } from 'node:fs';
+import { chmod, lchown, mkdir, mkdtemp, opendir, readFile, rename, rm, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KilnError } from '../util/errors.ts';
 import type { Diff, Snapshotter, StepSnapshot } from './types.ts';
@@ -170,8 +159,10 @@ interface Node {
   children: Node[];
 }
 
+// Synchronous stats: a step's upper dir can hold thousands of entries, and one thread-pool hop per
+// lstat costs more than the call itself.
 async function lstatOrNull(p: string): Promise<BigIntStats | null> {
-  return lstat(p, { bigint: true }).catch(() => null);
+  return lstatSync(p, { bigint: true, throwIfNoEntry: false }) ?? null;
 }
 
 async function readTree(
@@ -181,15 +172,12 @@ async function readTree(
   opaqueName: string,
   xattrs: Map<string, Map<string, string>>,
 ): Promise<Node[]> {
-  const names: string[] = [];
-  const d = await opendir(upperDir);
-  for await (const e of d) names.push(e.name);
-  names.sort();
+  const names = readdirSync(upperDir).sort();
   const nodes: Node[] = [];
   for (const name of names) {
     const upper = join(upperDir, name);
     const path = imagePath === '/' ? `/${name}` : `${imagePath}/${name}`;
-    const st = await lstat(upper, { bigint: true });
+    const st = lstatSync(upper, { bigint: true });
     const excluded = isExcluded(path, exclude);
     let kind: Node['kind'] = 'other';
     if (st.isCharacterDevice() && st.rdev === 0n) kind = 'whiteout';
