@@ -59,7 +59,7 @@ export interface RegistryClientOptions {
   baseDelayMs?: number;
   /** Blobs up to this size are uploaded with one PUT; larger ones in PATCH chunks. Default 8 MiB. */
   monolithicMaxBytes?: number;
-  /** PATCH chunk size for chunked uploads. Default 8 MiB. */
+  /** PATCH chunk size for chunked uploads. Default 64 MiB. */
   chunkSizeBytes?: number;
 }
 
@@ -240,7 +240,8 @@ export class RegistryClient {
       retries: opts.registry.pullRetry,
     });
     this.monolithicMax = opts.monolithicMaxBytes ?? 8 << 20;
-    this.chunkSize = opts.chunkSizeBytes ?? 8 << 20;
+    // Each PATCH streams from the source, so a large chunk costs no memory, only fewer round trips.
+    this.chunkSize = opts.chunkSizeBytes ?? 64 << 20;
   }
 
   /** Closes pooled connections. */
@@ -825,49 +826,59 @@ export class RegistryClient {
   ): Promise<void> {
     const src = await open();
     let offset = 0;
-    let pending: Buffer[] = [];
-    let pendingLen = 0;
-    const flush = async (): Promise<void> => {
-      if (pendingLen === 0) return;
-      const chunk = Buffer.concat(pending, pendingLen);
-      pending = [];
-      pendingLen = 0;
-      const req = this.pushReq(ref, {
-        method: 'PATCH',
-        url: location,
-        headers: {
-          'content-type': 'application/octet-stream',
-          'content-length': String(chunk.length),
-          'content-range': `${offset}-${offset + chunk.length - 1}`,
-        },
-        body: chunk,
-        // A PATCH that failed half-way leaves the session in an unknown state: restart instead.
-        retries: 0,
-      });
-      const res = await this.api(req);
-      if (res.status !== 202) {
-        const err = await this.statusError(req, res, `PATCH upload of ${desc.digest}`);
-        if (res.status === 400 || res.status === 404 || res.status === 416) {
-          throw new KilnError('registry', 'UPLOAD_REJECTED', err.message, { hint: err.hint, cause: err });
+    // Each PATCH streams its slice straight from the source: no chunk is ever assembled in memory.
+    const it = (src as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    let leftover: Buffer | undefined;
+    let ended = false;
+    const slice = async function* (len: number): AsyncGenerator<Buffer> {
+      let want = len;
+      while (want > 0) {
+        let b = leftover;
+        leftover = undefined;
+        if (!b) {
+          const r = await it.next();
+          if (r.done) {
+            ended = true;
+            return;
+          }
+          b = r.value;
         }
-        throw err;
+        if (b.length > want) {
+          leftover = b.subarray(want);
+          b = b.subarray(0, want);
+        }
+        want -= b.length;
+        yield b;
       }
-      await drain(res);
-      location = this.location(req, res);
-      offset += chunk.length;
     };
     try {
-      for await (const c of src) {
-        let b = c as Buffer;
-        while (b.length > 0) {
-          const take = Math.min(b.length, this.chunkSize - pendingLen);
-          pending.push(b.subarray(0, take));
-          pendingLen += take;
-          b = b.subarray(take);
-          if (pendingLen >= this.chunkSize) await flush();
+      while (offset < desc.size && !ended) {
+        const len = Math.min(this.chunkSize, desc.size - offset);
+        const req = this.pushReq(ref, {
+          method: 'PATCH',
+          url: location,
+          headers: {
+            'content-type': 'application/octet-stream',
+            'content-length': String(len),
+            'content-range': `${offset}-${offset + len - 1}`,
+          },
+          body: Readable.from(slice(len)),
+          // A PATCH that failed half-way leaves the session in an unknown state: restart instead.
+          retries: 0,
+        });
+        const res = await this.api(req);
+        if (res.status !== 202) {
+          const err = await this.statusError(req, res, `PATCH upload of ${desc.digest}`);
+          if (res.status === 400 || res.status === 404 || res.status === 416) {
+            throw new KilnError('registry', 'UPLOAD_REJECTED', err.message, { hint: err.hint, cause: err });
+          }
+          throw err;
         }
+        await drain(res);
+        location = this.location(req, res);
+        offset += len;
       }
-      await flush();
+      if (!ended && (leftover !== undefined || !(await it.next()).done)) offset = desc.size + 1;
     } finally {
       src.destroy();
     }

@@ -60,6 +60,8 @@ function makeClient(
     registry: regOptions(hosts, extra),
     credentials: new CredentialStore({ explicit: creds, env: {}, dockerConfigDir: join(scratch, 'docker') }),
     baseDelayMs: 5,
+    // Small chunks so that a 9 MiB blob exercises several PATCHes (the default is larger).
+    chunkSizeBytes: 8 << 20,
     ...more,
   });
 }
