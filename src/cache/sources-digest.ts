@@ -4,7 +4,7 @@
  * ctime are unchanged since the last build are not re-read: their hash comes from a stat index kept
  * in the cache dir.
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, type BigIntStats } from 'node:fs';
 import { lstat, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -42,7 +42,7 @@ export class StatIndex {
   }
 
   /** Content hash of a regular file, from the index when its stat is unchanged. */
-  async fileHash(path: string, st: import('node:fs').BigIntStats): Promise<string> {
+  async fileHash(path: string, st: BigIntStats): Promise<string> {
     const rec = this.records.get(path);
     const key = {
       ino: String(st.ino),
@@ -74,6 +74,22 @@ export interface DigestSource {
   relPath: string;
 }
 
+/** Runs `fn` over `items` with at most `limit` in flight; results in input order. */
+async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+const PARALLEL_STATS = 64;
+
 /** sha256 over every entry below the sources; `skip` hides .dockerignore'd and --exclude'd paths. */
 export async function sourcesDigest(
   sources: DigestSource[],
@@ -81,22 +97,34 @@ export async function sourcesDigest(
   skip?: (hostPath: string) => boolean,
 ): Promise<string> {
   const h = createHash('sha256');
-  const visit = async (host: string, rel: string): Promise<void> => {
-    if (skip?.(host)) return;
-    const st = await lstat(host, { bigint: true });
+  // A directory's entries are stat'ed (and new files hashed) concurrently, then fed to the hash in
+  // name order, so the digest does not depend on timing.
+  const line = async (host: string, rel: string, st: BigIntStats): Promise<string> => {
     const mode = Number(st.mode & 0o7777n).toString(8);
-    if (st.isDirectory()) {
-      h.update(`d\0${rel}\0${mode}\n`);
-      const names = (await readdir(host)).sort();
-      for (const n of names) await visit(join(host, n), `${rel}/${n}`);
-    } else if (st.isSymbolicLink()) {
-      h.update(`l\0${rel}\0${await readlink(host)}\n`);
-    } else if (st.isFile()) {
-      h.update(`f\0${rel}\0${mode}\0${st.size}\0${await index.fileHash(host, st)}\n`);
-    } else {
-      h.update(`o\0${rel}\0${mode}\0${st.rdev}\n`);
+    if (st.isDirectory()) return `d\0${rel}\0${mode}\n`;
+    if (st.isSymbolicLink()) return `l\0${rel}\0${await readlink(host)}\n`;
+    if (st.isFile()) return `f\0${rel}\0${mode}\0${st.size}\0${await index.fileHash(host, st)}\n`;
+    return `o\0${rel}\0${mode}\0${st.rdev}\n`;
+  };
+  const visitDir = async (host: string, rel: string): Promise<void> => {
+    const kids = (await readdir(host))
+      .sort()
+      .map((n) => ({ host: join(host, n), rel: `${rel}/${n}` }))
+      .filter((k) => !skip?.(k.host));
+    const done = await mapLimit(kids, PARALLEL_STATS, async (k) => {
+      const st = await lstat(k.host, { bigint: true });
+      return { ...k, st, text: await line(k.host, k.rel, st) };
+    });
+    for (const k of done) {
+      h.update(k.text);
+      if (k.st.isDirectory()) await visitDir(k.host, k.rel);
     }
   };
-  for (const s of sources) await visit(s.hostPath, s.relPath);
+  for (const s of sources) {
+    if (skip?.(s.hostPath)) continue;
+    const st = await lstat(s.hostPath, { bigint: true });
+    h.update(await line(s.hostPath, s.relPath, st));
+    if (st.isDirectory()) await visitDir(s.hostPath, s.relPath);
+  }
   return h.digest('hex');
 }
