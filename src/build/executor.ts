@@ -5,6 +5,7 @@
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { BuildPlan, PlannedStage } from '../plan/plan.ts';
@@ -153,7 +154,7 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
       }
     : undefined;
 
-  for (const index of plan.order) {
+  const buildStage = async (index: number): Promise<void> => {
     const stage = plan.stages[index]!;
     const label = stage.name ?? String(index);
     const stageDir = join(inp.workDir, 'stages', String(index));
@@ -372,7 +373,26 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
     stageKeys.set(index, chain);
     built.set(index, builder);
     last = builder;
+  };
+
+  // Independent stages run at the same time (bounded by cores); a stage starts once the stages it
+  // reads from are done. A failure stops dependents; stages already running finish first so that
+  // no mount or scratch dir is left behind.
+  const slots = new Limiter(Math.max(1, Math.min(availableParallelism(), 4)));
+  const done = new Map<number, Promise<void>>();
+  for (const index of plan.order) {
+    const deps = plan.stages[index]!.deps.map((d) => done.get(d)!);
+    done.set(
+      index,
+      (async () => {
+        await Promise.all(deps);
+        await slots.run(() => buildStage(index));
+      })(),
+    );
   }
+  const results = await Promise.allSettled(done.values());
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
   // The target's tree is only needed on disk when something reads it; outputs use the blobs.
   const target = built.get(plan.target) ?? last!;
   const config = target.config;
@@ -384,6 +404,24 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
   config.os = inp.targetPlatform.os;
   logger.debug(`built ${formatPlatform(inp.targetPlatform)} image with ${target.layers.length} layers`);
   return { config, layers: target.layers, steps, baseImages };
+}
+
+/** At most `n` tasks at once. */
+class Limiter {
+  private active = 0;
+  private readonly queue: Array<() => void> = [];
+  constructor(private readonly n: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.n) await new Promise<void>((r) => this.queue.push(r));
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      this.queue.shift()?.();
+    }
+  }
 }
 
 /** A stable name for a step's position, so a later build can say why its key changed. */

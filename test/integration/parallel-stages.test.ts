@@ -1,0 +1,62 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { pushBusyboxImage } from '../helpers/images.ts';
+
+let reg: TestRegistry;
+let dir: string;
+
+before(async () => {
+  reg = await startRegistry({ auth: 'none' });
+  await pushBusyboxImage(reg, 'base/busybox', 'latest');
+  dir = mkdtempSync(join(tmpdir(), 'kiln-parallel-'));
+});
+
+after(async () => {
+  await reg?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('independent stages overlap in time; the stage the target does not need never runs', () => {
+  const base = `${reg.host}/base/busybox:latest`;
+  // Each stage records system uptime (shared across PID namespaces) when its RUN starts and ends.
+  const stage = (n: string): string =>
+    `FROM ${base} AS ${n}\nRUN cut -d' ' -f1 /proc/uptime > /${n}.start && sleep 2 && cut -d' ' -f1 /proc/uptime > /${n}.end`;
+  writeFileSync(
+    join(dir, 'Dockerfile'),
+    [
+      stage('a'),
+      stage('b'),
+      `FROM ${base} AS never\nRUN echo this stage must not run && exit 1`,
+      `FROM ${base}`,
+      'COPY --from=a /a.start /a.end /',
+      'COPY --from=b /b.start /b.end /',
+      // Overlap: each started before the other ended.
+      `RUN awk -v as=$(cat /a.start) -v ae=$(cat /a.end) -v bs=$(cat /b.start) -v be=$(cat /b.end) 'BEGIN { exit !(as < be && bs < ae) }'`,
+    ].join('\n'),
+  );
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      'build',
+      '-c',
+      dir,
+      '--no-push',
+      '--insecure-registry',
+      reg.host,
+      '--isolation',
+      'chroot',
+    ],
+    { encoding: 'utf8', env: { ...process.env, KILN_TEST_PARALLEL: '1' } },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stderr, /this stage must not run/);
+  assert.doesNotMatch(r.stderr, /\[never\]/);
+});
