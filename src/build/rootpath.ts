@@ -4,7 +4,6 @@
  * result can never point outside the root.
  */
 import { lstatSync, readlinkSync } from 'node:fs';
-import { lstat, readlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { KilnError } from '../util/errors.ts';
 
@@ -15,53 +14,11 @@ const MAX_LINKS = 255;
  * false for "the entry I am about to replace").
  */
 export async function resolveInRoot(root: string, imagePath: string, followLast = true): Promise<string> {
-  const parts = posix
-    .normalize('/' + imagePath)
-    .split('/')
-    .filter(Boolean);
-  const resolved: string[] = [];
-  let links = 0;
-  while (parts.length > 0) {
-    const part = parts.shift()!;
-    if (part === '.') continue;
-    if (part === '..') {
-      resolved.pop();
-      continue;
-    }
-    const candidate = [...resolved, part];
-    const host = posix.join(root, ...candidate);
-    const isLast = parts.length === 0;
-    let st;
-    try {
-      st = await lstat(host);
-    } catch {
-      // Not there yet: the rest is created as plain directories below it.
-      resolved.push(part, ...parts.filter((p) => p !== '.'));
-      return posix.join(root, ...normalizeParts(resolved));
-    }
-    if (st.isSymbolicLink() && (!isLast || followLast)) {
-      if (++links > MAX_LINKS) {
-        throw new KilnError(
-          'fs',
-          'SYMLINK_LOOP',
-          `too many levels of symbolic links resolving ${imagePath}`,
-          {
-            hint: 'a symlink in the image points back at itself',
-          },
-        );
-      }
-      const target = await readlink(host);
-      const targetParts = target.split('/').filter(Boolean);
-      if (target.startsWith('/')) resolved.length = 0;
-      parts.unshift(...targetParts);
-      continue;
-    }
-    resolved.push(part);
-  }
-  return posix.join(root, ...resolved);
+  // A few lstat calls: cheaper done directly than through the thread pool.
+  return resolveInRootSync(root, imagePath, followLast);
 }
 
-/** resolveInRoot with synchronous calls, for the extraction hot loop (same rules, same result). */
+/** resolveInRoot for synchronous callers such as the extraction hot loop. */
 export function resolveInRootSync(root: string, imagePath: string, followLast = true): string {
   const parts = posix
     .normalize('/' + imagePath)
