@@ -3,14 +3,11 @@
  * (chroot isolation, vfs storage, no layer cache), pushes both to a test registry, unpacks both with
  * skopeo + umoci and compares file trees and image configs.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { cp, lstat, mkdir, readFile, readdir, readlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
-
-const execFileP = promisify(execFile);
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 export const CASES_DIR = join(import.meta.dirname, 'cases');
@@ -156,7 +153,13 @@ function buildahGlobal(env: Env): string[] {
   return ['--root', env.buildahRoot, '--runroot', env.buildahRunRoot, '--storage-driver', 'vfs'];
 }
 
-export async function buildBoth(env: Env, name: string, spec: CaseSpec, ctx: string): Promise<void> {
+/** Builds and pushes the case with both builders at once; returns how long each took (ms). */
+export async function buildBoth(
+  env: Env,
+  name: string,
+  spec: CaseSpec,
+  ctx: string,
+): Promise<{ kilnMs: number; buildahMs: number }> {
   const secrets = await secretFlags(env, name, spec);
   const flags = [...commonFlags(spec), ...secrets];
   for (const pre of spec.prebuild ?? []) {
@@ -164,7 +167,13 @@ export async function buildBoth(env: Env, name: string, spec: CaseSpec, ctx: str
     if (r.code !== 0) throw new Error(`kiln prebuild ${pre.dockerfile} failed:\n${r.stderr.slice(-4000)}`);
   }
   const tag = `localhost/parity-${name}:latest`;
-  const kiln = kilnBuild(env, ctx, 'Dockerfile', `kiln/${name}:latest`, flags);
+  const t0 = Date.now();
+  let kilnMs = 0;
+  let buildahMs = 0;
+  const kiln = kilnBuild(env, ctx, 'Dockerfile', `kiln/${name}:latest`, flags).then((r) => {
+    kilnMs = Date.now() - t0;
+    return r;
+  });
   const buildah = (async () => {
     await must(
       'buildah',
@@ -198,10 +207,12 @@ export async function buildBoth(env: Env, name: string, spec: CaseSpec, ctx: str
       ],
       `buildah push ${name}`,
     );
+    buildahMs = Date.now() - t0;
     await run('buildah', [...buildahGlobal(env), 'rmi', tag]);
   })();
   const [k] = await Promise.all([kiln, buildah]);
   if (k.code !== 0) throw new Error(`kiln build ${name} failed (exit ${k.code}):\n${k.stderr.slice(-4000)}`);
+  return { kilnMs, buildahMs };
 }
 
 export interface Unpacked {
@@ -512,13 +523,7 @@ function passwdLookupByUid(text: string, uid: number): number | undefined {
   return undefined;
 }
 
-export function kilnFileNames(tree: Map<string, Entry>): string[] {
-  return [...tree.keys()];
-}
-
 export async function grepTree(rootfs: string, needle: string): Promise<string[]> {
   const r = await run('grep', ['-rlF', '--', needle, rootfs]);
   return r.stdout.split('\n').filter((l) => l !== '');
 }
-
-export { execFileP };

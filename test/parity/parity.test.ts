@@ -115,8 +115,8 @@ describe('parity with buildah', { skip, concurrency: 1 }, () => {
       };
       const ctx = await prepareContext(env, name, spec);
       lap('prepare');
-      await buildBoth(env, name, spec, ctx);
-      lap('build');
+      const took = await buildBoth(env, name, spec, ctx);
+      lap(`build (kiln ${took.kilnMs} ms, buildah ${took.buildahMs} ms)`);
       const [k, b] = await Promise.all([unpack(env, name, 'kiln'), unpack(env, name, 'buildah')]);
       lap('unpack');
       const [kt, bt] = await Promise.all([walkTree(k.rootfs), walkTree(b.rootfs)]);
