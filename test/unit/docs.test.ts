@@ -140,7 +140,8 @@ describe('README Kaniko → kiln flag table', () => {
       const probe = addBuildFlags(new Command(), {});
       const opt = probe.options.find((o) => o.long === flag || o.short === flag);
       assert.ok(opt, `${flag} is not a kiln build flag`);
-      const args = opt.isBoolean() || opt.optional ? [flag] : [flag, opt.argChoices?.[0] ?? '1'];
+      const args =
+        opt.isBoolean() || (opt.optional && !opt.required) ? [flag] : [flag, opt.argChoices?.[0] ?? '1'];
       const cmd = parseBuildArgs(args);
       assert.equal(cmd.getOptionValueSource(opt.attributeName()), 'cli');
     });
