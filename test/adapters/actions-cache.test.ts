@@ -279,9 +279,12 @@ describe('kiln action main + post with the real @actions/cache client', { timeou
     runId: string,
     app: string,
   ): Promise<{ main: StepRun; post: StepRun; outputs: Record<string, string>; summary: string }> {
-    const runner = join(work, `runner-${runId}`);
+    // RUNNER_TEMP is the same path on every run of a hosted runner (/home/runner/work/_temp), and the
+    // cache entry's version hashes the cached path: keep the path, wipe its content.
+    const runner = join(work, 'runner');
     const temp = join(runner, 'temp');
-    const files = join(runner, 'files');
+    const files = join(work, `files-${runId}`);
+    rmSync(runner, { recursive: true, force: true });
     mkdirSync(temp, { recursive: true });
     mkdirSync(files, { recursive: true });
     const f = {
@@ -307,7 +310,7 @@ describe('kiln action main + post with the real @actions/cache client', { timeou
       'cache-key': 'kiln',
       'cache-dir': '',
       'cache-repo': '',
-      reproducible: 'false',
+      reproducible: 'true',
       registry: '',
       username: '',
       password: '',
@@ -331,7 +334,7 @@ describe('kiln action main + post with the real @actions/cache client', { timeou
       RUNNER_OS: 'Linux',
       FORCE_COLOR: '0',
       NO_COLOR: '1',
-      DOCKER_CONFIG: join(runner, 'docker-config'),
+      DOCKER_CONFIG: join(files, 'docker-config'),
       ...Object.fromEntries(Object.entries(inputs).map(([k, v]) => [`INPUT_${k.toUpperCase()}`, v])),
     };
     const main = await runNode(join(dist, 'action', 'main.js'), env, work);
@@ -381,7 +384,11 @@ describe('kiln action main + post with the real @actions/cache client', { timeou
     const run = steps.find((s) => s.instruction.startsWith('RUN'));
     assert.equal(run?.cache, 'hit', JSON.stringify(steps));
     assert.match(r2.summary, /<td>hit<\/td>/);
-    assert.equal(r2.outputs.digest, r1.outputs.digest, 'the cached build gives the same image');
+    assert.equal(
+      r2.outputs.digest,
+      r1.outputs.digest,
+      'a reproducible build from the cache gives the same image',
+    );
     // Everything came from the cache: the directory did not change, so nothing new was saved.
     assert.match(r2.post.out, /kiln post: cache directory unchanged, not saved/, r2.post.out);
     assert.equal(srv.entries.filter((e) => e.finalized).length, 1);

@@ -1,6 +1,6 @@
 /**
  * The kiln layer cache directory as a GitHub Actions cache entry: keys and a cheap listing hash
- * (paths, sizes, mtimes) that tells the post step whether the build changed the directory.
+ * (paths, types, sizes) that tells the post step whether the build changed the directory.
  */
 import { createHash } from 'node:crypto';
 import { readdir, lstat } from 'node:fs/promises';
@@ -30,7 +30,11 @@ export function cacheKeys(
   };
 }
 
-/** sha256 over `relpath size mtime` of every entry under dir; '' when dir does not exist. */
+/**
+ * sha256 over `relpath type size` of every entry under dir; '' when dir does not exist. Not mtimes:
+ * kiln touches the entries and blobs it hits (its TTL clock), so a build served wholly from the
+ * cache would otherwise look changed and upload the whole directory again as a new entry.
+ */
 export async function listingHash(dir: string): Promise<string> {
   const h = createHash('sha256');
   let n = 0;
@@ -45,7 +49,8 @@ export async function listingHash(dir: string): Promise<string> {
     for (const name of names) {
       const p = join(d, name);
       const st = await lstat(p);
-      h.update(`${relative(dir, p)}\0${st.size}\0${Math.trunc(st.mtimeMs)}\n`);
+      const type = st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : 'f';
+      h.update(`${relative(dir, p)}\0${type}\0${st.isDirectory() ? 0 : st.size}\n`);
       n++;
       if (st.isDirectory()) await walk(p);
     }

@@ -26,7 +26,13 @@ export async function run(): Promise<void> {
       return;
     }
     const key = core.getState(STATE.cacheKey);
+    // The v2 client does not throw when the service refuses or the upload fails: it logs a warning
+    // (or an info line when the key already exists) and returns -1.
     const id = await cache.saveCache([dir], key);
+    if (id === -1) {
+      core.info(`kiln post: cache not saved as ${key} (see the cache client's message above)`);
+      return;
+    }
     core.info(`kiln post: cache saved as ${key}${id > 0 ? ` (id ${id})` : ''}`);
   } catch (e) {
     core.warning(`kiln post: cache not saved: ${e instanceof Error ? e.message : String(e)}`);
