@@ -7,6 +7,7 @@
 import * as core from '@actions/core';
 import * as cache from '@actions/cache';
 import { spawn } from 'node:child_process';
+import { chooseLauncher, launchFacts, type Launcher } from './launcher.ts';
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, readFile } from 'node:fs/promises';
@@ -121,9 +122,11 @@ function runKiln(
   cli: string,
   args: string[],
   env: NodeJS.ProcessEnv,
+  launcher: Launcher = { argv: [process.execPath] },
 ): Promise<{ code: number; stderr: string }> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [cli, 'build', ...args], {
+    const [cmd, ...pre] = launcher.argv as [string, ...string[]];
+    const child = spawn(cmd, [...pre, cli, 'build', ...args], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -198,8 +201,10 @@ export async function run(): Promise<void> {
     const env: NodeJS.ProcessEnv = { ...process.env, ...credentialEnv(inputs, process.env) };
     delete env.INPUT_PASSWORD;
     const cli = cliPath();
+    const launcher = chooseLauncher(process.execPath, await launchFacts(cli, inputs.isolation, env));
+    if (launcher.note) core.info(launcher.note);
     core.info(`kiln build ${args.join(' ')}`);
-    const { code, stderr } = await runKiln(cli, args, env);
+    const { code, stderr } = await runKiln(cli, args, env, launcher);
     if (code !== 0) {
       core.setOutput('isolation', '');
       core.setFailed(`kiln build failed (exit ${code}): ${lastKilnError(stderr) || 'see the log above'}`);
