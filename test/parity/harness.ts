@@ -207,8 +207,9 @@ export async function buildBoth(
       ],
       `buildah push ${name}`,
     );
+    // No `buildah rmi`: deleting a vfs image costs seconds per case; the whole buildah root lives in
+    // the work dir, removed once at the end.
     buildahMs = Date.now() - t0;
-    await run('buildah', [...buildahGlobal(env), 'rmi', tag]);
   })();
   const [k] = await Promise.all([kiln, buildah]);
   if (k.code !== 0) throw new Error(`kiln build ${name} failed (exit ${k.code}):\n${k.stderr.slice(-4000)}`);
