@@ -228,9 +228,12 @@ describe(
       ]) {
         await access(join(rootfs, bin), constants.X_OK);
       }
-      // newuidmap must keep its setuid bit (or file capability) through kiln's layers and umoci.
-      const nu = await stat(join(rootfs, 'usr', 'bin', 'newuidmap'));
-      assert.equal(nu.uid, 0);
+      // newuidmap/newgidmap must keep their setuid bit through kiln's layers and umoci.
+      for (const bin of ['newuidmap', 'newgidmap']) {
+        const st = await stat(join(rootfs, 'usr', 'bin', bin));
+        assert.equal(st.uid, 0, bin);
+        assert.equal(st.mode & 0o4000, 0o4000, `${bin} is setuid root`);
+      }
     });
 
     test('node inside the image is >= 20 and `kiln --version` prints the package version', async () => {
@@ -242,12 +245,13 @@ describe(
       assert.equal(v.stdout.trim(), PKG.version);
     });
 
-    test('`kiln probe` runs and reports every rung (exit 0, or 6 when none works in a bare chroot)', async () => {
+    test('`kiln probe` runs and reports every rung (exit 0, or 6 when none works in a bare chroot)', async (t) => {
       const p = await inImage(['kiln', 'probe']);
+      t.diagnostic(`kiln probe (exit ${p.code}):\n${p.stdout}`);
       assert.ok(p.code === 0 || p.code === 6, `exit ${p.code}: ${p.stderr}`);
       const rungs = p.stdout
         .split('\n')
-        .map((l) => /^[* ] (\S+)\s+(ok  |FAIL) \S/.exec(l)?.[1])
+        .map((l) => /^[* ] (\S+)\s+(ok {2}|FAIL) \S/.exec(l)?.[1])
         .filter((r): r is string => r !== undefined)
         .sort();
       assert.deepEqual(rungs, ['chroot', 'plain', 'rootless'], p.stdout);
@@ -255,7 +259,7 @@ describe(
       if (p.code === 0) assert.match(p.stdout, /^isolation: \S+$/m);
       else assert.match(p.stderr, /no isolation rung works here/);
       // As the unprivileged kiln user, the chroot rung cannot be available.
-      assert.match(p.stdout, /^  chroot\s+FAIL /m);
+      assert.match(p.stdout, /^ {2}chroot\s+FAIL /m);
     });
   },
 );
