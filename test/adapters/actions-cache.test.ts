@@ -62,6 +62,25 @@ async function captureStdout<T>(fn: () => Promise<T>): Promise<{ value: T; out: 
   }
 }
 
+/** Drops the ::debug:: / ::add-mask:: workflow commands @actions/core prints in-process (noise in TAP). */
+function quietCoreCommands(): () => void {
+  const orig = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
+    // Only strings: the test runner's own protocol goes through stdout as binary chunks.
+    if (typeof chunk !== 'string')
+      return (orig as (c: Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest);
+    const kept = chunk
+      .split(/(?<=\n)/)
+      .filter((l) => !/^::(debug|add-mask)::/.test(l))
+      .join('');
+    if (kept === '') return true;
+    return (orig as (c: string, ...r: unknown[]) => boolean)(kept, ...rest);
+  }) as typeof process.stdout.write;
+  return () => {
+    process.stdout.write = orig;
+  };
+}
+
 function fillDir(dir: string, files: Record<string, string | Buffer>): void {
   for (const [rel, data] of Object.entries(files)) {
     const p = join(dir, rel);
@@ -74,8 +93,10 @@ describe('@actions/cache v6 against the loopback cache service', () => {
   let srv: ActionsCacheServer;
   let work: string;
   let env: Record<string, string | undefined>;
+  let restoreStdout: () => void = () => undefined;
 
   before(async () => {
+    restoreStdout = quietCoreCommands();
     srv = await startActionsCacheServer();
     work = mkdtempSync(join(tmpdir(), 'kiln-ghcache-'));
     mkdirSync(join(work, 'ws'));
@@ -90,6 +111,7 @@ describe('@actions/cache v6 against the loopback cache service', () => {
     };
   });
   after(async () => {
+    restoreStdout();
     await srv?.close();
     rmSync(work, { recursive: true, force: true });
   });
@@ -221,7 +243,7 @@ describe('@actions/cache v6 against the loopback cache service', () => {
 });
 
 /** `name<<delim ... delim` (and `name=value`) entries of a GITHUB_OUTPUT / GITHUB_STATE file. */
-export function parseCommandFile(path: string): Record<string, string> {
+function parseCommandFile(path: string): Record<string, string> {
   const out: Record<string, string> = {};
   if (!existsSync(path)) return out;
   const lines = readFileSync(path, 'utf8').split('\n');
@@ -278,6 +300,7 @@ describe('kiln action main + post with the real @actions/cache client', { timeou
   async function job(
     runId: string,
     app: string,
+    extraEnv: Record<string, string> = {},
   ): Promise<{ main: StepRun; post: StepRun; outputs: Record<string, string>; summary: string }> {
     // RUNNER_TEMP is the same path on every run of a hosted runner (/home/runner/work/_temp), and the
     // cache entry's version hashes the cached path: keep the path, wipe its content.
@@ -336,6 +359,7 @@ describe('kiln action main + post with the real @actions/cache client', { timeou
       NO_COLOR: '1',
       DOCKER_CONFIG: join(files, 'docker-config'),
       ...Object.fromEntries(Object.entries(inputs).map(([k, v]) => [`INPUT_${k.toUpperCase()}`, v])),
+      ...extraEnv,
     };
     const main = await runNode(join(dist, 'action', 'main.js'), env, work);
     // The runner hands the main step's saveState values to the post step as STATE_<name>.
@@ -393,5 +417,23 @@ describe('kiln action main + post with the real @actions/cache client', { timeou
     assert.match(r2.post.out, /kiln post: cache directory unchanged, not saved/, r2.post.out);
     assert.equal(srv.entries.filter((e) => e.finalized).length, 1);
     assert.ok(readdirSync(work).length > 0);
+  });
+
+  test('a cache service that refuses the token costs the cache, never the job', async () => {
+    const app = join(work, 'app-denied');
+    fillDir(app, {
+      Dockerfile: `FROM ${reg.host}/base/busybox:latest\nRUN echo denied > /d.txt\n`,
+    });
+    const before = srv.entries.length;
+    const r = await job('201', app, { ACTIONS_RUNTIME_TOKEN: 'revoked' });
+    assert.equal(r.main.code, 0, r.main.out);
+    assert.doesNotMatch(r.main.out, /^::error/m, r.main.out);
+    assert.match(r.main.out, /^::warning::Failed to restore: .*401/m, r.main.out);
+    assert.match(r.main.out, /kiln cache: no entry yet/);
+    assert.match(r.outputs.digest ?? '', /^sha256:[a-f0-9]{64}$/);
+    assert.equal(r.post.code, 0, r.post.out);
+    assert.match(r.post.out, /kiln post: cache not saved as kiln-linux-\S+-201-1/, r.post.out);
+    assert.doesNotMatch(r.post.out, /cache saved as/);
+    assert.equal(srv.entries.length, before);
   });
 });
