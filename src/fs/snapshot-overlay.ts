@@ -162,7 +162,12 @@ interface Node {
 // Synchronous stats: a step's upper dir can hold thousands of entries, and one thread-pool hop per
 // lstat costs more than the call itself.
 async function lstatOrNull(p: string): Promise<BigIntStats | null> {
-  return lstatSync(p, { bigint: true, throwIfNoEntry: false }) ?? null;
+  try {
+    return lstatSync(p, { bigint: true });
+  } catch {
+    // ENOENT, but also ENOTDIR: a lower-layer file that the step turned into a directory.
+    return null;
+  }
 }
 
 async function readTree(
