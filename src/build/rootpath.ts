@@ -35,7 +35,12 @@ export function resolveInRootSync(root: string, imagePath: string, followLast = 
     }
     const host = posix.join(root, ...resolved, part);
     const isLast = parts.length === 0;
-    const st = lstatSync(host, { throwIfNoEntry: false });
+    let st;
+    try {
+      st = lstatSync(host);
+    } catch {
+      st = undefined; // ENOENT, or ENOTDIR where a file stands in the way: created below as dirs
+    }
     if (!st) {
       resolved.push(part, ...parts.filter((p) => p !== '.'));
       return posix.join(root, ...normalizeParts(resolved));
