@@ -264,7 +264,13 @@ export async function extractLayer(
     const hostParent = dirs.get(parent);
     if (hostParent !== undefined) return posix.join(hostParent, posix.basename(path));
     const resolvedParent = resolveInRootSync(root, parent, true);
-    if (lstatSync(resolvedParent, { throwIfNoEntry: false })?.isDirectory()) dirs.set(parent, resolvedParent);
+    let isDir = false;
+    try {
+      isDir = lstatSync(resolvedParent).isDirectory();
+    } catch {
+      // not there yet, or a file in the way (ENOTDIR): ensureParentSync reports it
+    }
+    if (isDir) dirs.set(parent, resolvedParent);
     return resolveInRootSync(root, path, false);
   }
 
