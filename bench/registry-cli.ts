@@ -63,7 +63,8 @@ if (cmd === 'push') {
   const manifest = JSON.parse(m.bytes.toString()) as Manifest;
   await writeFile(join(dest, 'manifest.json'), m.bytes);
   const blobs = [manifest.config, ...manifest.layers];
-  await pool(blobs, 4, (d) => client.fetchBlob(ref, d, join(dest, d.digest.replace(':', '-'))));
+  // As many at once as skopeo (containers/image) downloads by default.
+  await pool(blobs, 6, (d) => client.fetchBlob(ref, d, join(dest, d.digest.replace(':', '-'))));
   process.stdout.write(`${m.digest}\n`);
 }
 await client.close();

@@ -21,7 +21,8 @@ export interface BaseImageSource {
   fetchLayer(layer: LayerBlob): Promise<string>;
 }
 
-const PARALLEL_DOWNLOADS = 3;
+// As containers/image (skopeo, buildah) does by default.
+const PARALLEL_DOWNLOADS = 6;
 
 export async function materializeBase(
   base: ResolvedBase,
