@@ -54,7 +54,7 @@ test('independent stages overlap in time; the stage the target does not need nev
       '--isolation',
       'chroot',
     ],
-    { encoding: 'utf8', env: { ...process.env, KILN_TEST_PARALLEL: '1' } },
+    { encoding: 'utf8' },
   );
   assert.equal(r.status, 0, r.stderr);
   assert.doesNotMatch(r.stderr, /this stage must not run/);
