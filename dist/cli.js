@@ -33005,1044 +33005,19 @@ function toBuildOptions(o, env = process.env) {
 }
 
 // src/cli/plan-command.ts
-import { resolve as resolve3 } from "node:path";
+import { resolve as resolve4 } from "node:path";
 
-// src/context/fetch.ts
-var import_undici = __toESM(require_undici(), 1);
-import { spawn as spawn3 } from "node:child_process";
-import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, readFile, rm as rm2, rmdir, stat } from "node:fs/promises";
-import { isAbsolute, join, relative, resolve, sep } from "node:path";
-import { pipeline } from "node:stream/promises";
-
-// src/fs/extract.ts
-var tar = __toESM(require_tar_stream(), 1);
-import { execFile as execFile2 } from "node:child_process";
-import {
-  chmodSync,
-  closeSync,
-  lchownSync,
-  linkSync,
-  lstatSync as lstatSync2,
-  lutimesSync,
-  mkdirSync,
-  openSync,
-  rmSync,
-  symlinkSync,
-  unlinkSync,
-  writeSync
-} from "node:fs";
-import { lstat, readdir, rm } from "node:fs/promises";
-import { posix as posix2 } from "node:path";
-import { PassThrough, Readable } from "node:stream";
-import { createGunzip } from "node:zlib";
-
-// src/build/rootpath.ts
-import { lstatSync, readlinkSync } from "node:fs";
-import { posix } from "node:path";
-var MAX_LINKS = 255;
-async function resolveInRoot(root, imagePath2, followLast = true) {
-  return resolveInRootSync(root, imagePath2, followLast);
-}
-function resolveInRootSync(root, imagePath2, followLast = true) {
-  const parts = posix.normalize("/" + imagePath2).split("/").filter(Boolean);
-  const resolved = [];
-  let links = 0;
-  while (parts.length > 0) {
-    const part = parts.shift();
-    if (part === ".") continue;
-    if (part === "..") {
-      resolved.pop();
-      continue;
-    }
-    const host = posix.join(root, ...resolved, part);
-    const isLast = parts.length === 0;
-    let st;
-    try {
-      st = lstatSync(host);
-    } catch {
-      st = void 0;
-    }
-    if (!st) {
-      resolved.push(part, ...parts.filter((p) => p !== "."));
-      return posix.join(root, ...normalizeParts(resolved));
-    }
-    if (st.isSymbolicLink() && (!isLast || followLast)) {
-      if (++links > MAX_LINKS) {
-        throw new KilnError(
-          "fs",
-          "SYMLINK_LOOP",
-          `too many levels of symbolic links resolving ${imagePath2}`,
-          {
-            hint: "a symlink in the image points back at itself"
-          }
-        );
-      }
-      const target = readlinkSync(host);
-      if (target.startsWith("/")) resolved.length = 0;
-      parts.unshift(...target.split("/").filter(Boolean));
-      continue;
-    }
-    resolved.push(part);
-  }
-  return posix.join(root, ...resolved);
-}
-function normalizeParts(parts) {
-  const out = [];
-  for (const p of parts) {
-    if (p === "..") out.pop();
-    else if (p !== "." && p !== "") out.push(p);
-  }
-  return out;
-}
-function imagePathOf(root, hostPath) {
-  const rel = posix.relative(root, hostPath);
-  return rel === "" ? "/" : "/" + rel;
-}
-
-// src/fs/xattr.ts
-import { execFile, spawn } from "node:child_process";
-var CAPABILITY_XATTR = "security.capability";
-var BATCH = 256;
-function keepXattr(name) {
-  return !(name.startsWith("trusted.overlay.") || name.startsWith("user.overlay.") || name === "security.selinux");
-}
-function unescapeName(s) {
-  if (!s.includes("\\")) return s;
-  const bytes = [];
-  const raw = Buffer.from(s, "utf8");
-  for (let i = 0; i < raw.length; i++) {
-    if (raw[i] === 92 && i + 3 < raw.length && /^[0-7]{3}$/.test(raw.subarray(i + 1, i + 4).toString())) {
-      bytes.push(parseInt(raw.subarray(i + 1, i + 4).toString(), 8));
-      i += 3;
-    } else if (raw[i] === 92 && raw[i + 1] === 92) {
-      bytes.push(92);
-      i += 1;
-    } else bytes.push(raw[i]);
-  }
-  return Buffer.from(bytes).toString("utf8");
-}
-function escapeName(s) {
-  let out = "";
-  for (const b of Buffer.from(s, "utf8")) {
-    if (b === 92) out += "\\\\";
-    else if (b < 33 || b > 126 || b === 61) out += "\\" + b.toString(8).padStart(3, "0");
-    else out += String.fromCharCode(b);
-  }
-  return out;
-}
-function decodeValue(v) {
-  if (v.startsWith("0x")) return Buffer.from(v.slice(2), "hex");
-  if (v.startsWith("0s")) return Buffer.from(v.slice(2), "base64");
-  if (v.startsWith('"') && v.endsWith('"')) return Buffer.from(v.slice(1, -1), "utf8");
-  return Buffer.from(v, "utf8");
-}
-function run(cmd2, args) {
-  return new Promise((resolve5) => {
-    execFile(cmd2, args, { maxBuffer: 256 * 1024 * 1024, encoding: "utf8" }, (err, stdout, stderr) => {
-      const e = err;
-      if (e && e.code === "ENOENT") resolve5({ code: -1, stdout: "", stderr: "not installed" });
-      else resolve5({ code: e ? typeof e.code === "number" ? e.code : 1 : 0, stdout, stderr });
-    });
-  });
-}
-async function readXattrs(paths) {
-  const out = /* @__PURE__ */ new Map();
-  const wanted = new Set(paths);
-  for (let i = 0; i < paths.length; i += BATCH) {
-    const batch = paths.slice(i, i + BATCH);
-    const r = await run("getfattr", ["-h", "-d", "-m", "-", "-e", "hex", "--absolute-names", "--", ...batch]);
-    if (r.code === -1) return out;
-    let current;
-    for (const line of r.stdout.split("\n")) {
-      if (line.startsWith("# file: ")) {
-        const p = unescapeName(line.slice(8));
-        current = wanted.has(p) ? /* @__PURE__ */ new Map() : void 0;
-        if (current) out.set(p, current);
-        continue;
-      }
-      const eq = line.indexOf("=");
-      if (!current || line === "" || eq <= 0) continue;
-      const name = unescapeName(line.slice(0, eq));
-      if (keepXattr(name)) current.set(name, decodeValue(line.slice(eq + 1)));
-    }
-  }
-  for (const [p, m] of out) if (m.size === 0) out.delete(p);
-  return out;
-}
-async function applyXattrs(items) {
-  if (items.length === 0) return;
-  let dump = "";
-  for (const { path: path2, xattrs } of items) {
-    dump += `# file: ${escapeName(path2)}
-`;
-    for (const [k, v] of xattrs) dump += `${escapeName(k)}=0x${v.toString("hex")}
-`;
-    dump += "\n";
-  }
-  const code = await new Promise((resolve5) => {
-    const child = spawn("setfattr", ["-h", "--restore=-"], { stdio: ["pipe", "ignore", "ignore"] });
-    child.on("error", () => resolve5(-1));
-    child.stdin.on("error", () => void 0);
-    child.on("close", (c) => resolve5(c ?? 1));
-    child.stdin.end(dump);
-  });
-  if (code === 0) return;
-  for (const { path: path2, xattrs } of items) {
-    const cap = xattrs.get(CAPABILITY_XATTR);
-    if (!cap) continue;
-    const r = await run("setfattr", [
-      "-h",
-      "-n",
-      CAPABILITY_XATTR,
-      "-v",
-      `0x${cap.toString("hex")}`,
-      "--",
-      path2
-    ]);
-    if (r.code !== 0) {
-      throw new KilnError(
-        "fs",
-        "XATTR_FAILED",
-        `cannot set security.capability on ${path2}: ${r.stderr.trim().split("\n")[0] ?? ""}`,
-        { hint: "install the attr package and extract onto a filesystem that supports security xattrs" }
-      );
-    }
-  }
-}
-
-// src/fs/zstd.ts
-import { spawn as spawn2 } from "node:child_process";
-import { Duplex } from "node:stream";
-var ProcessDuplex = class extends Duplex {
-  child;
-  stderr = "";
-  constructor(args, what) {
-    super();
-    this.child = spawn2("zstd", args, { stdio: ["pipe", "pipe", "pipe"] });
-    const child = this.child;
-    child.stderr.on("data", (d) => {
-      if (this.stderr.length < 4096) this.stderr += d.toString();
-    });
-    child.stdout.on("data", (d) => {
-      if (!this.push(d)) child.stdout.pause();
-    });
-    child.stdin.on("error", () => void 0);
-    child.on("error", (err) => {
-      this.destroy(
-        new KilnError("fs", "ZSTD_UNAVAILABLE", `cannot run zstd to ${what}: ${err.message}`, {
-          hint: "install the zstd package, or use gzip compression",
-          cause: err
-        })
-      );
-    });
-    child.on("close", (code, signal) => {
-      if (code === 0) this.push(null);
-      else if (!this.destroyed) {
-        this.destroy(
-          new KilnError(
-            "fs",
-            "ZSTD_FAILED",
-            `zstd failed to ${what} (${signal ?? `exit ${code}`}): ${this.stderr.trim().split("\n")[0] ?? ""}`,
-            { hint: "the layer is corrupt or truncated" }
-          )
-        );
-      }
-    });
-  }
-  _write(chunk, _enc, cb) {
-    if (this.child.stdin.write(chunk)) cb();
-    else this.child.stdin.once("drain", () => cb());
-  }
-  _final(cb) {
-    this.child.stdin.end();
-    cb();
-  }
-  _read() {
-    this.child.stdout.resume();
-  }
-  _destroy(err, cb) {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
-    cb(err);
-  }
-};
-function zstdDecompress() {
-  return new ProcessDuplex(["-d", "-c", "-q"], "decompress a layer");
-}
-function zstdCompress(level) {
-  const l = Math.max(1, Math.min(22, Math.round(level) || 3));
-  return new ProcessDuplex(
-    [...l > 19 ? ["--ultra"] : [], `-${l}`, "-c", "-q", "--no-progress"],
-    "compress a layer"
-  );
-}
-
-// src/fs/extract.ts
-var WH = ".wh.";
-var OPAQUE = ".wh..wh..opq";
-var XATTR_PREFIX = "SCHILY.xattr.";
-function decodePaxBinary(buf) {
-  const out = {};
-  let off = 0;
-  while (off < buf.length) {
-    const sp = buf.indexOf(32, off);
-    if (sp < 0) break;
-    const len = parseInt(buf.subarray(off, sp).toString("ascii"), 10);
-    if (!len || off + len > buf.length) break;
-    const rec = buf.subarray(sp + 1, off + len - 1);
-    const eq = rec.indexOf(61);
-    if (eq > 0) {
-      const key = rec.subarray(0, eq).toString("utf8");
-      const val = rec.subarray(eq + 1);
-      out[key] = key.startsWith(XATTR_PREFIX) ? val.toString("latin1") : val.toString("utf8");
-    }
-    off += len;
-  }
-  return out;
-}
-var BaseExtract = tar.extract().constructor;
-var baseDecodeLongHeader = BaseExtract.prototype._decodeLongHeader;
-var BinaryPaxExtract = class extends BaseExtract {
-  _decodeLongHeader(buf) {
-    const self = this;
-    if (self._header.type === "pax-header") {
-      self._pax = Object.assign({}, self._paxGlobal ?? {}, decodePaxBinary(buf));
-    } else if (self._header.type === "pax-global-header") {
-      self._paxGlobal = decodePaxBinary(buf);
-    } else baseDecodeLongHeader.call(this, buf);
-  }
-};
-async function sniff(stream) {
-  const it = stream[Symbol.asyncIterator]();
-  const head = [];
-  let size = 0;
-  let done = false;
-  while (size < 4) {
-    const r = await it.next();
-    if (r.done) {
-      done = true;
-      break;
-    }
-    const b = typeof r.value === "string" ? Buffer.from(r.value) : r.value;
-    head.push(b);
-    size += b.length;
-  }
-  const first = Buffer.concat(head);
-  const body = Readable.from(
-    (async function* () {
-      if (first.length) yield first;
-      if (done) return;
-      for (; ; ) {
-        const r = await it.next();
-        if (r.done) return;
-        yield typeof r.value === "string" ? Buffer.from(r.value) : r.value;
-      }
-    })(),
-    { objectMode: false }
-  );
-  body.on("close", () => {
-    if (!stream.readableEnded) stream.destroy();
-  });
-  let kind = "none";
-  if (first[0] === 31 && first[1] === 139) kind = "gzip";
-  else if (first[0] === 40 && first[1] === 181 && first[2] === 47 && first[3] === 253) kind = "zstd";
-  return { kind, body };
-}
-function unsafe(message) {
-  return new KilnError("fs", "UNSAFE_LAYER", message, {
-    hint: "the layer tries to write outside the image root; it is corrupt or malicious"
-  });
-}
-function imagePath(name) {
-  const p = posix2.normalize("/" + name);
-  return p.length > 1 && p.endsWith("/") ? p.slice(0, -1) : p;
-}
-function run2(cmd2, args) {
-  return new Promise((resolve5, reject) => {
-    execFile2(cmd2, args, (err, _out, stderr) => {
-      if (!err) return resolve5();
-      reject(
-        new KilnError(
-          "fs",
-          "EXTRACT_FAILED",
-          `${cmd2} ${args.join(" ")} failed: ${String(stderr).trim() || err.message}`,
-          {
-            hint: "device nodes need CAP_MKNOD; run kiln as root",
-            cause: err
-          }
-        )
-      );
-    });
-  });
-}
-async function lstatOrNull(p) {
-  try {
-    return await lstat(p);
-  } catch {
-    return null;
-  }
-}
-function num(pax, key, fallback) {
-  const v = pax?.[key];
-  if (v === void 0) return fallback;
-  const n = Number(v);
-  return Number.isFinite(n) ? n : fallback;
-}
-async function emptyLower(dir, written) {
-  let names;
-  try {
-    names = await readdir(dir);
-  } catch {
-    return;
-  }
-  for (const n of names) {
-    const p = posix2.join(dir, n);
-    if (!written.has(p)) {
-      await rm(p, { recursive: true, force: true });
-      continue;
-    }
-    const st = await lstatOrNull(p);
-    if (st?.isDirectory()) await emptyLower(p, written);
-  }
-}
-async function extractLayer(stream, root, opts = {}) {
-  root = posix2.resolve(root);
-  const { kind, body } = await sniff(stream);
-  const decoder = kind === "gzip" ? createGunzip() : kind === "zstd" ? zstdDecompress() : new PassThrough();
-  const ex = new BinaryPaxExtract();
-  body.on("error", (err) => decoder.destroy(err));
-  decoder.on("error", (err) => ex.destroy(err));
-  body.pipe(decoder).pipe(ex);
-  const written = /* @__PURE__ */ new Set();
-  const dirTimes = [];
-  const xattrs = [];
-  let entries = 0;
-  const dirs = /* @__PURE__ */ new Map([["/", root]]);
-  try {
-    for await (const entry of ex) {
-      entries++;
-      const h = entry.header;
-      try {
-        await applyEntry(h, entry);
-      } finally {
-        entry.resume();
-      }
-    }
-  } catch (err) {
-    body.destroy();
-    decoder.destroy();
-    ex.destroy();
-    if (err instanceof KilnError) throw err;
-    throw new KilnError("fs", "BAD_LAYER", `cannot extract layer: ${err.message}`, {
-      hint: "the layer blob is corrupt, truncated, or not a tar archive",
-      cause: err
-    });
-  }
-  await applyXattrs(xattrs);
-  for (const [p, t] of dirTimes) {
-    try {
-      lutimesSync(p, t, t);
-    } catch {
-    }
-  }
-  return { entries };
-  function resolveEntry(path2) {
-    const parent = posix2.dirname(path2);
-    const hostParent = dirs.get(parent);
-    if (hostParent !== void 0) return posix2.join(hostParent, posix2.basename(path2));
-    const resolvedParent = resolveInRootSync(root, parent, true);
-    let isDir3 = false;
-    try {
-      isDir3 = lstatSync2(resolvedParent).isDirectory();
-    } catch {
-    }
-    if (isDir3) dirs.set(parent, resolvedParent);
-    return resolveInRootSync(root, path2, false);
-  }
-  function clearSync(host, keepDir) {
-    const st = lstatSync2(host, { throwIfNoEntry: false });
-    if (!st) return false;
-    if (st.isDirectory()) {
-      if (keepDir) return true;
-      rmSync(host, { recursive: true, force: true });
-      dirs.clear();
-      dirs.set("/", root);
-    } else unlinkSync(host);
-    return false;
-  }
-  function ensureParentSync(host, name) {
-    const parent = posix2.dirname(host);
-    try {
-      mkdirSync(parent, { recursive: true });
-    } catch (err) {
-      throw new KilnError(
-        "fs",
-        "LAYER_CONFLICT",
-        `cannot create the parent directory of ${name}: ${err.message}`,
-        {
-          hint: "a path component of this layer entry is a file in the layers below",
-          cause: err
-        }
-      );
-    }
-  }
-  async function applyEntry(h, entry) {
-    const path2 = imagePath(h.name);
-    const base = posix2.basename(path2);
-    const pax = h.pax ?? void 0;
-    if (base === OPAQUE) {
-      const dir = await resolveInRoot(root, posix2.dirname(path2), true);
-      await emptyLower(dir, written);
-      dirs.clear();
-      dirs.set("/", root);
-      opts.onWhiteout?.(posix2.dirname(path2), "opaque");
-      return;
-    }
-    if (base.startsWith(WH)) {
-      const target = posix2.join(posix2.dirname(path2), base.slice(WH.length));
-      if (target === "/") return;
-      const host2 = await resolveInRoot(root, target, false);
-      if (host2 !== root) await rm(host2, { recursive: true, force: true });
-      dirs.clear();
-      dirs.set("/", root);
-      opts.onWhiteout?.(target, "whiteout");
-      return;
-    }
-    if (path2 === "/") return;
-    const host = resolveEntry(path2);
-    if (host === root || !host.startsWith(root + "/"))
-      throw unsafe(`layer entry ${h.name} resolves outside the root`);
-    const uid = num(pax, "uid", h.uid ?? 0);
-    const gid = num(pax, "gid", h.gid ?? 0);
-    const mode = (h.mode ?? 420) & 4095;
-    const mtime = num(pax, "mtime", (h.mtime?.getTime() ?? 0) / 1e3);
-    if (!dirs.has(posix2.dirname(path2))) ensureParentSync(host, h.name);
-    switch (h.type) {
-      case "directory": {
-        if (!clearSync(host, true)) mkdirSync(host, { mode: 448 });
-        lchownSync(host, uid, gid);
-        chmodSync(host, mode);
-        dirTimes.push([host, mtime]);
-        dirs.set(path2, host);
-        break;
-      }
-      case "file":
-      case "contiguous-file":
-      case null:
-      case void 0: {
-        clearSync(host, false);
-        const fd = openSync(host, "wx", 384);
-        try {
-          for await (const chunk of entry) {
-            let off = 0;
-            while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
-          }
-        } finally {
-          closeSync(fd);
-        }
-        lchownSync(host, uid, gid);
-        chmodSync(host, mode);
-        lutimesSync(host, mtime, mtime);
-        break;
-      }
-      case "symlink": {
-        clearSync(host, false);
-        symlinkSync(h.linkname ?? "", host);
-        lchownSync(host, uid, gid);
-        lutimesSync(host, mtime, mtime);
-        break;
-      }
-      case "link": {
-        const rel = posix2.normalize(h.linkname ?? "");
-        if (rel === ".." || rel.startsWith("../") || rel === "." || rel === "") {
-          throw unsafe(`hardlink ${h.name} points outside the root (${h.linkname ?? ""})`);
-        }
-        const target = resolveInRootSync(root, rel, false);
-        if (!target.startsWith(root + "/"))
-          throw unsafe(`hardlink ${h.name} points outside the root (${h.linkname})`);
-        const tst = lstatSync2(target, { throwIfNoEntry: false });
-        if (!tst || tst.isDirectory()) {
-          throw new KilnError(
-            "fs",
-            "BAD_LAYER",
-            `hardlink ${h.name} points at ${h.linkname}, which is not a file`,
-            {
-              hint: "the layer is corrupt: a hardlink target must be a non-directory written before it"
-            }
-          );
-        }
-        if (target === host) break;
-        clearSync(host, false);
-        linkSync(target, host);
-        break;
-      }
-      case "character-device":
-      case "block-device":
-      case "fifo": {
-        if (opts.skipDevices && h.type !== "fifo") {
-          opts.onSkipped?.(path2, `${h.type} ${h.devmajor ?? 0}:${h.devminor ?? 0} cannot be created here`);
-          return;
-        }
-        clearSync(host, false);
-        const m = mode.toString(8);
-        if (h.type === "fifo") await run2("mkfifo", ["-m", m, "--", host]);
-        else {
-          const t = h.type === "character-device" ? "c" : "b";
-          await run2("mknod", ["-m", m, "--", host, t, String(h.devmajor ?? 0), String(h.devminor ?? 0)]);
-        }
-        lchownSync(host, uid, gid);
-        chmodSync(host, mode);
-        lutimesSync(host, mtime, mtime);
-        break;
-      }
-      default:
-        return;
-    }
-    for (let p = host; p !== root && !written.has(p); p = posix2.dirname(p)) written.add(p);
-    if (pax) {
-      const x = /* @__PURE__ */ new Map();
-      for (const [k, v] of Object.entries(pax)) {
-        if (k.startsWith(XATTR_PREFIX)) x.set(k.slice(XATTR_PREFIX.length), Buffer.from(v, "latin1"));
-      }
-      if (x.size > 0 && h.type !== "symlink") xattrs.push({ path: host, xattrs: x });
-    }
-  }
-}
-
-// src/context/fetch.ts
-var TAR_SUFFIX = /\.(tar|tar\.gz|tgz|tar\.zst|tar\.zstd)$/i;
-var SHA_RE = /^[0-9a-f]{40}([0-9a-f]{24})?$/i;
-var HTTPS_ONLY_GIT_HOSTS = /* @__PURE__ */ new Set(["github.com", "gitlab.com", "bitbucket.org"]);
-var MAX_REDIRECTS = 10;
-function parseContext(context) {
-  if (context === "-" || context === "tar://stdin") return { kind: "stdin" };
-  if (context.startsWith("tar://")) return { kind: "tar", path: context.slice("tar://".length) };
-  if (context.startsWith("dir://")) return { kind: "dir", path: context.slice("dir://".length) };
-  if (isGitContext(context)) return parseGit(context);
-  if (/^https?:\/\//i.test(context)) return { kind: "url", url: context };
-  if (TAR_SUFFIX.test(context)) return { kind: "tar", path: context };
-  return { kind: "dir", path: context };
-}
-function isGitContext(c) {
-  if (/^(git|ssh|git\+ssh|git\+https?):\/\//i.test(c)) return true;
-  if (/^[\w.-]+@[\w.-]+:/.test(c)) return true;
-  if (/^github\.com\//i.test(c)) return true;
-  if (/^https?:\/\//i.test(c)) {
-    const hash = c.indexOf("#");
-    const base = hash < 0 ? c : c.slice(0, hash);
-    return hash >= 0 || /\.git\/?$/i.test(base.split("?")[0]);
-  }
-  return false;
-}
-function parseGit(c) {
-  const [base, ...frags] = c.split("#");
-  let url = base;
-  if (/^github\.com\//i.test(url)) url = `https://${url}`;
-  url = url.replace(/^git\+(https?|ssh):\/\//i, "$1://");
-  if (/^git:\/\//i.test(url)) {
-    const method = process.env.GIT_PULL_METHOD;
-    const host = url.slice("git://".length).split(/[/:]/)[0].toLowerCase();
-    if (method) url = `${method}://${url.slice("git://".length)}`;
-    else if (HTTPS_ONLY_GIT_HOSTS.has(host)) url = `https://${url.slice("git://".length)}`;
-  }
-  const spec = {
-    kind: "git",
-    url
-  };
-  const first = frags[0] ?? "";
-  if (first) {
-    const colon = first.indexOf(":");
-    const ref = colon < 0 ? first : first.slice(0, colon);
-    const subdir = colon < 0 ? "" : first.slice(colon + 1);
-    if (ref) spec.ref = ref;
-    if (subdir) spec.subdir = subdir;
-  }
-  if (frags[1]) spec.commit = frags[1];
-  return spec;
-}
-function redactUrl(url) {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, "$1");
-}
-function notFound(what, hint) {
-  return new KilnError("context", "CONTEXT_NOT_FOUND", what, { hint });
-}
-async function applySubPath(root, sub, label) {
-  if (!sub) return root;
-  const dir = resolve(root, sub.replace(/^\/+/, ""));
-  const rel = relative(root, dir);
-  if (rel === ".." || rel.startsWith(".." + sep) || isAbsolute(rel)) {
-    throw new KilnError("context", "CONTEXT_NOT_FOUND", `context sub-path ${sub} leaves the ${label}`, {
-      hint: "pass a path relative to the context root, without .."
-    });
-  }
-  const st = await stat(dir).catch(() => null);
-  if (!st?.isDirectory()) {
-    throw notFound(
-      `context sub-path ${sub} is not a directory in the ${label}`,
-      "check --context-sub-path (or the :subdir of the git fragment)"
-    );
-  }
-  return dir;
-}
-async function materializeContext(opts, workDir, logger) {
-  const spec = parseContext(opts.context);
-  if (spec.kind === "dir") {
-    const root = resolve(spec.path);
-    const st = await stat(root).catch(() => null);
-    if (!st?.isDirectory()) {
-      throw notFound(
-        `build context ${root} is not a directory`,
-        "pass --context <dir>, tar://<file>, a git URL or an https tarball URL"
-      );
-    }
-    const dir = await applySubPath(root, opts.contextSubPath, `context ${root}`);
-    return { dir, cleanup: async () => void 0, description: `directory ${dir}` };
-  }
-  workDir = resolve(workDir);
-  const target = join(workDir, "context");
-  await rm2(target, { recursive: true, force: true });
-  await mkdir(target, { recursive: true });
-  const cleanup = async () => {
-    await rm2(target, { recursive: true, force: true }).catch(() => void 0);
-    await rm2(`${target}.download`, { force: true }).catch(() => void 0);
-    await rmdir(workDir).catch(() => void 0);
-  };
-  try {
-    let root = target;
-    let description;
-    switch (spec.kind) {
-      case "stdin":
-        await extractTar(process.stdin, target, "tar from stdin");
-        description = "tar from stdin";
-        break;
-      case "tar": {
-        const file = resolve(spec.path);
-        const st = await stat(file).catch(() => null);
-        if (!st?.isFile())
-          throw notFound(`build context tar ${file} does not exist`, "check the tar:// path");
-        await extractTar(createReadStream(file), target, `tar ${file}`);
-        description = `tar ${file}`;
-        break;
-      }
-      case "url": {
-        const file = `${target}.download`;
-        const shown = redactUrl(spec.url);
-        await download(spec.url, file, logger);
-        await extractTar(createReadStream(file), target, `tarball ${shown}`);
-        await rm2(file, { force: true });
-        description = `tarball ${shown}`;
-        break;
-      }
-      case "git": {
-        const commit = await gitFetch(spec, opts, target, logger);
-        root = await applySubPath(target, spec.subdir, `git repository ${redactUrl(spec.url)}`);
-        description = `git ${redactUrl(spec.url)}${spec.ref ? `#${spec.ref}` : ""} at ${commit}`;
-        break;
-      }
-    }
-    const dir = await applySubPath(root, opts.contextSubPath, description);
-    logger?.info(`build context: ${description}`);
-    return { dir, cleanup, description };
-  } catch (e) {
-    await cleanup();
-    throw e;
-  }
-}
-async function extractTar(stream, target, label) {
-  try {
-    await extractLayer(stream, target);
-  } catch (e) {
-    throw new KilnError("context", "CONTEXT_BAD_TAR", `cannot extract ${label}: ${e.message}`, {
-      hint: "the context must be a tar archive (plain, gzip or zstd) whose entries stay inside it",
-      cause: e
-    });
-  }
-}
-async function download(url, file, logger) {
-  const shown = redactUrl(url);
-  let current;
-  try {
-    current = new URL(url);
-  } catch (e) {
-    throw new KilnError("usage", "CONTEXT_BAD_URL", `build context URL ${shown} is invalid`, {
-      hint: "pass a full http(s) URL",
-      cause: e
-    });
-  }
-  const headers = {};
-  if (current.username || current.password) {
-    const auth = Buffer.from(
-      `${decodeURIComponent(current.username)}:${decodeURIComponent(current.password)}`
-    ).toString("base64");
-    logger?.addSecret(auth);
-    logger?.addSecret(decodeURIComponent(current.password));
-    headers.authorization = `Basic ${auth}`;
-    current.username = "";
-    current.password = "";
-  }
-  const origin = current.origin;
-  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-    let res;
-    try {
-      res = await (0, import_undici.request)(current, {
-        method: "GET",
-        // Credentials only go to the origin they were given for.
-        headers: current.origin === origin ? headers : {}
-      });
-    } catch (e) {
-      throw new KilnError(
-        "context",
-        "CONTEXT_DOWNLOAD_FAILED",
-        `cannot download ${shown}: ${e.message}`,
-        {
-          hint: "check the URL and that the build host can reach it",
-          cause: e
-        }
-      );
-    }
-    if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location) {
-      await res.body.dump();
-      current = new URL(String(res.headers.location), current);
-      logger?.debug(`build context: redirected to ${redactUrl(current.href)}`);
-      continue;
-    }
-    if (res.statusCode !== 200) {
-      await res.body.dump();
-      throw new KilnError(
-        "context",
-        "CONTEXT_DOWNLOAD_FAILED",
-        `cannot download ${shown}: HTTP ${res.statusCode}`,
-        {
-          hint: res.statusCode === 401 || res.statusCode === 403 ? "the server wants credentials" : "check the URL"
-        }
-      );
-    }
-    await pipeline(res.body, createWriteStream(file));
-    return;
-  }
-  throw new KilnError("context", "CONTEXT_DOWNLOAD_FAILED", `cannot download ${shown}: too many redirects`, {
-    hint: "check the URL"
-  });
-}
-async function gitCredentials(opts) {
-  if (opts.git.tokenFile) {
-    let token;
-    try {
-      token = (await readFile(opts.git.tokenFile, "utf8")).trim();
-    } catch (e) {
-      throw new KilnError("usage", "GIT_TOKEN_FILE", `cannot read git token file ${opts.git.tokenFile}`, {
-        hint: "check --git token-file=<path>",
-        cause: e
-      });
-    }
-    return { user: opts.git.tokenUser || process.env.GIT_USERNAME || "oauth2", password: token };
-  }
-  if (process.env.GIT_TOKEN) return { user: process.env.GIT_TOKEN, password: "" };
-  if (process.env.GIT_USERNAME || process.env.GIT_PASSWORD) {
-    return { user: process.env.GIT_USERNAME ?? "", password: process.env.GIT_PASSWORD ?? "" };
-  }
-  return void 0;
-}
-async function gitAuth(rawUrl, opts) {
-  const auth = { config: [], secrets: [] };
-  if (!/^https?:\/\//i.test(rawUrl)) {
-    if (opts.git.insecureSkipTls) auth.config.push(["http.sslVerify", "false"]);
-    return { url: rawUrl, auth };
-  }
-  const u = new URL(rawUrl);
-  let creds = await gitCredentials(opts);
-  if (u.username || u.password) {
-    creds ??= { user: decodeURIComponent(u.username), password: decodeURIComponent(u.password) };
-    u.username = "";
-    u.password = "";
-  }
-  if (opts.git.insecureSkipTls) auth.config.push([`http.${u.origin}/.sslVerify`, "false"]);
-  if (creds) {
-    const basic = Buffer.from(`${creds.user}:${creds.password}`).toString("base64");
-    auth.config.push([`http.${u.origin}/.extraHeader`, `Authorization: Basic ${basic}`]);
-    auth.secrets.push(basic, creds.password, ...creds.password ? [] : [creds.user]);
-  }
-  return { url: u.href, auth };
-}
-function redactAll(text, secrets) {
-  let out = text;
-  for (const s of secrets) if (s && s.length >= 3) out = out.split(s).join("***");
-  return out;
-}
-function runGit(args, cwd, auth) {
-  const base = Number.parseInt(process.env.GIT_CONFIG_COUNT ?? "0", 10) || 0;
-  const env = {
-    ...process.env,
-    GIT_TERMINAL_PROMPT: "0",
-    GIT_CONFIG_COUNT: String(base + auth.config.length)
-  };
-  auth.config.forEach(([k, v], i) => {
-    env[`GIT_CONFIG_KEY_${base + i}`] = k;
-    env[`GIT_CONFIG_VALUE_${base + i}`] = v;
-  });
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn3("git", args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
-    const out = [];
-    const err = [];
-    child.stdout.on("data", (c) => out.push(c));
-    child.stderr.on("data", (c) => err.push(c));
-    child.on(
-      "error",
-      (e) => reject(
-        new KilnError("context", "GIT_NOT_FOUND", `cannot run git: ${e.message}`, {
-          hint: "install git on the build host to use git contexts",
-          cause: e
-        })
-      )
-    );
-    child.on(
-      "close",
-      (code) => resolvePromise({
-        code: code ?? 1,
-        stdout: Buffer.concat(out).toString("utf8"),
-        stderr: redactAll(Buffer.concat(err).toString("utf8"), auth.secrets)
-      })
-    );
-  });
-}
-function gitError(what, url, r, hasCreds = false) {
-  const lines = r.stderr.split("\n").map((l) => l.trim()).filter(Boolean);
-  const detail = (lines.filter((l) => /^(fatal|error):/.test(l)).pop() ?? lines.pop() ?? `exit ${r.code}`).replace(/^(fatal|error):\s*/, "").replace(/[a-z][a-z0-9+.-]*:\/\/[^/\s@']*@/gi, (m) => redactUrl(m));
-  const authFailed = /authentication failed|could not read (username|password)|HTTP (401|403)|403 Forbidden/i.test(r.stderr);
-  return new KilnError(
-    "context",
-    authFailed ? "GIT_AUTH_FAILED" : "GIT_FETCH_FAILED",
-    authFailed ? `git ${what} ${url} failed: ${hasCreds ? "the server refused the credentials" : "the server requires credentials"} (${detail})` : `git ${what} ${url} failed: ${detail}`,
-    {
-      hint: authFailed ? "the git server refused the credentials: check --git token-file (and token-user) or GIT_USERNAME/GIT_PASSWORD/GIT_TOKEN" : "check the repository URL and the ref (branch, tag or commit) in the #fragment"
-    }
-  );
-}
-async function fetchGitSource(url, dir, opts, keepGitDir, logger) {
-  const spec = parseGit(url);
-  if (spec.kind !== "git") throw notFound(`${url} is not a git URL`, "write https://host/repo.git#ref");
-  await mkdir(dir, { recursive: true });
-  await gitFetch(spec, opts, dir, logger, keepGitDir);
-  return applySubPath(dir, spec.subdir, `git repository ${redactUrl(spec.url)}`);
-}
-async function gitFetch(spec, opts, dir, logger, keepGitDir = false) {
-  const { url, auth } = await gitAuth(spec.url, opts);
-  for (const s of auth.secrets) logger?.addSecret(s);
-  const shown = redactUrl(url);
-  const hasCreds = auth.secrets.length > 0;
-  let ref = spec.ref ?? opts.git.branch;
-  let commit = spec.commit ?? opts.git.revision;
-  if (ref && !commit && SHA_RE.test(ref)) {
-    commit = ref;
-    ref = void 0;
-  }
-  const git = async (args) => runGit(args, dir, auth);
-  const must = async (what, args) => {
-    const r = await git(args);
-    if (r.code !== 0) throw gitError(what, shown, r, hasCreds);
-    return r;
-  };
-  await must("init", ["init", "-q"]);
-  await must("remote add", ["remote", "add", "origin", url]);
-  logger?.debug(`git: fetching ${shown}${ref ? ` ref ${ref}` : ""}${commit ? ` commit ${commit}` : ""}`);
-  let checkout = "FETCH_HEAD";
-  if (commit) {
-    const shallow = await git(["fetch", "-q", "--depth", "1", "origin", commit]);
-    if (shallow.code !== 0) {
-      if (/authentication failed|could not read (username|password)/i.test(shallow.stderr)) {
-        throw gitError("fetch", shown, shallow, hasCreds);
-      }
-      logger?.debug(`git: commit ${commit} not fetchable directly; fetching all refs`);
-      await must("fetch", [
-        "fetch",
-        "-q",
-        "origin",
-        ref ? ref : "+refs/heads/*:refs/remotes/origin/*",
-        "+refs/tags/*:refs/tags/*"
-      ]);
-      checkout = commit;
-    }
-  } else {
-    const r = await git(["fetch", "-q", "--depth", "1", "origin", ref ?? "HEAD"]);
-    if (r.code !== 0) {
-      if (!ref || !/^[0-9a-f]{7,39}$/i.test(ref) || !/couldn't find remote ref/i.test(r.stderr)) {
-        throw gitError("fetch", shown, r, hasCreds);
-      }
-      logger?.debug(`git: ${ref} is no remote ref; fetching all refs to find it as a commit`);
-      await must("fetch", [
-        "fetch",
-        "-q",
-        "origin",
-        "+refs/heads/*:refs/remotes/origin/*",
-        "+refs/tags/*:refs/tags/*"
-      ]);
-      checkout = ref;
-      commit = ref;
-    }
-  }
-  await must("checkout", ["-c", "advice.detachedHead=false", "checkout", "-q", "--detach", checkout]);
-  const head = (await must("rev-parse", ["rev-parse", "HEAD"])).stdout.trim();
-  if (commit && !head.toLowerCase().startsWith(commit.toLowerCase())) {
-    throw new KilnError(
-      "context",
-      "GIT_FETCH_FAILED",
-      `git ${shown}: checked out ${head}, wanted ${commit}`,
-      {
-        hint: "check the commit in the #fragment"
-      }
-    );
-  }
-  if (opts.git.recurseSubmodules) {
-    await must("submodule update", ["submodule", "update", "--init", "--recursive", "--depth", "1"]);
-    const list = await must("submodule foreach", [
-      "submodule",
-      "foreach",
-      "--quiet",
-      "--recursive",
-      'echo "$displaypath"'
-    ]);
-    for (const p of list.stdout.split("\n").filter(Boolean)) {
-      await rm2(join(dir, p, ".git"), { recursive: true, force: true });
-    }
-  }
-  if (!keepGitDir) await rm2(join(dir, ".git"), { recursive: true, force: true });
-  return head;
-}
-
-// src/build/platform.ts
-var NODE_ARCH = {
-  x64: "amd64",
-  arm64: "arm64",
-  arm: "arm",
-  ia32: "386",
-  ppc64: "ppc64le",
-  s390x: "s390x",
-  riscv64: "riscv64"
-};
-function hostPlatform() {
-  const architecture = NODE_ARCH[process.arch] ?? process.arch;
-  return architecture === "arm64" ? { os: "linux", architecture, variant: "v8" } : { os: "linux", architecture };
-}
-function parsePlatform(spec) {
-  const parts = spec.trim().toLowerCase().split("/");
-  if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === "")) {
-    throw new KilnError("usage", "BAD_PLATFORM", `invalid platform "${spec}"`, {
-      hint: "write it as os/arch or os/arch/variant, e.g. linux/amd64 or linux/arm64/v8"
-    });
-  }
-  const [os, architecture, variant] = parts;
-  return variant ? { os, architecture, variant } : { os, architecture };
-}
-function formatPlatform(p) {
-  return [p.os, p.architecture, p.variant].filter(Boolean).join("/");
-}
+// src/build/run.ts
+import { createReadStream as createReadStream8 } from "node:fs";
+import { mkdir as mkdir18, rm as rm14 } from "node:fs/promises";
+import { join as join19, resolve as resolve3 } from "node:path";
 
 // src/plan/load.ts
-import { readFile as readFile2, stat as stat2 } from "node:fs/promises";
-import { isAbsolute as isAbsolute2, join as join2, resolve as resolve2 } from "node:path";
+import { readFile, stat } from "node:fs/promises";
+import { isAbsolute, join, resolve } from "node:path";
 async function exists(p) {
   try {
-    return (await stat2(p)).isFile();
+    return (await stat(p)).isFile();
   } catch {
     return false;
   }
@@ -34054,12 +33029,12 @@ async function readStdin() {
 }
 async function loadDockerfile(contextDir, dockerfile) {
   if (dockerfile === "-") return { path: "-", text: await readStdin() };
-  const candidates = isAbsolute2(dockerfile) ? [dockerfile] : [dockerfile, join2(contextDir, dockerfile)];
+  const candidates = isAbsolute(dockerfile) ? [dockerfile] : [dockerfile, join(contextDir, dockerfile)];
   for (const c of candidates) {
-    if (await exists(c)) return { path: c, text: await readFile2(c, "utf8") };
+    if (await exists(c)) return { path: c, text: await readFile(c, "utf8") };
   }
   throw new KilnError("context", "DOCKERFILE_NOT_FOUND", `Dockerfile not found: ${dockerfile}`, {
-    hint: `looked at ${candidates.map((c) => resolve2(c)).join(" and ")}; pass --dockerfile <path> (relative to the context or absolute)`
+    hint: `looked at ${candidates.map((c) => resolve(c)).join(" and ")}; pass --dockerfile <path> (relative to the context or absolute)`
   });
 }
 
@@ -34858,7 +33833,7 @@ function splitTrigger(trigger, raw) {
 }
 
 // src/dockerfile/mounts.ts
-import { posix as posix3 } from "node:path";
+import { posix } from "node:path";
 var BOOL_KEYS = /* @__PURE__ */ new Set(["readonly", "ro", "readwrite", "rw", "required"]);
 var KEYS = {
   bind: ["type", "target", "source", "from", "readonly", "readwrite"],
@@ -35046,7 +34021,7 @@ function parseRunMount(spec, at, index = 0) {
       };
     }
     case "secret": {
-      const id = kv.get("id") ?? (target ? posix3.basename(target) : kv.get("env"));
+      const id = kv.get("id") ?? (target ? posix.basename(target) : kv.get("env"));
       if (!id) {
         throw new KilnError(
           "dockerfile",
@@ -35903,218 +34878,36 @@ function planBuild(ast, opts) {
   };
 }
 
-// src/plan/render.ts
-var q = (s) => JSON.stringify(s);
-function cmd(c) {
-  return c.form === "exec" ? `[${c.argv.map(q).join(", ")}]` : c.script;
+// src/build/platform.ts
+var NODE_ARCH = {
+  x64: "amd64",
+  arm64: "arm64",
+  arm: "arm",
+  ia32: "386",
+  ppc64: "ppc64le",
+  s390x: "s390x",
+  riscv64: "riscv64"
+};
+function hostPlatform() {
+  const architecture = NODE_ARCH[process.arch] ?? process.arch;
+  return architecture === "arm64" ? { os: "linux", architecture, variant: "v8" } : { os: "linux", architecture };
 }
-function renderInstruction(ins) {
-  switch (ins.kind) {
-    case "from":
-      return `FROM ${ins.platform ? `--platform=${ins.platform} ` : ""}${ins.image}${ins.stageName ? ` AS ${ins.stageName}` : ""}`;
-    case "run": {
-      const flags = [
-        ...ins.mounts.map((m) => `--mount=${m}`),
-        ...ins.network ? [`--network=${ins.network}`] : [],
-        ...ins.security ? [`--security=${ins.security}`] : []
-      ];
-      const heredocs = ins.heredocs.map((h) => `
-    <<${h.name}: ${h.content.split("\n").length - 1} line(s)`).join("");
-      return `RUN ${flags.map((f) => f + " ").join("")}${cmd(ins.command)}${heredocs}`;
-    }
-    case "cmd":
-    case "entrypoint":
-      return `${ins.kind.toUpperCase()} ${cmd(ins.command)}`;
-    case "shell":
-      return `SHELL [${ins.argv.map(q).join(", ")}]`;
-    case "env":
-    case "label":
-      return `${ins.kind.toUpperCase()} ${ins.pairs.map(([k, v]) => `${k}=${q(v)}`).join(" ")}`;
-    case "arg":
-      return `ARG ${ins.args.map((a) => a.default === void 0 ? a.name : `${a.name}=${a.default}`).join(" ")}`;
-    case "copy":
-    case "add": {
-      const flags = [
-        ...ins.from !== void 0 ? [`--from=${ins.from}`] : [],
-        ...ins.chown !== void 0 ? [`--chown=${ins.chown}`] : [],
-        ...ins.chmod !== void 0 ? [`--chmod=${ins.chmod}`] : [],
-        ...ins.link ? ["--link"] : [],
-        ...ins.parents ? ["--parents"] : [],
-        ...ins.exclude.map((e) => `--exclude=${e}`),
-        ...ins.checksum !== void 0 ? [`--checksum=${ins.checksum}`] : [],
-        ...ins.keepGitDir ? ["--keep-git-dir"] : []
-      ];
-      return `${ins.kind.toUpperCase()} ${flags.map((f) => f + " ").join("")}${[...ins.sources, ins.dest].join(" ")}`;
-    }
-    case "expose":
-    case "volume":
-      return `${ins.kind.toUpperCase()} ${ins.values.join(" ")}`;
-    case "user":
-    case "workdir":
-    case "stopsignal":
-    case "maintainer":
-      return `${ins.kind.toUpperCase()} ${ins.value}`;
-    case "healthcheck": {
-      if (ins.none) return "HEALTHCHECK NONE";
-      const opts = [
-        ins.interval && `--interval=${ins.interval}`,
-        ins.timeout && `--timeout=${ins.timeout}`,
-        ins.startPeriod && `--start-period=${ins.startPeriod}`,
-        ins.startInterval && `--start-interval=${ins.startInterval}`,
-        ins.retries !== void 0 && `--retries=${ins.retries}`
-      ].filter(Boolean);
-      return `HEALTHCHECK ${opts.map((o) => `${o} `).join("")}CMD ${cmd(ins.test)}`;
-    }
-    case "onbuild":
-      return `ONBUILD ${ins.trigger}`;
+function parsePlatform(spec) {
+  const parts = spec.trim().toLowerCase().split("/");
+  if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === "")) {
+    throw new KilnError("usage", "BAD_PLATFORM", `invalid platform "${spec}"`, {
+      hint: "write it as os/arch or os/arch/variant, e.g. linux/amd64 or linux/arm64/v8"
+    });
   }
+  const [os, architecture, variant] = parts;
+  return variant ? { os, architecture, variant } : { os, architecture };
 }
-function stageTitle(s) {
-  const base = s.base.kind === "image" ? s.base.ref : s.base.kind === "scratch" ? "scratch" : `stage ${s.base.index}`;
-  return `stage ${s.index}${s.name ? ` "${s.name}"` : ""} from ${base}${s.platform ? ` (platform ${s.platform})` : ""}`;
+function formatPlatform(p) {
+  return [p.os, p.architecture, p.variant].filter(Boolean).join("/");
 }
-function renderPlan(plan) {
-  const out = [];
-  out.push(`Dockerfile: ${plan.file}${plan.syntax ? ` (syntax ${plan.syntax})` : ""}`);
-  if (plan.globalArgs.length) {
-    out.push("global ARGs:");
-    for (const a of plan.globalArgs)
-      out.push(`  ${a.name}=${a.value === void 0 ? "<unset>" : q(a.value)}`);
-  }
-  const t = plan.stages[plan.target];
-  out.push(`target: stage ${t.index}${t.name ? ` "${t.name}"` : ""}`);
-  out.push(`build order: ${plan.order.map((i) => plan.stages[i].name ?? String(i)).join(" -> ")}`);
-  for (const s of plan.stages) {
-    out.push("");
-    out.push(`${s.needed ? "" : "[skipped: not needed by the target] "}${stageTitle(s)}`);
-    if (s.deps.length)
-      out.push(`  uses stages: ${s.deps.map((d) => plan.stages[d].name ?? String(d)).join(", ")}`);
-    if (s.imageDeps.length) out.push(`  uses images: ${s.imageDeps.join(", ")}`);
-    for (const p of s.instructions)
-      out.push(`  ${String(p.instruction.at.line).padStart(4)}  ${renderInstruction(p.expanded)}`);
-  }
-  if (plan.unusedBuildArgs.length || plan.warnings.length) out.push("");
-  if (plan.unusedBuildArgs.length) {
-    out.push(`warning: build arg(s) ${plan.unusedBuildArgs.join(", ")} were passed but no ARG declares them`);
-  }
-  for (const w of plan.warnings) {
-    out.push(`warning: ${w.at ? `${w.at.file}:${w.at.line}: ` : ""}${w.message} [${w.code}]`);
-  }
-  return out.join("\n") + "\n";
-}
-
-// src/cli/plan-command.ts
-async function planForOptions(opts) {
-  const ctx = await materializeContext(
-    opts,
-    resolve3(opts.workDir, `plan-context-${process.pid}-${Date.now()}`)
-  );
-  const df = await loadDockerfile(ctx.dir, opts.dockerfile).finally(() => ctx.cleanup());
-  const build = hostPlatform();
-  const target = opts.platform ? parsePlatform(opts.platform) : build;
-  return planFromText(df.text, df.path, {
-    buildArgs: opts.buildArgs,
-    ...opts.target ? { target: opts.target } : {},
-    targetPlatform: target,
-    buildPlatform: build
-  });
-}
-async function printPlan(opts, out) {
-  const plan = await planForOptions(opts);
-  out(renderPlan(plan));
-  return plan;
-}
-
-// src/cli/summary.ts
-function humanSize(bytes) {
-  if (!Number.isFinite(bytes) || bytes < 0) return "?";
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = bytes;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  if (i === 0) return `${bytes} B`;
-  return `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
-}
-function humanDuration(ms) {
-  if (!Number.isFinite(ms) || ms < 0) return "?";
-  if (ms < 1e3) return `${Math.round(ms)}ms`;
-  if (ms < 6e4) return `${(ms / 1e3).toFixed(1)}s`;
-  const total = Math.round(ms / 1e3);
-  const h = Math.floor(total / 3600);
-  const m = Math.floor(total % 3600 / 60);
-  const s = total % 60;
-  const pad = (n) => String(n).padStart(2, "0");
-  return h > 0 ? `${h}h${pad(m)}m${pad(s)}s` : `${m}m${pad(s)}s`;
-}
-function truncate(text, width) {
-  const flat = text.replace(/\s+/g, " ").trim();
-  if (flat.length <= width) return flat;
-  return width <= 1 ? "\u2026".slice(0, width) : `${flat.slice(0, width - 1)}\u2026`;
-}
-function cacheCell(step) {
-  if (step.cache === "none") return "-";
-  if (step.cache === "miss" && step.cacheReason) return `miss (${truncate(step.cacheReason, 40)})`;
-  return step.cache;
-}
-function table(header2, rows, rightAligned) {
-  const widths = header2.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
-  const line = (cells) => cells.map((cell, c) => {
-    const last = c === cells.length - 1;
-    if (rightAligned.has(c)) return cell.padStart(widths[c]);
-    return last ? cell : cell.padEnd(widths[c]);
-  }).join("  ").trimEnd();
-  return [line(header2), ...rows.map(line)];
-}
-function formatSummary(result, options = {}) {
-  const width = options.instructionWidth ?? 60;
-  const out = ["", "Build summary"];
-  const field = (name, value) => {
-    out.push(`  ${(name ? `${name}:` : "").padEnd(11)} ${value}`);
-  };
-  if (result.destinations.length === 0) field("image", "(no destination)");
-  else
-    result.destinations.forEach(
-      (d, i) => field(i === 0 ? result.destinations.length > 1 ? "images" : "image" : "", d)
-    );
-  field("pushed", result.pushed ? "yes" : "no");
-  field("digest", result.digest);
-  field("image id", result.imageId);
-  field("size", `${humanSize(result.size)} (${result.size} bytes)`);
-  field("layers", String(result.layers));
-  field("time", humanDuration(result.durationMs));
-  field(
-    "isolation",
-    result.isolation.reason ? `${result.isolation.rung} (${truncate(result.isolation.reason, 80)})` : result.isolation.rung
-  );
-  if (result.steps.length > 0) {
-    const hits = result.steps.filter((s) => s.cache === "hit").length;
-    const misses = result.steps.filter((s) => s.cache === "miss").length;
-    field("cache", `${hits} hit, ${misses} miss, ${result.steps.length - hits - misses} uncached`);
-    out.push("");
-    const rows = result.steps.map((s) => [
-      s.stage,
-      String(s.line),
-      truncate(s.instruction, width),
-      humanDuration(s.durationMs),
-      cacheCell(s)
-    ]);
-    for (const l of table(["STAGE", "LINE", "INSTRUCTION", "TIME", "CACHE"], rows, /* @__PURE__ */ new Set([1, 3])))
-      out.push(`  ${l}`);
-  }
-  return `${out.join("\n")}
-`;
-}
-
-// src/build/run.ts
-import { createReadStream as createReadStream8 } from "node:fs";
-import { mkdir as mkdir18, rm as rm14 } from "node:fs/promises";
-import { join as join19, resolve as resolve4 } from "node:path";
 
 // src/context/dockerignore.ts
-import { readdir as readdir2, readFile as readFile3 } from "node:fs/promises";
+import { readdir, readFile as readFile2 } from "node:fs/promises";
 import path from "node:path";
 function cleanPath(p) {
   if (p === "") return ".";
@@ -36475,7 +35268,7 @@ async function loadIgnoreFile(contextDir, dockerfilePath) {
   for (const candidate of candidates) {
     let text;
     try {
-      text = await readFile3(candidate, "utf8");
+      text = await readFile2(candidate, "utf8");
     } catch (e) {
       const code = e.code;
       if (code === "ENOENT" || code === "ENOTDIR") continue;
@@ -36495,8 +35288,8 @@ async function loadIgnoreFile(contextDir, dockerfilePath) {
 }
 
 // src/context/sources.ts
-import { lstat as lstat2, readdir as readdir3 } from "node:fs/promises";
-import { join as join3, posix as posix4, relative as relative2, sep as sep2 } from "node:path";
+import { lstat, readdir as readdir2 } from "node:fs/promises";
+import { join as join2, posix as posix2, relative, sep } from "node:path";
 var WILDCARD2 = /[*?[\\]/;
 function componentRegExp(pattern) {
   let re = "^";
@@ -36534,7 +35327,7 @@ var ContextSource = class {
   }
   /** `skip` callback for copyIntoRoot: hides ignored entries inside copied directories. */
   skip = (hostPath) => {
-    const rel = relative2(this.dir, hostPath).split(sep2).join("/");
+    const rel = relative(this.dir, hostPath).split(sep).join("/");
     return !rel.startsWith("..") && this.ignored(rel);
   };
   /**
@@ -36542,11 +35335,11 @@ var ContextSource = class {
    * wildcard) and whether a wildcard was used.
    */
   async resolve(src, at) {
-    const cleaned = posix4.normalize("/" + src).replace(/^\/+/, "").replace(/\/+$/, "") || ".";
+    const cleaned = posix2.normalize("/" + src).replace(/^\/+/, "").replace(/\/+$/, "") || ".";
     const hasWildcard = WILDCARD2.test(cleaned);
     if (!hasWildcard) {
-      const host = join3(this.dir, cleaned);
-      const st = await lstat2(host).catch(() => null);
+      const host = join2(this.dir, cleaned);
+      const st = await lstat(host).catch(() => null);
       if (!st || this.ignored(cleaned)) {
         throw new KilnError(
           "context",
@@ -36568,14 +35361,14 @@ var ContextSource = class {
       for (const base of level) {
         if (re === null) {
           const rel = base ? `${base}/${part}` : part;
-          if (await lstat2(join3(this.dir, rel)).then(
+          if (await lstat(join2(this.dir, rel)).then(
             () => true,
             () => false
           ))
             next.push(rel);
           continue;
         }
-        const entries = await readdir3(join3(this.dir, base)).catch(() => []);
+        const entries = await readdir2(join2(this.dir, base)).catch(() => []);
         for (const name of entries.sort()) if (re.test(name)) next.push(base ? `${base}/${name}` : name);
       }
       level = next.filter((r) => !this.ignored(r));
@@ -36587,11 +35380,1013 @@ var ContextSource = class {
       });
     }
     return {
-      sources: level.map((rel) => ({ hostPath: join3(this.dir, rel), sourceRoot: this.dir, relPath: rel })),
+      sources: level.map((rel) => ({ hostPath: join2(this.dir, rel), sourceRoot: this.dir, relPath: rel })),
       wildcard: true
     };
   }
 };
+
+// src/context/fetch.ts
+var import_undici = __toESM(require_undici(), 1);
+import { spawn as spawn3 } from "node:child_process";
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, readFile as readFile3, rm as rm2, rmdir, stat as stat2 } from "node:fs/promises";
+import { isAbsolute as isAbsolute2, join as join3, relative as relative2, resolve as resolve2, sep as sep2 } from "node:path";
+import { pipeline } from "node:stream/promises";
+
+// src/fs/extract.ts
+var tar = __toESM(require_tar_stream(), 1);
+import { execFile as execFile2 } from "node:child_process";
+import {
+  chmodSync,
+  closeSync,
+  lchownSync,
+  linkSync,
+  lstatSync as lstatSync2,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeSync
+} from "node:fs";
+import { lstat as lstat2, readdir as readdir3, rm } from "node:fs/promises";
+import { posix as posix4 } from "node:path";
+import { PassThrough, Readable } from "node:stream";
+import { createGunzip } from "node:zlib";
+
+// src/build/rootpath.ts
+import { lstatSync, readlinkSync } from "node:fs";
+import { posix as posix3 } from "node:path";
+var MAX_LINKS = 255;
+async function resolveInRoot(root, imagePath2, followLast = true) {
+  return resolveInRootSync(root, imagePath2, followLast);
+}
+function resolveInRootSync(root, imagePath2, followLast = true) {
+  const parts = posix3.normalize("/" + imagePath2).split("/").filter(Boolean);
+  const resolved = [];
+  let links = 0;
+  while (parts.length > 0) {
+    const part = parts.shift();
+    if (part === ".") continue;
+    if (part === "..") {
+      resolved.pop();
+      continue;
+    }
+    const host = posix3.join(root, ...resolved, part);
+    const isLast = parts.length === 0;
+    let st;
+    try {
+      st = lstatSync(host);
+    } catch {
+      st = void 0;
+    }
+    if (!st) {
+      resolved.push(part, ...parts.filter((p) => p !== "."));
+      return posix3.join(root, ...normalizeParts(resolved));
+    }
+    if (st.isSymbolicLink() && (!isLast || followLast)) {
+      if (++links > MAX_LINKS) {
+        throw new KilnError(
+          "fs",
+          "SYMLINK_LOOP",
+          `too many levels of symbolic links resolving ${imagePath2}`,
+          {
+            hint: "a symlink in the image points back at itself"
+          }
+        );
+      }
+      const target = readlinkSync(host);
+      if (target.startsWith("/")) resolved.length = 0;
+      parts.unshift(...target.split("/").filter(Boolean));
+      continue;
+    }
+    resolved.push(part);
+  }
+  return posix3.join(root, ...resolved);
+}
+function normalizeParts(parts) {
+  const out = [];
+  for (const p of parts) {
+    if (p === "..") out.pop();
+    else if (p !== "." && p !== "") out.push(p);
+  }
+  return out;
+}
+function imagePathOf(root, hostPath) {
+  const rel = posix3.relative(root, hostPath);
+  return rel === "" ? "/" : "/" + rel;
+}
+
+// src/fs/xattr.ts
+import { execFile, spawn } from "node:child_process";
+var CAPABILITY_XATTR = "security.capability";
+var BATCH = 256;
+function keepXattr(name) {
+  return !(name.startsWith("trusted.overlay.") || name.startsWith("user.overlay.") || name === "security.selinux");
+}
+function unescapeName(s) {
+  if (!s.includes("\\")) return s;
+  const bytes = [];
+  const raw = Buffer.from(s, "utf8");
+  for (let i = 0; i < raw.length; i++) {
+    if (raw[i] === 92 && i + 3 < raw.length && /^[0-7]{3}$/.test(raw.subarray(i + 1, i + 4).toString())) {
+      bytes.push(parseInt(raw.subarray(i + 1, i + 4).toString(), 8));
+      i += 3;
+    } else if (raw[i] === 92 && raw[i + 1] === 92) {
+      bytes.push(92);
+      i += 1;
+    } else bytes.push(raw[i]);
+  }
+  return Buffer.from(bytes).toString("utf8");
+}
+function escapeName(s) {
+  let out = "";
+  for (const b of Buffer.from(s, "utf8")) {
+    if (b === 92) out += "\\\\";
+    else if (b < 33 || b > 126 || b === 61) out += "\\" + b.toString(8).padStart(3, "0");
+    else out += String.fromCharCode(b);
+  }
+  return out;
+}
+function decodeValue(v) {
+  if (v.startsWith("0x")) return Buffer.from(v.slice(2), "hex");
+  if (v.startsWith("0s")) return Buffer.from(v.slice(2), "base64");
+  if (v.startsWith('"') && v.endsWith('"')) return Buffer.from(v.slice(1, -1), "utf8");
+  return Buffer.from(v, "utf8");
+}
+function run(cmd2, args) {
+  return new Promise((resolve5) => {
+    execFile(cmd2, args, { maxBuffer: 256 * 1024 * 1024, encoding: "utf8" }, (err, stdout, stderr) => {
+      const e = err;
+      if (e && e.code === "ENOENT") resolve5({ code: -1, stdout: "", stderr: "not installed" });
+      else resolve5({ code: e ? typeof e.code === "number" ? e.code : 1 : 0, stdout, stderr });
+    });
+  });
+}
+async function readXattrs(paths) {
+  const out = /* @__PURE__ */ new Map();
+  const wanted = new Set(paths);
+  for (let i = 0; i < paths.length; i += BATCH) {
+    const batch = paths.slice(i, i + BATCH);
+    const r = await run("getfattr", ["-h", "-d", "-m", "-", "-e", "hex", "--absolute-names", "--", ...batch]);
+    if (r.code === -1) return out;
+    let current;
+    for (const line of r.stdout.split("\n")) {
+      if (line.startsWith("# file: ")) {
+        const p = unescapeName(line.slice(8));
+        current = wanted.has(p) ? /* @__PURE__ */ new Map() : void 0;
+        if (current) out.set(p, current);
+        continue;
+      }
+      const eq = line.indexOf("=");
+      if (!current || line === "" || eq <= 0) continue;
+      const name = unescapeName(line.slice(0, eq));
+      if (keepXattr(name)) current.set(name, decodeValue(line.slice(eq + 1)));
+    }
+  }
+  for (const [p, m] of out) if (m.size === 0) out.delete(p);
+  return out;
+}
+async function applyXattrs(items) {
+  if (items.length === 0) return;
+  let dump = "";
+  for (const { path: path2, xattrs } of items) {
+    dump += `# file: ${escapeName(path2)}
+`;
+    for (const [k, v] of xattrs) dump += `${escapeName(k)}=0x${v.toString("hex")}
+`;
+    dump += "\n";
+  }
+  const code = await new Promise((resolve5) => {
+    const child = spawn("setfattr", ["-h", "--restore=-"], { stdio: ["pipe", "ignore", "ignore"] });
+    child.on("error", () => resolve5(-1));
+    child.stdin.on("error", () => void 0);
+    child.on("close", (c) => resolve5(c ?? 1));
+    child.stdin.end(dump);
+  });
+  if (code === 0) return;
+  for (const { path: path2, xattrs } of items) {
+    const cap = xattrs.get(CAPABILITY_XATTR);
+    if (!cap) continue;
+    const r = await run("setfattr", [
+      "-h",
+      "-n",
+      CAPABILITY_XATTR,
+      "-v",
+      `0x${cap.toString("hex")}`,
+      "--",
+      path2
+    ]);
+    if (r.code !== 0) {
+      throw new KilnError(
+        "fs",
+        "XATTR_FAILED",
+        `cannot set security.capability on ${path2}: ${r.stderr.trim().split("\n")[0] ?? ""}`,
+        { hint: "install the attr package and extract onto a filesystem that supports security xattrs" }
+      );
+    }
+  }
+}
+
+// src/fs/zstd.ts
+import { spawn as spawn2 } from "node:child_process";
+import { Duplex } from "node:stream";
+var ProcessDuplex = class extends Duplex {
+  child;
+  stderr = "";
+  constructor(args, what) {
+    super();
+    this.child = spawn2("zstd", args, { stdio: ["pipe", "pipe", "pipe"] });
+    const child = this.child;
+    child.stderr.on("data", (d) => {
+      if (this.stderr.length < 4096) this.stderr += d.toString();
+    });
+    child.stdout.on("data", (d) => {
+      if (!this.push(d)) child.stdout.pause();
+    });
+    child.stdin.on("error", () => void 0);
+    child.on("error", (err) => {
+      this.destroy(
+        new KilnError("fs", "ZSTD_UNAVAILABLE", `cannot run zstd to ${what}: ${err.message}`, {
+          hint: "install the zstd package, or use gzip compression",
+          cause: err
+        })
+      );
+    });
+    child.on("close", (code, signal) => {
+      if (code === 0) this.push(null);
+      else if (!this.destroyed) {
+        this.destroy(
+          new KilnError(
+            "fs",
+            "ZSTD_FAILED",
+            `zstd failed to ${what} (${signal ?? `exit ${code}`}): ${this.stderr.trim().split("\n")[0] ?? ""}`,
+            { hint: "the layer is corrupt or truncated" }
+          )
+        );
+      }
+    });
+  }
+  _write(chunk, _enc, cb) {
+    if (this.child.stdin.write(chunk)) cb();
+    else this.child.stdin.once("drain", () => cb());
+  }
+  _final(cb) {
+    this.child.stdin.end();
+    cb();
+  }
+  _read() {
+    this.child.stdout.resume();
+  }
+  _destroy(err, cb) {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
+    cb(err);
+  }
+};
+function zstdDecompress() {
+  return new ProcessDuplex(["-d", "-c", "-q"], "decompress a layer");
+}
+function zstdCompress(level) {
+  const l = Math.max(1, Math.min(22, Math.round(level) || 3));
+  return new ProcessDuplex(
+    [...l > 19 ? ["--ultra"] : [], `-${l}`, "-c", "-q", "--no-progress"],
+    "compress a layer"
+  );
+}
+
+// src/fs/extract.ts
+var WH = ".wh.";
+var OPAQUE = ".wh..wh..opq";
+var XATTR_PREFIX = "SCHILY.xattr.";
+function decodePaxBinary(buf) {
+  const out = {};
+  let off = 0;
+  while (off < buf.length) {
+    const sp = buf.indexOf(32, off);
+    if (sp < 0) break;
+    const len = parseInt(buf.subarray(off, sp).toString("ascii"), 10);
+    if (!len || off + len > buf.length) break;
+    const rec = buf.subarray(sp + 1, off + len - 1);
+    const eq = rec.indexOf(61);
+    if (eq > 0) {
+      const key = rec.subarray(0, eq).toString("utf8");
+      const val = rec.subarray(eq + 1);
+      out[key] = key.startsWith(XATTR_PREFIX) ? val.toString("latin1") : val.toString("utf8");
+    }
+    off += len;
+  }
+  return out;
+}
+var BaseExtract = tar.extract().constructor;
+var baseDecodeLongHeader = BaseExtract.prototype._decodeLongHeader;
+var BinaryPaxExtract = class extends BaseExtract {
+  _decodeLongHeader(buf) {
+    const self = this;
+    if (self._header.type === "pax-header") {
+      self._pax = Object.assign({}, self._paxGlobal ?? {}, decodePaxBinary(buf));
+    } else if (self._header.type === "pax-global-header") {
+      self._paxGlobal = decodePaxBinary(buf);
+    } else baseDecodeLongHeader.call(this, buf);
+  }
+};
+async function sniff(stream) {
+  const it = stream[Symbol.asyncIterator]();
+  const head = [];
+  let size = 0;
+  let done = false;
+  while (size < 4) {
+    const r = await it.next();
+    if (r.done) {
+      done = true;
+      break;
+    }
+    const b = typeof r.value === "string" ? Buffer.from(r.value) : r.value;
+    head.push(b);
+    size += b.length;
+  }
+  const first = Buffer.concat(head);
+  const body = Readable.from(
+    (async function* () {
+      if (first.length) yield first;
+      if (done) return;
+      for (; ; ) {
+        const r = await it.next();
+        if (r.done) return;
+        yield typeof r.value === "string" ? Buffer.from(r.value) : r.value;
+      }
+    })(),
+    { objectMode: false }
+  );
+  body.on("close", () => {
+    if (!stream.readableEnded) stream.destroy();
+  });
+  let kind = "none";
+  if (first[0] === 31 && first[1] === 139) kind = "gzip";
+  else if (first[0] === 40 && first[1] === 181 && first[2] === 47 && first[3] === 253) kind = "zstd";
+  return { kind, body };
+}
+function unsafe(message) {
+  return new KilnError("fs", "UNSAFE_LAYER", message, {
+    hint: "the layer tries to write outside the image root; it is corrupt or malicious"
+  });
+}
+function imagePath(name) {
+  const p = posix4.normalize("/" + name);
+  return p.length > 1 && p.endsWith("/") ? p.slice(0, -1) : p;
+}
+function run2(cmd2, args) {
+  return new Promise((resolve5, reject) => {
+    execFile2(cmd2, args, (err, _out, stderr) => {
+      if (!err) return resolve5();
+      reject(
+        new KilnError(
+          "fs",
+          "EXTRACT_FAILED",
+          `${cmd2} ${args.join(" ")} failed: ${String(stderr).trim() || err.message}`,
+          {
+            hint: "device nodes need CAP_MKNOD; run kiln as root",
+            cause: err
+          }
+        )
+      );
+    });
+  });
+}
+async function lstatOrNull(p) {
+  try {
+    return await lstat2(p);
+  } catch {
+    return null;
+  }
+}
+function num(pax, key, fallback) {
+  const v = pax?.[key];
+  if (v === void 0) return fallback;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : fallback;
+}
+async function emptyLower(dir, written) {
+  let names;
+  try {
+    names = await readdir3(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const p = posix4.join(dir, n);
+    if (!written.has(p)) {
+      await rm(p, { recursive: true, force: true });
+      continue;
+    }
+    const st = await lstatOrNull(p);
+    if (st?.isDirectory()) await emptyLower(p, written);
+  }
+}
+async function extractLayer(stream, root, opts = {}) {
+  root = posix4.resolve(root);
+  const { kind, body } = await sniff(stream);
+  const decoder = kind === "gzip" ? createGunzip() : kind === "zstd" ? zstdDecompress() : new PassThrough();
+  const ex = new BinaryPaxExtract();
+  body.on("error", (err) => decoder.destroy(err));
+  decoder.on("error", (err) => ex.destroy(err));
+  body.pipe(decoder).pipe(ex);
+  const written = /* @__PURE__ */ new Set();
+  const dirTimes = [];
+  const xattrs = [];
+  let entries = 0;
+  const dirs = /* @__PURE__ */ new Map([["/", root]]);
+  try {
+    for await (const entry of ex) {
+      entries++;
+      const h = entry.header;
+      try {
+        await applyEntry(h, entry);
+      } finally {
+        entry.resume();
+      }
+    }
+  } catch (err) {
+    body.destroy();
+    decoder.destroy();
+    ex.destroy();
+    if (err instanceof KilnError) throw err;
+    throw new KilnError("fs", "BAD_LAYER", `cannot extract layer: ${err.message}`, {
+      hint: "the layer blob is corrupt, truncated, or not a tar archive",
+      cause: err
+    });
+  }
+  await applyXattrs(xattrs);
+  for (const [p, t] of dirTimes) {
+    try {
+      lutimesSync(p, t, t);
+    } catch {
+    }
+  }
+  return { entries };
+  function resolveEntry(path2) {
+    const parent = posix4.dirname(path2);
+    const hostParent = dirs.get(parent);
+    if (hostParent !== void 0) return posix4.join(hostParent, posix4.basename(path2));
+    const resolvedParent = resolveInRootSync(root, parent, true);
+    let isDir3 = false;
+    try {
+      isDir3 = lstatSync2(resolvedParent).isDirectory();
+    } catch {
+    }
+    if (isDir3) dirs.set(parent, resolvedParent);
+    return resolveInRootSync(root, path2, false);
+  }
+  function clearSync(host, keepDir) {
+    const st = lstatSync2(host, { throwIfNoEntry: false });
+    if (!st) return false;
+    if (st.isDirectory()) {
+      if (keepDir) return true;
+      rmSync(host, { recursive: true, force: true });
+      dirs.clear();
+      dirs.set("/", root);
+    } else unlinkSync(host);
+    return false;
+  }
+  function ensureParentSync(host, name) {
+    const parent = posix4.dirname(host);
+    try {
+      mkdirSync(parent, { recursive: true });
+    } catch (err) {
+      throw new KilnError(
+        "fs",
+        "LAYER_CONFLICT",
+        `cannot create the parent directory of ${name}: ${err.message}`,
+        {
+          hint: "a path component of this layer entry is a file in the layers below",
+          cause: err
+        }
+      );
+    }
+  }
+  async function applyEntry(h, entry) {
+    const path2 = imagePath(h.name);
+    const base = posix4.basename(path2);
+    const pax = h.pax ?? void 0;
+    if (base === OPAQUE) {
+      const dir = await resolveInRoot(root, posix4.dirname(path2), true);
+      await emptyLower(dir, written);
+      dirs.clear();
+      dirs.set("/", root);
+      opts.onWhiteout?.(posix4.dirname(path2), "opaque");
+      return;
+    }
+    if (base.startsWith(WH)) {
+      const target = posix4.join(posix4.dirname(path2), base.slice(WH.length));
+      if (target === "/") return;
+      const host2 = await resolveInRoot(root, target, false);
+      if (host2 !== root) await rm(host2, { recursive: true, force: true });
+      dirs.clear();
+      dirs.set("/", root);
+      opts.onWhiteout?.(target, "whiteout");
+      return;
+    }
+    if (path2 === "/") return;
+    const host = resolveEntry(path2);
+    if (host === root || !host.startsWith(root + "/"))
+      throw unsafe(`layer entry ${h.name} resolves outside the root`);
+    const uid = num(pax, "uid", h.uid ?? 0);
+    const gid = num(pax, "gid", h.gid ?? 0);
+    const mode = (h.mode ?? 420) & 4095;
+    const mtime = num(pax, "mtime", (h.mtime?.getTime() ?? 0) / 1e3);
+    if (!dirs.has(posix4.dirname(path2))) ensureParentSync(host, h.name);
+    switch (h.type) {
+      case "directory": {
+        if (!clearSync(host, true)) mkdirSync(host, { mode: 448 });
+        lchownSync(host, uid, gid);
+        chmodSync(host, mode);
+        dirTimes.push([host, mtime]);
+        dirs.set(path2, host);
+        break;
+      }
+      case "file":
+      case "contiguous-file":
+      case null:
+      case void 0: {
+        clearSync(host, false);
+        const fd = openSync(host, "wx", 384);
+        try {
+          for await (const chunk of entry) {
+            let off = 0;
+            while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
+          }
+        } finally {
+          closeSync(fd);
+        }
+        lchownSync(host, uid, gid);
+        chmodSync(host, mode);
+        lutimesSync(host, mtime, mtime);
+        break;
+      }
+      case "symlink": {
+        clearSync(host, false);
+        symlinkSync(h.linkname ?? "", host);
+        lchownSync(host, uid, gid);
+        lutimesSync(host, mtime, mtime);
+        break;
+      }
+      case "link": {
+        const rel = posix4.normalize(h.linkname ?? "");
+        if (rel === ".." || rel.startsWith("../") || rel === "." || rel === "") {
+          throw unsafe(`hardlink ${h.name} points outside the root (${h.linkname ?? ""})`);
+        }
+        const target = resolveInRootSync(root, rel, false);
+        if (!target.startsWith(root + "/"))
+          throw unsafe(`hardlink ${h.name} points outside the root (${h.linkname})`);
+        const tst = lstatSync2(target, { throwIfNoEntry: false });
+        if (!tst || tst.isDirectory()) {
+          throw new KilnError(
+            "fs",
+            "BAD_LAYER",
+            `hardlink ${h.name} points at ${h.linkname}, which is not a file`,
+            {
+              hint: "the layer is corrupt: a hardlink target must be a non-directory written before it"
+            }
+          );
+        }
+        if (target === host) break;
+        clearSync(host, false);
+        linkSync(target, host);
+        break;
+      }
+      case "character-device":
+      case "block-device":
+      case "fifo": {
+        if (opts.skipDevices && h.type !== "fifo") {
+          opts.onSkipped?.(path2, `${h.type} ${h.devmajor ?? 0}:${h.devminor ?? 0} cannot be created here`);
+          return;
+        }
+        clearSync(host, false);
+        const m = mode.toString(8);
+        if (h.type === "fifo") await run2("mkfifo", ["-m", m, "--", host]);
+        else {
+          const t = h.type === "character-device" ? "c" : "b";
+          await run2("mknod", ["-m", m, "--", host, t, String(h.devmajor ?? 0), String(h.devminor ?? 0)]);
+        }
+        lchownSync(host, uid, gid);
+        chmodSync(host, mode);
+        lutimesSync(host, mtime, mtime);
+        break;
+      }
+      default:
+        return;
+    }
+    for (let p = host; p !== root && !written.has(p); p = posix4.dirname(p)) written.add(p);
+    if (pax) {
+      const x = /* @__PURE__ */ new Map();
+      for (const [k, v] of Object.entries(pax)) {
+        if (k.startsWith(XATTR_PREFIX)) x.set(k.slice(XATTR_PREFIX.length), Buffer.from(v, "latin1"));
+      }
+      if (x.size > 0 && h.type !== "symlink") xattrs.push({ path: host, xattrs: x });
+    }
+  }
+}
+
+// src/context/fetch.ts
+var TAR_SUFFIX = /\.(tar|tar\.gz|tgz|tar\.zst|tar\.zstd)$/i;
+var SHA_RE = /^[0-9a-f]{40}([0-9a-f]{24})?$/i;
+var HTTPS_ONLY_GIT_HOSTS = /* @__PURE__ */ new Set(["github.com", "gitlab.com", "bitbucket.org"]);
+var MAX_REDIRECTS = 10;
+function parseContext(context) {
+  if (context === "-" || context === "tar://stdin") return { kind: "stdin" };
+  if (context.startsWith("tar://")) return { kind: "tar", path: context.slice("tar://".length) };
+  if (context.startsWith("dir://")) return { kind: "dir", path: context.slice("dir://".length) };
+  if (isGitContext(context)) return parseGit(context);
+  if (/^https?:\/\//i.test(context)) return { kind: "url", url: context };
+  if (TAR_SUFFIX.test(context)) return { kind: "tar", path: context };
+  return { kind: "dir", path: context };
+}
+function isGitContext(c) {
+  if (/^(git|ssh|git\+ssh|git\+https?):\/\//i.test(c)) return true;
+  if (/^[\w.-]+@[\w.-]+:/.test(c)) return true;
+  if (/^github\.com\//i.test(c)) return true;
+  if (/^https?:\/\//i.test(c)) {
+    const hash = c.indexOf("#");
+    const base = hash < 0 ? c : c.slice(0, hash);
+    return hash >= 0 || /\.git\/?$/i.test(base.split("?")[0]);
+  }
+  return false;
+}
+function parseGit(c) {
+  const [base, ...frags] = c.split("#");
+  let url = base;
+  if (/^github\.com\//i.test(url)) url = `https://${url}`;
+  url = url.replace(/^git\+(https?|ssh):\/\//i, "$1://");
+  if (/^git:\/\//i.test(url)) {
+    const method = process.env.GIT_PULL_METHOD;
+    const host = url.slice("git://".length).split(/[/:]/)[0].toLowerCase();
+    if (method) url = `${method}://${url.slice("git://".length)}`;
+    else if (HTTPS_ONLY_GIT_HOSTS.has(host)) url = `https://${url.slice("git://".length)}`;
+  }
+  const spec = {
+    kind: "git",
+    url
+  };
+  const first = frags[0] ?? "";
+  if (first) {
+    const colon = first.indexOf(":");
+    const ref = colon < 0 ? first : first.slice(0, colon);
+    const subdir = colon < 0 ? "" : first.slice(colon + 1);
+    if (ref) spec.ref = ref;
+    if (subdir) spec.subdir = subdir;
+  }
+  if (frags[1]) spec.commit = frags[1];
+  return spec;
+}
+function redactUrl(url) {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, "$1");
+}
+function notFound(what, hint) {
+  return new KilnError("context", "CONTEXT_NOT_FOUND", what, { hint });
+}
+async function applySubPath(root, sub, label) {
+  if (!sub) return root;
+  const dir = resolve2(root, sub.replace(/^\/+/, ""));
+  const rel = relative2(root, dir);
+  if (rel === ".." || rel.startsWith(".." + sep2) || isAbsolute2(rel)) {
+    throw new KilnError("context", "CONTEXT_NOT_FOUND", `context sub-path ${sub} leaves the ${label}`, {
+      hint: "pass a path relative to the context root, without .."
+    });
+  }
+  const st = await stat2(dir).catch(() => null);
+  if (!st?.isDirectory()) {
+    throw notFound(
+      `context sub-path ${sub} is not a directory in the ${label}`,
+      "check --context-sub-path (or the :subdir of the git fragment)"
+    );
+  }
+  return dir;
+}
+async function materializeContext(opts, workDir, logger) {
+  const spec = parseContext(opts.context);
+  if (spec.kind === "dir") {
+    const root = resolve2(spec.path);
+    const st = await stat2(root).catch(() => null);
+    if (!st?.isDirectory()) {
+      throw notFound(
+        `build context ${root} is not a directory`,
+        "pass --context <dir>, tar://<file>, a git URL or an https tarball URL"
+      );
+    }
+    const dir = await applySubPath(root, opts.contextSubPath, `context ${root}`);
+    return { dir, cleanup: async () => void 0, description: `directory ${dir}` };
+  }
+  workDir = resolve2(workDir);
+  const target = join3(workDir, "context");
+  await rm2(target, { recursive: true, force: true });
+  await mkdir(target, { recursive: true });
+  const cleanup = async () => {
+    await rm2(target, { recursive: true, force: true }).catch(() => void 0);
+    await rm2(`${target}.download`, { force: true }).catch(() => void 0);
+    await rmdir(workDir).catch(() => void 0);
+  };
+  try {
+    let root = target;
+    let description;
+    switch (spec.kind) {
+      case "stdin":
+        await extractTar(process.stdin, target, "tar from stdin");
+        description = "tar from stdin";
+        break;
+      case "tar": {
+        const file = resolve2(spec.path);
+        const st = await stat2(file).catch(() => null);
+        if (!st?.isFile())
+          throw notFound(`build context tar ${file} does not exist`, "check the tar:// path");
+        await extractTar(createReadStream(file), target, `tar ${file}`);
+        description = `tar ${file}`;
+        break;
+      }
+      case "url": {
+        const file = `${target}.download`;
+        const shown = redactUrl(spec.url);
+        await download(spec.url, file, logger);
+        await extractTar(createReadStream(file), target, `tarball ${shown}`);
+        await rm2(file, { force: true });
+        description = `tarball ${shown}`;
+        break;
+      }
+      case "git": {
+        const commit = await gitFetch(spec, opts, target, logger);
+        root = await applySubPath(target, spec.subdir, `git repository ${redactUrl(spec.url)}`);
+        description = `git ${redactUrl(spec.url)}${spec.ref ? `#${spec.ref}` : ""} at ${commit}`;
+        break;
+      }
+    }
+    const dir = await applySubPath(root, opts.contextSubPath, description);
+    logger?.info(`build context: ${description}`);
+    return { dir, cleanup, description };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
+async function extractTar(stream, target, label) {
+  try {
+    await extractLayer(stream, target);
+  } catch (e) {
+    throw new KilnError("context", "CONTEXT_BAD_TAR", `cannot extract ${label}: ${e.message}`, {
+      hint: "the context must be a tar archive (plain, gzip or zstd) whose entries stay inside it",
+      cause: e
+    });
+  }
+}
+async function download(url, file, logger) {
+  const shown = redactUrl(url);
+  let current;
+  try {
+    current = new URL(url);
+  } catch (e) {
+    throw new KilnError("usage", "CONTEXT_BAD_URL", `build context URL ${shown} is invalid`, {
+      hint: "pass a full http(s) URL",
+      cause: e
+    });
+  }
+  const headers = {};
+  if (current.username || current.password) {
+    const auth = Buffer.from(
+      `${decodeURIComponent(current.username)}:${decodeURIComponent(current.password)}`
+    ).toString("base64");
+    logger?.addSecret(auth);
+    logger?.addSecret(decodeURIComponent(current.password));
+    headers.authorization = `Basic ${auth}`;
+    current.username = "";
+    current.password = "";
+  }
+  const origin = current.origin;
+  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    let res;
+    try {
+      res = await (0, import_undici.request)(current, {
+        method: "GET",
+        // Credentials only go to the origin they were given for.
+        headers: current.origin === origin ? headers : {}
+      });
+    } catch (e) {
+      throw new KilnError(
+        "context",
+        "CONTEXT_DOWNLOAD_FAILED",
+        `cannot download ${shown}: ${e.message}`,
+        {
+          hint: "check the URL and that the build host can reach it",
+          cause: e
+        }
+      );
+    }
+    if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location) {
+      await res.body.dump();
+      current = new URL(String(res.headers.location), current);
+      logger?.debug(`build context: redirected to ${redactUrl(current.href)}`);
+      continue;
+    }
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      throw new KilnError(
+        "context",
+        "CONTEXT_DOWNLOAD_FAILED",
+        `cannot download ${shown}: HTTP ${res.statusCode}`,
+        {
+          hint: res.statusCode === 401 || res.statusCode === 403 ? "the server wants credentials" : "check the URL"
+        }
+      );
+    }
+    await pipeline(res.body, createWriteStream(file));
+    return;
+  }
+  throw new KilnError("context", "CONTEXT_DOWNLOAD_FAILED", `cannot download ${shown}: too many redirects`, {
+    hint: "check the URL"
+  });
+}
+async function gitCredentials(opts) {
+  if (opts.git.tokenFile) {
+    let token;
+    try {
+      token = (await readFile3(opts.git.tokenFile, "utf8")).trim();
+    } catch (e) {
+      throw new KilnError("usage", "GIT_TOKEN_FILE", `cannot read git token file ${opts.git.tokenFile}`, {
+        hint: "check --git token-file=<path>",
+        cause: e
+      });
+    }
+    return { user: opts.git.tokenUser || process.env.GIT_USERNAME || "oauth2", password: token };
+  }
+  if (process.env.GIT_TOKEN) return { user: process.env.GIT_TOKEN, password: "" };
+  if (process.env.GIT_USERNAME || process.env.GIT_PASSWORD) {
+    return { user: process.env.GIT_USERNAME ?? "", password: process.env.GIT_PASSWORD ?? "" };
+  }
+  return void 0;
+}
+async function gitAuth(rawUrl, opts) {
+  const auth = { config: [], secrets: [] };
+  if (!/^https?:\/\//i.test(rawUrl)) {
+    if (opts.git.insecureSkipTls) auth.config.push(["http.sslVerify", "false"]);
+    return { url: rawUrl, auth };
+  }
+  const u = new URL(rawUrl);
+  let creds = await gitCredentials(opts);
+  if (u.username || u.password) {
+    creds ??= { user: decodeURIComponent(u.username), password: decodeURIComponent(u.password) };
+    u.username = "";
+    u.password = "";
+  }
+  if (opts.git.insecureSkipTls) auth.config.push([`http.${u.origin}/.sslVerify`, "false"]);
+  if (creds) {
+    const basic = Buffer.from(`${creds.user}:${creds.password}`).toString("base64");
+    auth.config.push([`http.${u.origin}/.extraHeader`, `Authorization: Basic ${basic}`]);
+    auth.secrets.push(basic, creds.password, ...creds.password ? [] : [creds.user]);
+  }
+  return { url: u.href, auth };
+}
+function redactAll(text, secrets) {
+  let out = text;
+  for (const s of secrets) if (s && s.length >= 3) out = out.split(s).join("***");
+  return out;
+}
+function runGit(args, cwd, auth) {
+  const base = Number.parseInt(process.env.GIT_CONFIG_COUNT ?? "0", 10) || 0;
+  const env = {
+    ...process.env,
+    GIT_TERMINAL_PROMPT: "0",
+    GIT_CONFIG_COUNT: String(base + auth.config.length)
+  };
+  auth.config.forEach(([k, v], i) => {
+    env[`GIT_CONFIG_KEY_${base + i}`] = k;
+    env[`GIT_CONFIG_VALUE_${base + i}`] = v;
+  });
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn3("git", args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+    const out = [];
+    const err = [];
+    child.stdout.on("data", (c) => out.push(c));
+    child.stderr.on("data", (c) => err.push(c));
+    child.on(
+      "error",
+      (e) => reject(
+        new KilnError("context", "GIT_NOT_FOUND", `cannot run git: ${e.message}`, {
+          hint: "install git on the build host to use git contexts",
+          cause: e
+        })
+      )
+    );
+    child.on(
+      "close",
+      (code) => resolvePromise({
+        code: code ?? 1,
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: redactAll(Buffer.concat(err).toString("utf8"), auth.secrets)
+      })
+    );
+  });
+}
+function gitError(what, url, r, hasCreds = false) {
+  const lines = r.stderr.split("\n").map((l) => l.trim()).filter(Boolean);
+  const detail = (lines.filter((l) => /^(fatal|error):/.test(l)).pop() ?? lines.pop() ?? `exit ${r.code}`).replace(/^(fatal|error):\s*/, "").replace(/[a-z][a-z0-9+.-]*:\/\/[^/\s@']*@/gi, (m) => redactUrl(m));
+  const authFailed = /authentication failed|could not read (username|password)|HTTP (401|403)|403 Forbidden/i.test(r.stderr);
+  return new KilnError(
+    "context",
+    authFailed ? "GIT_AUTH_FAILED" : "GIT_FETCH_FAILED",
+    authFailed ? `git ${what} ${url} failed: ${hasCreds ? "the server refused the credentials" : "the server requires credentials"} (${detail})` : `git ${what} ${url} failed: ${detail}`,
+    {
+      hint: authFailed ? "the git server refused the credentials: check --git token-file (and token-user) or GIT_USERNAME/GIT_PASSWORD/GIT_TOKEN" : "check the repository URL and the ref (branch, tag or commit) in the #fragment"
+    }
+  );
+}
+async function fetchGitSource(url, dir, opts, keepGitDir, logger) {
+  const spec = parseGit(url);
+  if (spec.kind !== "git") throw notFound(`${url} is not a git URL`, "write https://host/repo.git#ref");
+  await mkdir(dir, { recursive: true });
+  await gitFetch(spec, opts, dir, logger, keepGitDir);
+  return applySubPath(dir, spec.subdir, `git repository ${redactUrl(spec.url)}`);
+}
+async function gitFetch(spec, opts, dir, logger, keepGitDir = false) {
+  const { url, auth } = await gitAuth(spec.url, opts);
+  for (const s of auth.secrets) logger?.addSecret(s);
+  const shown = redactUrl(url);
+  const hasCreds = auth.secrets.length > 0;
+  let ref = spec.ref ?? opts.git.branch;
+  let commit = spec.commit ?? opts.git.revision;
+  if (ref && !commit && SHA_RE.test(ref)) {
+    commit = ref;
+    ref = void 0;
+  }
+  const git = async (args) => runGit(args, dir, auth);
+  const must = async (what, args) => {
+    const r = await git(args);
+    if (r.code !== 0) throw gitError(what, shown, r, hasCreds);
+    return r;
+  };
+  await must("init", ["init", "-q"]);
+  await must("remote add", ["remote", "add", "origin", url]);
+  logger?.debug(`git: fetching ${shown}${ref ? ` ref ${ref}` : ""}${commit ? ` commit ${commit}` : ""}`);
+  let checkout = "FETCH_HEAD";
+  if (commit) {
+    const shallow = await git(["fetch", "-q", "--depth", "1", "origin", commit]);
+    if (shallow.code !== 0) {
+      if (/authentication failed|could not read (username|password)/i.test(shallow.stderr)) {
+        throw gitError("fetch", shown, shallow, hasCreds);
+      }
+      logger?.debug(`git: commit ${commit} not fetchable directly; fetching all refs`);
+      await must("fetch", [
+        "fetch",
+        "-q",
+        "origin",
+        ref ? ref : "+refs/heads/*:refs/remotes/origin/*",
+        "+refs/tags/*:refs/tags/*"
+      ]);
+      checkout = commit;
+    }
+  } else {
+    const r = await git(["fetch", "-q", "--depth", "1", "origin", ref ?? "HEAD"]);
+    if (r.code !== 0) {
+      if (!ref || !/^[0-9a-f]{7,39}$/i.test(ref) || !/couldn't find remote ref/i.test(r.stderr)) {
+        throw gitError("fetch", shown, r, hasCreds);
+      }
+      logger?.debug(`git: ${ref} is no remote ref; fetching all refs to find it as a commit`);
+      await must("fetch", [
+        "fetch",
+        "-q",
+        "origin",
+        "+refs/heads/*:refs/remotes/origin/*",
+        "+refs/tags/*:refs/tags/*"
+      ]);
+      checkout = ref;
+      commit = ref;
+    }
+  }
+  await must("checkout", ["-c", "advice.detachedHead=false", "checkout", "-q", "--detach", checkout]);
+  const head = (await must("rev-parse", ["rev-parse", "HEAD"])).stdout.trim();
+  if (commit && !head.toLowerCase().startsWith(commit.toLowerCase())) {
+    throw new KilnError(
+      "context",
+      "GIT_FETCH_FAILED",
+      `git ${shown}: checked out ${head}, wanted ${commit}`,
+      {
+        hint: "check the commit in the #fragment"
+      }
+    );
+  }
+  if (opts.git.recurseSubmodules) {
+    await must("submodule update", ["submodule", "update", "--init", "--recursive", "--depth", "1"]);
+    const list = await must("submodule foreach", [
+      "submodule",
+      "foreach",
+      "--quiet",
+      "--recursive",
+      'echo "$displaypath"'
+    ]);
+    for (const p of list.stdout.split("\n").filter(Boolean)) {
+      await rm2(join3(dir, p, ".git"), { recursive: true, force: true });
+    }
+  }
+  if (!keepGitDir) await rm2(join3(dir, ".git"), { recursive: true, force: true });
+  return head;
+}
 
 // src/isolation/probe.ts
 import { mkdir as mkdir2, mkdtemp, rm as rm3 } from "node:fs/promises";
@@ -42025,6 +41820,106 @@ async function dispatchExpanded(ins, ctx) {
 // src/build/step-cache.ts
 import { createHash as createHash9 } from "node:crypto";
 
+// src/plan/render.ts
+var q = (s) => JSON.stringify(s);
+function cmd(c) {
+  return c.form === "exec" ? `[${c.argv.map(q).join(", ")}]` : c.script;
+}
+function renderInstruction(ins) {
+  switch (ins.kind) {
+    case "from":
+      return `FROM ${ins.platform ? `--platform=${ins.platform} ` : ""}${ins.image}${ins.stageName ? ` AS ${ins.stageName}` : ""}`;
+    case "run": {
+      const flags = [
+        ...ins.mounts.map((m) => `--mount=${m}`),
+        ...ins.network ? [`--network=${ins.network}`] : [],
+        ...ins.security ? [`--security=${ins.security}`] : []
+      ];
+      const heredocs = ins.heredocs.map((h) => `
+    <<${h.name}: ${h.content.split("\n").length - 1} line(s)`).join("");
+      return `RUN ${flags.map((f) => f + " ").join("")}${cmd(ins.command)}${heredocs}`;
+    }
+    case "cmd":
+    case "entrypoint":
+      return `${ins.kind.toUpperCase()} ${cmd(ins.command)}`;
+    case "shell":
+      return `SHELL [${ins.argv.map(q).join(", ")}]`;
+    case "env":
+    case "label":
+      return `${ins.kind.toUpperCase()} ${ins.pairs.map(([k, v]) => `${k}=${q(v)}`).join(" ")}`;
+    case "arg":
+      return `ARG ${ins.args.map((a) => a.default === void 0 ? a.name : `${a.name}=${a.default}`).join(" ")}`;
+    case "copy":
+    case "add": {
+      const flags = [
+        ...ins.from !== void 0 ? [`--from=${ins.from}`] : [],
+        ...ins.chown !== void 0 ? [`--chown=${ins.chown}`] : [],
+        ...ins.chmod !== void 0 ? [`--chmod=${ins.chmod}`] : [],
+        ...ins.link ? ["--link"] : [],
+        ...ins.parents ? ["--parents"] : [],
+        ...ins.exclude.map((e) => `--exclude=${e}`),
+        ...ins.checksum !== void 0 ? [`--checksum=${ins.checksum}`] : [],
+        ...ins.keepGitDir ? ["--keep-git-dir"] : []
+      ];
+      return `${ins.kind.toUpperCase()} ${flags.map((f) => f + " ").join("")}${[...ins.sources, ins.dest].join(" ")}`;
+    }
+    case "expose":
+    case "volume":
+      return `${ins.kind.toUpperCase()} ${ins.values.join(" ")}`;
+    case "user":
+    case "workdir":
+    case "stopsignal":
+    case "maintainer":
+      return `${ins.kind.toUpperCase()} ${ins.value}`;
+    case "healthcheck": {
+      if (ins.none) return "HEALTHCHECK NONE";
+      const opts = [
+        ins.interval && `--interval=${ins.interval}`,
+        ins.timeout && `--timeout=${ins.timeout}`,
+        ins.startPeriod && `--start-period=${ins.startPeriod}`,
+        ins.startInterval && `--start-interval=${ins.startInterval}`,
+        ins.retries !== void 0 && `--retries=${ins.retries}`
+      ].filter(Boolean);
+      return `HEALTHCHECK ${opts.map((o) => `${o} `).join("")}CMD ${cmd(ins.test)}`;
+    }
+    case "onbuild":
+      return `ONBUILD ${ins.trigger}`;
+  }
+}
+function stageTitle(s) {
+  const base = s.base.kind === "image" ? s.base.ref : s.base.kind === "scratch" ? "scratch" : `stage ${s.base.index}`;
+  return `stage ${s.index}${s.name ? ` "${s.name}"` : ""} from ${base}${s.platform ? ` (platform ${s.platform})` : ""}`;
+}
+function renderPlan(plan) {
+  const out = [];
+  out.push(`Dockerfile: ${plan.file}${plan.syntax ? ` (syntax ${plan.syntax})` : ""}`);
+  if (plan.globalArgs.length) {
+    out.push("global ARGs:");
+    for (const a of plan.globalArgs)
+      out.push(`  ${a.name}=${a.value === void 0 ? "<unset>" : q(a.value)}`);
+  }
+  const t = plan.stages[plan.target];
+  out.push(`target: stage ${t.index}${t.name ? ` "${t.name}"` : ""}`);
+  out.push(`build order: ${plan.order.map((i) => plan.stages[i].name ?? String(i)).join(" -> ")}`);
+  for (const s of plan.stages) {
+    out.push("");
+    out.push(`${s.needed ? "" : "[skipped: not needed by the target] "}${stageTitle(s)}`);
+    if (s.deps.length)
+      out.push(`  uses stages: ${s.deps.map((d) => plan.stages[d].name ?? String(d)).join(", ")}`);
+    if (s.imageDeps.length) out.push(`  uses images: ${s.imageDeps.join(", ")}`);
+    for (const p of s.instructions)
+      out.push(`  ${String(p.instruction.at.line).padStart(4)}  ${renderInstruction(p.expanded)}`);
+  }
+  if (plan.unusedBuildArgs.length || plan.warnings.length) out.push("");
+  if (plan.unusedBuildArgs.length) {
+    out.push(`warning: build arg(s) ${plan.unusedBuildArgs.join(", ")} were passed but no ARG declares them`);
+  }
+  for (const w of plan.warnings) {
+    out.push(`warning: ${w.at ? `${w.at.file}:${w.at.line}: ` : ""}${w.message} [${w.code}]`);
+  }
+  return out.join("\n") + "\n";
+}
+
 // src/cache/key.ts
 import { createHash as createHash8 } from "node:crypto";
 var SCHEME = "kiln-cache-v1";
@@ -42941,10 +42836,16 @@ async function runBuild(opts, logger, hooks = {}) {
   for (const c of opts.registry.credentials) logger.addSecret(c.password);
   const ctx = await materializeContext(
     opts,
-    resolve4(opts.workDir, `context-${process.pid}-${Date.now()}`),
+    resolve3(opts.workDir, `context-${process.pid}-${Date.now()}`),
     logger
   );
-  const contextDir = ctx.dir;
+  try {
+    return await buildInContext(ctx.dir, opts, logger, hooks, started);
+  } finally {
+    await ctx.cleanup();
+  }
+}
+async function planDockerfile(contextDir, opts) {
   const df = await loadDockerfile(contextDir, opts.dockerfile);
   const buildPlatform = hostPlatform();
   const targetPlatform = opts.platform ? parsePlatform(opts.platform) : buildPlatform;
@@ -42954,13 +42855,17 @@ async function runBuild(opts, logger, hooks = {}) {
     targetPlatform,
     buildPlatform
   });
+  return { plan, dockerfilePath: df.path, targetPlatform, buildPlatform };
+}
+async function buildInContext(contextDir, opts, logger, hooks, started) {
+  const { plan, dockerfilePath, targetPlatform, buildPlatform } = await planDockerfile(contextDir, opts);
   for (const w of plan.warnings) logger.warn(`${w.at ? `${w.at.file}:${w.at.line}: ` : ""}${w.message}`);
   if (plan.unusedBuildArgs.length) {
     logger.warn(`build arg(s) ${plan.unusedBuildArgs.join(", ")} were passed but no ARG declares them`);
   }
-  const ignore = await loadIgnoreFile(contextDir, df.path);
+  const ignore = await loadIgnoreFile(contextDir, dockerfilePath);
   const context = new ContextSource(contextDir, new IgnoreMatcher(ignore.patterns));
-  const workDir = resolve4(opts.workDir, `build-${process.pid}-${Date.now()}`);
+  const workDir = resolve3(opts.workDir, `build-${process.pid}-${Date.now()}`);
   await mkdir18(workDir, { recursive: true });
   const probe = await probeIsolation({ want: opts.isolation, workDir });
   if (!probe.chosen) {
@@ -43003,7 +42908,7 @@ ${formatProbe(probe)}`, {
     const images = new RegistryImageSource(
       client,
       join19(workDir, "blobs"),
-      opts.cache.dir ? new BaseImageCache(resolve4(opts.cache.dir)) : void 0,
+      opts.cache.dir ? new BaseImageCache(resolve3(opts.cache.dir)) : void 0,
       logger
     );
     const cache = await openCache(opts, client, workDir, logger);
@@ -43045,7 +42950,6 @@ ${formatProbe(probe)}`, {
     };
   } finally {
     await client.close();
-    await ctx.cleanup();
     if (opts.cleanup || !process.env.KILN_KEEP_WORKDIR)
       await rm14(workDir, { recursive: true, force: true }).catch(() => void 0);
   }
@@ -43055,7 +42959,7 @@ async function openCache(opts, client, workDir, logger) {
   const stores = [];
   let indexFile;
   if (opts.cache.dir) {
-    const dir = resolve4(opts.cache.dir);
+    const dir = resolve3(opts.cache.dir);
     await mkdir18(dir, { recursive: true });
     stores.push(
       new LocalCacheStore(dir, {
@@ -43096,6 +43000,107 @@ function credentialStore(opts) {
     explicit,
     ...opts.registry.dockerConfigDir ? { dockerConfigDir: opts.registry.dockerConfigDir } : {}
   });
+}
+
+// src/cli/plan-command.ts
+async function planForOptions(opts) {
+  const ctx = await materializeContext(
+    opts,
+    resolve4(opts.workDir, `plan-context-${process.pid}-${Date.now()}`)
+  );
+  try {
+    return (await planDockerfile(ctx.dir, opts)).plan;
+  } finally {
+    await ctx.cleanup();
+  }
+}
+async function printPlan(opts, out) {
+  const plan = await planForOptions(opts);
+  out(renderPlan(plan));
+  return plan;
+}
+
+// src/cli/summary.ts
+function humanSize(bytes) {
+  if (!Number.isFinite(bytes) || bytes < 0) return "?";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  if (i === 0) return `${bytes} B`;
+  return `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
+}
+function humanDuration(ms) {
+  if (!Number.isFinite(ms) || ms < 0) return "?";
+  if (ms < 1e3) return `${Math.round(ms)}ms`;
+  if (ms < 6e4) return `${(ms / 1e3).toFixed(1)}s`;
+  const total = Math.round(ms / 1e3);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor(total % 3600 / 60);
+  const s = total % 60;
+  const pad = (n) => String(n).padStart(2, "0");
+  return h > 0 ? `${h}h${pad(m)}m${pad(s)}s` : `${m}m${pad(s)}s`;
+}
+function truncate(text, width) {
+  const flat = text.replace(/\s+/g, " ").trim();
+  if (flat.length <= width) return flat;
+  return width <= 1 ? "\u2026".slice(0, width) : `${flat.slice(0, width - 1)}\u2026`;
+}
+function cacheCell(step) {
+  if (step.cache === "none") return "-";
+  if (step.cache === "miss" && step.cacheReason) return `miss (${truncate(step.cacheReason, 40)})`;
+  return step.cache;
+}
+function table(header2, rows, rightAligned) {
+  const widths = header2.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
+  const line = (cells) => cells.map((cell, c) => {
+    const last = c === cells.length - 1;
+    if (rightAligned.has(c)) return cell.padStart(widths[c]);
+    return last ? cell : cell.padEnd(widths[c]);
+  }).join("  ").trimEnd();
+  return [line(header2), ...rows.map(line)];
+}
+function formatSummary(result, options = {}) {
+  const width = options.instructionWidth ?? 60;
+  const out = ["", "Build summary"];
+  const field = (name, value) => {
+    out.push(`  ${(name ? `${name}:` : "").padEnd(11)} ${value}`);
+  };
+  if (result.destinations.length === 0) field("image", "(no destination)");
+  else
+    result.destinations.forEach(
+      (d, i) => field(i === 0 ? result.destinations.length > 1 ? "images" : "image" : "", d)
+    );
+  field("pushed", result.pushed ? "yes" : "no");
+  field("digest", result.digest);
+  field("image id", result.imageId);
+  field("size", `${humanSize(result.size)} (${result.size} bytes)`);
+  field("layers", String(result.layers));
+  field("time", humanDuration(result.durationMs));
+  field(
+    "isolation",
+    result.isolation.reason ? `${result.isolation.rung} (${truncate(result.isolation.reason, 80)})` : result.isolation.rung
+  );
+  if (result.steps.length > 0) {
+    const hits = result.steps.filter((s) => s.cache === "hit").length;
+    const misses = result.steps.filter((s) => s.cache === "miss").length;
+    field("cache", `${hits} hit, ${misses} miss, ${result.steps.length - hits - misses} uncached`);
+    out.push("");
+    const rows = result.steps.map((s) => [
+      s.stage,
+      String(s.line),
+      truncate(s.instruction, width),
+      humanDuration(s.durationMs),
+      cacheCell(s)
+    ]);
+    for (const l of table(["STAGE", "LINE", "INSTRUCTION", "TIME", "CACHE"], rows, /* @__PURE__ */ new Set([1, 3])))
+      out.push(`  ${l}`);
+  }
+  return `${out.join("\n")}
+`;
 }
 
 // src/log/logger.ts

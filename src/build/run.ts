@@ -10,8 +10,9 @@ import type { BuildResult } from './result.ts';
 import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
 import { loadDockerfile } from '../plan/load.ts';
-import { planFromText } from '../plan/plan.ts';
+import { planFromText, type BuildPlan } from '../plan/plan.ts';
 import { hostPlatform, parsePlatform } from './platform.ts';
+import type { Platform } from '../image/types.ts';
 import { IgnoreMatcher, loadIgnoreFile } from '../context/dockerignore.ts';
 import { ContextSource } from '../context/sources.ts';
 import { materializeContext } from '../context/fetch.ts';
@@ -53,7 +54,19 @@ export async function runBuild(
     resolve(opts.workDir, `context-${process.pid}-${Date.now()}`),
     logger,
   );
-  const contextDir = ctx.dir;
+  // The fetched context (git, tar) is removed whatever fails, parse errors included.
+  try {
+    return await buildInContext(ctx.dir, opts, logger, hooks, started);
+  } finally {
+    await ctx.cleanup();
+  }
+}
+
+/** The Dockerfile found, planned for this build's platforms. */
+export async function planDockerfile(
+  contextDir: string,
+  opts: BuildOptions,
+): Promise<{ plan: BuildPlan; dockerfilePath: string; targetPlatform: Platform; buildPlatform: Platform }> {
   const df = await loadDockerfile(contextDir, opts.dockerfile);
   const buildPlatform = hostPlatform();
   const targetPlatform = opts.platform ? parsePlatform(opts.platform) : buildPlatform;
@@ -63,11 +76,22 @@ export async function runBuild(
     targetPlatform,
     buildPlatform,
   });
+  return { plan, dockerfilePath: df.path, targetPlatform, buildPlatform };
+}
+
+async function buildInContext(
+  contextDir: string,
+  opts: BuildOptions,
+  logger: Logger,
+  hooks: RunBuildHooks,
+  started: number,
+): Promise<BuildResult> {
+  const { plan, dockerfilePath, targetPlatform, buildPlatform } = await planDockerfile(contextDir, opts);
   for (const w of plan.warnings) logger.warn(`${w.at ? `${w.at.file}:${w.at.line}: ` : ''}${w.message}`);
   if (plan.unusedBuildArgs.length) {
     logger.warn(`build arg(s) ${plan.unusedBuildArgs.join(', ')} were passed but no ARG declares them`);
   }
-  const ignore = await loadIgnoreFile(contextDir, df.path);
+  const ignore = await loadIgnoreFile(contextDir, dockerfilePath);
   const context = new ContextSource(contextDir, new IgnoreMatcher(ignore.patterns));
 
   const workDir = resolve(opts.workDir, `build-${process.pid}-${Date.now()}`);
@@ -155,7 +179,6 @@ export async function runBuild(
     };
   } finally {
     await client.close();
-    await ctx.cleanup();
     if (opts.cleanup || !process.env.KILN_KEEP_WORKDIR)
       await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
   }

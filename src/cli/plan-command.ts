@@ -1,10 +1,9 @@
 /** `kiln plan` and `kiln build --dry-run`: parse, plan and print, without touching a registry. */
 import { resolve } from 'node:path';
 import type { BuildOptions } from '../build/options.ts';
+import { planDockerfile } from '../build/run.ts';
 import { materializeContext } from '../context/fetch.ts';
-import { hostPlatform, parsePlatform } from '../build/platform.ts';
-import { loadDockerfile } from '../plan/load.ts';
-import { planFromText, type BuildPlan } from '../plan/plan.ts';
+import type { BuildPlan } from '../plan/plan.ts';
 import { renderPlan } from '../plan/render.ts';
 
 export async function planForOptions(opts: BuildOptions): Promise<BuildPlan> {
@@ -12,15 +11,11 @@ export async function planForOptions(opts: BuildOptions): Promise<BuildPlan> {
     opts,
     resolve(opts.workDir, `plan-context-${process.pid}-${Date.now()}`),
   );
-  const df = await loadDockerfile(ctx.dir, opts.dockerfile).finally(() => ctx.cleanup());
-  const build = hostPlatform();
-  const target = opts.platform ? parsePlatform(opts.platform) : build;
-  return planFromText(df.text, df.path, {
-    buildArgs: opts.buildArgs,
-    ...(opts.target ? { target: opts.target } : {}),
-    targetPlatform: target,
-    buildPlatform: build,
-  });
+  try {
+    return (await planDockerfile(ctx.dir, opts)).plan;
+  } finally {
+    await ctx.cleanup();
+  }
 }
 
 export async function printPlan(opts: BuildOptions, out: (s: string) => void): Promise<BuildPlan> {

@@ -42,8 +42,3 @@ export async function dispatchExpanded(ins: Instruction, ctx: StepContext): Prom
       });
   }
 }
-
-export async function dispatch(raw: Instruction, ctx: StepContext): Promise<void> {
-  const ins = expandStep(raw, ctx);
-  if (ins) await dispatchExpanded(ins, ctx);
-}
