@@ -11,7 +11,7 @@ import { ratio } from './measure.ts';
 
 const SOURCE_FILES = 5000;
 
-function writeContext(ctx: string, base: string): void {
+export function writeContext(ctx: string, base: string): void {
   mkdirSync(ctx, { recursive: true });
   for (let i = 0; i < SOURCE_FILES; i++) {
     const dir = join(ctx, 'src', `pkg${Math.floor(i / 100)}`);

@@ -33,9 +33,8 @@ export async function kilnBuild(env: BenchEnv, ctx: string, dest: string): Promi
       'kiln build',
       [
         'node',
-        '--import',
-        'tsx',
-        join(REPO_ROOT, 'src/cli/main.ts'),
+        // The bundle users run (the action, the runner image): bench.sh rebuilds it from src first.
+        join(REPO_ROOT, 'dist/cli.js'),
         'build',
         '-c',
         ctx,

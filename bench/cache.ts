@@ -70,9 +70,7 @@ function kilnRun(
     label,
     [
       'node',
-      '--import',
-      'tsx',
-      join(REPO_ROOT, 'src/cli/main.ts'),
+      join(REPO_ROOT, 'dist/cli.js'),
       'build',
       '-c',
       ctx,

@@ -33009,8 +33009,8 @@ import { resolve as resolve4 } from "node:path";
 
 // src/build/run.ts
 import { createReadStream as createReadStream8 } from "node:fs";
-import { mkdir as mkdir18, rm as rm14 } from "node:fs/promises";
-import { join as join19, resolve as resolve3 } from "node:path";
+import { mkdir as mkdir18 } from "node:fs/promises";
+import { join as join20, resolve as resolve3 } from "node:path";
 
 // src/plan/load.ts
 import { readFile, stat } from "node:fs/promises";
@@ -35482,7 +35482,22 @@ function imagePathOf(root, hostPath) {
 // src/fs/xattr.ts
 import { execFile, spawn } from "node:child_process";
 var CAPABILITY_XATTR = "security.capability";
-var BATCH = 256;
+var BATCH_BYTES = 512 * 1024;
+function* batches(paths) {
+  let cur = [];
+  let bytes = 0;
+  for (const p of paths) {
+    const n = Buffer.byteLength(p) + 1;
+    if (cur.length > 0 && bytes + n > BATCH_BYTES) {
+      yield cur;
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(p);
+    bytes += n;
+  }
+  if (cur.length > 0) yield cur;
+}
 function keepXattr(name) {
   return !(name.startsWith("trusted.overlay.") || name.startsWith("user.overlay.") || name === "security.selinux");
 }
@@ -35528,8 +35543,7 @@ function run(cmd2, args) {
 async function readXattrs(paths) {
   const out = /* @__PURE__ */ new Map();
   const wanted = new Set(paths);
-  for (let i = 0; i < paths.length; i += BATCH) {
-    const batch = paths.slice(i, i + BATCH);
+  for (const batch of batches(paths)) {
     const r = await run("getfattr", ["-h", "-d", "-m", "-", "-e", "hex", "--absolute-names", "--", ...batch]);
     if (r.code === -1) return out;
     let current;
@@ -38087,7 +38101,7 @@ async function planEntries(diff, clamp) {
   return out;
 }
 var SMALL_FILE = 1 << 20;
-var BATCH2 = 256 << 10;
+var BATCH = 256 << 10;
 async function* fileBody(path2, size) {
   let left = size;
   if (left > 0 && size <= SMALL_FILE) {
@@ -38132,7 +38146,7 @@ async function* tarStream(entries) {
   let pending = [];
   let size = 0;
   for await (const b of tarStreamRaw(entries)) {
-    if (b.length >= BATCH2) {
+    if (b.length >= BATCH) {
       if (size) yield Buffer.concat(pending, size);
       pending = [];
       size = 0;
@@ -38141,7 +38155,7 @@ async function* tarStream(entries) {
     }
     pending.push(b);
     size += b.length;
-    if (size >= BATCH2) {
+    if (size >= BATCH) {
       yield Buffer.concat(pending, size);
       pending = [];
       size = 0;
@@ -38195,18 +38209,37 @@ async function writeLayer(diff, opts) {
   }
 }
 
+// src/fs/remove-tree.ts
+import { spawn as spawn7 } from "node:child_process";
+import { readdir as readdir5, rm as rm7, rmdir as rmdir3 } from "node:fs/promises";
+import { join as join5 } from "node:path";
+function rmRf(path2) {
+  return new Promise((resolve5) => {
+    const p = spawn7("rm", ["-rf", "--one-file-system", "--", path2], { stdio: "ignore" });
+    p.on("error", () => resolve5("missing"));
+    p.on("close", () => resolve5("done"));
+  });
+}
+async function removeTree(dir) {
+  const names = await readdir5(dir).catch(() => null);
+  if (names === null) return;
+  const got = await Promise.all(names.map((n) => rmRf(join5(dir, n))));
+  if (got.includes("missing")) await rm7(dir, { recursive: true, force: true }).catch(() => void 0);
+  else await rmdir3(dir).catch(() => void 0);
+}
+
 // src/registry/client.ts
 import { createHash as createHash2, randomBytes as randomBytes3 } from "node:crypto";
 import { createWriteStream as createWriteStream3 } from "node:fs";
-import { rename as rename4, rm as rm7 } from "node:fs/promises";
+import { rename as rename4, rm as rm8 } from "node:fs/promises";
 import { Readable as Readable3, Transform as Transform3 } from "node:stream";
 import { pipeline as pipeline3 } from "node:stream/promises";
 
 // src/registry/credentials.ts
-import { spawn as spawn7 } from "node:child_process";
+import { spawn as spawn8 } from "node:child_process";
 import { accessSync as accessSync2, constants as fsConstants, readFileSync as readFileSync4 } from "node:fs";
 import { homedir } from "node:os";
-import { delimiter, isAbsolute as isAbsolute3, join as join5 } from "node:path";
+import { delimiter, isAbsolute as isAbsolute3, join as join6 } from "node:path";
 var DOCKER_HUB = "docker.io";
 var DOCKER_HUB_ALIASES = /* @__PURE__ */ new Set(["docker.io", "index.docker.io", "registry-1.docker.io"]);
 var DOCKER_HUB_SERVER = "https://index.docker.io/v1/";
@@ -38242,12 +38275,12 @@ var CredentialStore = class {
   constructor(opts = {}) {
     this.explicit = opts.explicit ?? {};
     this.env = opts.env ?? process.env;
-    this.configDir = opts.dockerConfigDir ?? str(this.env.DOCKER_CONFIG) ?? join5(str(this.env.HOME) ?? homedir(), ".docker");
+    this.configDir = opts.dockerConfigDir ?? str(this.env.DOCKER_CONFIG) ?? join6(str(this.env.HOME) ?? homedir(), ".docker");
     this.timeoutMs = opts.helperTimeoutMs ?? HELPER_TIMEOUT_MS;
   }
   /** Path of the config.json this store reads. */
   get configPath() {
-    return join5(this.configDir, "config.json");
+    return join6(this.configDir, "config.json");
   }
   /** Credentials for a registry host (`docker.io`, `ghcr.io`, `localhost:5000`), or null for anonymous. */
   async get(registry) {
@@ -38427,7 +38460,7 @@ function findOnPath(program2, pathVar) {
   if (isAbsolute3(program2)) return isExecutable(program2) ? program2 : void 0;
   for (const dir of (pathVar ?? "").split(delimiter)) {
     if (dir === "") continue;
-    const candidate = join5(dir, program2);
+    const candidate = join6(dir, program2);
     if (isExecutable(candidate)) return candidate;
   }
   return void 0;
@@ -38442,7 +38475,7 @@ function isExecutable(p) {
 }
 function run3(file, args, input, env, timeoutMs) {
   return new Promise((resolve5) => {
-    const child = spawn7(file, args, { env, stdio: ["pipe", "pipe", "pipe"], shell: false, detached: true });
+    const child = spawn8(file, args, { env, stdio: ["pipe", "pipe", "pipe"], shell: false, detached: true });
     const out = [];
     const err = [];
     let timedOut = false;
@@ -39586,7 +39619,7 @@ var RegistryClient = class {
         );
         await rename4(tmp, destPath);
       } catch (e) {
-        await rm7(tmp, { force: true });
+        await rm8(tmp, { force: true });
         throw e;
       }
     });
@@ -39915,7 +39948,7 @@ var RegistryClient = class {
 
 // src/build/registry-source.ts
 import { mkdir as mkdir5, stat as stat4 } from "node:fs/promises";
-import { join as join6 } from "node:path";
+import { join as join7 } from "node:path";
 var RegistryImageSource = class {
   constructor(client, blobDir, baseCache, logger) {
     this.client = client;
@@ -39965,7 +39998,7 @@ var RegistryImageSource = class {
     };
   }
   fetchLayer(layer) {
-    const path2 = join6(this.blobDir, digestHex(layer.descriptor.digest));
+    const path2 = join7(this.blobDir, digestHex(layer.descriptor.digest));
     let p = this.inflight.get(path2);
     if (!p) {
       p = (async () => {
@@ -39992,9 +40025,9 @@ var RegistryImageSource = class {
 
 // src/cache/local-store.ts
 import { createReadStream as createReadStream3 } from "node:fs";
-import { copyFile, mkdir as mkdir6, readFile as readFile5, readdir as readdir5, rename as rename5, rm as rm8, stat as stat5, utimes as utimes2, writeFile as writeFile2 } from "node:fs/promises";
+import { copyFile, mkdir as mkdir6, readFile as readFile5, readdir as readdir6, rename as rename5, rm as rm9, stat as stat5, utimes as utimes2, writeFile as writeFile2 } from "node:fs/promises";
 import { createHash as createHash3, randomBytes as randomBytes4 } from "node:crypto";
-import { join as join7 } from "node:path";
+import { join as join8 } from "node:path";
 async function atomicWrite(path2, data) {
   const tmp = `${path2}.tmp-${randomBytes4(6).toString("hex")}`;
   await writeFile2(tmp, data);
@@ -40014,10 +40047,10 @@ var LocalCacheStore = class {
   opts;
   verified = /* @__PURE__ */ new Set();
   entryPath(key) {
-    return join7(this.dir, "entries", `${key}.json`);
+    return join8(this.dir, "entries", `${key}.json`);
   }
   blobPath(digest) {
-    return join7(this.dir, "blobs", digestHex(digest));
+    return join8(this.dir, "blobs", digestHex(digest));
   }
   async get(key) {
     const p = this.entryPath(key);
@@ -40028,7 +40061,7 @@ var LocalCacheStore = class {
     try {
       entry = JSON.parse(await readFile5(p, "utf8"));
     } catch {
-      await rm8(p, { force: true });
+      await rm9(p, { force: true });
       return null;
     }
     if (entry.version !== 1 || entry.key !== key) return null;
@@ -40041,8 +40074,8 @@ var LocalCacheStore = class {
         this.opts.logger?.warn(
           `cache: blob ${entry.layer.digest} is corrupt; ignoring it and rebuilding the step`
         );
-        await rm8(blob, { force: true });
-        await rm8(p, { force: true });
+        await rm9(blob, { force: true });
+        await rm9(p, { force: true });
         return null;
       }
       this.verified.add(blob);
@@ -40053,10 +40086,10 @@ var LocalCacheStore = class {
     return { entry, blobPath: blob, from: "dir" };
   }
   async put(entry, blobPath2) {
-    await mkdir6(join7(this.dir, "entries"), { recursive: true });
+    await mkdir6(join8(this.dir, "entries"), { recursive: true });
     if (entry.layer) {
       if (!blobPath2) throw new Error("cache put: layer without blob");
-      await mkdir6(join7(this.dir, "blobs"), { recursive: true });
+      await mkdir6(join8(this.dir, "blobs"), { recursive: true });
       const dest = this.blobPath(entry.layer.digest);
       const have = await stat5(dest).catch(() => null);
       if (!have || have.size !== entry.layer.size) {
@@ -40071,28 +40104,28 @@ var LocalCacheStore = class {
   }
   async previousParts(slot) {
     try {
-      return JSON.parse(await readFile5(join7(this.dir, "slots", `${slot}.json`), "utf8"));
+      return JSON.parse(await readFile5(join8(this.dir, "slots", `${slot}.json`), "utf8"));
     } catch {
       return null;
     }
   }
   async rememberParts(slot, parts) {
-    await mkdir6(join7(this.dir, "slots"), { recursive: true });
-    await atomicWrite(join7(this.dir, "slots", `${slot}.json`), JSON.stringify(parts));
+    await mkdir6(join8(this.dir, "slots"), { recursive: true });
+    await atomicWrite(join8(this.dir, "slots", `${slot}.json`), JSON.stringify(parts));
   }
   /** Drops least-recently-used blobs (and the entries that point at them) until under `max` bytes. */
   async prune(max) {
-    const dir = join7(this.dir, "blobs");
-    const names = await readdir5(dir).catch(() => []);
+    const dir = join8(this.dir, "blobs");
+    const names = await readdir6(dir).catch(() => []);
     const blobs = (await Promise.all(
-      names.filter((n) => !n.includes(".tmp-")).map(async (n) => ({ n, st: await stat5(join7(dir, n)).catch(() => null) }))
+      names.filter((n) => !n.includes(".tmp-")).map(async (n) => ({ n, st: await stat5(join8(dir, n)).catch(() => null) }))
     )).filter((b) => b.st !== null);
     let total = blobs.reduce((s, b) => s + Number(b.st.size), 0);
     if (total <= max) return;
     blobs.sort((a, b) => Number(a.st.mtimeMs) - Number(b.st.mtimeMs));
     for (const b of blobs) {
       if (total <= max) break;
-      await rm8(join7(dir, b.n), { force: true });
+      await rm9(join8(dir, b.n), { force: true });
       total -= Number(b.st.size);
     }
   }
@@ -40101,7 +40134,7 @@ var LocalCacheStore = class {
 // src/cache/base-cache.ts
 import { createHash as createHash4, randomBytes as randomBytes5 } from "node:crypto";
 import { link, mkdir as mkdir7, readFile as readFile6, rename as rename6, stat as stat6, writeFile as writeFile3, copyFile as copyFile2 } from "node:fs/promises";
-import { join as join8 } from "node:path";
+import { join as join9 } from "node:path";
 async function atomicWrite2(path2, data) {
   const tmp = `${path2}.tmp-${randomBytes5(6).toString("hex")}`;
   await writeFile3(tmp, data);
@@ -40110,14 +40143,14 @@ async function atomicWrite2(path2, data) {
 var BaseImageCache = class {
   root;
   constructor(cacheDir) {
-    this.root = join8(cacheDir, "base");
+    this.root = join9(cacheDir, "base");
   }
   blobPath(digest) {
-    return join8(this.root, "blobs", digestHex(digest));
+    return join9(this.root, "blobs", digestHex(digest));
   }
   recordPath(reference, platform) {
     const id = createHash4("sha256").update(`${reference}\0${formatPlatform(platform)}`).digest("hex").slice(0, 32);
-    return join8(this.root, "manifests", `${id}.json`);
+    return join9(this.root, "manifests", `${id}.json`);
   }
   /** The blob's path when it is cached with the expected size, else undefined. */
   async hasBlob(desc) {
@@ -40162,8 +40195,8 @@ var BaseImageCache = class {
     const ref = withDefaultTag(parseReference(text));
     const reference = formatReference(ref);
     const img = await client.resolveImage(ref, platform);
-    await mkdir7(join8(this.root, "blobs"), { recursive: true });
-    await mkdir7(join8(this.root, "manifests"), { recursive: true });
+    await mkdir7(join9(this.root, "blobs"), { recursive: true });
+    await mkdir7(join9(this.root, "manifests"), { recursive: true });
     const cached = await this.lookup(reference, platform);
     if (cached && cached.digest === img.digest && !opts.force) {
       let complete = true;
@@ -40209,7 +40242,7 @@ async function warmImages(client, images, cacheDir, platform, opts = {}) {
 import { createReadStream as createReadStream4 } from "node:fs";
 import { mkdir as mkdir8, stat as stat7 } from "node:fs/promises";
 import { Readable as Readable4 } from "node:stream";
-import { join as join9 } from "node:path";
+import { join as join10 } from "node:path";
 var ENTRY_ANNOTATION = "dev.kiln.cache.entry";
 var EMPTY_CONFIG = Buffer.from("{}");
 var RegistryCacheStore = class {
@@ -40242,7 +40275,7 @@ var RegistryCacheStore = class {
     if (entry.key !== key || entry.version !== 1) return null;
     if (!entry.layer) return { entry, from: "repo" };
     await mkdir8(this.blobDir, { recursive: true });
-    const path2 = join9(this.blobDir, digestHex(entry.layer.digest));
+    const path2 = join10(this.blobDir, digestHex(entry.layer.digest));
     const have = await stat7(path2).catch(() => null);
     if (!have || have.size !== entry.layer.size) {
       await this.client.fetchBlob(
@@ -40315,9 +40348,9 @@ var TieredCache = class {
 
 // src/cache/sources-digest.ts
 import { createReadStream as createReadStream5 } from "node:fs";
-import { lstat as lstat5, readFile as readFile7, readdir as readdir6, readlink as readlink3, rename as rename7, writeFile as writeFile4 } from "node:fs/promises";
+import { lstat as lstat5, readFile as readFile7, readdir as readdir7, readlink as readlink3, rename as rename7, writeFile as writeFile4 } from "node:fs/promises";
 import { createHash as createHash5, randomBytes as randomBytes6 } from "node:crypto";
-import { join as join10 } from "node:path";
+import { join as join11 } from "node:path";
 var StatIndex = class {
   constructor(file) {
     this.file = file;
@@ -40388,7 +40421,7 @@ async function sourcesDigest(sources, index, skip) {
 `;
   };
   const visitDir = async (host, rel) => {
-    const kids = (await readdir6(host)).sort().map((n) => ({ host: join10(host, n), rel: `${rel}/${n}` })).filter((k) => !skip?.(k.host));
+    const kids = (await readdir7(host)).sort().map((n) => ({ host: join11(host, n), rel: `${rel}/${n}` })).filter((k) => !skip?.(k.host));
     const done = await mapLimit(kids, PARALLEL_STATS, async (k) => {
       const st = await lstat5(k.host, { bigint: true });
       return { ...k, st, text: await line(k.host, k.rel, st) };
@@ -40408,11 +40441,11 @@ async function sourcesDigest(sources, index, skip) {
 }
 
 // src/build/executor.ts
-import { mkdir as mkdir15, readFile as readFile10, rm as rm13, writeFile as writeFile7 } from "node:fs/promises";
-import { spawn as spawn9 } from "node:child_process";
+import { mkdir as mkdir15, readFile as readFile10, rm as rm14, writeFile as writeFile7 } from "node:fs/promises";
+import { spawn as spawn10 } from "node:child_process";
 import { availableParallelism } from "node:os";
 import { createHash as createHash10 } from "node:crypto";
-import { join as join16 } from "node:path";
+import { join as join17 } from "node:path";
 
 // src/build/base.ts
 import { mkdir as mkdir9 } from "node:fs/promises";
@@ -40438,12 +40471,12 @@ async function materializeBase(base, source, rootfs, deps, skipDevices) {
 }
 
 // src/build/stage-builder.ts
-import { mkdir as mkdir10, rm as rm9, rmdir as rmdir3, lstat as lstat6 } from "node:fs/promises";
-import { join as join12, posix as posix9 } from "node:path";
+import { mkdir as mkdir10, rm as rm10, rmdir as rmdir4, lstat as lstat6 } from "node:fs/promises";
+import { join as join13, posix as posix9 } from "node:path";
 
 // src/build/passwd.ts
 import { readFile as readFile8 } from "node:fs/promises";
-import { join as join11 } from "node:path";
+import { join as join12 } from "node:path";
 async function readLines(path2) {
   try {
     return (await readFile8(path2, "utf8")).split("\n");
@@ -40453,7 +40486,7 @@ async function readLines(path2) {
 }
 async function readPasswd(rootfs) {
   const out = [];
-  for (const line of await readLines(join11(rootfs, "etc/passwd"))) {
+  for (const line of await readLines(join12(rootfs, "etc/passwd"))) {
     const f = line.split(":");
     if (f.length < 7 || line.startsWith("#")) continue;
     const uid = Number(f[2]);
@@ -40464,7 +40497,7 @@ async function readPasswd(rootfs) {
 }
 async function readGroups(rootfs) {
   const out = [];
-  for (const line of await readLines(join11(rootfs, "etc/group"))) {
+  for (const line of await readLines(join12(rootfs, "etc/group"))) {
     const f = line.split(":");
     if (f.length < 4 || line.startsWith("#")) continue;
     const gid = Number(f[2]);
@@ -40624,7 +40657,9 @@ var StageBuilder = class {
   }
   async run(step) {
     const exclude = this.excludes(step.mounts.map((m) => m.target));
+    const t0 = Date.now();
     const snap = await this.snapshotter.begin({ exclude });
+    const t1 = Date.now();
     let result;
     const createdTargets = [];
     try {
@@ -40669,19 +40704,32 @@ var StageBuilder = class {
         }
       );
     }
+    const t2 = Date.now();
     const diff = await snap.finish();
+    const t3 = Date.now();
     await this.commit(diff, step.history);
+    this.logger.debug(
+      `RUN phases: snapshot begin ${t1 - t0} ms, run ${t2 - t1} ms, snapshot finish ${t3 - t2} ms, layer ${Date.now() - t3} ms`
+    );
   }
   /** Runs `fn` against the tree the step may change and commits what it changed as one layer. */
   async change(history, fn) {
+    const t0 = Date.now();
     const snap = await this.snapshotter.begin({ exclude: this.excludes([]) });
+    const t1 = Date.now();
     try {
       await fn(snap.runRoot);
     } catch (e) {
       await snap.abort();
       throw e;
     }
-    await this.commit(await snap.finish(), history);
+    const t2 = Date.now();
+    const diff = await snap.finish();
+    const t3 = Date.now();
+    await this.commit(diff, history);
+    this.logger.debug(
+      `change phases: snapshot begin ${t1 - t0} ms, apply ${t2 - t1} ms, snapshot finish ${t3 - t2} ms, layer ${Date.now() - t3} ms`
+    );
   }
   /**
    * A step answered by the layer cache: its layer (if any) joins the image and its history entry is
@@ -40714,6 +40762,11 @@ var StageBuilder = class {
       this.history.push({ created: this.opts.createdAt(), created_by: history, empty_layer: true });
       return;
     }
+    if (this.opts.writeLayers === false) {
+      this.history.push({ created: this.opts.createdAt(), created_by: history });
+      this.logger.debug(`no layer written: stage ${this.name} is not part of the image`);
+      return;
+    }
     await mkdir10(this.opts.layerOptions.outDir, { recursive: true });
     const layer = await this.deps.writeLayer(diff, this.opts.layerOptions);
     this.layers.push({
@@ -40726,7 +40779,7 @@ var StageBuilder = class {
     this.logger.debug(`layer ${layer.digest} (${layer.entries} entries, ${layer.size} bytes)`);
   }
   async dispose() {
-    await rm9(this.opts.scratchDir, { recursive: true, force: true });
+    await rm10(this.opts.scratchDir, { recursive: true, force: true });
   }
   /** Host path of an image path in this stage's rootfs, symlinks resolved inside it. */
   hostPath(imagePath2) {
@@ -40742,14 +40795,14 @@ async function exists3(p) {
 async function removeIfEmpty(p) {
   const st = await lstat6(p).catch(() => null);
   if (!st) return;
-  if (st.isDirectory()) await rmdir3(p).catch(() => void 0);
-  else if (st.size === 0) await rm9(p, { force: true });
+  if (st.isDirectory()) await rmdir4(p).catch(() => void 0);
+  else if (st.size === 0) await rm10(p, { force: true });
 }
 
 // src/build/steps/copy.ts
 import { createReadStream as createReadStream6 } from "node:fs";
-import { chmod as chmod3, lstat as lstat8, mkdir as mkdir12, mkdtemp as mkdtemp5, open, readdir as readdir8, rm as rm11, writeFile as writeFile5 } from "node:fs/promises";
-import { join as join14, posix as posix12, relative as relative3, sep as sep3 } from "node:path";
+import { chmod as chmod3, lstat as lstat8, mkdir as mkdir12, mkdtemp as mkdtemp5, open, readdir as readdir9, rm as rm12, writeFile as writeFile5 } from "node:fs/promises";
+import { join as join15, posix as posix12, relative as relative3, sep as sep3 } from "node:path";
 
 // src/build/chmod.ts
 function parseChmod(value, at) {
@@ -40798,7 +40851,7 @@ function applyChmod(spec, mode, isDir3) {
 }
 
 // src/build/copy.ts
-import { chmod as chmod2, lchown as lchown2, lstat as lstat7, mkdir as mkdir11, readdir as readdir7, rm as rm10 } from "node:fs/promises";
+import { chmod as chmod2, lchown as lchown2, lstat as lstat7, mkdir as mkdir11, readdir as readdir8, rm as rm11 } from "node:fs/promises";
 import {
   chmodSync as chmodSync2,
   copyFileSync,
@@ -40901,7 +40954,7 @@ var Writer = class {
     const host = await resolveInRoot(this.root, imageDir);
     const st = await statOrNull(host);
     if (st?.isDirectory()) return host;
-    if (st) await rm10(host, { recursive: true, force: true });
+    if (st) await rm11(host, { recursive: true, force: true });
     const missing = [];
     for (let p = host; p.startsWith(this.root) && p !== this.root; p = posix10.dirname(p)) {
       if (await statOrNull(p)) break;
@@ -40921,7 +40974,7 @@ var Writer = class {
     this.sourceBase = srcDir;
     const destHost = await resolveInRoot(this.root, imageDest);
     const real = (await statOrNull(destHost))?.isDirectory();
-    for (const name of (await readdir7(srcDir)).sort()) {
+    for (const name of (await readdir8(srcDir)).sort()) {
       await this.copyEntry(
         posix10.join(srcDir, name),
         posix10.join(imageDest, name),
@@ -41011,7 +41064,7 @@ var import_undici3 = __toESM(require_undici(), 1);
 import { createWriteStream as createWriteStream4 } from "node:fs";
 import { mkdtemp as mkdtemp4 } from "node:fs/promises";
 import { pipeline as pipeline4 } from "node:stream/promises";
-import { posix as posix11, join as join13 } from "node:path";
+import { posix as posix11, join as join14 } from "node:path";
 import { Transform as Transform4 } from "node:stream";
 import { createHash as createHash6 } from "node:crypto";
 var MAX_REDIRECTS3 = 10;
@@ -41046,9 +41099,9 @@ async function fetchUrl(url, tmpDir, opts = {}) {
         hint: "the server did not return the file; check the URL"
       });
     }
-    const dir = await mkdtemp4(join13(tmpDir, "add-url-"));
+    const dir = await mkdtemp4(join14(tmpDir, "add-url-"));
     const segment = posix11.basename(decodeURIComponent(new URL(url).pathname)) || "index.html";
-    const path2 = join13(dir, "download");
+    const path2 = join14(dir, "download");
     const algo = opts.checksum?.split(":")[0] ?? "sha256";
     const hash = createHash6(algo);
     let size = 0;
@@ -41110,7 +41163,7 @@ function layerHistory(text) {
 }
 
 // src/build/steps/copy.ts
-import { spawn as spawn8 } from "node:child_process";
+import { spawn as spawn9 } from "node:child_process";
 var isUrl = (s) => /^https?:\/\//i.test(s);
 var isGit = (s) => /^git@|^git:\/\/|\.git(#.*)?$/.test(s);
 async function archiveKind(path2) {
@@ -41131,7 +41184,7 @@ async function readHead(path2) {
 }
 function decompressedHead(path2, kind) {
   return new Promise((resolvePromise) => {
-    const child = spawn8(kind === "bzip2" ? "bzip2" : kind, ["-dc", path2], {
+    const child = spawn9(kind === "bzip2" ? "bzip2" : kind, ["-dc", path2], {
       stdio: ["ignore", "pipe", "ignore"]
     });
     const chunks = [];
@@ -41176,7 +41229,7 @@ async function compressionOf(path2) {
 }
 async function decompressWith(tool, path2, out) {
   await new Promise((resolve5, reject) => {
-    const p = spawn8("sh", ["-c", `${tool} -dc < "$1" > "$2"`, "sh", path2, out], {
+    const p = spawn9("sh", ["-c", `${tool} -dc < "$1" > "$2"`, "sh", path2, out], {
       stdio: ["ignore", "ignore", "pipe"]
     });
     let err = "";
@@ -41190,7 +41243,7 @@ async function copyStep(ins, ctx) {
   const at = ins.at;
   const upper = ins.kind.toUpperCase();
   const tree = ins.from !== void 0 ? await ctx.sourceTree(ins.from) : void 0;
-  const tmp = await mkdtemp5(join14(ctx.tmpDir, "copy-"));
+  const tmp = await mkdtemp5(join15(ctx.tmpDir, "copy-"));
   try {
     const sources = [];
     const archives = [];
@@ -41215,7 +41268,7 @@ async function copyStep(ins, ctx) {
           throw new KilnError("dockerfile", "BAD_HEREDOC", `${upper}: no heredoc named ${name}`, {
             position: at
           });
-        const p = join14(tmp, `heredoc-${sources.length}`, name);
+        const p = join15(tmp, `heredoc-${sources.length}`, name);
         await mkdir12(posix12.dirname(p), { recursive: true });
         await writeFile5(p, doc.content, { mode: 420 });
         await chmod3(p, 420);
@@ -41226,7 +41279,7 @@ async function copyStep(ins, ctx) {
         if (isGit(src)) {
           const dir = await fetchGitSource(
             src,
-            join14(tmp, `git-${sources.length}`),
+            join15(tmp, `git-${sources.length}`),
             ctx.opts,
             ins.keepGitDir,
             ctx.logger
@@ -41269,7 +41322,7 @@ async function copyStep(ins, ctx) {
                 next.push(posix12.join(base, part));
                 continue;
               }
-              const names = await readdir8(await resolveInRoot(tree.root, base)).catch(() => []);
+              const names = await readdir9(await resolveInRoot(tree.root, base)).catch(() => []);
               for (const n of names.sort()) if (re.test(n)) next.push(posix12.join(base, n));
             }
             level = next;
@@ -41346,14 +41399,14 @@ async function copyStep(ins, ctx) {
         const kind = await archiveKind(a.hostPath);
         let path2 = a.hostPath;
         if (kind === "bzip2" || kind === "xz") {
-          path2 = join14(tmp, `unpacked-${archives.indexOf(a)}.tar`);
+          path2 = join15(tmp, `unpacked-${archives.indexOf(a)}.tar`);
           await decompressWith(kind === "bzip2" ? "bzip2" : "xz", a.hostPath, path2);
         }
         await extractLayer(createReadStream6(path2), destHost);
       }
     });
   } finally {
-    await rm11(tmp, { recursive: true, force: true });
+    await rm12(tmp, { recursive: true, force: true });
   }
 }
 
@@ -41584,16 +41637,16 @@ async function metadataStep(ins, ctx) {
 }
 
 // src/build/run-mounts.ts
-import { chmod as chmod4, chown as chown2, cp, mkdir as mkdir14, mkdtemp as mkdtemp6, readFile as readFile9, rm as rm12, writeFile as writeFile6 } from "node:fs/promises";
+import { chmod as chmod4, chown as chown2, cp, mkdir as mkdir14, mkdtemp as mkdtemp6, readFile as readFile9, rm as rm13, writeFile as writeFile6 } from "node:fs/promises";
 import { createHash as createHash7 } from "node:crypto";
-import { join as join15, posix as posix14 } from "node:path";
+import { join as join16, posix as posix14 } from "node:path";
 async function resolveRunMounts(reqs, ctx) {
   const mounts = [];
   const env = [];
   const secretValues = [];
   const temps = [];
   const cleanup = async () => {
-    for (const t of temps) await rm12(t, { recursive: true, force: true });
+    for (const t of temps) await rm13(t, { recursive: true, force: true });
   };
   try {
     for (const r of reqs) {
@@ -41617,10 +41670,10 @@ async function resolveRunMounts(reqs, ctx) {
           secretValues.push(value.toString("utf8").trim());
           if (r.env) env.push(`${r.env}=${value.toString("utf8")}`);
           if (r.env && r.target === void 0) continue;
-          const dir = await mkdtemp6(join15(ctx.tmpDir, "secret-"));
+          const dir = await mkdtemp6(join16(ctx.tmpDir, "secret-"));
           temps.push(dir);
           await chmod4(dir, 448);
-          const file = join15(dir, "value");
+          const file = join16(dir, "value");
           await writeFile6(file, value, { mode: r.mode });
           await chown2(file, r.uid, r.gid);
           await chmod4(file, r.mode);
@@ -41635,7 +41688,7 @@ async function resolveRunMounts(reqs, ctx) {
         case "cache": {
           const target = absTarget(r.target, ctx.workdir);
           const id = r.id ?? target;
-          const dir = join15(
+          const dir = join16(
             ctx.cacheDir,
             "run-cache",
             createHash7("sha256").update(id).digest("hex").slice(0, 32)
@@ -41660,9 +41713,9 @@ async function resolveRunMounts(reqs, ctx) {
           const src = await resolveInRoot(root, posix14.join("/", r.source));
           let source = src;
           if (r.readwrite) {
-            const dir = await mkdtemp6(join15(ctx.tmpDir, "bind-"));
+            const dir = await mkdtemp6(join16(ctx.tmpDir, "bind-"));
             temps.push(dir);
-            source = join15(dir, "copy");
+            source = join16(dir, "copy");
             await cp(src, source, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
           }
           mounts.push({
@@ -42024,8 +42077,8 @@ async function executePlan(inp) {
   );
   const global2 = new GlobalScope(buildArgs);
   for (const a of plan.globalArgs) global2.values.set(a.name, a.value);
-  const hostsFile = join16(inp.workDir, "hosts");
-  const resolvConf = join16(inp.workDir, "resolv.conf");
+  const hostsFile = join17(inp.workDir, "hosts");
+  const resolvConf = join17(inp.workDir, "resolv.conf");
   await mkdir15(inp.workDir, { recursive: true });
   await writeFile7(hostsFile, "127.0.0.1	localhost kiln\n::1	localhost ip6-localhost ip6-loopback\n");
   await writeFile7(
@@ -42033,7 +42086,6 @@ async function executePlan(inp) {
     await readFile10("/etc/resolv.conf").catch(() => Buffer.from("nameserver 127.0.0.53\n"))
   );
   const built = /* @__PURE__ */ new Map();
-  const imageTrees = /* @__PURE__ */ new Map();
   const baseImages = [];
   const steps = [];
   const stageByRef = (from) => {
@@ -42043,25 +42095,26 @@ async function executePlan(inp) {
     if (/^\d+$/.test(from)) return plan.stages[Number(from)];
     return void 0;
   };
-  const imageTree = (ref) => {
-    let p = imageTrees.get(ref);
+  const baseTrees = /* @__PURE__ */ new Map();
+  const baseTree = (base) => {
+    let p = baseTrees.get(base.digest);
     if (!p) {
       p = (async () => {
-        const root = join16(
-          inp.workDir,
-          "images",
-          createHash10("sha256").update(ref).digest("hex").slice(0, 16),
-          "rootfs"
-        );
-        await rm13(root, { recursive: true, force: true });
-        const base = await inp.images.resolve(ref, inp.targetPlatform);
-        baseImages.push(base.pinned);
-        await materializeBase(base, inp.images, root, inp.deps, inp.skipDevices);
-        return root;
+        const root = join17(inp.workDir, "images", base.digest.replace(/^sha256:/, "").slice(0, 16), "rootfs");
+        await rm14(root, { recursive: true, force: true });
+        const t = Date.now();
+        const layers = await materializeBase(base, inp.images, root, inp.deps, inp.skipDevices);
+        logger.debug(`base ${base.pinned} extracted in ${Date.now() - t} ms`);
+        return { root, layers };
       })();
-      imageTrees.set(ref, p);
+      baseTrees.set(base.digest, p);
     }
     return p;
+  };
+  const imageTree = async (ref) => {
+    const base = await inp.images.resolve(ref, inp.targetPlatform);
+    if (!baseImages.includes(base.pinned)) baseImages.push(base.pinned);
+    return (await baseTree(base)).root;
   };
   const sourceTree = async (from) => {
     if (from === void 0) return { root: inp.context.dir, preserveOwnership: false };
@@ -42074,6 +42127,12 @@ async function executePlan(inp) {
     }
     return { root: await imageTree(from), preserveOwnership: true };
   };
+  const imageStages = /* @__PURE__ */ new Set();
+  for (let i = plan.target; i !== void 0; ) {
+    imageStages.add(i);
+    const b = plan.stages[i]?.base;
+    i = b?.kind === "stage" ? b.index : void 0;
+  }
   let last;
   const ensureRootfs = /* @__PURE__ */ new Map();
   const stageKeys = /* @__PURE__ */ new Map();
@@ -42089,9 +42148,9 @@ async function executePlan(inp) {
   const buildStage = async (index) => {
     const stage = plan.stages[index];
     const label = stage.name ?? String(index);
-    const stageDir = join16(inp.workDir, "stages", String(index));
-    const rootfs = join16(stageDir, "rootfs");
-    await rm13(stageDir, { recursive: true, force: true });
+    const stageDir = join17(inp.workDir, "stages", String(index));
+    const rootfs = join17(stageDir, "rootfs");
+    await rm14(stageDir, { recursive: true, force: true });
     await mkdir15(rootfs, { recursive: true });
     let config2;
     let layers = [];
@@ -42112,7 +42171,7 @@ async function executePlan(inp) {
       chain = `stage:${stageKeys.get(parentIndex)}`;
       materializeBaseTree = async () => {
         await ensureRootfs.get(parentIndex)();
-        await copyTree(parent.rootfs, rootfs);
+        await copyTree(parent.rootfs, rootfs, false);
       };
     } else {
       logger.info(`[${label}] FROM ${stage.base.ref}`);
@@ -42127,7 +42186,12 @@ async function executePlan(inp) {
         config2.config.Env = [`PATH=${DEFAULT_PATH}`, ...config2.config.Env ?? []];
       chain = `image:${base.digest}:${formatPlatform(inp.targetPlatform)}`;
       materializeBaseTree = async () => {
-        const got = await materializeBase(base, inp.images, rootfs, inp.deps, inp.skipDevices);
+        let got;
+        if (inp.linkBaseTrees) {
+          const shared = await baseTree(base);
+          await copyTree(shared.root, rootfs, true);
+          got = shared.layers;
+        } else got = await materializeBase(base, inp.images, rootfs, inp.deps, inp.skipDevices);
         got.forEach((l, i) => {
           if (layers[i]) layers[i].path = l.path;
         });
@@ -42147,7 +42211,7 @@ async function executePlan(inp) {
       {
         name: label,
         rootfs,
-        scratchDir: join16(stageDir, "scratch"),
+        scratchDir: join17(stageDir, "scratch"),
         config: config2,
         baseLayers: [],
         history,
@@ -42155,11 +42219,12 @@ async function executePlan(inp) {
           compression: opts.compression,
           compressionLevel: opts.compressionLevel,
           ...opts.timestamp !== void 0 ? { clampMtime: opts.timestamp } : opts.reproducible ? { clampMtime: 0 } : {},
-          outDir: join16(inp.workDir, "blobs")
+          outDir: join17(inp.workDir, "blobs")
         },
         ignorePaths: opts.ignorePaths,
         createdAt: created,
         hostname: "kiln",
+        writeLayers: inp.cache !== void 0 || imageStages.has(index),
         hostsFile,
         resolvConfFile: resolvConf
       },
@@ -42170,7 +42235,9 @@ async function executePlan(inp) {
     let real;
     const ensure = () => {
       real ??= (async () => {
+        const t = Date.now();
         await materializeBaseTree();
+        logger.debug(`[${label}] base tree ready in ${Date.now() - t} ms`);
         for (const blob of pending)
           await inp.deps.extractLayer(blob, rootfs, { skipDevices: inp.skipDevices });
         pending.length = 0;
@@ -42190,8 +42257,8 @@ async function executePlan(inp) {
         return sourceTree(from);
       },
       opts,
-      tmpDir: join16(stageDir, "tmp"),
-      cacheDir: join16(inp.workDir, "cache"),
+      tmpDir: join17(stageDir, "tmp"),
+      cacheDir: join17(inp.workDir, "cache"),
       logger,
       ...inp.onOutput ? { onOutput: inp.onOutput } : {}
     };
@@ -42338,9 +42405,9 @@ var Limiter2 = class {
 function slotName(file, stage, step) {
   return createHash10("sha256").update(`${file}\0${stage}\0${step}`).digest("hex").slice(0, 32);
 }
-async function copyTree(from, to) {
+async function copyTree(from, to, link2) {
   await new Promise((resolve5, reject) => {
-    const p = spawn9("cp", ["-a", "--reflink=auto", `${from}/.`, `${to}/`], {
+    const p = spawn10("cp", ["-a", link2 ? "--link" : "--reflink=auto", `${from}/.`, `${to}/`], {
       stdio: ["ignore", "ignore", "pipe"]
     });
     let err = "";
@@ -42428,7 +42495,7 @@ var import_tar_stream = __toESM(require_tar_stream(), 1);
 import { createHash as createHash11, randomBytes as randomBytes8 } from "node:crypto";
 import { createWriteStream as createWriteStream6 } from "node:fs";
 import { rename as rename9, unlink as unlink3 } from "node:fs/promises";
-import { dirname as dirname2, join as join18, basename } from "node:path";
+import { dirname as dirname2, join as join19, basename } from "node:path";
 import { once } from "node:events";
 import { pipeline as pipeline6 } from "node:stream/promises";
 
@@ -42436,7 +42503,7 @@ import { pipeline as pipeline6 } from "node:stream/promises";
 import { randomBytes as randomBytes7 } from "node:crypto";
 import { createWriteStream as createWriteStream5 } from "node:fs";
 import { mkdir as mkdir16, readFile as readFile11, rename as rename8, stat as stat8, unlink as unlink2, writeFile as writeFile8 } from "node:fs/promises";
-import { join as join17 } from "node:path";
+import { join as join18 } from "node:path";
 import { pipeline as pipeline5 } from "node:stream/promises";
 var REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
 var LAYOUT_FILE_CONTENT = '{"imageLayoutVersion":"1.0.0"}';
@@ -42456,11 +42523,11 @@ function fsError2(what, path2, cause) {
   });
 }
 function tempName(dir, hex) {
-  return join17(dir, `.tmp-${hex.slice(0, 12)}-${randomBytes7(6).toString("hex")}`);
+  return join18(dir, `.tmp-${hex.slice(0, 12)}-${randomBytes7(6).toString("hex")}`);
 }
 async function writeBytesBlob(blobDir, digest, bytes) {
   const hex = digestHex(digest);
-  const dest = join17(blobDir, hex);
+  const dest = join18(blobDir, hex);
   if (await exists4(dest)) return;
   const tmp = tempName(blobDir, hex);
   try {
@@ -42474,7 +42541,7 @@ async function writeBytesBlob(blobDir, digest, bytes) {
 async function writeStreamBlob(blobDir, layer, blobReader) {
   const { digest, size } = layer.descriptor;
   const hex = digestHex(digest);
-  const dest = join17(blobDir, hex);
+  const dest = join18(blobDir, hex);
   if (await exists4(dest)) return;
   const tmp = tempName(blobDir, hex);
   const ds = new DigestStream();
@@ -42523,7 +42590,7 @@ async function readIndex(path2) {
   }
 }
 async function ensureLayoutFile(dir) {
-  const path2 = join17(dir, "oci-layout");
+  const path2 = join18(dir, "oci-layout");
   let text;
   try {
     text = await readFile11(path2, "utf8");
@@ -42556,7 +42623,7 @@ async function ensureLayoutFile(dir) {
   }
 }
 async function writeOciLayout(dir, image, opts) {
-  const blobDir = join17(dir, "blobs", "sha256");
+  const blobDir = join18(dir, "blobs", "sha256");
   try {
     await mkdir16(blobDir, { recursive: true });
   } catch (err) {
@@ -42572,7 +42639,7 @@ async function writeOciLayout(dir, image, opts) {
     size: image.manifestBytes.length
   };
   if (opts.refName !== void 0) entry.annotations = { [REF_NAME_ANNOTATION]: opts.refName };
-  const indexPath = join17(dir, "index.json");
+  const indexPath = join18(dir, "index.json");
   const index = await readIndex(indexPath);
   index.manifests = index.manifests.filter((d) => {
     const ref = d.annotations?.[REF_NAME_ANNOTATION];
@@ -42665,7 +42732,7 @@ function wrap(tarPath, err) {
   });
 }
 async function writeDockerArchive(tarPath, image, opts) {
-  const tmp = join18(dirname2(tarPath), `.${basename(tarPath)}.tmp-${randomBytes8(6).toString("hex")}`);
+  const tmp = join19(dirname2(tarPath), `.${basename(tarPath)}.tmp-${randomBytes8(6).toString("hex")}`);
   const pack = import_tar_stream.default.pack();
   const out = createWriteStream6(tmp, { mode: 420 });
   const piped = pipeline6(pack, out);
@@ -42888,7 +42955,7 @@ ${formatProbe(probe)}`, {
     if (r.rung !== probe.chosen) logger.debug(`isolation ${r.rung}: ${r.ok ? "available" : r.reason}`);
   const onOutput = hooks.onOutput ?? ((c) => void process.stderr.write(c));
   const sandbox = createSandbox(probe.chosen, {
-    workDir: join19(workDir, "sandbox"),
+    workDir: join20(workDir, "sandbox"),
     onWarning: (m) => logger.warn(m)
   });
   const engine = probe.overlay ? "overlay" : "walk";
@@ -42907,7 +42974,7 @@ ${formatProbe(probe)}`, {
   try {
     const images = new RegistryImageSource(
       client,
-      join19(workDir, "blobs"),
+      join20(workDir, "blobs"),
       opts.cache.dir ? new BaseImageCache(resolve3(opts.cache.dir)) : void 0,
       logger
     );
@@ -42925,7 +42992,8 @@ ${formatProbe(probe)}`, {
       // No mknod in a user namespace, whatever the id map.
       skipDevices: probe.chosen === "rootless" || !inInitialUserNamespace(),
       onOutput,
-      ...cache ? { cache } : {}
+      ...cache ? { cache } : {},
+      linkBaseTrees: engine === "overlay"
     });
     await cache?.index.save();
     const image = assembleImage({
@@ -42950,8 +43018,7 @@ ${formatProbe(probe)}`, {
     };
   } finally {
     await client.close();
-    if (opts.cleanup || !process.env.KILN_KEEP_WORKDIR)
-      await rm14(workDir, { recursive: true, force: true }).catch(() => void 0);
+    if (opts.cleanup || !process.env.KILN_KEEP_WORKDIR) await removeTree(workDir);
   }
 }
 async function openCache(opts, client, workDir, logger) {
@@ -42968,7 +43035,7 @@ async function openCache(opts, client, workDir, logger) {
         ...opts.cache.maxSizeBytes !== void 0 ? { maxSizeBytes: opts.cache.maxSizeBytes } : {}
       })
     );
-    indexFile = join19(dir, "stat-index.json");
+    indexFile = join20(dir, "stat-index.json");
   }
   let repo = opts.cache.repo;
   if (!repo && !opts.cache.dir && opts.output.destinations[0]) {
@@ -42977,7 +43044,7 @@ async function openCache(opts, client, workDir, logger) {
   }
   if (repo) {
     const r = parseReference(repo);
-    stores.push(new RegistryCacheStore(client, r, join19(workDir, "blobs"), !opts.cache.noPushCache));
+    stores.push(new RegistryCacheStore(client, r, join20(workDir, "blobs"), !opts.cache.noPushCache));
   }
   if (stores.length === 0) {
     logger.warn(

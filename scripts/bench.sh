@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-system.sh
+# kiln runs from dist/, as users run it: bundle the current src first.
+npm run --silent bundle >/dev/null
 if [ "${1:-}" = "--" ]; then shift; fi
 exec node --import tsx bench/main.ts "$@"

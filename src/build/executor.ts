@@ -18,7 +18,7 @@ import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
 import type { BuildOptions } from './options.ts';
 import type { ExecutorDeps } from './deps.ts';
-import { materializeBase, type BaseImageSource } from './base.ts';
+import { materializeBase, type BaseImageSource, type ResolvedBase } from './base.ts';
 import { DEFAULT_PATH, StageBuilder } from './stage-builder.ts';
 import { dispatchExpanded, expandStep, touchesFilesystem } from './steps/dispatch.ts';
 import { chainMetadata, stepKeyParts, type KeyHelpers } from './step-cache.ts';
@@ -46,6 +46,12 @@ export interface ExecuteInputs {
   onOutput?: (chunk: Buffer) => void;
   /** The layer cache, when --cache is on. */
   cache?: { store: LayerCache; index: StatIndex };
+  /**
+   * Stages may start as hard-link clones of one shared extraction of their base image. Only safe
+   * when nothing writes into a stage rootfs in place: with the overlay engine every change lands as
+   * a new inode moved in from the upper dir, so the shared files are never modified.
+   */
+  linkBaseTrees?: boolean;
 }
 
 export interface ExecutedImage {
@@ -93,7 +99,6 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
   );
 
   const built = new Map<number, StageBuilder>();
-  const imageTrees = new Map<string, Promise<string>>();
   const baseImages: string[] = [];
   const steps: StepReport[] = [];
 
@@ -105,25 +110,27 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
     return undefined;
   };
 
-  const imageTree = (ref: string): Promise<string> => {
-    let p = imageTrees.get(ref);
+  /** One extraction per base image digest, shared by COPY --from=<image> and (cloned) by stages. */
+  const baseTrees = new Map<string, Promise<{ root: string; layers: LayerBlob[] }>>();
+  const baseTree = (base: ResolvedBase): Promise<{ root: string; layers: LayerBlob[] }> => {
+    let p = baseTrees.get(base.digest);
     if (!p) {
       p = (async () => {
-        const root = join(
-          inp.workDir,
-          'images',
-          createHash('sha256').update(ref).digest('hex').slice(0, 16),
-          'rootfs',
-        );
+        const root = join(inp.workDir, 'images', base.digest.replace(/^sha256:/, '').slice(0, 16), 'rootfs');
         await rm(root, { recursive: true, force: true });
-        const base = await inp.images.resolve(ref, inp.targetPlatform);
-        baseImages.push(base.pinned);
-        await materializeBase(base, inp.images, root, inp.deps, inp.skipDevices);
-        return root;
+        const t = Date.now();
+        const layers = await materializeBase(base, inp.images, root, inp.deps, inp.skipDevices);
+        logger.debug(`base ${base.pinned} extracted in ${Date.now() - t} ms`);
+        return { root, layers };
       })();
-      imageTrees.set(ref, p);
+      baseTrees.set(base.digest, p);
     }
     return p;
+  };
+  const imageTree = async (ref: string): Promise<string> => {
+    const base = await inp.images.resolve(ref, inp.targetPlatform);
+    if (!baseImages.includes(base.pinned)) baseImages.push(base.pinned);
+    return (await baseTree(base)).root;
   };
 
   const sourceTree = async (from: string | undefined): Promise<SourceTree> => {
@@ -137,6 +144,14 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
     }
     return { root: await imageTree(from), preserveOwnership: true };
   };
+
+  // The target and the stages it is built FROM: the only ones whose layers end up in the image.
+  const imageStages = new Set<number>();
+  for (let i: number | undefined = plan.target; i !== undefined;) {
+    imageStages.add(i);
+    const b: PlannedStage['base'] | undefined = plan.stages[i]?.base;
+    i = b?.kind === 'stage' ? b.index : undefined;
+  }
 
   let last: StageBuilder | undefined;
   /** Per stage: makes its rootfs real (base + cached layers) the first time something needs it. */
@@ -180,7 +195,7 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
       chain = `stage:${stageKeys.get(parentIndex)!}`;
       materializeBaseTree = async () => {
         await ensureRootfs.get(parentIndex)!();
-        await copyTree(parent.rootfs, rootfs);
+        await copyTree(parent.rootfs, rootfs, false);
       };
     } else {
       logger.info(`[${label}] FROM ${stage.base.ref}`);
@@ -195,7 +210,12 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
         config.config.Env = [`PATH=${DEFAULT_PATH}`, ...(config.config.Env ?? [])];
       chain = `image:${base.digest}:${formatPlatform(inp.targetPlatform)}`;
       materializeBaseTree = async () => {
-        const got = await materializeBase(base, inp.images, rootfs, inp.deps, inp.skipDevices);
+        let got: LayerBlob[];
+        if (inp.linkBaseTrees) {
+          const shared = await baseTree(base);
+          await copyTree(shared.root, rootfs, true);
+          got = shared.layers;
+        } else got = await materializeBase(base, inp.images, rootfs, inp.deps, inp.skipDevices);
         // The builder shares these objects: give them their local paths for the push.
         got.forEach((l, i) => {
           if (layers[i]) layers[i]!.path = l.path;
@@ -233,6 +253,7 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
         ignorePaths: opts.ignorePaths,
         createdAt: created,
         hostname: 'kiln',
+        writeLayers: inp.cache !== undefined || imageStages.has(index),
         hostsFile,
         resolvConfFile: resolvConf,
       },
@@ -244,7 +265,9 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
     let real: Promise<void> | undefined;
     const ensure = (): Promise<void> => {
       real ??= (async () => {
+        const t = Date.now();
         await materializeBaseTree();
+        logger.debug(`[${label}] base tree ready in ${Date.now() - t} ms`);
         for (const blob of pending)
           await inp.deps.extractLayer(blob, rootfs, { skipDevices: inp.skipDevices });
         pending.length = 0;
@@ -429,10 +452,14 @@ function slotName(file: string, stage: string, step: string): string {
   return createHash('sha256').update(`${file}\0${stage}\0${step}`).digest('hex').slice(0, 32);
 }
 
-/** `cp -a` keeps owners, modes, times, xattrs, hardlinks and device nodes, which fs.cp does not. */
-async function copyTree(from: string, to: string): Promise<void> {
+/**
+ * `cp -a` keeps owners, modes, times, xattrs, hardlinks and device nodes, which fs.cp does not.
+ * `link`: files become hard links to the originals (directories are still copied), 0.13 s instead
+ * of 0.7 s for a copy or 2.6 s for an extraction of debian:bookworm's 6,676 entries.
+ */
+async function copyTree(from: string, to: string, link: boolean): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const p = spawn('cp', ['-a', '--reflink=auto', `${from}/.`, `${to}/`], {
+    const p = spawn('cp', ['-a', link ? '--link' : '--reflink=auto', `${from}/.`, `${to}/`], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let err = '';

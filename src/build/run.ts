@@ -3,7 +3,7 @@
  * Wires the real filesystem, isolation and registry parts into the executor.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { BuildOptions } from './options.ts';
 import type { BuildResult } from './result.ts';
@@ -23,6 +23,7 @@ import { invokingUser } from '../isolation/userns.ts';
 import { createSnapshotter } from '../fs/snapshotter.ts';
 import { writeLayer } from '../fs/layer-writer.ts';
 import { extractLayer } from '../fs/extract.ts';
+import { removeTree } from '../fs/remove-tree.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { CredentialStore } from '../registry/credentials.ts';
 import { RegistryImageSource } from './registry-source.ts';
@@ -155,6 +156,7 @@ async function buildInContext(
       skipDevices: probe.chosen === 'rootless' || !inInitialUserNamespace(),
       onOutput,
       ...(cache ? { cache } : {}),
+      linkBaseTrees: engine === 'overlay',
     });
     await cache?.index.save();
     const image = assembleImage({
@@ -179,8 +181,7 @@ async function buildInContext(
     };
   } finally {
     await client.close();
-    if (opts.cleanup || !process.env.KILN_KEEP_WORKDIR)
-      await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+    if (opts.cleanup || !process.env.KILN_KEEP_WORKDIR) await removeTree(workDir);
   }
 }
 

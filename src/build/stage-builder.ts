@@ -54,6 +54,11 @@ export interface StageBuilderOptions {
   /** Clamp for history timestamps (--reproducible / --timestamp). */
   createdAt: () => string | undefined;
   hostname: string;
+  /**
+   * False when nothing will ever read this stage's layers (no cache, and the stage is not the target
+   * or an ancestor of it): steps still change the tree, but no blob is written or compressed.
+   */
+  writeLayers?: boolean;
   hostsFile?: string;
   resolvConfFile?: string;
 }
@@ -112,7 +117,9 @@ export class StageBuilder {
 
   async run(step: RunStepOptions): Promise<void> {
     const exclude = this.excludes(step.mounts.map((m) => m.target));
+    const t0 = Date.now();
     const snap = await this.snapshotter.begin({ exclude });
+    const t1 = Date.now();
     let result: RunResult;
     const createdTargets: string[] = [];
     try {
@@ -158,20 +165,33 @@ export class StageBuilder {
         },
       );
     }
+    const t2 = Date.now();
     const diff = await snap.finish();
+    const t3 = Date.now();
     await this.commit(diff, step.history);
+    this.logger.debug(
+      `RUN phases: snapshot begin ${t1 - t0} ms, run ${t2 - t1} ms, snapshot finish ${t3 - t2} ms, layer ${Date.now() - t3} ms`,
+    );
   }
 
   /** Runs `fn` against the tree the step may change and commits what it changed as one layer. */
   async change(history: string, fn: (root: string) => Promise<void>): Promise<void> {
+    const t0 = Date.now();
     const snap = await this.snapshotter.begin({ exclude: this.excludes([]) });
+    const t1 = Date.now();
     try {
       await fn(snap.runRoot);
     } catch (e) {
       await snap.abort();
       throw e;
     }
-    await this.commit(await snap.finish(), history);
+    const t2 = Date.now();
+    const diff = await snap.finish();
+    const t3 = Date.now();
+    await this.commit(diff, history);
+    this.logger.debug(
+      `change phases: snapshot begin ${t1 - t0} ms, apply ${t2 - t1} ms, snapshot finish ${t3 - t2} ms, layer ${Date.now() - t3} ms`,
+    );
   }
 
   /**
@@ -213,6 +233,12 @@ export class StageBuilder {
   private async commit(diff: Diff, history: string): Promise<void> {
     if (diff.changed.length === 0 && diff.deleted.length === 0 && diff.opaque.length === 0) {
       this.history.push({ created: this.opts.createdAt(), created_by: history, empty_layer: true });
+      return;
+    }
+    if (this.opts.writeLayers === false) {
+      // Only the tree matters (COPY --from reads it); BuildKit does not export such layers either.
+      this.history.push({ created: this.opts.createdAt(), created_by: history });
+      this.logger.debug(`no layer written: stage ${this.name} is not part of the image`);
       return;
     }
     await mkdir(this.opts.layerOptions.outDir, { recursive: true });

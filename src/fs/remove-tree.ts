@@ -1,0 +1,28 @@
+/**
+ * Deleting a build's work directory (tens of thousands of entries: stage trees, base trees, blobs).
+ * GNU rm is about twice as fast as Node's recursive rm here, and `--one-file-system` keeps it out of
+ * anything still mounted inside (a mount a failed step could not release), which must never be
+ * emptied. The top-level entries go in parallel: unlinking is mostly kernel time.
+ */
+import { spawn } from 'node:child_process';
+import { readdir, rm, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** 'missing' when there is no rm to run; a failure of rm itself (a mount inside) is left alone. */
+function rmRf(path: string): Promise<'done' | 'missing'> {
+  return new Promise((resolve) => {
+    const p = spawn('rm', ['-rf', '--one-file-system', '--', path], { stdio: 'ignore' });
+    p.on('error', () => resolve('missing'));
+    p.on('close', () => resolve('done'));
+  });
+}
+
+/** Removes `dir` and everything in it; never throws (cleanup must not hide the build's own result). */
+export async function removeTree(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => null);
+  if (names === null) return;
+  const got = await Promise.all(names.map((n) => rmRf(join(dir, n))));
+  // No rm binary at all: Node's rm (which would cross into mounts, but without rm nothing mounts).
+  if (got.includes('missing')) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  else await rmdir(dir).catch(() => undefined);
+}

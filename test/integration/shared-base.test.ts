@@ -1,0 +1,87 @@
+/**
+ * Stages FROM the same image share one extraction of it (hard-link clones with the overlay engine),
+ * and stages whose layers never reach the image write none. Both are speed-ups that must not leak
+ * one stage's changes into another, or into the image.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { pushBusyboxImage } from '../helpers/images.ts';
+
+let reg: TestRegistry;
+let dir: string;
+
+before(async () => {
+  reg = await startRegistry({ auth: 'none' });
+  await pushBusyboxImage(reg, 'base/busybox', 'latest');
+  dir = mkdtempSync(join(tmpdir(), 'kiln-shared-base-'));
+});
+
+after(async () => {
+  await reg?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function build(extra: string[]): { status: number | null; stderr: string } {
+  return spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      'build',
+      '-c',
+      dir,
+      '--no-push',
+      '--insecure-registry',
+      reg.host,
+      '--isolation',
+      'chroot',
+      '-v',
+      'debug',
+      ...extra,
+    ],
+    { encoding: 'utf8' },
+  );
+}
+
+test('stages from one base: extracted once, and no stage sees what another changed', () => {
+  const base = `${reg.host}/base/busybox:latest`;
+  writeFileSync(
+    join(dir, 'Dockerfile'),
+    [
+      `FROM ${base} AS a`,
+      // In-place edits of files that every clone shares: append, chmod, touch, and a directory mode.
+      'RUN echo changed-in-a >> /etc/passwd && chmod 700 /bin/busybox && touch -d 2001-01-01 /etc/group && chmod 700 /etc',
+      `FROM ${base} AS b`,
+      // Ordered after a by this COPY, so a's changes are made before b looks.
+      'COPY --from=a /etc/passwd /a-passwd',
+      'RUN grep -c changed-in-a /etc/passwd > /count || true; stat -c %a /bin/busybox /etc > /modes; stat -c %Y /etc/group > /mtime',
+      `FROM ${base}`,
+      'COPY --from=b /a-passwd /count /modes /mtime /',
+      'RUN grep -q changed-in-a /a-passwd && [ "$(cat /count)" = 0 ] && ! grep -q changed-in-a /etc/passwd ' +
+        '&& [ "$(cat /modes)" = "$(stat -c %a /bin/busybox /etc)" ] && [ "$(cat /mtime)" != 978307200 ] ' +
+        '&& [ "$(stat -c %a /bin/busybox)" = 755 ] && echo shared-base-ok | tee /ok',
+    ].join('\n'),
+  );
+  const r = build([]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /shared-base-ok/);
+  assert.equal(r.stderr.match(/DEBUG base \S+ extracted in/g)?.length, 1, 'one extraction for three stages');
+  // a and b feed the image only through COPY --from: their layers are never written.
+  assert.match(r.stderr, /no layer written: stage a is not part of the image/);
+  assert.match(r.stderr, /no layer written: stage b is not part of the image/);
+  assert.doesNotMatch(r.stderr, /no layer written: stage 2 /);
+  assert.match(r.stderr, /layers: +3\b/, 'base + COPY + RUN');
+});
+
+test('--target a stage: its layers are written', () => {
+  const r = build(['--target', 'a']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stderr, /no layer written/);
+  assert.match(r.stderr, /layers: +2\b/, 'base + RUN');
+});
