@@ -8494,8 +8494,8 @@ var require_webidl = __commonJS({
 var require_util2 = __commonJS({
   "node_modules/undici/lib/web/fetch/util.js"(exports, module) {
     "use strict";
-    var { Transform: Transform5 } = __require("node:stream");
-    var zlib = __require("node:zlib");
+    var { Transform: Transform6 } = __require("node:stream");
+    var zlib2 = __require("node:zlib");
     var { redirectStatusSet, referrerPolicyTokens, badPortsSet } = require_constants3();
     var { getGlobalOrigin } = require_global();
     var { collectAnHTTPQuotedString, parseMIMEType } = require_data_url();
@@ -9085,7 +9085,7 @@ var require_util2 = __commonJS({
       contentRange += isomorphicEncode(`${fullLength}`);
       return contentRange;
     }
-    var InflateStream = class extends Transform5 {
+    var InflateStream = class extends Transform6 {
       #zlibOptions;
       /** @param {zlib.ZlibOptions} [zlibOptions] */
       constructor(zlibOptions) {
@@ -9098,7 +9098,7 @@ var require_util2 = __commonJS({
             callback();
             return;
           }
-          this._inflateStream = (chunk[0] & 15) === 8 ? zlib.createInflate(this.#zlibOptions) : zlib.createInflateRaw(this.#zlibOptions);
+          this._inflateStream = (chunk[0] & 15) === 8 ? zlib2.createInflate(this.#zlibOptions) : zlib2.createInflateRaw(this.#zlibOptions);
           this._inflateStream.on("data", this.push.bind(this));
           this._inflateStream.on("end", () => this.push(null));
           this._inflateStream.on("error", (err) => this.destroy(err));
@@ -10106,7 +10106,7 @@ var require_client_h1 = __commonJS({
       kHTTPContext,
       kClosed
     } = require_symbols();
-    var constants2 = require_constants2();
+    var constants3 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var removeAllListeners = util.removeAllListeners;
@@ -10242,7 +10242,7 @@ var require_client_h1 = __commonJS({
          */
       constructor(client, socket, { exports: exports2 }) {
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants2.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants3.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -10338,11 +10338,11 @@ var require_client_h1 = __commonJS({
             currentParser = null;
             currentBufferRef = null;
           }
-          if (ret !== constants2.ERROR.OK) {
+          if (ret !== constants3.ERROR.OK) {
             const data = chunk.subarray(llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr);
-            if (ret === constants2.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants3.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(data);
-            } else if (ret === constants2.ERROR.PAUSED) {
+            } else if (ret === constants3.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(data);
             } else {
@@ -10365,10 +10365,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants2.ERROR.OK) {
+        if (ret === constants3.ERROR.OK) {
           return null;
         }
-        if (ret === constants2.ERROR.PAUSED || ret === constants2.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants3.ERROR.PAUSED || ret === constants3.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -10385,7 +10385,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants2.ERROR[ret], data);
+        return new HTTPParserError(message, constants3.ERROR[ret], data);
       }
       destroy() {
         assert(currentParser === null);
@@ -10596,7 +10596,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants2.ERROR.PAUSED : 0;
+        return pause ? constants3.ERROR.PAUSED : 0;
       }
       /**
        * @param {Buffer} buf
@@ -10622,7 +10622,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request3.onData(buf) === false) {
-          return constants2.ERROR.PAUSED;
+          return constants3.ERROR.PAUSED;
         }
         return 0;
       }
@@ -10662,13 +10662,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants2.ERROR.PAUSED;
+          return constants3.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants2.ERROR.PAUSED;
+          return constants3.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants2.ERROR.PAUSED;
+          return constants3.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(client[kResume]);
         } else {
@@ -17073,13 +17073,13 @@ var require_mock_pool = __commonJS({
 var require_pending_interceptors_formatter = __commonJS({
   "node_modules/undici/lib/mock/pending-interceptors-formatter.js"(exports, module) {
     "use strict";
-    var { Transform: Transform5 } = __require("node:stream");
+    var { Transform: Transform6 } = __require("node:stream");
     var { Console } = __require("node:console");
     var PERSISTENT = process.versions.icu ? "\u2705" : "Y ";
     var NOT_PERSISTENT = process.versions.icu ? "\u274C" : "N ";
     module.exports = class PendingInterceptorsFormatter {
       constructor({ disableColors } = {}) {
-        this.transform = new Transform5({
+        this.transform = new Transform6({
           transform(chunk, _enc, cb) {
             cb(null, chunk);
           }
@@ -24651,7 +24651,7 @@ var require_fetch = __commonJS({
     } = require_response();
     var { HeadersList } = require_headers();
     var { Request, cloneRequest, getRequestDispatcher, getRequestState } = require_request2();
-    var zlib = __require("node:zlib");
+    var zlib2 = __require("node:zlib");
     var {
       makePolicyContainer,
       clonePolicyContainer,
@@ -25652,28 +25652,28 @@ var require_fetch = __commonJS({
                 for (let i = codings.length - 1; i >= 0; --i) {
                   const coding = codings[i].trim();
                   if (coding === "x-gzip" || coding === "gzip") {
-                    decoders.push(zlib.createGunzip({
+                    decoders.push(zlib2.createGunzip({
                       // Be less strict when decoding compressed responses, since sometimes
                       // servers send slightly invalid responses that are still accepted
                       // by common browsers.
                       // Always using Z_SYNC_FLUSH is what cURL does.
-                      flush: zlib.constants.Z_SYNC_FLUSH,
-                      finishFlush: zlib.constants.Z_SYNC_FLUSH
+                      flush: zlib2.constants.Z_SYNC_FLUSH,
+                      finishFlush: zlib2.constants.Z_SYNC_FLUSH
                     }));
                   } else if (coding === "deflate") {
                     decoders.push(createInflate({
-                      flush: zlib.constants.Z_SYNC_FLUSH,
-                      finishFlush: zlib.constants.Z_SYNC_FLUSH
+                      flush: zlib2.constants.Z_SYNC_FLUSH,
+                      finishFlush: zlib2.constants.Z_SYNC_FLUSH
                     }));
                   } else if (coding === "br") {
-                    decoders.push(zlib.createBrotliDecompress({
-                      flush: zlib.constants.BROTLI_OPERATION_FLUSH,
-                      finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH
+                    decoders.push(zlib2.createBrotliDecompress({
+                      flush: zlib2.constants.BROTLI_OPERATION_FLUSH,
+                      finishFlush: zlib2.constants.BROTLI_OPERATION_FLUSH
                     }));
                   } else if (coding === "zstd" && hasZstd) {
-                    decoders.push(zlib.createZstdDecompress({
-                      flush: zlib.constants.ZSTD_e_continue,
-                      finishFlush: zlib.constants.ZSTD_e_end
+                    decoders.push(zlib2.createZstdDecompress({
+                      flush: zlib2.constants.ZSTD_e_continue,
+                      finishFlush: zlib2.constants.ZSTD_e_end
                     }));
                   } else {
                     decoders.length = 0;
@@ -29179,7 +29179,7 @@ var require_eventsource_stream = __commonJS({
   "node_modules/undici/lib/web/eventsource/eventsource-stream.js"(exports, module) {
     "use strict";
     var buffer = __require("node:buffer");
-    var { Transform: Transform5 } = __require("node:stream");
+    var { Transform: Transform6 } = __require("node:stream");
     var { isASCIINumber, isValidLastEventId } = require_util6();
     var BOM = [239, 187, 191];
     var LF = 10;
@@ -29229,7 +29229,7 @@ var require_eventsource_stream = __commonJS({
       error.aborted = false;
       return error;
     }
-    var EventSourceStream = class extends Transform5 {
+    var EventSourceStream = class extends Transform6 {
       /**
        * @type {eventSourceSettings}
        */
@@ -31473,7 +31473,7 @@ var require_streamx = __commonJS({
         return this;
       }
     };
-    var Transform5 = class extends Duplex2 {
+    var Transform6 = class extends Duplex2 {
       constructor(opts) {
         super(opts);
         this._transformState = new TransformState(this);
@@ -31517,7 +31517,7 @@ var require_streamx = __commonJS({
         this._flush(transformAfterFlush.bind(this));
       }
     };
-    var PassThrough2 = class extends Transform5 {
+    var PassThrough2 = class extends Transform6 {
     };
     function transformAfterFlush(err, data) {
       const cb = this._transformState.afterFinal;
@@ -31646,7 +31646,7 @@ var require_streamx = __commonJS({
       Writable,
       Readable: Readable5,
       Duplex: Duplex2,
-      Transform: Transform5,
+      Transform: Transform6,
       // Export PassThrough for compatibility with Node.js core's stream module
       PassThrough: PassThrough2
     };
@@ -32262,7 +32262,7 @@ var require_extract = __commonJS({
 // node_modules/tar-stream/constants.js
 var require_constants6 = __commonJS({
   "node_modules/tar-stream/constants.js"(exports, module) {
-    var constants2 = {
+    var constants3 = {
       // just for envs without fs
       S_IFMT: 61440,
       S_IFDIR: 16384,
@@ -32272,9 +32272,9 @@ var require_constants6 = __commonJS({
       S_IFLNK: 40960
     };
     try {
-      module.exports = __require("fs").constants || constants2;
+      module.exports = __require("fs").constants || constants3;
     } catch {
-      module.exports = constants2;
+      module.exports = constants3;
     }
   }
 });
@@ -32284,7 +32284,7 @@ var require_pack = __commonJS({
   "node_modules/tar-stream/pack.js"(exports, module) {
     var { Readable: Readable5, Writable, getStreamError } = require_streamx();
     var b4a = require_b4a();
-    var constants2 = require_constants6();
+    var constants3 = require_constants6();
     var headers = require_headers2();
     var DMODE = 493;
     var FMODE = 420;
@@ -32487,16 +32487,16 @@ var require_pack = __commonJS({
       return new Pack(opts);
     };
     function modeToType(mode) {
-      switch (mode & constants2.S_IFMT) {
-        case constants2.S_IFBLK:
+      switch (mode & constants3.S_IFMT) {
+        case constants3.S_IFBLK:
           return "block-device";
-        case constants2.S_IFCHR:
+        case constants3.S_IFCHR:
           return "character-device";
-        case constants2.S_IFDIR:
+        case constants3.S_IFDIR:
           return "directory";
-        case constants2.S_IFIFO:
+        case constants3.S_IFIFO:
           return "fifo";
-        case constants2.S_IFLNK:
+        case constants3.S_IFLNK:
           return "symlink";
       }
       return "file";
@@ -32619,7 +32619,7 @@ function defaultBuildOptions(overrides = {}) {
     singleSnapshot: false,
     ignorePaths: [],
     compression: "gzip",
-    compressionLevel: 6,
+    compressionLevel: 1,
     snapshotMode: "full",
     skipUnusedStages: true,
     workDir: "/tmp/kiln",
@@ -32734,7 +32734,11 @@ function addBuildFlags(cmd2, env = process.env) {
   bools(cmd2, [["--reproducible", "strip timestamps for reproducible images"]]);
   cmd2.option("--timestamp <unix-seconds>", "clamp file and image times to this (SOURCE_DATE_EPOCH)").addOption(
     new Option("--compression <algo>", "layer compression").choices(["gzip", "zstd", "none"]).default("gzip")
-  ).option("--compression-level <n>", "compression level", parseIntArg, 6);
+  ).option(
+    "--compression-level <n>",
+    "compression level; unset or <= 0 takes Kaniko's default (gzip 1, zstd 3)",
+    parseIntArg
+  );
   bools(cmd2, [["--single-snapshot", "one layer for the whole stage"]]);
   cmd2.option("--ignore-path <path>", "path never snapshotted (repeatable)", collect, []).addOption(
     new Option("--snapshot-mode <mode>", "accepted for Kaniko compatibility").choices(["full", "redo", "time"]).default("full")
@@ -32992,7 +32996,8 @@ function toBuildOptions(o, env = process.env) {
     singleSnapshot: b("singleSnapshot"),
     ignorePaths: l("ignorePath"),
     compression: s("compression") ?? "gzip",
-    compressionLevel: typeof o.compressionLevel === "number" ? o.compressionLevel : 6,
+    // As Kaniko: a level is only passed on when > 0, else go-containerregistry's default (BestSpeed).
+    compressionLevel: typeof o.compressionLevel === "number" && o.compressionLevel > 0 ? o.compressionLevel : s("compression") === "zstd" ? 3 : 1,
     snapshotMode: s("snapshotMode") ?? "full",
     skipUnusedStages: b("skipUnusedStages", true),
     workDir: s("workDir") ?? s("kanikoDir") ?? d.workDir,
@@ -37843,9 +37848,8 @@ import {
 } from "node:fs";
 import { readlink as readlink2, rename as rename3, rm as rm6 } from "node:fs/promises";
 import { posix as posix8 } from "node:path";
-import { Readable as Readable2, Transform as Transform2 } from "node:stream";
+import { Readable as Readable2, Transform as Transform3 } from "node:stream";
 import { pipeline as pipeline2 } from "node:stream/promises";
-import { createGzip } from "node:zlib";
 
 // src/image/digest.ts
 import { createHash } from "node:crypto";
@@ -37904,6 +37908,198 @@ var MediaType = {
   DockerLayerGzip: "application/vnd.docker.image.rootfs.diff.tar.gzip",
   DockerForeignLayerGzip: "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 };
+
+// src/fs/pgzip.ts
+import { availableParallelism } from "node:os";
+import { Transform as Transform2 } from "node:stream";
+import * as zlib from "node:zlib";
+var WINDOW = 32 * 1024;
+var DEFAULT_BLOCK = 1024 * 1024;
+var crcTable;
+function crc32Js(data, value = 0) {
+  if (!crcTable) {
+    crcTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c2 = n;
+      for (let k = 0; k < 8; k++) c2 = c2 & 1 ? 3988292384 ^ c2 >>> 1 : c2 >>> 1;
+      crcTable[n] = c2 >>> 0;
+    }
+  }
+  const t = crcTable;
+  let c = (value ^ 4294967295) >>> 0;
+  for (let i = 0; i < data.length; i++) c = t[(c ^ data[i]) & 255] ^ c >>> 8;
+  return (c ^ 4294967295) >>> 0;
+}
+var nativeCrc = zlib.crc32;
+var crc322 = typeof nativeCrc === "function" ? nativeCrc : crc32Js;
+var statsOf = /* @__PURE__ */ new WeakMap();
+function deflateBlock(block, level, dictionary, last) {
+  const opts = {
+    level,
+    finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH
+  };
+  if (dictionary && dictionary.length > 0) opts.dictionary = dictionary;
+  return new Promise((resolve5, reject) => {
+    zlib.deflateRaw(block, opts, (err, out) => err ? reject(err) : resolve5(out));
+  });
+}
+function createParallelGzip(opts) {
+  if (typeof opts.level !== "number" || Number.isNaN(opts.level)) {
+    throw new KilnError("usage", "BAD_GZIP_LEVEL", `gzip level ${String(opts.level)} is not a number`, {
+      hint: "use a compression level from 0 to 9"
+    });
+  }
+  const level = Math.min(9, Math.max(0, Math.trunc(opts.level)));
+  const blockSize = opts.blockSize ?? DEFAULT_BLOCK;
+  if (!Number.isInteger(blockSize) || blockSize < 1) {
+    throw new KilnError(
+      "usage",
+      "BAD_GZIP_BLOCK_SIZE",
+      `gzip block size ${blockSize} is not a positive integer`,
+      {
+        hint: "leave blockSize unset for the 1 MiB default"
+      }
+    );
+  }
+  const concurrency = Math.max(
+    1,
+    Math.trunc(opts.concurrency ?? Math.max(1, Math.min(4, availableParallelism()))) || 1
+  );
+  const stats = { pendingBytes: 0, peakPendingBytes: 0 };
+  let pieces = [];
+  let piecesLen = 0;
+  let dictionary;
+  let crc = 0;
+  let total = 0;
+  let nextSeq = 0;
+  let nextOut = 0;
+  let inFlight = 0;
+  const done = /* @__PURE__ */ new Map();
+  let waiting;
+  let flushCb;
+  let finalSeq = -1;
+  let failed = false;
+  let destroyed = false;
+  const takeBlock = (n) => {
+    const block = Buffer.allocUnsafe(n);
+    let off = 0;
+    while (off < n) {
+      const p = pieces[0];
+      const want = n - off;
+      if (p.length <= want) {
+        p.copy(block, off);
+        off += p.length;
+        pieces.shift();
+      } else {
+        p.copy(block, off, 0, want);
+        off += want;
+        pieces[0] = p.subarray(want);
+      }
+    }
+    piecesLen -= n;
+    return block;
+  };
+  const fail2 = (err) => {
+    if (failed || destroyed) return;
+    failed = true;
+    const kerr = new KilnError(
+      "fs",
+      "GZIP_FAILED",
+      `gzip compression failed: ${err instanceof Error ? err.message : String(err)}`,
+      { hint: "this is a zlib failure; retry, or report it with the layer that triggered it", cause: err }
+    );
+    const cb = waiting ?? flushCb;
+    waiting = void 0;
+    flushCb = void 0;
+    if (cb) cb(kerr);
+    else stream.destroy(kerr);
+  };
+  const dispatch = (block, last) => {
+    const seq = nextSeq++;
+    if (last) finalSeq = seq;
+    const dict = dictionary;
+    if (block.length >= WINDOW) dictionary = Buffer.from(block.subarray(block.length - WINDOW));
+    else {
+      const joined = dict ? Buffer.concat([dict, block]) : Buffer.from(block);
+      dictionary = joined.length > WINDOW ? Buffer.from(joined.subarray(joined.length - WINDOW)) : joined;
+    }
+    inFlight++;
+    deflateBlock(block, level, dict, last).then(
+      (out) => {
+        inFlight--;
+        stats.pendingBytes -= block.length;
+        if (failed || destroyed) return;
+        done.set(seq, out);
+        drain2();
+      },
+      (err) => {
+        inFlight--;
+        fail2(err);
+      }
+    );
+  };
+  const pump = () => {
+    while (piecesLen > blockSize && inFlight < concurrency) dispatch(takeBlock(blockSize), false);
+  };
+  const drain2 = () => {
+    let out;
+    while ((out = done.get(nextOut)) !== void 0) {
+      done.delete(nextOut);
+      const seq = nextOut++;
+      if (out.length > 0) stream.push(out);
+      if (seq === finalSeq) {
+        const trailer = Buffer.alloc(8);
+        trailer.writeUInt32LE(crc >>> 0, 0);
+        trailer.writeUInt32LE(total % 2 ** 32, 4);
+        stream.push(trailer);
+        const cb = flushCb;
+        flushCb = void 0;
+        cb?.();
+        return;
+      }
+    }
+    pump();
+    if (waiting && piecesLen <= blockSize) {
+      const cb = waiting;
+      waiting = void 0;
+      cb();
+    }
+  };
+  const stream = new Transform2({
+    transform(chunk, _enc, cb) {
+      if (failed) return cb();
+      const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+      if (buf.length === 0) return cb();
+      crc = crc322(buf, crc);
+      total += buf.length;
+      pieces.push(buf);
+      piecesLen += buf.length;
+      stats.pendingBytes += buf.length;
+      if (stats.pendingBytes > stats.peakPendingBytes) stats.peakPendingBytes = stats.pendingBytes;
+      pump();
+      if (piecesLen > blockSize) waiting = cb;
+      else cb();
+    },
+    flush(cb) {
+      if (failed) return cb();
+      flushCb = cb;
+      dispatch(takeBlock(piecesLen), true);
+    },
+    destroy(err, cb) {
+      destroyed = true;
+      pieces = [];
+      piecesLen = 0;
+      done.clear();
+      waiting = void 0;
+      flushCb = void 0;
+      cb(err);
+    }
+  });
+  const xfl = level === 9 ? 2 : level <= 1 ? 4 : 0;
+  stream.push(Buffer.from([31, 139, 8, 0, 0, 0, 0, 0, xfl, 255]));
+  statsOf.set(stream, stats);
+  return stream;
+}
 
 // src/fs/layer-writer.ts
 var BLOCK = 512;
@@ -38163,7 +38359,7 @@ async function* tarStream(entries) {
   }
   if (size) yield Buffer.concat(pending, size);
 }
-var Passthrough = class extends Transform2 {
+var Passthrough = class extends Transform3 {
   _transform(chunk, _enc, cb) {
     cb(null, chunk);
   }
@@ -38174,7 +38370,7 @@ async function writeLayer(diff, opts) {
   const uncompressed = new DigestStream();
   const compressed = new DigestStream();
   const level = Math.round(opts.compressionLevel);
-  const compressor = opts.compression === "gzip" ? createGzip({ level: Math.max(0, Math.min(9, Number.isFinite(level) ? level : 6)) }) : opts.compression === "zstd" ? zstdCompress(level) : new Passthrough();
+  const compressor = opts.compression === "gzip" ? createParallelGzip({ level: Number.isFinite(level) ? level : 6 }) : opts.compression === "zstd" ? zstdCompress(level) : new Passthrough();
   try {
     await pipeline2(
       Readable2.from(tarStream(entries), { objectMode: false }),
@@ -38227,12 +38423,25 @@ async function removeTree(dir) {
   if (got.includes("missing")) await rm7(dir, { recursive: true, force: true }).catch(() => void 0);
   else await rmdir3(dir).catch(() => void 0);
 }
+function removeTreeInBackground(dir) {
+  return new Promise((resolve5) => {
+    const p = spawn7("nice", ["-n", "10", "rm", "-rf", "--one-file-system", "--", dir], {
+      detached: true,
+      stdio: "ignore"
+    });
+    p.on("error", () => resolve5(false));
+    p.on("spawn", () => {
+      p.unref();
+      resolve5(true);
+    });
+  });
+}
 
 // src/registry/client.ts
 import { createHash as createHash2, randomBytes as randomBytes3 } from "node:crypto";
 import { createWriteStream as createWriteStream3 } from "node:fs";
 import { rename as rename4, rm as rm8 } from "node:fs/promises";
-import { Readable as Readable3, Transform as Transform3 } from "node:stream";
+import { Readable as Readable3, Transform as Transform4 } from "node:stream";
 import { pipeline as pipeline3 } from "node:stream/promises";
 
 // src/registry/credentials.ts
@@ -39203,7 +39412,7 @@ function choosePlatform(index, want) {
   const def = normalizeVariant(arch, void 0);
   return matches.find((m) => normalizeVariant(arch, m.platform?.variant) === def) ?? matches[0];
 }
-var VerifyStream = class extends Transform3 {
+var VerifyStream = class extends Transform4 {
   constructor(desc, what) {
     super();
     this.desc = desc;
@@ -40443,7 +40652,7 @@ async function sourcesDigest(sources, index, skip) {
 // src/build/executor.ts
 import { mkdir as mkdir15, readFile as readFile10, rm as rm14, writeFile as writeFile7 } from "node:fs/promises";
 import { spawn as spawn10 } from "node:child_process";
-import { availableParallelism } from "node:os";
+import { availableParallelism as availableParallelism2 } from "node:os";
 import { createHash as createHash10 } from "node:crypto";
 import { join as join17 } from "node:path";
 
@@ -41065,7 +41274,7 @@ import { createWriteStream as createWriteStream4 } from "node:fs";
 import { mkdtemp as mkdtemp4 } from "node:fs/promises";
 import { pipeline as pipeline4 } from "node:stream/promises";
 import { posix as posix11, join as join14 } from "node:path";
-import { Transform as Transform4 } from "node:stream";
+import { Transform as Transform5 } from "node:stream";
 import { createHash as createHash6 } from "node:crypto";
 var MAX_REDIRECTS3 = 10;
 async function fetchUrl(url, tmpDir, opts = {}) {
@@ -41105,7 +41314,7 @@ async function fetchUrl(url, tmpDir, opts = {}) {
     const algo = opts.checksum?.split(":")[0] ?? "sha256";
     const hash = createHash6(algo);
     let size = 0;
-    const meter = new Transform4({
+    const meter = new Transform5({
       transform(chunk, _enc, cb) {
         hash.update(chunk);
         size += chunk.length;
@@ -42358,7 +42567,7 @@ async function executePlan(inp) {
     built.set(index, builder);
     last = builder;
   };
-  const slots = new Limiter2(Math.max(1, Math.min(availableParallelism(), 4)));
+  const slots = new Limiter2(Math.max(1, Math.min(availableParallelism2(), 4)));
   const done = /* @__PURE__ */ new Map();
   for (const index of plan.order) {
     const deps = plan.stages[index].deps.map((d) => done.get(d));
@@ -43018,7 +43227,9 @@ ${formatProbe(probe)}`, {
     };
   } finally {
     await client.close();
-    if (opts.cleanup || !process.env.KILN_KEEP_WORKDIR) await removeTree(workDir);
+    if (opts.cleanup) await removeTree(workDir);
+    else if (!process.env.KILN_KEEP_WORKDIR && !await removeTreeInBackground(workDir))
+      await removeTree(workDir);
   }
 }
 async function openCache(opts, client, workDir, logger) {

@@ -162,7 +162,7 @@ export function defaultBuildOptions(overrides: Partial<BuildOptions> = {}): Buil
     singleSnapshot: false,
     ignorePaths: [],
     compression: 'gzip',
-    compressionLevel: 6,
+    compressionLevel: 1,
     snapshotMode: 'full',
     skipUnusedStages: true,
     workDir: '/tmp/kiln',

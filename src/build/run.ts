@@ -23,7 +23,7 @@ import { invokingUser } from '../isolation/userns.ts';
 import { createSnapshotter } from '../fs/snapshotter.ts';
 import { writeLayer } from '../fs/layer-writer.ts';
 import { extractLayer } from '../fs/extract.ts';
-import { removeTree } from '../fs/remove-tree.ts';
+import { removeTree, removeTreeInBackground } from '../fs/remove-tree.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { CredentialStore } from '../registry/credentials.ts';
 import { RegistryImageSource } from './registry-source.ts';
@@ -181,7 +181,10 @@ async function buildInContext(
     };
   } finally {
     await client.close();
-    if (opts.cleanup || !process.env.KILN_KEEP_WORKDIR) await removeTree(workDir);
+    // --cleanup (Kaniko's flag) waits for the work dir to be gone; by default it goes in the background.
+    if (opts.cleanup) await removeTree(workDir);
+    else if (!process.env.KILN_KEEP_WORKDIR && !(await removeTreeInBackground(workDir)))
+      await removeTree(workDir);
   }
 }
 

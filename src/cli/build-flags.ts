@@ -185,7 +185,11 @@ export function addBuildFlags(cmd: Command, env: NodeJS.ProcessEnv = process.env
         .choices(['gzip', 'zstd', 'none'])
         .default('gzip'),
     )
-    .option('--compression-level <n>', 'compression level', parseIntArg, 6);
+    .option(
+      '--compression-level <n>',
+      "compression level; unset or <= 0 takes Kaniko's default (gzip 1, zstd 3)",
+      parseIntArg,
+    );
   bools(cmd, [['--single-snapshot', 'one layer for the whole stage']]);
   cmd
     .option('--ignore-path <path>', 'path never snapshotted (repeatable)', collect, [])
@@ -504,7 +508,13 @@ export function toBuildOptions(
     singleSnapshot: b('singleSnapshot'),
     ignorePaths: l('ignorePath'),
     compression: (s('compression') ?? 'gzip') as BuildOptions['compression'],
-    compressionLevel: typeof o.compressionLevel === 'number' ? o.compressionLevel : 6,
+    // As Kaniko: a level is only passed on when > 0, else go-containerregistry's default (BestSpeed).
+    compressionLevel:
+      typeof o.compressionLevel === 'number' && o.compressionLevel > 0
+        ? o.compressionLevel
+        : s('compression') === 'zstd'
+          ? 3
+          : 1,
     snapshotMode: (s('snapshotMode') ?? 'full') as BuildOptions['snapshotMode'],
     skipUnusedStages: b('skipUnusedStages', true),
     workDir: s('workDir') ?? s('kanikoDir') ?? d.workDir,

@@ -18,12 +18,12 @@ import { readlink, rename, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
 import { DigestStream, digestHex } from '../image/digest.ts';
 import { MediaType } from '../image/types.ts';
 import { KilnError } from '../util/errors.ts';
 import type { Diff, LayerWriteOptions, WrittenLayer } from './types.ts';
 import { readXattrs } from './xattr.ts';
+import { createParallelGzip } from './pgzip.ts';
 import { zstdCompress } from './zstd.ts';
 
 // --- tar encoding ---------------------------------------------------------------------------------
@@ -356,7 +356,7 @@ export async function writeLayer(diff: Diff, opts: LayerWriteOptions): Promise<W
   const level = Math.round(opts.compressionLevel);
   const compressor =
     opts.compression === 'gzip'
-      ? createGzip({ level: Math.max(0, Math.min(9, Number.isFinite(level) ? level : 6)) })
+      ? createParallelGzip({ level: Number.isFinite(level) ? level : 6 })
       : opts.compression === 'zstd'
         ? zstdCompress(level)
         : new Passthrough();

@@ -126,6 +126,15 @@ const cases: Array<[string, string[], (o: BuildOptions) => unknown, unknown]> = 
     (o) => [o.compression, o.compressionLevel],
     ['zstd', 3],
   ],
+  ["compression level defaults to Kaniko's gzip BestSpeed", [], (o) => o.compressionLevel, 1],
+  ['zstd without a level: 3', ['--compression', 'zstd'], (o) => o.compressionLevel, 3],
+  [
+    '--compression-level 0 means the default, as in Kaniko',
+    ['--compression-level', '0'],
+    (o) => o.compressionLevel,
+    1,
+  ],
+  ['--compression-level 9', ['--compression-level', '9'], (o) => o.compressionLevel, 9],
   ['--dry-run', ['--dry-run'], (o) => o.dryRun, true],
   ['--single-snapshot', ['--single-snapshot=true'], (o) => o.singleSnapshot, true],
 ];

@@ -12,7 +12,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { removeTree } from '../../../src/fs/remove-tree.ts';
+import { removeTree, removeTreeInBackground } from '../../../src/fs/remove-tree.ts';
 
 test('removeTree deletes a deep tree with links, and a missing dir is fine', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kiln-rmtree-'));
@@ -50,3 +50,13 @@ test(
     }
   },
 );
+
+test('removeTreeInBackground returns before the tree is gone, and the tree goes', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-rmtree-bg-'));
+  for (let i = 0; i < 200; i++) writeFileSync(join(dir, `f${i}`), 'x');
+  assert.equal(await removeTreeInBackground(dir), true);
+  for (let waited = 0; existsSync(dir) && waited < 20_000; waited += 50) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(existsSync(dir), false, 'removed by the detached rm');
+});
