@@ -5,9 +5,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUILDAH_LAYERS, buildahBuild, kilnBuild, tail } from './builds.ts';
+import { BUILDAH_LAYERS, pairedBuilds, pairedRows } from './builds.ts';
 import type { BenchEnv, ScenarioResult } from './env.ts';
-import { ratio } from './measure.ts';
 
 const SOURCE_FILES = 5000;
 
@@ -45,33 +44,21 @@ export function writeContext(ctx: string, base: string): void {
 export async function run(env: BenchEnv): Promise<ScenarioResult> {
   const ctx = join(env.scratch, 'app-ctx');
   writeContext(ctx, env.debian);
-  const tag = Date.now().toString(36);
-
-  const kiln = await kilnBuild(env, ctx, `${env.reg.host}/bench/app-kiln:${tag}`);
-  if (kiln.m.exitCode !== 0) process.stderr.write(`[bench] kiln output tail:\n${tail(kiln.lines)}\n`);
-  const ref = await buildahBuild(env, ctx, `${env.reg.host}/bench/app-buildah:${tag}`);
-  if (ref.m.exitCode !== 0) process.stderr.write(`[bench] buildah output tail:\n${tail(ref.lines)}\n`);
-
-  const row = {
-    operation: `app: apt + COPY ${SOURCE_FILES} files + make + 2nd stage`,
-    'kiln s': kiln.m.wallSeconds.toFixed(2) + (kiln.m.exitCode ? ' FAILED' : ''),
-    'buildah s': ref.m.wallSeconds.toFixed(2) + (ref.m.exitCode ? ' FAILED' : ''),
-    'kiln/ref': ratio(kiln.m, ref.m),
-    'kiln RSS MB': kiln.m.maxRssMb,
-    'buildah RSS MB': ref.m.maxRssMb,
-  };
+  const p = await pairedBuilds(env, ctx, 'app');
+  const sum = pairedRows(p, `app: apt + COPY ${SOURCE_FILES} files + make + 2nd stage`);
   return {
     scenario: 'app',
-    rows: [row],
+    rows: sum.rows,
     metrics: {
-      kilnS: kiln.m.wallSeconds,
-      buildahS: ref.m.wallSeconds,
-      ratio: ratio(kiln.m, ref.m),
-      kilnRssMb: kiln.m.maxRssMb,
+      runs: p.kiln.length,
+      kilnS: sum.kilnS,
+      buildahS: sum.buildahS,
+      ratio: sum.ratio,
+      kilnRssMb: sum.kilnRssMb,
       buildahDriver: env.buildahDriver,
       buildahLayers: String(BUILDAH_LAYERS),
-      kilnExit: kiln.m.exitCode,
-      buildahExit: ref.m.exitCode,
+      kilnExit: Math.max(...p.kiln.map((k) => k.m.exitCode)),
+      buildahExit: Math.max(...p.ref.map((r) => r.m.exitCode)),
     },
   };
 }

@@ -4,7 +4,7 @@
  * from their output lines.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchEnv } from './env.ts';
 import { measure } from './measure.ts';
@@ -53,8 +53,82 @@ export async function kilnBuild(env: BenchEnv, ctx: string, dest: string): Promi
     );
     return { m, lines };
   } finally {
+    // kiln leaves its work dir to a detached rm: let it finish before anything else is timed, so
+    // that its disk traffic never lands in the next measurement (buildah's or kiln's own).
+    for (let waited = 0; waited < 120_000; waited += 100) {
+      if (!existsSync(work) || readdirSync(work).length === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** Runs per side for the build scenarios (KILN_BENCH_RUNS, default 3): this VM's disk is noisy. */
+export const RUNS = Math.max(1, Math.floor(Number(process.env.KILN_BENCH_RUNS ?? '3')) || 3);
+
+export interface PairedRuns {
+  kiln: BuildRun[];
+  ref: BuildRun[];
+}
+
+/** kiln and buildah alternately, RUNS times each, same context, each pushing to its own tag. */
+export async function pairedBuilds(env: BenchEnv, ctx: string, name: string): Promise<PairedRuns> {
+  const tag = Date.now().toString(36);
+  const out: PairedRuns = { kiln: [], ref: [] };
+  for (let i = 0; i < RUNS; i++) {
+    const k = await kilnBuild(env, ctx, `${env.reg.host}/bench/${name}-kiln:${tag}-${i}`);
+    if (k.m.exitCode !== 0) process.stderr.write(`[bench] kiln output tail:\n${tail(k.lines)}\n`);
+    out.kiln.push(k);
+    const r = await buildahBuild(env, ctx, `${env.reg.host}/bench/${name}-buildah:${tag}-${i}`);
+    if (r.m.exitCode !== 0) process.stderr.write(`[bench] buildah output tail:\n${tail(r.lines)}\n`);
+    out.ref.push(r);
+  }
+  return out;
+}
+
+export function median(xs: number[]): number {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+/** One row per run and a median row; the scenario's headline ratio is median(kiln) / median(buildah). */
+export function pairedRows(
+  p: PairedRuns,
+  operation: string,
+  extra: (k: BuildRun, r: BuildRun) => Record<string, string | number> = () => ({}),
+): {
+  rows: Array<Record<string, string | number>>;
+  kilnS: number;
+  buildahS: number;
+  ratio: number;
+  kilnRssMb: number;
+} {
+  const rows: Array<Record<string, string | number>> = p.kiln.map((k, i) => {
+    const r = p.ref[i]!;
+    return {
+      operation: `${operation} #${i + 1}`,
+      'kiln s': k.m.wallSeconds.toFixed(2) + (k.m.exitCode ? ' FAILED' : ''),
+      'buildah s': r.m.wallSeconds.toFixed(2) + (r.m.exitCode ? ' FAILED' : ''),
+      'kiln/ref': (k.m.wallSeconds / r.m.wallSeconds).toFixed(2),
+      'kiln RSS MB': k.m.maxRssMb,
+      'buildah RSS MB': r.m.maxRssMb,
+      ...extra(k, r),
+    };
+  });
+  const kilnS = median(p.kiln.map((k) => k.m.wallSeconds));
+  const buildahS = median(p.ref.map((r) => r.m.wallSeconds));
+  const kilnRssMb = Math.max(...p.kiln.map((k) => k.m.maxRssMb));
+  rows.push({
+    operation: `${operation}: median of ${p.kiln.length}`,
+    'kiln s': kilnS.toFixed(2),
+    'buildah s': buildahS.toFixed(2),
+    'kiln/ref': (kilnS / buildahS).toFixed(2),
+    'kiln RSS MB': kilnRssMb,
+    'buildah RSS MB': Math.max(...p.ref.map((r) => r.m.maxRssMb)),
+  });
+  return { rows, kilnS, buildahS, ratio: Number((kilnS / buildahS).toFixed(2)), kilnRssMb };
 }
 
 export async function buildahBuild(env: BenchEnv, ctx: string, dest: string): Promise<BuildRun> {

@@ -9,9 +9,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUILDAH_LAYERS, buildahBuild, kilnBuild, stepSeconds, tail } from './builds.ts';
+import { BUILDAH_LAYERS, median, pairedBuilds, pairedRows, stepSeconds, type BuildRun } from './builds.ts';
 import type { BenchEnv, ScenarioResult } from './env.ts';
-import { ratio } from './measure.ts';
 
 const FILES = 20_000;
 
@@ -29,43 +28,29 @@ export async function run(env: BenchEnv): Promise<ScenarioResult> {
   const ctx = join(env.scratch, 'tree-ctx');
   mkdirSync(ctx, { recursive: true });
   writeFileSync(join(ctx, 'Dockerfile'), treeDockerfile(env.debian));
-  const tag = Date.now().toString(36);
-
-  const kiln = await kilnBuild(env, ctx, `${env.reg.host}/bench/tree-kiln:${tag}`);
-  if (kiln.m.exitCode !== 0) process.stderr.write(`[bench] kiln output tail:\n${tail(kiln.lines)}\n`);
-  const ref = await buildahBuild(env, ctx, `${env.reg.host}/bench/tree-buildah:${tag}`);
-  if (ref.m.exitCode !== 0) process.stderr.write(`[bench] buildah output tail:\n${tail(ref.lines)}\n`);
-
-  const kilnStep = stepSeconds(
-    kiln.lines,
-    /\] RUN touch \/data/,
-    /layer sha256:|\] (RUN|COPY|FROM)|image digest/,
-  );
-  const refStep = stepSeconds(ref.lines, /STEP \d+\/\d+: RUN touch \/data/, /^--> /);
-  const row = {
-    operation: `build+push ${FILES} files`,
-    'kiln s': kiln.m.wallSeconds.toFixed(2) + (kiln.m.exitCode ? ' FAILED' : ''),
-    'buildah s': ref.m.wallSeconds.toFixed(2) + (ref.m.exitCode ? ' FAILED' : ''),
-    'kiln/ref': ratio(kiln.m, ref.m),
-    'kiln RSS MB': kiln.m.maxRssMb,
-    'buildah RSS MB': ref.m.maxRssMb,
-    'kiln 2nd RUN s': kilnStep,
-    'buildah 2nd RUN s': refStep,
-  };
+  const p = await pairedBuilds(env, ctx, 'tree');
+  const kilnStep = (k: BuildRun): number =>
+    stepSeconds(k.lines, /\] RUN touch \/data/, /layer sha256:|\] (RUN|COPY|FROM)|image digest/);
+  const refStep = (r: BuildRun): number => stepSeconds(r.lines, /STEP \d+\/\d+: RUN touch \/data/, /^--> /);
+  const sum = pairedRows(p, `build+push ${FILES} files`, (k, r) => ({
+    'kiln 2nd RUN s': kilnStep(k),
+    'buildah 2nd RUN s': refStep(r),
+  }));
   return {
     scenario: 'tree',
-    rows: [row],
+    rows: sum.rows,
     metrics: {
-      kilnS: kiln.m.wallSeconds,
-      buildahS: ref.m.wallSeconds,
-      ratio: ratio(kiln.m, ref.m),
-      kilnRssMb: kiln.m.maxRssMb,
-      kilnSecondRunS: kilnStep,
-      buildahSecondRunS: refStep,
+      runs: p.kiln.length,
+      kilnS: sum.kilnS,
+      buildahS: sum.buildahS,
+      ratio: sum.ratio,
+      kilnRssMb: sum.kilnRssMb,
+      kilnSecondRunS: median(p.kiln.map(kilnStep)),
+      buildahSecondRunS: median(p.ref.map(refStep)),
       buildahDriver: env.buildahDriver,
       buildahLayers: String(BUILDAH_LAYERS),
-      kilnExit: kiln.m.exitCode,
-      buildahExit: ref.m.exitCode,
+      kilnExit: Math.max(...p.kiln.map((k) => k.m.exitCode)),
+      buildahExit: Math.max(...p.ref.map((r) => r.m.exitCode)),
     },
   };
 }
