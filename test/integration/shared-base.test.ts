@@ -57,20 +57,27 @@ test('stages from one base: extracted once, and no stage sees what another chang
       `FROM ${base} AS a`,
       // In-place edits of files that every clone shares: append, chmod, touch, and a directory mode.
       'RUN echo changed-in-a >> /etc/passwd && chmod 700 /bin/busybox && touch -d 2001-01-01 /etc/group && chmod 700 /etc',
+      // COPY writes straight into the stage tree (no snapshot): it must replace, not overwrite, a shared file.
+      'COPY marker /etc/group',
       `FROM ${base} AS b`,
       // Ordered after a by this COPY, so a's changes are made before b looks.
       'COPY --from=a /etc/passwd /a-passwd',
-      'RUN grep -c changed-in-a /etc/passwd > /count || true; stat -c %a /bin/busybox /etc > /modes; stat -c %Y /etc/group > /mtime',
+      'COPY --from=a /etc/group /a-group',
+      'RUN grep -c changed-in-a /etc/passwd > /count || true; stat -c %a /bin/busybox /etc > /modes; stat -c %Y /etc/group > /mtime; ' +
+        'grep -c copied-in-a /etc/group > /scount || true',
       `FROM ${base}`,
-      'COPY --from=b /a-passwd /count /modes /mtime /',
+      'COPY --from=b /a-passwd /a-group /count /scount /modes /mtime /',
       'RUN grep -q changed-in-a /a-passwd && [ "$(cat /count)" = 0 ] && ! grep -q changed-in-a /etc/passwd ' +
+        '&& grep -q copied-in-a /a-group && [ "$(cat /scount)" = 0 ] && ! grep -q copied-in-a /etc/group ' +
         '&& [ "$(cat /modes)" = "$(stat -c %a /bin/busybox /etc)" ] && [ "$(cat /mtime)" != 978307200 ] ' +
         '&& [ "$(stat -c %a /bin/busybox)" = 755 ] && echo shared-base-ok | tee /ok',
     ].join('\n'),
   );
+  writeFileSync(join(dir, 'marker'), 'copied-in-a\n');
   const r = build([]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /shared-base-ok/);
+  assert.match(r.stderr, /direct change: apply/, 'COPY took the no-snapshot path');
   assert.equal(r.stderr.match(/DEBUG base \S+ extracted in/g)?.length, 1, 'one extraction for three stages');
   // a and b feed the image only through COPY --from: their layers are never written.
   assert.match(r.stderr, /no layer written: stage a is not part of the image/);
@@ -83,5 +90,5 @@ test('--target a stage: its layers are written', () => {
   const r = build(['--target', 'a']);
   assert.equal(r.status, 0, r.stderr);
   assert.doesNotMatch(r.stderr, /no layer written/);
-  assert.match(r.stderr, /layers: +2\b/, 'base + RUN');
+  assert.match(r.stderr, /layers: +3\b/, 'base + RUN + COPY');
 });

@@ -263,34 +263,43 @@ export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<
     };
     const workdir = b.config.config?.WorkingDir || '/';
     const text = `${upper} ${ins.from !== undefined ? `--from=${ins.from} ` : ''}${[...ins.sources, ins.dest].join(' ')}`;
-    await b.change(layerHistory(text), async (root) => {
-      if (sources.length) {
-        await copyIntoRoot(root, sources, {
-          dest: ins.dest,
-          workdir,
-          ...(chown ? { chown } : {}),
-          ...(chmodSpec ? { chmod: chmodSpec } : {}),
-          preserveOwnership: tree?.preserveOwnership ?? false,
-          parents: ins.parents,
-          ...(mtime ? { mtime } : {}),
-          multiple: wildcard || sources.length + archives.length > 1,
-          position: at,
-          skip,
-        });
-      }
-      for (const a of archives) {
-        const destAbs = posix.isAbsolute(ins.dest) ? ins.dest : posix.join(workdir, ins.dest);
-        const destHost = await resolveInRoot(root, destAbs);
-        await mkdir(destHost, { recursive: true });
-        const kind = await archiveKind(a.hostPath);
-        let path = a.hostPath;
-        if (kind === 'bzip2' || kind === 'xz') {
-          path = join(tmp, `unpacked-${archives.indexOf(a)}.tar`);
-          await decompressWith(kind === 'bzip2' ? 'bzip2' : 'xz', a.hostPath, path);
+    const copySources = async (root: string): Promise<string[]> =>
+      sources.length === 0
+        ? []
+        : (
+            await copyIntoRoot(root, sources, {
+              dest: ins.dest,
+              workdir,
+              ...(chown ? { chown } : {}),
+              ...(chmodSpec ? { chmod: chmodSpec } : {}),
+              preserveOwnership: tree?.preserveOwnership ?? false,
+              parents: ins.parents,
+              ...(mtime ? { mtime } : {}),
+              multiple: wildcard || sources.length + archives.length > 1,
+              position: at,
+              skip,
+            })
+          ).written;
+    if (archives.length === 0) {
+      // Every path the copy writes is known: straight into the rootfs, no snapshot needed.
+      await b.changeKnown(layerHistory(text), copySources);
+    } else {
+      await b.change(layerHistory(text), async (root) => {
+        await copySources(root);
+        for (const a of archives) {
+          const destAbs = posix.isAbsolute(ins.dest) ? ins.dest : posix.join(workdir, ins.dest);
+          const destHost = await resolveInRoot(root, destAbs);
+          await mkdir(destHost, { recursive: true });
+          const kind = await archiveKind(a.hostPath);
+          let path = a.hostPath;
+          if (kind === 'bzip2' || kind === 'xz') {
+            path = join(tmp, `unpacked-${archives.indexOf(a)}.tar`);
+            await decompressWith(kind === 'bzip2' ? 'bzip2' : 'xz', a.hostPath, path);
+          }
+          await extractLayer(createReadStream(path), destHost);
         }
-        await extractLayer(createReadStream(path), destHost);
-      }
-    });
+      });
+    }
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
