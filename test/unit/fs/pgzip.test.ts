@@ -5,7 +5,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
-import { createParallelGzip, crc32Fallback, parallelGzipStats } from '../../../src/fs/pgzip.ts';
+import {
+  createParallelGzip,
+  crc32Fallback,
+  incompressible,
+  parallelGzipStats,
+} from '../../../src/fs/pgzip.ts';
 import { KilnError } from '../../../src/util/errors.ts';
 
 const KB64 = 64 * 1024;
@@ -237,4 +242,35 @@ describe('createParallelGzip', () => {
     assert.ok(zlib.gunzipSync(await compress(input, { level: -3 })).equals(input));
     assert.deepEqual(await compress(input, { level: 42 }), await compress(input, { level: 9 }));
   });
+});
+
+test('barely compressible blocks are recognised from samples: random and tars of it yes; text, mixed and small no', () => {
+  const random = randomBytes(1024 * 1024);
+  const text = Buffer.from('int f(int x) { return x * 2 + 1; }\n'.repeat(40_000)).subarray(0, 1024 * 1024);
+  const mixed = Buffer.concat([random.subarray(0, 512 * 1024), text.subarray(0, 512 * 1024)]);
+  // 10 KB random files with a 512-byte header and zero padding each, as in a layer tar.
+  const tarLike = Buffer.concat(
+    Array.from({ length: 100 }, (_, i) =>
+      Buffer.concat([
+        Buffer.alloc(512, 0x30),
+        random.subarray(i * 10_000, i * 10_000 + 10_000),
+        Buffer.alloc(240),
+      ]),
+    ),
+  );
+  assert.equal(incompressible(random), true);
+  assert.equal(incompressible(tarLike), true);
+  assert.equal(incompressible(text), false);
+  assert.equal(incompressible(mixed), false, 'half text is worth the full deflate');
+  assert.equal(incompressible(random.subarray(0, 32 * 1024)), false, 'too small to judge');
+});
+
+test('a stream of random and text blocks round-trips, and random data does not grow', async () => {
+  const random = randomBytes(3 * 1024 * 1024);
+  const text = Buffer.from('hello layer\n'.repeat(300_000));
+  const input = Buffer.concat([random, text, random.subarray(0, 500_000)]);
+  const out = await compress(input, { level: 6, sizes: [65_537] });
+  assert.deepEqual(zlib.gunzipSync(out), input);
+  const plain = await compress(random, { level: 6 });
+  assert.ok(plain.length <= random.length * 1.001, `${plain.length} vs ${random.length}`);
 });
