@@ -5,19 +5,14 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUILDAH_LAYERS, pairedBuilds, pairedRows } from './builds.ts';
+import { pairedBuilds, pairedSummary, writeSourceTree } from './builds.ts';
 import type { BenchEnv, ScenarioResult } from './env.ts';
 
 const SOURCE_FILES = 5000;
 
-export function writeContext(ctx: string, base: string): void {
+function writeContext(ctx: string, base: string): void {
   mkdirSync(ctx, { recursive: true });
-  for (let i = 0; i < SOURCE_FILES; i++) {
-    const dir = join(ctx, 'src', `pkg${Math.floor(i / 100)}`);
-    if (i % 100 === 0) mkdirSync(dir, { recursive: true });
-    const body = Array.from({ length: 40 }, (_, k) => `int f${i}_${k}(int x) { return x * ${k} + ${i}; }`);
-    writeFileSync(join(dir, `mod${i}.c`), `/* module ${i} */\n${body.join('\n')}\n`);
-  }
+  writeSourceTree(ctx, SOURCE_FILES);
   writeFileSync(
     join(ctx, 'Makefile'),
     'dist/app.tar.bz2:\n\tmkdir -p dist\n\tfind src -type f | sort > dist/files.txt\n' +
@@ -45,20 +40,6 @@ export async function run(env: BenchEnv): Promise<ScenarioResult> {
   const ctx = join(env.scratch, 'app-ctx');
   writeContext(ctx, env.debian);
   const p = await pairedBuilds(env, ctx, 'app');
-  const sum = pairedRows(p, `app: apt + COPY ${SOURCE_FILES} files + make + 2nd stage`);
-  return {
-    scenario: 'app',
-    rows: sum.rows,
-    metrics: {
-      runs: p.kiln.length,
-      kilnS: sum.kilnS,
-      buildahS: sum.buildahS,
-      ratio: sum.ratio,
-      kilnRssMb: sum.kilnRssMb,
-      buildahDriver: env.buildahDriver,
-      buildahLayers: String(BUILDAH_LAYERS),
-      kilnExit: Math.max(...p.kiln.map((k) => k.m.exitCode)),
-      buildahExit: Math.max(...p.ref.map((r) => r.m.exitCode)),
-    },
-  };
+  const { rows, metrics } = pairedSummary(env, p, `app: apt + COPY ${SOURCE_FILES} files + make + 2nd stage`);
+  return { scenario: 'app', rows, metrics };
 }

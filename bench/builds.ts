@@ -4,7 +4,7 @@
  * from their output lines.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchEnv } from './env.ts';
 import { measure } from './measure.ts';
@@ -63,6 +63,16 @@ export async function kilnBuild(env: BenchEnv, ctx: string, dest: string): Promi
   }
 }
 
+/** A C-like source tree of `files` files (100 per directory) under ctx/src, as app contexts copy. */
+export function writeSourceTree(ctx: string, files: number): void {
+  for (let i = 0; i < files; i++) {
+    const dir = join(ctx, 'src', `pkg${Math.floor(i / 100)}`);
+    if (i % 100 === 0) mkdirSync(dir, { recursive: true });
+    const body = Array.from({ length: 40 }, (_, k) => `int f${i}_${k}(int x) { return x * ${k} + ${i}; }`);
+    writeFileSync(join(dir, `mod${i}.c`), `/* module ${i} */\n${body.join('\n')}\n`);
+  }
+}
+
 /** Runs per side for the build scenarios (KILN_BENCH_RUNS, default 3): this VM's disk is noisy. */
 export const RUNS = Math.max(1, Math.floor(Number(process.env.KILN_BENCH_RUNS ?? '3')) || 3);
 
@@ -93,18 +103,16 @@ export function median(xs: number[]): number {
   return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
 }
 
-/** One row per run and a median row; the scenario's headline ratio is median(kiln) / median(buildah). */
-export function pairedRows(
+/**
+ * One row per run and a median row, and the scenario's metrics; the headline ratio is
+ * median(kiln) / median(buildah).
+ */
+export function pairedSummary(
+  env: BenchEnv,
   p: PairedRuns,
   operation: string,
   extra: (k: BuildRun, r: BuildRun) => Record<string, string | number> = () => ({}),
-): {
-  rows: Array<Record<string, string | number>>;
-  kilnS: number;
-  buildahS: number;
-  ratio: number;
-  kilnRssMb: number;
-} {
+): { rows: Array<Record<string, string | number>>; metrics: Record<string, number | string> } {
   const rows: Array<Record<string, string | number>> = p.kiln.map((k, i) => {
     const r = p.ref[i]!;
     return {
@@ -128,7 +136,20 @@ export function pairedRows(
     'kiln RSS MB': kilnRssMb,
     'buildah RSS MB': Math.max(...p.ref.map((r) => r.m.maxRssMb)),
   });
-  return { rows, kilnS, buildahS, ratio: Number((kilnS / buildahS).toFixed(2)), kilnRssMb };
+  return {
+    rows,
+    metrics: {
+      runs: p.kiln.length,
+      kilnS,
+      buildahS,
+      ratio: Number((kilnS / buildahS).toFixed(2)),
+      kilnRssMb,
+      buildahDriver: env.buildahDriver,
+      buildahLayers: String(BUILDAH_LAYERS),
+      kilnExit: Math.max(...p.kiln.map((k) => k.m.exitCode)),
+      buildahExit: Math.max(...p.ref.map((r) => r.m.exitCode)),
+    },
+  };
 }
 
 export async function buildahBuild(env: BenchEnv, ctx: string, dest: string): Promise<BuildRun> {

@@ -11,6 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeSourceTree } from './builds.ts';
 import type { BenchEnv, ScenarioResult } from './env.ts';
 import { measure } from './measure.ts';
 import type { Measurement } from './measure.ts';
@@ -23,12 +24,7 @@ const SMALL = process.env.KILN_BENCH_CACHE_SMALL === '1';
 
 function writeContext(ctx: string, base: string): void {
   mkdirSync(ctx, { recursive: true });
-  for (let i = 0; i < SOURCE_FILES; i++) {
-    const dir = join(ctx, 'src', `pkg${Math.floor(i / 100)}`);
-    if (i % 100 === 0) mkdirSync(dir, { recursive: true });
-    const body = Array.from({ length: 40 }, (_, k) => `int f${i}_${k}(int x) { return x * ${k} + ${i}; }`);
-    writeFileSync(join(dir, `mod${i}.c`), `/* module ${i} */\n${body.join('\n')}\n`);
-  }
+  writeSourceTree(ctx, SOURCE_FILES);
   writeFileSync(
     join(ctx, 'build.sh'),
     'set -e\nmkdir -p dist\nfind src -type f | sort > dist/files.txt\n' +

@@ -9,7 +9,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUILDAH_LAYERS, median, pairedBuilds, pairedRows, stepSeconds, type BuildRun } from './builds.ts';
+import { median, pairedBuilds, pairedSummary, stepSeconds, type BuildRun } from './builds.ts';
 import type { BenchEnv, ScenarioResult } from './env.ts';
 
 const FILES = 20_000;
@@ -32,25 +32,17 @@ export async function run(env: BenchEnv): Promise<ScenarioResult> {
   const kilnStep = (k: BuildRun): number =>
     stepSeconds(k.lines, /\] RUN touch \/data/, /layer sha256:|\] (RUN|COPY|FROM)|image digest/);
   const refStep = (r: BuildRun): number => stepSeconds(r.lines, /STEP \d+\/\d+: RUN touch \/data/, /^--> /);
-  const sum = pairedRows(p, `build+push ${FILES} files`, (k, r) => ({
+  const { rows, metrics } = pairedSummary(env, p, `build+push ${FILES} files`, (k, r) => ({
     'kiln 2nd RUN s': kilnStep(k),
     'buildah 2nd RUN s': refStep(r),
   }));
   return {
     scenario: 'tree',
-    rows: sum.rows,
+    rows,
     metrics: {
-      runs: p.kiln.length,
-      kilnS: sum.kilnS,
-      buildahS: sum.buildahS,
-      ratio: sum.ratio,
-      kilnRssMb: sum.kilnRssMb,
+      ...metrics,
       kilnSecondRunS: median(p.kiln.map(kilnStep)),
       buildahSecondRunS: median(p.ref.map(refStep)),
-      buildahDriver: env.buildahDriver,
-      buildahLayers: String(BUILDAH_LAYERS),
-      kilnExit: Math.max(...p.kiln.map((k) => k.m.exitCode)),
-      buildahExit: Math.max(...p.ref.map((r) => r.m.exitCode)),
     },
   };
 }

@@ -37330,6 +37330,17 @@ import { execFile as execFile3 } from "node:child_process";
 import { lstatSync as lstatSync3, readdirSync } from "node:fs";
 import { chmod, lchown, mkdir as mkdir4, mkdtemp as mkdtemp3, opendir, readFile as readFile4, rename as rename2, rm as rm5, utimes } from "node:fs/promises";
 import { join as join4 } from "node:path";
+
+// src/fs/exclude.ts
+function isExcluded(p, exclude) {
+  for (const e of exclude) {
+    if (e === "/" || e === "") continue;
+    if (p === e || p.startsWith(e.endsWith("/") ? e : e + "/")) return true;
+  }
+  return false;
+}
+
+// src/fs/snapshot-overlay.ts
 function runCmd(cmd2, args) {
   return new Promise((resolve5) => {
     execFile3(cmd2, args, { maxBuffer: 512 * 1024 * 1024, encoding: "utf8" }, (err, stdout, stderr) => {
@@ -37432,13 +37443,6 @@ async function overlayXattrs(dir) {
   }
   return out;
 }
-function isExcluded(p, exclude) {
-  for (const e of exclude) {
-    if (e === "/") continue;
-    if (p === e || p.startsWith(e.endsWith("/") ? e : e + "/")) return true;
-  }
-  return false;
-}
 async function lstatOrNull2(p) {
   try {
     return lstatSync3(p, { bigint: true });
@@ -37453,7 +37457,7 @@ async function readTree(upperDir, imagePath2, exclude, opaqueName, xattrs) {
     const upper = join4(upperDir, name);
     const path2 = imagePath2 === "/" ? `/${name}` : `${imagePath2}/${name}`;
     const st = lstatSync3(upper, { bigint: true });
-    const excluded2 = isExcluded(path2, exclude);
+    const excluded = isExcluded(path2, exclude);
     let kind = "other";
     if (st.isCharacterDevice() && st.rdev === 0n) kind = "whiteout";
     else if (st.isDirectory()) kind = "dir";
@@ -37463,11 +37467,11 @@ async function readTree(upperDir, imagePath2, exclude, opaqueName, xattrs) {
       st,
       kind,
       opaque: kind === "dir" && xattrs.get(upper)?.get(opaqueName) === "y",
-      excluded: excluded2,
+      excluded,
       hasExcluded: false,
       children: []
     };
-    if (kind === "dir" && !excluded2) {
+    if (kind === "dir" && !excluded) {
       node.children = await readTree(upper, path2, exclude, opaqueName, xattrs);
       node.hasExcluded = node.children.some((c) => c.excluded || c.hasExcluded);
     }
@@ -37659,13 +37663,6 @@ function createOverlaySnapshotter(rootfs, scratchDir) {
 import { lstat as lstat4, opendir as opendir2, readlink } from "node:fs/promises";
 import { posix as posix7 } from "node:path";
 var NEVER = ["/proc", "/sys", "/dev"];
-function excluded(p, exclude) {
-  for (const e of exclude) {
-    if (e === "/" || e === "") continue;
-    if (p === e || p.startsWith(e.endsWith("/") ? e : e + "/")) return true;
-  }
-  return false;
-}
 var noop = () => void 0;
 var Limiter = class {
   constructor(max) {
@@ -37732,7 +37729,7 @@ async function scan(rootfs, exclude, concurrency) {
     await Promise.all(
       names.map((name) => {
         const child = path2 === "/" ? `/${name}` : `${path2}/${name}`;
-        if (excluded(child, exclude)) return void 0;
+        if (isExcluded(child, exclude)) return void 0;
         return visit(host === "/" ? `/${name}` : `${host}/${name}`, child);
       })
     );
@@ -38428,9 +38425,10 @@ async function writeLayer(diff, opts) {
 import { spawn as spawn7 } from "node:child_process";
 import { readdir as readdir5, rm as rm7, rmdir as rmdir3 } from "node:fs/promises";
 import { join as join5 } from "node:path";
+var RM_ARGS = ["-rf", "--one-file-system", "--"];
 function rmRf(path2) {
   return new Promise((resolve5) => {
-    const p = spawn7("rm", ["-rf", "--one-file-system", "--", path2], { stdio: "ignore" });
+    const p = spawn7("rm", [...RM_ARGS, path2], { stdio: "ignore" });
     p.on("error", () => resolve5("missing"));
     p.on("close", () => resolve5("done"));
   });
@@ -38444,7 +38442,7 @@ async function removeTree(dir) {
 }
 function removeTreeInBackground(dir) {
   return new Promise((resolve5) => {
-    const p = spawn7("nice", ["-n", "10", "rm", "-rf", "--one-file-system", "--", dir], {
+    const p = spawn7("nice", ["-n", "10", "rm", ...RM_ARGS, dir], {
       detached: true,
       stdio: "ignore"
     });
@@ -40970,8 +40968,8 @@ var StageBuilder = class {
   async changeKnown(history, fn) {
     const t0 = Date.now();
     const written = await fn(this.rootfs);
-    const excluded2 = this.excludes([]);
-    const changed = written.filter((p) => !isExcluded(p, excluded2)).sort();
+    const excluded = this.excludes([]);
+    const changed = written.filter((p) => !isExcluded(p, excluded)).sort();
     const t1 = Date.now();
     await this.commit({ root: this.rootfs, changed, deleted: [], opaque: [] }, history);
     this.logger.debug(`direct change: apply ${t1 - t0} ms, layer ${Date.now() - t1} ms`);

@@ -11,7 +11,7 @@ import type { Diff, LayerWriteOptions } from '../fs/types.ts';
 import type { MountSpec, RunResult } from '../isolation/types.ts';
 import type { Logger } from '../log/logger.ts';
 import { resolveInRoot } from './rootpath.ts';
-import { isExcluded } from '../fs/snapshot-overlay.ts';
+import { isExcluded } from '../fs/exclude.ts';
 import { resolveUser } from './passwd.ts';
 import { KilnError, type SourcePosition } from '../util/errors.ts';
 import { inInitialUserNamespace, mappedIdCount } from '../isolation/tools.ts';

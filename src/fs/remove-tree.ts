@@ -8,10 +8,13 @@ import { spawn } from 'node:child_process';
 import { readdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
+/** Never into another filesystem: a mount left inside (a step that could not release it) is kept. */
+const RM_ARGS = ['-rf', '--one-file-system', '--'];
+
 /** 'missing' when there is no rm to run; a failure of rm itself (a mount inside) is left alone. */
 function rmRf(path: string): Promise<'done' | 'missing'> {
   return new Promise((resolve) => {
-    const p = spawn('rm', ['-rf', '--one-file-system', '--', path], { stdio: 'ignore' });
+    const p = spawn('rm', [...RM_ARGS, path], { stdio: 'ignore' });
     p.on('error', () => resolve('missing'));
     p.on('close', () => resolve('done'));
   });
@@ -34,7 +37,7 @@ export async function removeTree(dir: string): Promise<void> {
  */
 export function removeTreeInBackground(dir: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const p = spawn('nice', ['-n', '10', 'rm', '-rf', '--one-file-system', '--', dir], {
+    const p = spawn('nice', ['-n', '10', 'rm', ...RM_ARGS, dir], {
       detached: true,
       stdio: 'ignore',
     });

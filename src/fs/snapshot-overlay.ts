@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { KilnError } from '../util/errors.ts';
 import type { Diff, Snapshotter, StepSnapshot } from './types.ts';
 import { applyXattrs, readXattrs } from './xattr.ts';
+import { isExcluded } from './exclude.ts';
 
 interface CmdResult {
   code: number;
@@ -142,14 +143,6 @@ async function overlayXattrs(dir: string): Promise<Map<string, Map<string, strin
     cur.set(unescapeName(line.slice(0, eq)), v);
   }
   return out;
-}
-
-export function isExcluded(p: string, exclude: string[]): boolean {
-  for (const e of exclude) {
-    if (e === '/') continue;
-    if (p === e || p.startsWith(e.endsWith('/') ? e : e + '/')) return true;
-  }
-  return false;
 }
 
 interface Node {

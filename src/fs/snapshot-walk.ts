@@ -10,6 +10,7 @@ import { lstat, opendir, readlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { KilnError } from '../util/errors.ts';
 import type { Diff, Snapshotter, StepSnapshot } from './types.ts';
+import { isExcluded } from './exclude.ts';
 
 export interface WalkOptions {
   /** Parallel file system calls (default 64). */
@@ -32,14 +33,6 @@ type Index = Map<string, Entry>;
 
 /** Never walked, whatever the step's excludes say. */
 const NEVER = ['/proc', '/sys', '/dev'];
-
-function excluded(p: string, exclude: string[]): boolean {
-  for (const e of exclude) {
-    if (e === '/' || e === '') continue;
-    if (p === e || p.startsWith(e.endsWith('/') ? e : e + '/')) return true;
-  }
-  return false;
-}
 
 const noop = (): void => undefined;
 
@@ -113,7 +106,7 @@ async function scan(rootfs: string, exclude: string[], concurrency: number): Pro
     await Promise.all(
       names.map((name) => {
         const child = path === '/' ? `/${name}` : `${path}/${name}`;
-        if (excluded(child, exclude)) return undefined;
+        if (isExcluded(child, exclude)) return undefined;
         return visit(host === '/' ? `/${name}` : `${host}/${name}`, child);
       }),
     );

@@ -1,11 +1,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { pushBusyboxImage } from '../helpers/images.ts';
+import { kiln } from '../helpers/cli.ts';
 
 let reg: TestRegistry;
 let dir: string;
@@ -21,7 +21,7 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-test('independent stages overlap in time; the stage the target does not need never runs', () => {
+test('independent stages overlap in time; the stage the target does not need never runs', async () => {
   const base = `${reg.host}/base/busybox:latest`;
   // Each stage records system uptime (shared across PID namespaces) when its RUN starts and ends.
   const stage = (n: string): string =>
@@ -39,24 +39,17 @@ test('independent stages overlap in time; the stage the target does not need nev
       `RUN awk -v as=$(cat /a.start) -v ae=$(cat /a.end) -v bs=$(cat /b.start) -v be=$(cat /b.end) 'BEGIN { exit !(as < be && bs < ae) }'`,
     ].join('\n'),
   );
-  const r = spawnSync(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'src/cli/main.ts',
-      'build',
-      '-c',
-      dir,
-      '--no-push',
-      '--insecure-registry',
-      reg.host,
-      '--isolation',
-      'chroot',
-    ],
-    { encoding: 'utf8' },
-  );
-  assert.equal(r.status, 0, r.stderr);
+  const r = await kiln([
+    'build',
+    '-c',
+    dir,
+    '--no-push',
+    '--insecure-registry',
+    reg.host,
+    '--isolation',
+    'chroot',
+  ]);
+  assert.equal(r.code, 0, r.stderr);
   assert.doesNotMatch(r.stderr, /this stage must not run/);
   assert.doesNotMatch(r.stderr, /\[never\]/);
 });

@@ -5,43 +5,15 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { kiln } from '../helpers/cli.ts';
 import { startRegistry } from '../helpers/registry.ts';
 import type { TestRegistry } from '../helpers/registry.ts';
 import { pushBusyboxImage } from '../helpers/images.ts';
 
-const REPO = new URL('../..', import.meta.url).pathname;
-const MAIN = join(REPO, 'src/cli/main.ts');
 const isRoot = process.getuid?.() === 0;
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function kiln(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
-  const e: NodeJS.ProcessEnv = { ...process.env, ...env };
-  delete e.NODE_OPTIONS;
-  delete e.NODE_TEST_CONTEXT;
-  for (const [k, v] of Object.entries(env)) if (v === undefined) delete e[k];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-      cwd: REPO,
-      env: e,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
 
 interface Layout {
   digest: string;

@@ -5,12 +5,12 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { pushBusyboxImage } from '../helpers/images.ts';
+import { kiln, type CliResult } from '../helpers/cli.ts';
 
 let reg: TestRegistry;
 let dir: string;
@@ -26,30 +26,23 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-function build(extra: string[]): { status: number | null; stderr: string } {
-  return spawnSync(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'src/cli/main.ts',
-      'build',
-      '-c',
-      dir,
-      '--no-push',
-      '--insecure-registry',
-      reg.host,
-      '--isolation',
-      'chroot',
-      '-v',
-      'debug',
-      ...extra,
-    ],
-    { encoding: 'utf8' },
-  );
+function build(extra: string[]): Promise<CliResult> {
+  return kiln([
+    'build',
+    '-c',
+    dir,
+    '--no-push',
+    '--insecure-registry',
+    reg.host,
+    '--isolation',
+    'chroot',
+    '-v',
+    'debug',
+    ...extra,
+  ]);
 }
 
-test('stages from one base: extracted once, and no stage sees what another changed', () => {
+test('stages from one base: extracted once, and no stage sees what another changed', async () => {
   const base = `${reg.host}/base/busybox:latest`;
   writeFileSync(
     join(dir, 'Dockerfile'),
@@ -74,8 +67,8 @@ test('stages from one base: extracted once, and no stage sees what another chang
     ].join('\n'),
   );
   writeFileSync(join(dir, 'marker'), 'copied-in-a\n');
-  const r = build([]);
-  assert.equal(r.status, 0, r.stderr);
+  const r = await build([]);
+  assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /shared-base-ok/);
   assert.match(r.stderr, /direct change: apply/, 'COPY took the no-snapshot path');
   assert.equal(r.stderr.match(/DEBUG base \S+ extracted in/g)?.length, 1, 'one extraction for three stages');
@@ -86,9 +79,9 @@ test('stages from one base: extracted once, and no stage sees what another chang
   assert.match(r.stderr, /layers: +3\b/, 'base + COPY + RUN');
 });
 
-test('--target a stage: its layers are written', () => {
-  const r = build(['--target', 'a']);
-  assert.equal(r.status, 0, r.stderr);
+test('--target a stage: its layers are written', async () => {
+  const r = await build(['--target', 'a']);
+  assert.equal(r.code, 0, r.stderr);
   assert.doesNotMatch(r.stderr, /no layer written/);
   assert.match(r.stderr, /layers: +3\b/, 'base + RUN + COPY');
 });
