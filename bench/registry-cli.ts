@@ -7,7 +7,7 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { defaultRegistryOptions } from '../src/build/options.ts';
+import { defaultRegistryOptions } from '../src/registry/options.ts';
 import { RegistryClient } from '../src/registry/client.ts';
 import { CredentialStore } from '../src/registry/credentials.ts';
 import { parseReference } from '../src/registry/reference.ts';

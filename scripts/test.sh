@@ -10,6 +10,7 @@ if [ "$(cat node_modules/.kiln-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
   echo "$lock_hash" > node_modules/.kiln-lock-hash
 fi
 npx tsc --noEmit -p tsconfig.json
+node scripts/check-layout.mjs
 npx eslint .
 npx prettier --check . >/dev/null || { npx prettier --list-different .; exit 1; }
 node scripts/run-tests.mjs "$@"

@@ -13,7 +13,7 @@ import type { RegistryClient, ResolvedImage } from '../registry/client.ts';
 import { formatReference, parseReference, withDefaultTag } from '../registry/reference.ts';
 import type { Descriptor, ImageConfig, Manifest, Platform } from '../image/types.ts';
 import { digestHex, sha256Digest } from '../image/digest.ts';
-import { formatPlatform } from '../build/platform.ts';
+import { formatPlatform } from '../image/platform.ts';
 import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
 

@@ -8,9 +8,9 @@ import {
   defaultBuildOptions,
   type BuildOptions,
   type IsolationChoice,
-  type RegistryCredential,
   type SecretSpec,
-} from '../build/options.ts';
+} from '../options.ts';
+import type { RegistryCredential } from '../registry/options.ts';
 import type { LogLevel } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
 

@@ -1,7 +1,7 @@
 /** `kiln plan` and `kiln build --dry-run`: parse, plan and print, without touching a registry. */
 import { resolve } from 'node:path';
-import type { BuildOptions } from '../build/options.ts';
-import { planDockerfile } from '../build/run.ts';
+import type { BuildOptions } from '../options.ts';
+import { planDockerfile } from '../builder.ts';
 import { materializeContext } from '../context/fetch.ts';
 import type { BuildPlan } from '../plan/plan.ts';
 import { renderPlan } from '../plan/render.ts';

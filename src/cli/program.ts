@@ -9,7 +9,7 @@ import { VERSION } from '../version.ts';
 import { addBuildFlags, toBuildOptions } from './build-flags.ts';
 import { printPlan } from './plan-command.ts';
 import { formatSummary } from './summary.ts';
-import { runBuild } from '../build/run.ts';
+import { runBuild } from '../builder.ts';
 import { Logger } from '../log/logger.ts';
 import { formatProbe, probeIsolation } from '../isolation/probe.ts';
 import type { IsolationWant } from '../isolation/probe.ts';
@@ -17,8 +17,8 @@ import { isReexecuted, reexecInUserNamespace, selfArgv } from '../isolation/user
 import { warmImages } from '../cache/base-cache.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { CredentialStore } from '../registry/credentials.ts';
-import { defaultRegistryOptions } from '../build/options.ts';
-import { hostPlatform, parsePlatform } from '../build/platform.ts';
+import { defaultRegistryOptions } from '../registry/options.ts';
+import { hostPlatform, parsePlatform } from '../image/platform.ts';
 
 /** The build summary is an info-level text block: not with -v error and quieter, nor in JSON logs. */
 function showSummary(level: string, format: string): boolean {

@@ -3,7 +3,7 @@
  * big, how long, which isolation rung ran RUN, and one row per step with its cache status. A pure
  * function of the BuildResult so it is tested without building anything; stdout stays the digest.
  */
-import type { BuildResult, StepReport } from '../build/result.ts';
+import type { BuildResult, StepReport } from '../result.ts';
 
 export interface SummaryOptions {
   /** Widest an instruction may be before it is cut with `…` (default 60). */

@@ -20,7 +20,7 @@ import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
-import type { BuildOptions } from '../build/options.ts';
+import type { BuildOptions } from '../options.ts';
 import { extractLayer } from '../fs/extract.ts';
 import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';

@@ -5,13 +5,22 @@
  */
 import { lstat, readdir } from 'node:fs/promises';
 import { join, posix, relative, sep } from 'node:path';
-import type { CopySource } from '../build/copy.ts';
 import { KilnError, type SourcePosition } from '../util/errors.ts';
 import { IgnoreMatcher } from './dockerignore.ts';
 
 const WILDCARD = /[*?[\\]/;
 
 /** One path component pattern → RegExp (`*` and `?` never cross `/`; `[...]` classes; `\` escapes). */
+
+export interface CopySource {
+  /** Path on the host to read from (context dir entry, another stage's rootfs entry, a temp file). */
+  hostPath: string;
+  /** The tree `hostPath` belongs to: a top-level symlink source is resolved inside it, never outside. */
+  sourceRoot: string;
+  /** Path relative to the source root, used for --parents and for naming. */
+  relPath: string;
+}
+
 export function componentRegExp(pattern: string): RegExp {
   let re = '^';
   for (let i = 0; i < pattern.length; i++) {

@@ -24,7 +24,7 @@ import { posix } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
-import { resolveInRoot, resolveInRootSync } from '../build/rootpath.ts';
+import { resolveInRoot, resolveInRootSync } from './rootpath.ts';
 import { KilnError } from '../util/errors.ts';
 import { applyXattrs } from './xattr.ts';
 import { zstdDecompress } from './zstd.ts';

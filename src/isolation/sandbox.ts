@@ -35,7 +35,7 @@ import {
 } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { resolveInRoot } from '../build/rootpath.ts';
+import { resolveInRoot } from '../fs/rootpath.ts';
 import { KilnError } from '../util/errors.ts';
 import { findTool, runTool, shq } from './tools.ts';
 import type { MountSpec, Rung, RunResult, RunSpec, Sandbox } from './types.ts';

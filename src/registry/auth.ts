@@ -4,7 +4,7 @@
  * anonymously, or an OAuth2 refresh-token POST when an identity token is configured). Tokens are
  * cached per host and scope set until they expire.
  */
-import type { RegistryCredential } from '../build/options.ts';
+import type { RegistryCredential } from './options.ts';
 import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
 import type { Credential, CredentialStore } from './credentials.ts';

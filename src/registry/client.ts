@@ -9,7 +9,7 @@ import { rename, rm } from 'node:fs/promises';
 import { Readable, Transform } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { RegistryOptions } from '../build/options.ts';
+import type { RegistryOptions } from './options.ts';
 import type { Logger } from '../log/logger.ts';
 import { MediaType } from '../image/types.ts';
 import type {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Agent, request as undiciRequest } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
-import type { RegistryOptions } from '../build/options.ts';
+import type { RegistryOptions } from './options.ts';
 import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
 

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defaultBuildOptions, type BuildOptions } from '../../src/build/options.ts';
+import { defaultBuildOptions, type BuildOptions } from '../../src/options.ts';
 import { materializeContext, parseContext, type ContextSpec } from '../../src/context/fetch.ts';
 import { memoryLogger } from '../../src/log/logger.ts';
 import { KilnError } from '../../src/util/errors.ts';

@@ -5,7 +5,7 @@
  * Nothing here touches @actions/core, so it is testable with a plain `get(name)` function.
  */
 import { parseSecretFlag } from '../../cli/build-flags.ts';
-import type { IsolationChoice } from '../../build/options.ts';
+import type { IsolationChoice } from '../../options.ts';
 import { KilnError } from '../../util/errors.ts';
 
 export interface ActionInputs {

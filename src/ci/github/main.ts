@@ -14,7 +14,7 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir, platform, arch } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { BuildResult } from '../../build/result.ts';
+import type { BuildResult } from '../../result.ts';
 import { KilnError, isKilnError } from '../../util/errors.ts';
 import { readInputs, registryOf, toKilnArgs, type ActionInputs } from './inputs.ts';
 import { cacheKeys, listingHash } from './cache-dir.ts';

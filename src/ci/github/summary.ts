@@ -1,5 +1,5 @@
 /** Job summary and outputs of the action, computed from the kiln BuildResult. */
-import type { BuildResult } from '../../build/result.ts';
+import type { BuildResult } from '../../result.ts';
 
 export interface SummaryCell {
   data: string;

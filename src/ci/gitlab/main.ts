@@ -11,7 +11,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { BuildResult } from '../../build/result.ts';
+import type { BuildResult } from '../../result.ts';
 import { KilnError, isKilnError, EXIT_CODES } from '../../util/errors.ts';
 import { parseList, readInputs, toKilnArgs } from '../github/inputs.ts';
 

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Command } from 'commander';
 import { addBuildFlags, parseSecretFlag, toBuildOptions } from '../../../src/cli/build-flags.ts';
-import type { BuildOptions } from '../../../src/build/options.ts';
+import type { BuildOptions } from '../../../src/options.ts';
 
 function parse(args: string[], env: NodeJS.ProcessEnv = {}): BuildOptions {
   const c = addBuildFlags(new Command()).exitOverride();

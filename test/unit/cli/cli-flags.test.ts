@@ -14,7 +14,7 @@ import {
   splitEnvList,
   toBuildOptions,
 } from '../../../src/cli/build-flags.ts';
-import type { BuildOptions } from '../../../src/build/options.ts';
+import type { BuildOptions } from '../../../src/options.ts';
 import { isKilnError } from '../../../src/util/errors.ts';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));

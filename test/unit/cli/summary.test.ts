@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatSummary, humanDuration, humanSize, truncate } from '../../../src/cli/summary.ts';
-import type { BuildResult } from '../../../src/build/result.ts';
+import type { BuildResult } from '../../../src/result.ts';
 
 const digest = `sha256:${'a'.repeat(64)}`;
 const imageId = `sha256:${'b'.repeat(64)}`;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resolveRunMounts, type MountContext } from '../../../src/build/run-mounts.ts';
+import { resolveRunMounts, type MountContext } from '../../../src/executor/run-mounts.ts';
 import { KilnError } from '../../../src/util/errors.ts';
 
 let base = '';

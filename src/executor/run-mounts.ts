@@ -8,9 +8,9 @@ import { chmod, chown, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:
 import { createHash } from 'node:crypto';
 import { join, posix } from 'node:path';
 import type { MountSpec } from '../isolation/types.ts';
-import type { SecretSpec } from './options.ts';
+import type { SecretSpec } from '../options.ts';
 import { KilnError, type SourcePosition } from '../util/errors.ts';
-import { resolveInRoot } from './rootpath.ts';
+import { resolveInRoot } from '../fs/rootpath.ts';
 
 export type { RunMountRequest } from '../dockerfile/mounts.ts';
 import type { RunMountRequest } from '../dockerfile/mounts.ts';

@@ -6,9 +6,9 @@ import type { Instruction } from '../../dockerfile/instructions.ts';
 import { expandInstruction, makeExpander } from '../../plan/expand-instruction.ts';
 import { KilnError } from '../../util/errors.ts';
 import type { StepContext } from './context.ts';
-import { copyStep } from './copy.ts';
+import { copyStep } from './copy-step.ts';
 import { metadataStep } from './metadata.ts';
-import { runStep } from './run.ts';
+import { runStep } from './run-step.ts';
 
 /** Expands `raw` in the stage's scope; ARG is applied to the scope here and yields null. */
 export function expandStep(raw: Instruction, ctx: StepContext): Instruction | null {

@@ -1,5 +1,5 @@
-import type { Digest } from '../image/types.ts';
-import type { Rung } from '../isolation/types.ts';
+import type { Digest } from './image/types.ts';
+import type { Rung } from './isolation/types.ts';
 
 export interface StepReport {
   stage: string;

@@ -8,11 +8,12 @@ import { chmod, lstat, mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node
 import { join, posix, relative, sep } from 'node:path';
 import type { CopyInstruction } from '../../dockerfile/instructions.ts';
 import { parseChmod } from '../chmod.ts';
-import { copyIntoRoot, type CopySource } from '../copy.ts';
+import { copyIntoRoot } from '../copy-files.ts';
+import type { CopySource } from '../../context/sources.ts';
 import { fetchUrl } from '../fetch-url.ts';
 import { layerHistory } from '../history.ts';
 import { resolveChown } from '../passwd.ts';
-import { resolveInRoot } from '../rootpath.ts';
+import { resolveInRoot } from '../../fs/rootpath.ts';
 import { extractLayer } from '../../fs/extract.ts';
 import { componentRegExp } from '../../context/sources.ts';
 import { IgnoreMatcher, parseDockerignore } from '../../context/dockerignore.ts';

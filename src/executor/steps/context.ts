@@ -6,7 +6,7 @@ import type { StageBuilder } from '../stage-builder.ts';
 import type { StageScope } from '../../plan/scope.ts';
 import type { EscapeToken } from '../../dockerfile/words.ts';
 import type { ContextSource } from '../../context/sources.ts';
-import type { BuildOptions } from '../options.ts';
+import type { BuildOptions } from '../../options.ts';
 import type { Logger } from '../../log/logger.ts';
 
 export interface SourceTree {

@@ -23,18 +23,10 @@ import {
 } from 'node:fs';
 import { posix } from 'node:path';
 import { applyChmod, type ChmodSpec } from './chmod.ts';
-import { imagePathOf, resolveInRoot } from './rootpath.ts';
+import { imagePathOf, resolveInRoot } from '../fs/rootpath.ts';
 import { applyXattrs, readXattrs } from '../fs/xattr.ts';
 import { KilnError, type SourcePosition } from '../util/errors.ts';
-
-export interface CopySource {
-  /** Path on the host to read from (context dir entry, another stage's rootfs entry, a temp file). */
-  hostPath: string;
-  /** The tree `hostPath` belongs to: a top-level symlink source is resolved inside it, never outside. */
-  sourceRoot: string;
-  /** Path relative to the source root, used for --parents and for naming. */
-  relPath: string;
-}
+import type { CopySource } from '../context/sources.ts';
 
 export interface CopyOptions {
   /** Destination as written (already expanded); relative to `workdir` unless absolute. */

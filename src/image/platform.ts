@@ -1,5 +1,5 @@
 /** `os/arch[/variant]` strings ↔ OCI Platform objects, and the host's platform. */
-import type { Platform } from '../image/types.ts';
+import type { Platform } from './types.ts';
 import { KilnError } from '../util/errors.ts';
 
 const NODE_ARCH: Record<string, string> = {

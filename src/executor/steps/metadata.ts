@@ -24,7 +24,7 @@ import {
   setWorkdir,
 } from '../config-ops.ts';
 import { goQuotedList, layerHistory } from '../history.ts';
-import { resolveInRoot } from '../rootpath.ts';
+import { resolveInRoot } from '../../fs/rootpath.ts';
 import { resolveUser } from '../passwd.ts';
 import type { StepContext } from './context.ts';
 

@@ -16,7 +16,7 @@ import type { HistoryEntry, ImageConfig, LayerBlob, Platform } from '../image/ty
 import type { ContextSource } from '../context/sources.ts';
 import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
-import type { BuildOptions } from './options.ts';
+import type { BuildOptions } from '../options.ts';
 import type { ExecutorDeps } from './deps.ts';
 import { materializeBase, type BaseImageSource, type ResolvedBase } from './base.ts';
 import { DEFAULT_PATH, StageBuilder } from './stage-builder.ts';
@@ -28,8 +28,8 @@ import type { StatIndex } from '../cache/sources-digest.ts';
 import type { Instruction } from '../dockerfile/instructions.ts';
 import type { SourceTree, StepContext } from './steps/context.ts';
 import { getEnv, setLabels, setWorkdir } from './config-ops.ts';
-import { formatPlatform } from './platform.ts';
-import type { StepReport } from './result.ts';
+import { formatPlatform } from '../image/platform.ts';
+import type { StepReport } from '../result.ts';
 
 export interface ExecuteInputs {
   plan: BuildPlan;

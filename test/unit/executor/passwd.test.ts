@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resolveChown, resolveUser } from '../../../src/build/passwd.ts';
+import { resolveChown, resolveUser } from '../../../src/executor/passwd.ts';
 import { KilnError } from '../../../src/util/errors.ts';
 
 let root = '';

@@ -10,7 +10,7 @@ import type { HistoryEntry, ImageConfig, LayerBlob } from '../image/types.ts';
 import type { Diff, LayerWriteOptions } from '../fs/types.ts';
 import type { MountSpec, RunResult } from '../isolation/types.ts';
 import type { Logger } from '../log/logger.ts';
-import { resolveInRoot } from './rootpath.ts';
+import { resolveInRoot } from '../fs/rootpath.ts';
 import { isExcluded } from '../fs/exclude.ts';
 import { resolveUser } from './passwd.ts';
 import { KilnError, type SourcePosition } from '../util/errors.ts';

@@ -13,7 +13,7 @@ import { formatReference, parseReference, withDefaultTag } from '../registry/ref
 import type { RegistryClient } from '../registry/client.ts';
 import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
-import type { OutputOptions } from './options.ts';
+import type { OutputOptions } from '../options.ts';
 
 export async function publish(
   image: BuiltImage,

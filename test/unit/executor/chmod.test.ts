@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { applyChmod, parseChmod } from '../../../src/build/chmod.ts';
+import { applyChmod, parseChmod } from '../../../src/executor/chmod.ts';
 import { KilnError } from '../../../src/util/errors.ts';
 
 const cases: Array<[spec: string, mode: number, isDir: boolean, want: number]> = [

@@ -16,9 +16,9 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { copyIntoRoot, type CopyOptions } from '../../../src/build/copy.ts';
-import { parseChmod } from '../../../src/build/chmod.ts';
-import { resolveInRoot } from '../../../src/build/rootpath.ts';
+import { copyIntoRoot, type CopyOptions } from '../../../src/executor/copy-files.ts';
+import { parseChmod } from '../../../src/executor/chmod.ts';
+import { resolveInRoot } from '../../../src/fs/rootpath.ts';
 import { KilnError } from '../../../src/util/errors.ts';
 
 let ctx = '';

@@ -11,7 +11,7 @@ import {
   setEnv,
   setWorkdir,
   setStopSignal,
-} from '../../../src/build/config-ops.ts';
+} from '../../../src/executor/config-ops.ts';
 import { KilnError } from '../../../src/util/errors.ts';
 
 const fresh = (): ImageConfig => ({

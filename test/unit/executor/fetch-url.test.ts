@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { fetchUrl } from '../../../src/build/fetch-url.ts';
+import { fetchUrl } from '../../../src/executor/fetch-url.ts';
 import { KilnError } from '../../../src/util/errors.ts';
 
 const body = Buffer.from('hello from a real http server\n');
