@@ -326,7 +326,8 @@ describe('layer cache', { skip: !isRoot && 'needs root (chroot rung)' }, () => {
       assert.ok(target, `an entry for COPY b.txt among ${[...byDigest.keys()].join(' | ')}`);
       const blob = join(f.cache, 'blobs', target[1].replace(/^sha256:/, ''));
       const bytes = await readFile(blob);
-      bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+      const mid = Math.floor(bytes.length / 2);
+      bytes[mid] = (bytes[mid] ?? 0) ^ 0xff;
       await writeFile(blob, bytes);
 
       const b = await build(f);
