@@ -1,0 +1,223 @@
+/**
+ * What pull and push share: the transport, the authenticator and one registry API call with auth,
+ * status retries and redirects, plus the errors made from a registry's answers. Like
+ * go-containerregistry's `remote` transport layer, it knows nothing of manifests or uploads.
+ */
+import type { RegistryOptions } from './options.ts';
+import type { Logger } from '../log/logger.ts';
+import { KilnError } from '../util/errors.ts';
+import { Authenticator, registryMessage } from './auth.ts';
+import type { CredentialStore } from './credentials.ts';
+import { formatReference, normalizeRegistry, registryApiHost } from './reference.ts';
+import type { Reference } from './reference.ts';
+import { drain, header, readBody, safeUrl, stripScheme, Transport } from './transport.ts';
+import type { HttpResponse, Mode, RequestBody } from './transport.ts';
+
+const MAX_REDIRECTS = 10;
+
+export interface SessionOptions {
+  registry: RegistryOptions;
+  credentials: CredentialStore;
+  logger?: Logger;
+  /** First retry delay (default 500 ms); tests shorten it. */
+  baseDelayMs?: number;
+}
+
+export interface ApiRequest {
+  method: string;
+  ref: Reference;
+  /** API host to talk to (a mirror or the registry's API host). */
+  host: string;
+  /** Path below /v2/<repository>/, e.g. `manifests/latest`. */
+  path?: string;
+  /** Absolute URL (upload locations); overrides path. */
+  url?: string;
+  headers?: Record<string, string>;
+  body?: RequestBody;
+  mode: Mode;
+  scopes: string[];
+  retries: number;
+  followRedirects?: boolean;
+}
+
+export class RegistrySession {
+  readonly transport: Transport;
+  readonly opts: RegistryOptions;
+  readonly logger: Logger | undefined;
+  private readonly auth: Authenticator;
+
+  constructor(opts: SessionOptions) {
+    this.opts = opts.registry;
+    this.logger = opts.logger;
+    this.transport = new Transport({
+      registry: opts.registry,
+      logger: opts.logger,
+      baseDelayMs: opts.baseDelayMs,
+    });
+    this.auth = new Authenticator({
+      transport: this.transport,
+      credentials: opts.credentials,
+      explicit: opts.registry.credentials,
+      logger: opts.logger,
+      retries: opts.registry.pullRetry,
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close();
+  }
+
+  /** Hosts to pull from, in order: docker.io mirrors, registry-map mirrors, then the source. */
+  pullHosts(ref: Reference): string[] {
+    const hosts: string[] = [];
+    const reg = normalizeRegistry(ref.registry);
+    const hostOnly = (m: string): string => stripScheme(m).split('/')[0] ?? m;
+    if (reg === 'docker.io') hosts.push(...this.opts.mirrors.map(hostOnly));
+    for (const [from, to] of Object.entries(this.opts.registryMap)) {
+      if (normalizeRegistry(stripScheme(from)) === reg) hosts.push(...to.map(hostOnly));
+    }
+    if (!this.opts.skipDefaultRegistryFallback || hosts.length === 0)
+      hosts.push(registryApiHost(ref.registry));
+    return [...new Set(hosts.filter((h) => h !== ''))];
+  }
+
+  /** Runs `fn` against each pull host in turn until one succeeds. */
+  async withPullHosts<T>(ref: Reference, fn: (host: string) => Promise<T>): Promise<T> {
+    const hosts = this.pullHosts(ref);
+    let last: unknown;
+    for (let i = 0; i < hosts.length; i++) {
+      try {
+        return await fn(hosts[i]!);
+      } catch (e) {
+        last = e;
+        if (i < hosts.length - 1) {
+          this.logger?.warn(
+            `mirror ${hosts[i]} failed for ${formatReference(ref)}: ${e instanceof Error ? e.message : String(e)}; trying ${hosts[i + 1]}`,
+          );
+        }
+      }
+    }
+    throw last;
+  }
+
+  apiUrl(req: ApiRequest): string {
+    return (
+      req.url ?? `${this.transport.baseUrl(req.host, req.mode)}/v2/${req.ref.repository}/${req.path ?? ''}`
+    );
+  }
+
+  /**
+   * One registry API call with auth (challenge, token, one re-authentication after a 401), status
+   * retries for replayable bodies, and manual redirects that never carry Authorization to another
+   * origin. A final 401/403 becomes UNAUTHORIZED/DENIED.
+   */
+  async api(req: ApiRequest): Promise<HttpResponse> {
+    const url = this.apiUrl(req);
+    const replayable = req.body === undefined || typeof req.body === 'string' || Buffer.isBuffer(req.body);
+    let auth = await this.auth.header(req.host, req.scopes);
+    let res: HttpResponse;
+    for (let attempt = 0; ; attempt++) {
+      const headers: Record<string, string> = { ...req.headers };
+      if (auth) headers.authorization = auth;
+      res = await this.transport.send(
+        { method: req.method, url, headers, body: req.body, mode: req.mode },
+        req.retries,
+      );
+      if (res.status !== 401) break;
+      const body = await readBody(res, 1 << 20).catch(() => Buffer.alloc(0));
+      if (attempt > 0) throw await this.authError(req, res, body);
+      const next = await this.auth.onUnauthorized(req.host, req.scopes, header(res, 'www-authenticate'));
+      if (next === undefined || (next === auth && !replayable)) throw await this.authError(req, res, body);
+      if (!replayable) {
+        // The streamed body is spent: make the caller restart with the fresh token.
+        throw new KilnError(
+          'registry',
+          'REGISTRY_UNAVAILABLE',
+          `${req.method} ${safeUrl(url)}: authorization expired during the request`,
+          { hint: 'retried automatically' },
+        );
+      }
+      auth = next;
+    }
+    if (res.status === 403) {
+      const body = await readBody(res, 1 << 20).catch(() => Buffer.alloc(0));
+      throw await this.authError(req, res, body);
+    }
+    if (req.followRedirects) return this.followRedirects(req, res, url, auth);
+    return res;
+  }
+
+  private async followRedirects(
+    req: ApiRequest,
+    first: HttpResponse,
+    firstUrl: string,
+    auth: string | undefined,
+  ): Promise<HttpResponse> {
+    let res = first;
+    let url = firstUrl;
+    let method = req.method;
+    const origin = new URL(firstUrl).origin;
+    for (let n = 0; [301, 302, 303, 307, 308].includes(res.status); n++) {
+      const loc = header(res, 'location');
+      await drain(res);
+      if (!loc || n >= MAX_REDIRECTS) {
+        throw new KilnError(
+          'registry',
+          'BAD_REDIRECT',
+          `${req.method} ${safeUrl(firstUrl)}: too many or empty redirects`,
+          {
+            hint: 'the registry or its storage backend redirects in a loop',
+          },
+        );
+      }
+      url = new URL(loc, url).toString();
+      if (res.status === 303) method = 'GET';
+      const headers: Record<string, string> = { ...req.headers };
+      // Blob storage (S3, GCS, CDNs) gets no registry credentials.
+      if (auth && new URL(url).origin === origin) headers.authorization = auth;
+      this.logger?.debug(`${method} redirected to ${safeUrl(url)}`);
+      res = await this.transport.send({ method, url, headers, mode: req.mode }, req.retries);
+    }
+    return res;
+  }
+
+  private async authError(req: ApiRequest, res: HttpResponse, body: Buffer): Promise<KilnError> {
+    const cred = await this.auth.credential(req.host).catch(() => null);
+    const msg = this.auth.redact(registryMessage(body), cred);
+    const what = `${req.method} ${formatReference(req.ref)}${req.path ? ` (${req.path.split('?')[0]})` : ''}`;
+    const denied = res.status === 403;
+    const who = cred?.username
+      ? ` as ${cred.username}`
+      : cred
+        ? ' with the configured token'
+        : ' anonymously';
+    return new KilnError(
+      'registry',
+      denied ? 'DENIED' : 'UNAUTHORIZED',
+      `${req.host} ${denied ? 'denied' : 'did not authorize'} ${what}${who}${msg ? `: ${msg}` : ''}`,
+      {
+        hint: denied
+          ? `the account has no ${req.mode === 'push' ? 'push' : 'pull'} access to ${req.ref.repository}: check its permissions`
+          : `check the credentials for ${req.ref.registry} (docker login, the Docker config, or explicit credentials)`,
+      },
+    );
+  }
+
+  /** An error for an unexpected status, with the registry's own message. */
+  async statusError(req: ApiRequest, res: HttpResponse, what: string): Promise<KilnError> {
+    const body =
+      req.method === 'HEAD' ? Buffer.alloc(0) : await readBody(res, 1 << 20).catch(() => Buffer.alloc(0));
+    const msg = this.auth.redact(registryMessage(body));
+    const retryable = res.status === 429 || res.status >= 500;
+    return new KilnError(
+      'registry',
+      retryable ? 'REGISTRY_UNAVAILABLE' : 'REGISTRY_ERROR',
+      `${what}: ${req.host} answered HTTP ${res.status}${msg ? `: ${msg}` : ''}`,
+      {
+        hint: retryable
+          ? `the registry is overloaded or failing; retry later (retries: ${req.retries})`
+          : 'the registry rejected the request; check the reference and the registry logs',
+      },
+    );
+  }
+}
