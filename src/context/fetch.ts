@@ -13,7 +13,6 @@
  * user:password in the URL) go to git as an `Authorization` header through GIT_CONFIG_* environment
  * variables scoped to the repository's origin: never in argv, in the URL git stores, or in a log line.
  */
-import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rm, rmdir, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
@@ -24,6 +23,7 @@ import type { BuildOptions } from '../options.ts';
 import { extractLayer } from '../fs/extract.ts';
 import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
+import { firstLine, runCommand } from '../util/command.ts';
 
 export interface MaterializedContext {
   /** Local directory holding the context (contextSubPath and any git subdir already applied). */
@@ -343,7 +343,7 @@ function redactAll(text: string, secrets: string[]): string {
   return out;
 }
 
-function runGit(args: string[], cwd: string, auth: GitAuth): Promise<GitRun> {
+async function runGit(args: string[], cwd: string, auth: GitAuth): Promise<GitRun> {
   // Appended after any GIT_CONFIG_* entries the caller's environment already holds.
   const base = Number.parseInt(process.env.GIT_CONFIG_COUNT ?? '0', 10) || 0;
   const env: NodeJS.ProcessEnv = {
@@ -355,28 +355,12 @@ function runGit(args: string[], cwd: string, auth: GitAuth): Promise<GitRun> {
     env[`GIT_CONFIG_KEY_${base + i}`] = k;
     env[`GIT_CONFIG_VALUE_${base + i}`] = v;
   });
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn('git', args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
-    child.on('error', (e) =>
-      reject(
-        new KilnError('context', 'GIT_NOT_FOUND', `cannot run git: ${e.message}`, {
-          hint: 'install git on the build host to use git contexts',
-          cause: e,
-        }),
-      ),
-    );
-    child.on('close', (code) =>
-      resolvePromise({
-        code: code ?? 1,
-        stdout: Buffer.concat(out).toString('utf8'),
-        stderr: redactAll(Buffer.concat(err).toString('utf8'), auth.secrets),
-      }),
-    );
-  });
+  const r = await runCommand('git', args, { cwd, env });
+  if (r.missing)
+    throw new KilnError('context', 'GIT_NOT_FOUND', `cannot run git: ${firstLine(r.stderr)}`, {
+      hint: 'install git on the build host to use git contexts',
+    });
+  return { code: r.code, stdout: r.stdout, stderr: redactAll(r.stderr, auth.secrets) };
 }
 
 function gitError(what: string, url: string, r: GitRun, hasCreds = false): KilnError {

@@ -4,7 +4,6 @@
  * image parts; assembling and publishing them is the caller's job.
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -16,6 +15,7 @@ import type { HistoryEntry, ImageConfig, LayerBlob, Platform } from '../image/ty
 import type { ContextSource } from '../context/sources.ts';
 import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
+import { runCommand } from '../util/command.ts';
 import type { BuildOptions } from '../options.ts';
 import type { ExecutorDeps } from './deps.ts';
 import { materializeBase, type BaseImageSource, type ResolvedBase } from './base.ts';
@@ -458,17 +458,9 @@ function slotName(file: string, stage: string, step: string): string {
  * of 0.7 s for a copy or 2.6 s for an extraction of debian:bookworm's 6,676 entries.
  */
 async function copyTree(from: string, to: string, link: boolean): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const p = spawn('cp', ['-a', link ? '--link' : '--reflink=auto', `${from}/.`, `${to}/`], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let err = '';
-    p.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    p.on('error', reject);
-    p.on('close', (code) =>
-      code === 0
-        ? resolve()
-        : reject(new KilnError('fs', 'STAGE_COPY_FAILED', `copying stage rootfs failed: ${err.trim()}`)),
-    );
+  const r = await runCommand('cp', ['-a', link ? '--link' : '--reflink=auto', `${from}/.`, `${to}/`], {
+    stdout: 'ignore',
   });
+  if (r.code !== 0)
+    throw new KilnError('fs', 'STAGE_COPY_FAILED', `copying stage rootfs failed: ${r.stderr.trim()}`);
 }

@@ -4,7 +4,6 @@
  * resolveInRoot), so `..`, absolute names and symlinks pointing out of the root cannot make an
  * entry land outside it; a hardlink whose target leaves the root is refused.
  */
-import { execFile } from 'node:child_process';
 import {
   chmodSync,
   closeSync,
@@ -26,6 +25,7 @@ import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { resolveInRoot, resolveInRootSync } from './rootpath.ts';
 import { KilnError } from '../util/errors.ts';
+import { runCommand } from '../util/command.ts';
 import { applyXattrs } from './xattr.ts';
 import { zstdDecompress } from './zstd.ts';
 
@@ -149,23 +149,15 @@ function imagePath(name: string): string {
   return p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p;
 }
 
-function run(cmd: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, (err, _out, stderr) => {
-      if (!err) return resolve();
-      reject(
-        new KilnError(
-          'fs',
-          'EXTRACT_FAILED',
-          `${cmd} ${args.join(' ')} failed: ${String(stderr).trim() || err.message}`,
-          {
-            hint: 'device nodes need CAP_MKNOD; run kiln as root',
-            cause: err,
-          },
-        ),
-      );
-    });
-  });
+async function run(cmd: string, args: string[]): Promise<void> {
+  const r = await runCommand(cmd, args, { stdout: 'ignore' });
+  if (r.code === 0) return;
+  throw new KilnError(
+    'fs',
+    'EXTRACT_FAILED',
+    `${cmd} ${args.join(' ')} failed: ${r.stderr.trim() || `exit code ${r.code}`}`,
+    { hint: 'device nodes need CAP_MKNOD; run kiln as root' },
+  );
 }
 
 async function lstatOrNull(p: string) {

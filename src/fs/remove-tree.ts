@@ -5,6 +5,7 @@
  * emptied. The top-level entries go in parallel: unlinking is mostly kernel time.
  */
 import { spawn } from 'node:child_process';
+import { runCommand } from '../util/command.ts';
 import { readdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -12,12 +13,9 @@ import { join } from 'node:path';
 const RM_ARGS = ['-rf', '--one-file-system', '--'];
 
 /** 'missing' when there is no rm to run; a failure of rm itself (a mount inside) is left alone. */
-function rmRf(path: string): Promise<'done' | 'missing'> {
-  return new Promise((resolve) => {
-    const p = spawn('rm', [...RM_ARGS, path], { stdio: 'ignore' });
-    p.on('error', () => resolve('missing'));
-    p.on('close', () => resolve('done'));
-  });
+async function rmRf(path: string): Promise<'done' | 'missing'> {
+  const r = await runCommand('rm', [...RM_ARGS, path], { stdout: 'ignore' });
+  return r.missing ? 'missing' : 'done';
 }
 
 /** Removes `dir` and everything in it; never throws (cleanup must not hide the build's own result). */

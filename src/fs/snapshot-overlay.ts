@@ -5,34 +5,14 @@
  * rootfs by renaming entries across (a copy only when the scratch dir is on another filesystem), so
  * the rootfs becomes the new state and also serves as the Diff's root.
  */
-import { execFile } from 'node:child_process';
 import { lstatSync, readdirSync, type BigIntStats } from 'node:fs';
 import { chmod, lchown, mkdir, mkdtemp, opendir, readFile, rename, rm, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KilnError } from '../util/errors.ts';
+import { firstLine, runCommand } from '../util/command.ts';
 import type { Diff, Snapshotter, StepSnapshot } from './types.ts';
 import { applyXattrs, readXattrs } from './xattr.ts';
 import { isExcluded } from './exclude.ts';
-
-interface CmdResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function runCmd(cmd: string, args: string[]): Promise<CmdResult> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { maxBuffer: 512 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
-      const e = err as (NodeJS.ErrnoException & { code?: string | number }) | null;
-      if (e && e.code === 'ENOENT') resolve({ code: -1, stdout: '', stderr: `${cmd}: not installed` });
-      else resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-function firstLine(s: string): string {
-  return s.trim().split('\n')[0] ?? '';
-}
 
 /** True when this process runs in a user namespace (uid_map is not the identity over the full range). */
 export async function inUserNamespace(): Promise<boolean> {
@@ -64,10 +44,10 @@ export async function mountOverlay(
     }
   }
   const base = `lowerdir=${lower},upperdir=${upper},workdir=${work}${userns ? ',userxattr' : ''}`;
-  let last: CmdResult | undefined;
+  let last: Awaited<ReturnType<typeof runCommand>> | undefined;
   const strict = ',redirect_dir=off,metacopy=off,index=off';
   for (const extra of [`${strict},volatile`, strict, '']) {
-    last = await runCmd('mount', ['-t', 'overlay', 'overlay', '-o', base + extra, merged]);
+    last = await runCommand('mount', ['-t', 'overlay', 'overlay', '-o', base + extra, merged]);
     if (last.code === 0) return;
   }
   throw new KilnError(
@@ -81,10 +61,10 @@ export async function mountOverlay(
 }
 
 export async function unmount(target: string): Promise<void> {
-  const r = await runCmd('umount', [target]);
+  const r = await runCommand('umount', [target]);
   if (r.code === 0) return;
   // Something still holds the mount (a stray process of the step): detach it so the build goes on.
-  const lazy = await runCmd('umount', ['-l', target]);
+  const lazy = await runCommand('umount', ['-l', target]);
   if (lazy.code !== 0) {
     throw new KilnError('fs', 'OVERLAY_UMOUNT', `cannot unmount ${target}: ${firstLine(r.stderr)}`, {
       hint: 'a process of the step may still be running; stop it and retry',
@@ -112,7 +92,7 @@ function unescapeName(s: string): string {
 
 /** Overlay-private xattrs of every entry under `dir`: host path → names (with values). One getfattr run. */
 async function overlayXattrs(dir: string): Promise<Map<string, Map<string, string>>> {
-  const r = await runCmd('getfattr', [
+  const r = await runCommand('getfattr', [
     '-R',
     '-h',
     '--absolute-names',
@@ -123,7 +103,7 @@ async function overlayXattrs(dir: string): Promise<Map<string, Map<string, strin
     'text',
     dir,
   ]);
-  if (r.code === -1) {
+  if (r.missing) {
     throw new KilnError('fs', 'GETFATTR_MISSING', 'getfattr is needed to read overlay opaque dirs', {
       hint: 'install the attr package, or run with --snapshot=walk',
     });
@@ -241,7 +221,7 @@ async function move(src: string, dst: string): Promise<void> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
   }
-  const r = await runCmd('cp', ['-a', '--reflink=auto', '--no-target-directory', src, dst]);
+  const r = await runCommand('cp', ['-a', '--reflink=auto', '--no-target-directory', src, dst]);
   if (r.code !== 0) {
     throw new KilnError('fs', 'SNAPSHOT_APPLY', `cannot copy ${src} to ${dst}: ${firstLine(r.stderr)}`, {
       hint: 'check free space and permissions of the work directory',
@@ -366,7 +346,7 @@ class OverlayStep implements StepSnapshot {
     }
     if (args.length === 0) return;
     // One shell runs all the removals; a missing entry or attribute is fine.
-    await runCmd('sh', [
+    await runCommand('sh', [
       '-c',
       'while [ $# -gt 1 ]; do setfattr -h -x "$1" "$2" 2>/dev/null; shift 2; done; exit 0',
       'sh',

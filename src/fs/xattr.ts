@@ -3,8 +3,8 @@
  * and writes are batched, many paths per process. Best effort, except security.capability, whose
  * loss would silently break binaries such as ping.
  */
-import { execFile, spawn } from 'node:child_process';
 import { KilnError } from '../util/errors.ts';
+import { firstLine, runCommand } from '../util/command.ts';
 
 export const CAPABILITY_XATTR = 'security.capability';
 /**
@@ -73,16 +73,6 @@ function decodeValue(v: string): Buffer {
   return Buffer.from(v, 'utf8');
 }
 
-function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { maxBuffer: 256 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
-      const e = err as (NodeJS.ErrnoException & { code?: string | number }) | null;
-      if (e && e.code === 'ENOENT') resolve({ code: -1, stdout: '', stderr: 'not installed' });
-      else resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
-
 /**
  * The xattrs of each host path (symlinks themselves, not their targets), minus host-only ones.
  * Paths without attributes are absent from the map. Missing getfattr gives an empty map.
@@ -91,8 +81,18 @@ export async function readXattrs(paths: string[]): Promise<Map<string, Map<strin
   const out = new Map<string, Map<string, Buffer>>();
   const wanted = new Set(paths);
   for (const batch of batches(paths)) {
-    const r = await run('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', '--', ...batch]);
-    if (r.code === -1) return out;
+    const r = await runCommand('getfattr', [
+      '-h',
+      '-d',
+      '-m',
+      '-',
+      '-e',
+      'hex',
+      '--absolute-names',
+      '--',
+      ...batch,
+    ]);
+    if (r.missing) return out;
     let current: Map<string, Buffer> | undefined;
     for (const line of r.stdout.split('\n')) {
       if (line.startsWith('# file: ')) {
@@ -125,19 +125,13 @@ export async function applyXattrs(
     for (const [k, v] of xattrs) dump += `${escapeName(k)}=0x${v.toString('hex')}\n`;
     dump += '\n';
   }
-  const code = await new Promise<number>((resolve) => {
-    const child = spawn('setfattr', ['-h', '--restore=-'], { stdio: ['pipe', 'ignore', 'ignore'] });
-    child.on('error', () => resolve(-1));
-    child.stdin.on('error', () => undefined);
-    child.on('close', (c) => resolve(c ?? 1));
-    child.stdin.end(dump);
-  });
+  const { code } = await runCommand('setfattr', ['-h', '--restore=-'], { input: dump, stdout: 'ignore' });
   if (code === 0) return;
   // Something was refused: make sure the capabilities, at least, are there.
   for (const { path, xattrs } of items) {
     const cap = xattrs.get(CAPABILITY_XATTR);
     if (!cap) continue;
-    const r = await run('setfattr', [
+    const r = await runCommand('setfattr', [
       '-h',
       '-n',
       CAPABILITY_XATTR,
@@ -150,7 +144,7 @@ export async function applyXattrs(
       throw new KilnError(
         'fs',
         'XATTR_FAILED',
-        `cannot set security.capability on ${path}: ${r.stderr.trim().split('\n')[0] ?? ''}`,
+        `cannot set security.capability on ${path}: ${firstLine(r.stderr)}`,
         { hint: 'install the attr package and extract onto a filesystem that supports security xattrs' },
       );
     }

@@ -3,7 +3,7 @@
  * the sandbox never depends on the PATH of the build or of the image.
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { runCommand, type CommandResult } from '../util/command.ts';
 
 const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
@@ -27,55 +27,22 @@ export function shq(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-export interface ToolRun {
-  code: number;
-  signal?: string;
-  stdout: string;
-  stderr: string;
-}
+export type ToolRun = CommandResult;
 
-/** Runs a command to completion and collects its output (probe and housekeeping only). */
+/** Runs a command to completion with the system PATH and a 15 s limit (probe and housekeeping only). */
 export function runTool(
   cmd: string,
   args: string[],
   opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {},
 ): Promise<ToolRun> {
-  return new Promise((resolve) => {
-    let stdout = '';
-    let stderr = '';
-    let child;
-    try {
-      child = spawn(cmd, args, {
-        env: opts.env ?? { PATH: SYSTEM_DIRS.join(':'), LC_ALL: 'C' },
-        stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-      });
-    } catch (e) {
-      resolve({ code: 127, stdout: '', stderr: e instanceof Error ? e.message : String(e) });
-      return;
-    }
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 15000);
-    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    if (opts.input !== undefined) child.stdin?.end(opts.input);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      resolve({ code: 127, stdout, stderr: stderr + e.message });
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 128, signal: signal ?? undefined, stdout, stderr });
-    });
+  return runCommand(cmd, args, {
+    env: opts.env ?? { PATH: SYSTEM_DIRS.join(':'), LC_ALL: 'C' },
+    timeoutMs: opts.timeoutMs ?? 15000,
+    ...(opts.input !== undefined ? { input: opts.input } : {}),
   });
 }
 
-/** The first non-empty line of a tool's stderr (or a fallback), for one-line reports. */
-export function firstLine(s: string, fallback: string): string {
-  const line = s
-    .split('\n')
-    .map((l) => l.trim())
-    .find((l) => l.length > 0);
-  return line ?? fallback;
-}
+export { firstLine } from '../util/command.ts';
 
 /**
  * True when this process runs in the initial user namespace (uid_map is the identity over the whole

@@ -3,7 +3,7 @@
  * (DOCKER_AUTH_CONFIG content first, then $DOCKER_CONFIG/config.json): `credHelpers[host]`, `auths`
  * entries, then the `credsStore` helper. Secrets never appear in error messages.
  */
-import { spawn } from 'node:child_process';
+import { firstLine, runCommand } from '../util/command.ts';
 import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, isAbsolute, join } from 'node:path';
@@ -174,13 +174,12 @@ export class CredentialStore {
       );
     }
     const serverUrl = host === DOCKER_HUB ? DOCKER_HUB_SERVER : host;
-    const { code, stdout, stderr, error, timedOut } = await run(
-      resolved,
-      ['get'],
-      serverUrl,
-      this.env,
-      this.timeoutMs,
-    );
+    const { code, stdout, stderr, missing, timedOut } = await runCommand(resolved, ['get'], {
+      input: serverUrl,
+      env: this.env,
+      timeoutMs: this.timeoutMs,
+      ownProcessGroup: true,
+    });
     if (timedOut) {
       throw new KilnError(
         'registry',
@@ -189,15 +188,12 @@ export class CredentialStore {
         { hint: `check that ${program} works: echo ${serverUrl} | ${program} get` },
       );
     }
-    if (error) {
+    if (missing) {
       throw new KilnError(
         'registry',
         'CREDENTIAL_HELPER_FAILED',
-        `cannot run credential helper ${program}: ${error.message}`,
-        {
-          hint: `check that ${resolved} is executable`,
-          cause: error,
-        },
+        `cannot run credential helper ${program}: ${firstLine(stderr)}`,
+        { hint: `check that ${resolved} is executable` },
       );
     }
     if (code !== 0) {
@@ -309,65 +305,4 @@ function isExecutable(p: string): boolean {
   } catch {
     return false;
   }
-}
-
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  error?: Error;
-  timedOut: boolean;
-}
-
-function run(
-  file: string,
-  args: string[],
-  input: string,
-  env: NodeJS.ProcessEnv,
-  timeoutMs: number,
-): Promise<RunResult> {
-  return new Promise((resolve) => {
-    // Own process group, so a timeout kills the helper and anything it started (which could
-    // otherwise hold the pipes open).
-    const child = spawn(file, args, { env, stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: true });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let timedOut = false;
-    let spawnError: Error | undefined;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
-      child.stdout.destroy();
-      child.stderr.destroy();
-      resolve({ code: null, stdout: '', stderr: '', timedOut });
-    }, timeoutMs);
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.stdin.on('error', () => {
-      /* helper exited without reading stdin; its exit status tells the story */
-    });
-    child.on('error', (e) => {
-      spawnError = e;
-      // 'close' may not follow a failed spawn: settle here too (a promise settles once).
-      if (child.pid === undefined) {
-        clearTimeout(timer);
-        resolve({ code: null, stdout: '', stderr: '', timedOut, error: e });
-      }
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({
-        code,
-        stdout: Buffer.concat(out).toString('utf8'),
-        stderr: Buffer.concat(err).toString('utf8'),
-        timedOut,
-        ...(spawnError ? { error: spawnError } : {}),
-      });
-    });
-    child.stdin.end(input);
-  });
 }

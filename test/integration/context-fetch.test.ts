@@ -341,7 +341,7 @@ describe('tar contexts', () => {
   test('stdin (`-` and tar://stdin)', async () => {
     const script = [
       `import { materializeContext } from ${JSON.stringify(join(process.cwd(), 'src/context/fetch.ts'))};`,
-      `import { defaultBuildOptions } from ${JSON.stringify(join(process.cwd(), 'src/build/options.ts'))};`,
+      `import { defaultBuildOptions } from ${JSON.stringify(join(process.cwd(), 'src/options.ts'))};`,
       `import { readFileSync } from 'node:fs';`,
       `const ctx = await materializeContext(defaultBuildOptions({ context: process.argv[2] }), process.argv[3]);`,
       `process.stdout.write(readFileSync(ctx.dir + '/app/main.txt', 'utf8'));`,

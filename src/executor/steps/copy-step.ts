@@ -18,6 +18,7 @@ import { extractLayer } from '../../fs/extract.ts';
 import { componentRegExp } from '../../context/sources.ts';
 import { IgnoreMatcher, parseDockerignore } from '../../context/dockerignore.ts';
 import { KilnError } from '../../util/errors.ts';
+import { runCommand } from '../../util/command.ts';
 import { fetchGitSource } from '../../context/fetch.ts';
 import type { StepContext } from './context.ts';
 import { spawn } from 'node:child_process';
@@ -101,15 +102,10 @@ async function compressionOf(path: string): Promise<'tar' | 'gzip' | 'bzip2' | '
 }
 
 async function decompressWith(tool: string, path: string, out: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const p = spawn('sh', ['-c', `${tool} -dc < "$1" > "$2"`, 'sh', path, out], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let err = '';
-    p.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    p.on('error', reject);
-    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${tool}: ${err.trim()}`))));
+  const r = await runCommand('sh', ['-c', `${tool} -dc < "$1" > "$2"`, 'sh', path, out], {
+    stdout: 'ignore',
   });
+  if (r.code !== 0) throw new Error(`${tool}: ${r.stderr.trim()}`);
 }
 
 export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<void> {
