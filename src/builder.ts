@@ -21,6 +21,7 @@ import { createSandbox } from './isolation/sandbox.ts';
 import { inInitialUserNamespace } from './isolation/tools.ts';
 import { invokingUser } from './isolation/userns.ts';
 import { createSnapshotter } from './fs/snapshotter.ts';
+import { ensureWorkDir } from './fs/work-dir.ts';
 import { writeLayer } from './fs/layer-writer.ts';
 import { extractLayer } from './fs/extract.ts';
 import { removeTree, removeTreeInBackground } from './fs/remove-tree.ts';
@@ -50,6 +51,7 @@ export async function runBuild(
 ): Promise<BuildResult> {
   const started = Date.now();
   for (const c of opts.registry.credentials) logger.addSecret(c.password);
+  await ensureWorkDir(opts.workDir);
   const ctx = await materializeContext(
     opts,
     resolve(opts.workDir, `context-${process.pid}-${Date.now()}`),

@@ -2,9 +2,9 @@
  * BuildOptions: the one typed object every entry point (CLI, GitHub action, GitLab job) produces and
  * the builder core consumes. Nothing below this type reads argv or environment variables.
  */
+import { defaultWorkDir } from './fs/work-dir.ts';
 import type { LogLevel } from './log/logger.ts';
 import { defaultRegistryOptions, type RegistryOptions } from './registry/options.ts';
-
 
 export type IsolationChoice = 'auto' | 'rootless' | 'chroot' | 'plain';
 
@@ -109,7 +109,7 @@ export function defaultBuildOptions(overrides: Partial<BuildOptions> = {}): Buil
     compressionLevel: 1,
     snapshotMode: 'full',
     skipUnusedStages: true,
-    workDir: '/tmp/kiln',
+    workDir: defaultWorkDir(),
     cleanup: false,
     dryRun: false,
     logLevel: 'info',

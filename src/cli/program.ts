@@ -12,6 +12,7 @@ import { formatSummary } from './summary.ts';
 import { runBuild } from '../builder.ts';
 import { Logger } from '../log/logger.ts';
 import { formatProbe, probeIsolation } from '../isolation/probe.ts';
+import { defaultWorkDir } from '../fs/work-dir.ts';
 import type { IsolationWant } from '../isolation/probe.ts';
 import { isReexecuted, reexecInUserNamespace, selfArgv } from '../isolation/userns.ts';
 import { warmImages } from '../cache/base-cache.ts';
@@ -88,7 +89,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         .choices(['auto', 'rootless', 'chroot', 'plain'])
         .default('auto'),
     )
-    .option('--work-dir <dir>', 'scratch directory', '/tmp/kiln')
+    .option('--work-dir <dir>', 'scratch directory', defaultWorkDir())
     .exitOverride()
     .action(async (o: { isolation: IsolationWant; workDir: string }) => {
       const probe = await probeIsolation({ want: o.isolation, workDir: o.workDir });

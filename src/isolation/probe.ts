@@ -15,6 +15,7 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { KilnError } from '../util/errors.ts';
+import { ensureWorkDir } from '../fs/work-dir.ts';
 import { findTool, firstLine, inInitialUserNamespace, mappedIdCount, runTool, shq } from './tools.ts';
 import type { ProbeResult, Rung, RungReport } from './types.ts';
 import { currentSubIdRanges } from './userns.ts';
@@ -192,7 +193,7 @@ export function preferenceOrder(euid: number, initNs: boolean): Rung[] {
 }
 
 export async function probeIsolation(opts: ProbeOptions): Promise<ProbeResult> {
-  await mkdir(opts.workDir, { recursive: true });
+  await ensureWorkDir(opts.workDir);
   const dir = await mkdtemp(posix.join(opts.workDir, 'probe-'));
   const ctx: Ctx = {
     dir,

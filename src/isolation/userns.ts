@@ -19,10 +19,20 @@ export const USER_ENV = 'KILN_REEXEC_USER';
 export function invokingUser(): string {
   const fromEnv = process.env[USER_ENV];
   if (fromEnv && isReexecuted()) return fromEnv;
+  return currentUser().name;
+}
+
+/**
+ * This process's user name and uid. A uid without a passwd entry (OpenShift runs pods as an
+ * arbitrary uid) has no name: the uid stands for it, as in /etc/subuid's `uid:start:count` lines.
+ */
+export function currentUser(): { name: string; uid: number } {
+  const uid = process.getuid?.() ?? 0;
   try {
-    return userInfo().username;
+    return { name: userInfo().username, uid };
   } catch {
-    return String(process.getuid?.() ?? '?');
+    // uv_os_get_passwd ENOENT: no passwd entry
+    return { name: String(uid), uid };
   }
 }
 
@@ -62,11 +72,11 @@ export function subuidRange(
 
 /** subuid and subgid ranges of the current user. */
 export function currentSubIdRanges(): { uid?: SubIdRange; gid?: SubIdRange; user: string } {
-  const info = userInfo();
+  const info = currentUser();
   return {
-    user: info.username,
-    uid: subuidRange(info.username, '/etc/subuid', info.uid),
-    gid: subuidRange(info.username, '/etc/subgid', info.uid),
+    user: info.name,
+    uid: subuidRange(info.name, '/etc/subuid', info.uid),
+    gid: subuidRange(info.name, '/etc/subgid', info.uid),
   };
 }
 
