@@ -1,0 +1,101 @@
+/**
+ * The plain rung: no namespaces and no mount(2) (Docker's default seccomp profile), chroot only.
+ * /dev nodes are made with mknod, bind mounts are emulated by copying (rw ones are copied back), tmpfs
+ * by an empty directory, and everything is removed or put back afterwards. There is no /proc and no
+ * network isolation in this rung.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { resolveInRoot } from '../fs/rootpath.ts';
+import { KilnError } from '../util/errors.ts';
+import { execChain } from './exec-chain.ts';
+import type { RunContext } from './run-context.ts';
+import { exists } from './root-stubs.ts';
+import type { ResolvedMount } from './root-stubs.ts';
+import { runTool } from './tools.ts';
+import { spawnAndWait } from './spawn-run.ts';
+import type { RunResult } from './types.ts';
+
+/** Device nodes made in the root's /dev: name, major, minor. */
+const PLAIN_DEV_NODES: readonly [string, number, number][] = [
+  ['null', 1, 3],
+  ['zero', 1, 5],
+  ['full', 1, 7],
+  ['random', 1, 8],
+  ['urandom', 1, 9],
+  ['tty', 5, 0],
+];
+
+async function makeDevNodes(c: RunContext): Promise<void> {
+  const dev = await resolveInRoot(c.root, '/dev');
+  await c.stubs.ensure(c.root, dev, 'dir');
+  for (const [name, major, minor] of PLAIN_DEV_NODES) {
+    const p = posix.join(dev, name);
+    if (await exists(p)) continue;
+    const r = await runTool(c.tools.mknod, ['-m', '666', p, 'c', String(major), String(minor)]);
+    if (r.code !== 0) {
+      throw new KilnError('isolation', 'MKNOD_FAILED', `cannot create /dev/${name}: ${r.stderr.trim()}`, {
+        hint: 'the plain rung needs CAP_MKNOD; run kiln as root in the container',
+      });
+    }
+    c.stubs.record(p, false);
+  }
+}
+
+export async function runPlain(c: RunContext): Promise<RunResult> {
+  if (c.spec.network === 'none') {
+    c.opts.onWarning?.('network=none is not possible in the plain isolation rung; the host network is used');
+  }
+  await makeDevNodes(c);
+  // Emulated mounts: whatever was at the target is moved aside and put back afterwards.
+  const placed: { m: ResolvedMount; aside?: string }[] = [];
+  const cp = async (src: string, dst: string, dir: boolean): Promise<void> => {
+    const r = await runTool(c.tools.cp, dir ? ['-a', '--', `${src}/.`, dst] : ['-a', '--', src, dst]);
+    if (r.code !== 0) {
+      throw new KilnError('isolation', 'MOUNT_COPY', `cannot copy ${src} to ${dst}: ${r.stderr.trim()}`);
+    }
+  };
+  try {
+    for (const m of [...c.etcMounts, ...c.mounts]) {
+      let aside: string | undefined;
+      if (await exists(m.host)) {
+        aside = `${m.host}.kiln-aside-${randomBytes(4).toString('hex')}`;
+        await rename(m.host, aside);
+      }
+      placed.push({ m, aside });
+      const dir = m.spec.type === 'tmpfs' || m.sourceIsDir;
+      await c.stubs.ensure(c.root, posix.dirname(m.host), 'dir');
+      if (dir) await mkdir(m.host, { mode: 0o755 });
+      if (m.spec.type === 'bind') await cp(m.spec.source, m.host, dir);
+    }
+    const chain = execChain(c.tools, {
+      spec: c.spec,
+      root: c.root,
+      hostCwd: c.hostCwd,
+      setgroupsDenied: c.setgroupsDenied,
+    });
+    return await spawnAndWait(c.tools.env, chain.slice(1), c.spec, c.opts, true);
+  } finally {
+    for (const { m, aside } of placed.reverse()) {
+      if (
+        m.spec.type === 'bind' &&
+        !m.spec.readonly &&
+        m.spec.source !== m.host &&
+        !c.etcMounts.includes(m)
+      ) {
+        // Copy a read-write bind back so caches persist.
+        if (m.sourceIsDir) {
+          for (const e of await readdir(m.spec.source)) {
+            await rm(posix.join(m.spec.source, e), { recursive: true, force: true });
+          }
+          await cp(m.host, m.spec.source, true);
+        } else if (await exists(m.host)) {
+          await cp(m.host, m.spec.source, false);
+        }
+      }
+      await rm(m.host, { recursive: true, force: true });
+      if (aside) await rename(aside, m.host);
+    }
+  }
+}
