@@ -14,8 +14,20 @@ export interface CliResult {
   stderr: string;
 }
 
+export interface CliOptions {
+  /**
+   * Run as this (unprivileged) user through runuser, which resets the environment: `env` is then
+   * passed on the command line with env(1).
+   */
+  user?: string;
+}
+
 /** `env` entries are added to the child's environment; an undefined value removes the variable. */
-export function kiln(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+export function kiln(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+  opts: CliOptions = {},
+): Promise<CliResult> {
   const e: NodeJS.ProcessEnv = { ...process.env };
   delete e.NODE_OPTIONS;
   delete e.NODE_TEST_CONTEXT;
@@ -24,8 +36,11 @@ export function kiln(args: string[], env: Record<string, string | undefined> = {
     if (v === undefined) delete e[k];
     else e[k] = v;
   }
+  const node = [process.execPath, '--import', 'tsx', MAIN, ...args];
+  const passed = Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
+  const [cmd, ...argv] = opts.user ? ['runuser', '-u', opts.user, '--', 'env', ...passed, ...node] : node;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+    const child = spawn(cmd!, argv, {
       cwd: REPO,
       env: e,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -5,16 +5,14 @@
  * The first run takes a minute or two; later runs reuse both caches.
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, readdirSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { createGunzip } from 'node:zlib';
 import { KilnError } from '../../src/util/errors.ts';
 import { ociArch } from './images.ts';
 import { registryCreds } from './registry.ts';
+import { writeImageLayout } from './oci-layout.ts';
 import type { TestRegistry } from './registry.ts';
 
 const execFileP = promisify(execFile);
@@ -122,92 +120,15 @@ async function buildRootfsTarball(): Promise<void> {
   }
 }
 
-function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256');
-  return pipeline(createReadStream(path), h).then(() => h.digest('hex'));
-}
-
-async function sha256Gunzipped(path: string): Promise<string> {
-  const h = createHash('sha256');
-  await pipeline(createReadStream(path), createGunzip(), h);
-  return h.digest('hex');
-}
-
-async function writeBlob(layout: string, data: string): Promise<{ digest: string; size: number }> {
-  const buf = Buffer.from(data);
-  const hex = createHash('sha256').update(buf).digest('hex');
-  await writeFile(join(layout, 'blobs', 'sha256', hex), buf);
-  return { digest: `sha256:${hex}`, size: buf.length };
-}
-
 /** One-layer OCI layout from the rootfs tarball (whose gzip stream is used as the layer as is). */
-async function buildLayout(dest: string): Promise<void> {
-  const work = await mkdtemp(join(DEBIAN_CACHE, 'layout-'));
-  try {
-    const layout = join(work, 'layout');
-    await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
-    await writeFile(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    const gzHex = await sha256File(DEBIAN_ROOTFS_TARBALL);
-    const diffId = await sha256Gunzipped(DEBIAN_ROOTFS_TARBALL);
-    const gzSize = (await stat(DEBIAN_ROOTFS_TARBALL)).size;
-    await execFileP('cp', [DEBIAN_ROOTFS_TARBALL, join(layout, 'blobs', 'sha256', gzHex)]);
-    const config = await writeBlob(
-      layout,
-      JSON.stringify({
-        created: '1970-01-01T00:00:00Z',
-        architecture: ociArch(),
-        os: 'linux',
-        config: {
-          Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
-          Cmd: ['bash'],
-        },
-        rootfs: { type: 'layers', diff_ids: [`sha256:${diffId}`] },
-        history: [
-          {
-            created: '1970-01-01T00:00:00Z',
-            created_by: 'kiln test: debootstrap --variant=minbase bookworm',
-          },
-        ],
-      }),
-    );
-    const manifest = await writeBlob(
-      layout,
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-        layers: [
-          {
-            mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-            digest: `sha256:${gzHex}`,
-            size: gzSize,
-          },
-        ],
-      }),
-    );
-    await writeFile(
-      join(layout, 'index.json'),
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.index.v1+json',
-        manifests: [
-          {
-            mediaType: 'application/vnd.oci.image.manifest.v1+json',
-            ...manifest,
-            platform: { architecture: ociArch(), os: 'linux' },
-            annotations: { 'org.opencontainers.image.ref.name': LAYOUT_REF },
-          },
-        ],
-      }),
-    );
-    try {
-      await rename(layout, dest);
-    } catch (e) {
-      if (!existsSync(join(dest, 'index.json'))) throw e;
-    }
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+function buildLayout(dest: string): Promise<void> {
+  return writeImageLayout(dest, {
+    layers: [DEBIAN_ROOTFS_TARBALL],
+    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['bash'] },
+    architecture: ociArch(),
+    createdBy: 'kiln test: debootstrap --variant=minbase bookworm',
+    refName: LAYOUT_REF,
+  });
 }
 
 let layoutPromise: Promise<string> | undefined;

@@ -3,14 +3,14 @@
  * users, written by hand as an OCI layout (cached under /tmp/kiln-test-cache) and pushed with skopeo.
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { KilnError } from '../../src/util/errors.ts';
 import { registryCreds } from './registry.ts';
+import { writeImageLayout } from './oci-layout.ts';
 import type { TestRegistry } from './registry.ts';
 
 const execFileP = promisify(execFile);
@@ -21,10 +21,6 @@ const BUSYBOX = '/bin/busybox';
 
 export function ociArch(arch: string = process.arch): string {
   return arch === 'x64' ? 'amd64' : arch === 'ia32' ? '386' : arch;
-}
-
-function sha256(data: Buffer | string): string {
-  return createHash('sha256').update(data).digest('hex');
 }
 
 async function ensureBusybox(): Promise<void> {
@@ -42,13 +38,6 @@ async function ensureBusybox(): Promise<void> {
       },
     );
   }
-}
-
-async function writeBlob(layout: string, data: Buffer | string): Promise<{ digest: string; size: number }> {
-  const buf = Buffer.from(data);
-  const hex = sha256(buf);
-  await writeFile(join(layout, 'blobs', 'sha256', hex), buf);
-  return { digest: `sha256:${hex}`, size: buf.length };
 }
 
 async function buildLayout(dest: string): Promise<void> {
@@ -92,54 +81,15 @@ async function buildLayout(dest: string): Promise<void> {
       'root',
       'tmp',
     ]);
-    const tar = await readFile(tarPath);
-    const gz = gzipSync(tar, { level: 6 });
-
-    const layout = join(work, 'layout');
-    await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
-    await writeFile(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    const layer = await writeBlob(layout, gz);
-    const config = await writeBlob(
-      layout,
-      JSON.stringify({
-        created: '1970-01-01T00:00:00Z',
-        architecture: ociArch(),
-        os: 'linux',
-        config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['sh'] },
-        rootfs: { type: 'layers', diff_ids: [`sha256:${sha256(tar)}`] },
-        history: [{ created: '1970-01-01T00:00:00Z', created_by: 'kiln test: busybox-static rootfs' }],
-      }),
-    );
-    const manifest = await writeBlob(
-      layout,
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer }],
-      }),
-    );
-    await writeFile(
-      join(layout, 'index.json'),
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.index.v1+json',
-        manifests: [
-          {
-            mediaType: 'application/vnd.oci.image.manifest.v1+json',
-            ...manifest,
-            platform: { architecture: ociArch(), os: 'linux' },
-            annotations: { 'org.opencontainers.image.ref.name': LAYOUT_REF },
-          },
-        ],
-      }),
-    );
-    try {
-      await rename(layout, dest);
-    } catch (e) {
-      // Another process won the race: its layout is identical in content.
-      if (!existsSync(join(dest, 'index.json'))) throw e;
-    }
+    const gzPath = join(work, 'layer.tar.gz');
+    await writeFile(gzPath, gzipSync(await readFile(tarPath), { level: 6 }));
+    await writeImageLayout(dest, {
+      layers: [gzPath],
+      config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['sh'] },
+      architecture: ociArch(),
+      createdBy: 'kiln test: busybox-static rootfs',
+      refName: LAYOUT_REF,
+    });
   } finally {
     await rm(work, { recursive: true, force: true });
   }

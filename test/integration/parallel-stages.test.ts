@@ -1,33 +1,19 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
-import { pushBusyboxImage } from '../helpers/images.ts';
+import { useBusyboxRegistry } from '../helpers/busybox-registry.ts';
 import { kiln } from '../helpers/cli.ts';
 
-let reg: TestRegistry;
-let dir: string;
-
-before(async () => {
-  reg = await startRegistry({ auth: 'none' });
-  await pushBusyboxImage(reg, 'base/busybox', 'latest');
-  dir = mkdtempSync(join(tmpdir(), 'kiln-parallel-'));
-});
-
-after(async () => {
-  await reg?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+const fx = useBusyboxRegistry('kiln-parallel');
 
 test('independent stages overlap in time; the stage the target does not need never runs', async () => {
-  const base = `${reg.host}/base/busybox:latest`;
+  const base = `${fx.reg.host}/base/busybox:latest`;
   // Each stage records system uptime (shared across PID namespaces) when its RUN starts and ends.
   const stage = (n: string): string =>
     `FROM ${base} AS ${n}\nRUN cut -d' ' -f1 /proc/uptime > /${n}.start && sleep 2 && cut -d' ' -f1 /proc/uptime > /${n}.end`;
   writeFileSync(
-    join(dir, 'Dockerfile'),
+    join(fx.dir, 'Dockerfile'),
     [
       stage('a'),
       stage('b'),
@@ -42,10 +28,10 @@ test('independent stages overlap in time; the stage the target does not need nev
   const r = await kiln([
     'build',
     '-c',
-    dir,
+    fx.dir,
     '--no-push',
     '--insecure-registry',
-    reg.host,
+    fx.reg.host,
     '--isolation',
     'chroot',
   ]);

@@ -7,7 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { chmod, chown, lstat, mkdir, mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,10 +18,9 @@ import type { ProbeResult } from '../../src/isolation/types.ts';
 import { startRegistry } from '../helpers/registry.ts';
 import type { TestRegistry } from '../helpers/registry.ts';
 import { pushBusyboxImage } from '../helpers/images.ts';
+import { kiln as runKiln, type CliResult } from '../helpers/cli.ts';
 
 const execFileP = promisify(execFile);
-const REPO = new URL('../..', import.meta.url).pathname;
-const MAIN = join(REPO, 'src/cli/main.ts');
 const isRoot = process.getuid?.() === 0;
 const haveTools = ['skopeo', 'umoci', 'runuser', 'useradd'].every((t) =>
   ['/usr/bin', '/usr/sbin', '/bin', '/sbin'].some((d) => existsSync(join(d, t))),
@@ -33,12 +32,6 @@ const skip = !isRoot
 const FULL_USER = 'kilntest';
 const SINGLE_USER = 'kilntest2';
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 interface KilnRun {
   /** Run as this user through runuser (the build re-execs itself into a user namespace). */
   user?: string;
@@ -47,26 +40,7 @@ interface KilnRun {
 
 /** Runs the real CLI entry in a child process. */
 function kiln(args: string[], o: KilnRun = {}): Promise<CliResult> {
-  const node = [process.execPath, '--import', 'tsx', MAIN, ...args];
-  const env = { ...process.env, ...(o.env ?? {}) };
-  delete env.NODE_OPTIONS;
-  delete env.NODE_TEST_CONTEXT;
-  const [cmd, ...argv] = o.user
-    ? ['runuser', '-u', o.user, '--', 'env', ...envArgs(o.env ?? {}), ...node]
-    : node;
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd!, argv, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
-function envArgs(env: Record<string, string>): string[] {
-  return Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  return runKiln(args, o.env ?? {}, o.user ? { user: o.user } : {});
 }
 
 async function ensureUser(name: string, subids: string | undefined): Promise<void> {

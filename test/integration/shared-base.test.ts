@@ -3,37 +3,23 @@
  * and stages whose layers never reach the image write none. Both are speed-ups that must not leak
  * one stage's changes into another, or into the image.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
-import { pushBusyboxImage } from '../helpers/images.ts';
+import { useBusyboxRegistry } from '../helpers/busybox-registry.ts';
 import { kiln, type CliResult } from '../helpers/cli.ts';
 
-let reg: TestRegistry;
-let dir: string;
-
-before(async () => {
-  reg = await startRegistry({ auth: 'none' });
-  await pushBusyboxImage(reg, 'base/busybox', 'latest');
-  dir = mkdtempSync(join(tmpdir(), 'kiln-shared-base-'));
-});
-
-after(async () => {
-  await reg?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+const fx = useBusyboxRegistry('kiln-shared-base');
 
 function build(extra: string[]): Promise<CliResult> {
   return kiln([
     'build',
     '-c',
-    dir,
+    fx.dir,
     '--no-push',
     '--insecure-registry',
-    reg.host,
+    fx.reg.host,
     '--isolation',
     'chroot',
     '-v',
@@ -43,9 +29,9 @@ function build(extra: string[]): Promise<CliResult> {
 }
 
 test('stages from one base: extracted once, and no stage sees what another changed', async () => {
-  const base = `${reg.host}/base/busybox:latest`;
+  const base = `${fx.reg.host}/base/busybox:latest`;
   writeFileSync(
-    join(dir, 'Dockerfile'),
+    join(fx.dir, 'Dockerfile'),
     [
       `FROM ${base} AS a`,
       // In-place edits of files that every clone shares: append, chmod, touch, and a directory mode.
@@ -66,7 +52,7 @@ test('stages from one base: extracted once, and no stage sees what another chang
         '&& [ "$(stat -c %a /bin/busybox)" = 755 ] && echo shared-base-ok | tee /ok',
     ].join('\n'),
   );
-  writeFileSync(join(dir, 'marker'), 'copied-in-a\n');
+  writeFileSync(join(fx.dir, 'marker'), 'copied-in-a\n');
   const r = await build([]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /shared-base-ok/);
