@@ -25,30 +25,31 @@ const REPO_ROOT = join(import.meta.dirname, '..');
 /** buildah commits one layer per step with --layers (the image shape kiln makes); KILN_BENCH_BUILDAH_LAYERS=0 turns it off. */
 export const BUILDAH_LAYERS = process.env.KILN_BENCH_BUILDAH_LAYERS !== '0';
 
+/** `kiln build` of `ctx` pushed to `dest` on the bench registry, run from the bundle users run (bench.sh rebuilds dist/ from src first). */
+export function kilnArgv(env: BenchEnv, ctx: string, dest: string, work: string, extra: string[]): string[] {
+  return [
+    'node',
+    join(REPO_ROOT, 'dist/cli.js'),
+    'build',
+    '-c',
+    ctx,
+    '-d',
+    dest,
+    '--insecure-registry',
+    env.reg.host,
+    '--work-dir',
+    work,
+    ...extra,
+  ];
+}
+
 export async function kilnBuild(env: BenchEnv, ctx: string, dest: string): Promise<BuildRun> {
   const work = join(env.scratch, `kiln-work-${Date.now()}`);
   const lines: TimedLine[] = [];
   try {
     const m = await measure(
       'kiln build',
-      [
-        'node',
-        // The bundle users run (the action, the runner image): bench.sh rebuilds it from src first.
-        join(REPO_ROOT, 'dist/cli.js'),
-        'build',
-        '-c',
-        ctx,
-        '-f',
-        join(ctx, 'Dockerfile'),
-        '-d',
-        dest,
-        '--insecure-registry',
-        env.reg.host,
-        '--work-dir',
-        work,
-        '-v',
-        'debug',
-      ],
+      kilnArgv(env, ctx, dest, work, ['-f', join(ctx, 'Dockerfile'), '-v', 'debug']),
       { cwd: REPO_ROOT, onLine: (line, atMs) => lines.push({ line, atMs }) },
     );
     return { m, lines };

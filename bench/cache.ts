@@ -11,7 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeSourceTree } from './builds.ts';
+import { kilnArgv, writeSourceTree } from './builds.ts';
 import type { BenchEnv, ScenarioResult } from './env.ts';
 import { measure } from './measure.ts';
 import type { Measurement } from './measure.ts';
@@ -62,25 +62,9 @@ function kilnRun(
   label: string,
 ): Promise<Measurement> {
   const work = join(env.scratch, `kiln-cache-work-${Date.now()}`);
-  return measure(
-    label,
-    [
-      'node',
-      join(REPO_ROOT, 'dist/cli.js'),
-      'build',
-      '-c',
-      ctx,
-      '-d',
-      dest,
-      '--insecure-registry',
-      env.reg.host,
-      '--work-dir',
-      work,
-      '--cache-dir',
-      cacheDir,
-    ],
-    { cwd: REPO_ROOT },
-  ).finally(() => rmSync(work, { recursive: true, force: true }));
+  return measure(label, kilnArgv(env, ctx, dest, work, ['--cache-dir', cacheDir]), {
+    cwd: REPO_ROOT,
+  }).finally(() => rmSync(work, { recursive: true, force: true }));
 }
 
 function buildahRun(
@@ -187,16 +171,11 @@ export async function run(env: BenchEnv): Promise<ScenarioResult> {
 // `node --import tsx bench/cache.ts` (scripts/bench.sh cache): this scenario alone, with its own env.
 if (process.argv[1] && import.meta.filename === process.argv[1]) {
   const { startBenchEnv } = await import('./env.ts');
-  const { table } = await import('./measure.ts');
+  const { printScenario } = await import('./measure.ts');
   const env = await startBenchEnv();
   try {
     const res = await run(env);
-    console.log(`\n== ${res.scenario} ==\n${table(res.rows)}`);
-    console.log(
-      Object.entries(res.metrics)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(' '),
-    );
+    printScenario(res);
   } finally {
     await env.stop();
   }

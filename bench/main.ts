@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { KilnError } from '../src/util/errors.ts';
 import { startBenchEnv } from './env.ts';
 import type { BenchEnv, ScenarioResult } from './env.ts';
-import { table } from './measure.ts';
+import { printScenario } from './measure.ts';
 
 type Runner = (env: BenchEnv) => Promise<ScenarioResult>;
 const SCENARIOS: Record<string, () => Promise<Runner>> = {
@@ -36,12 +36,7 @@ try {
     process.stderr.write(`[bench] scenario ${n}\n`);
     const r = await (await SCENARIOS[n]!())(env);
     results.push(r);
-    console.log(`\n== ${r.scenario} ==\n${table(r.rows)}`);
-    console.log(
-      Object.entries(r.metrics)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(' '),
-    );
+    printScenario(r);
   }
 } finally {
   const dir = join(import.meta.dirname, 'results');

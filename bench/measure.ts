@@ -84,3 +84,17 @@ export function table(rows: Array<Record<string, string | number>>): string {
     ...rows.map((r) => line(cols.map((c) => String(r[c] ?? '')))),
   ].join('\n');
 }
+
+/** A scenario's table and its `key=value` metrics line, as bench/main.ts and single-scenario runs print them. */
+export function printScenario(r: {
+  scenario: string;
+  rows: Array<Record<string, string | number>>;
+  metrics: Record<string, string | number>;
+}): void {
+  console.log(`\n== ${r.scenario} ==\n${table(r.rows)}`);
+  console.log(
+    Object.entries(r.metrics)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' '),
+  );
+}

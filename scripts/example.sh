@@ -3,10 +3,5 @@
 # local registry and checked with skopeo and umoci.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-system.sh
-lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
-if [ "$(cat node_modules/.kiln-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
-  npm ci --no-fund --no-audit
-  echo "$lock_hash" > node_modules/.kiln-lock-hash
-fi
+bash scripts/ensure-deps.sh
 exec node --import tsx scripts/example.ts

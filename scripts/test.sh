@@ -3,12 +3,7 @@
 # types, then the whole suite (unit + integration against a real registry it starts itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-system.sh
-lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
-if [ "$(cat node_modules/.kiln-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
-  npm ci --no-fund --no-audit
-  echo "$lock_hash" > node_modules/.kiln-lock-hash
-fi
+bash scripts/ensure-deps.sh
 npx tsc --noEmit -p tsconfig.json
 node scripts/check-layout.mjs
 npx eslint .
