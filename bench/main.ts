@@ -5,7 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KilnError } from '../src/util/errors.ts';
+import { SetupError } from '../test/helpers/setup-error.ts';
 import { startBenchEnv } from './env.ts';
 import type { BenchEnv, ScenarioResult } from './env.ts';
 import { printScenario } from './measure.ts';
@@ -23,7 +23,7 @@ const asked = process.argv.slice(2).filter((a) => a !== '--');
 const names = asked.length === 0 || asked.includes('all') ? Object.keys(SCENARIOS) : asked;
 for (const n of names) {
   if (!Object.hasOwn(SCENARIOS, n)) {
-    throw new KilnError('usage', 'BENCH_UNKNOWN_SCENARIO', `unknown bench scenario "${n}"`, {
+    throw new SetupError('usage', 'BENCH_UNKNOWN_SCENARIO', `unknown bench scenario "${n}"`, {
       hint: `choose from ${Object.keys(SCENARIOS).join(', ')} (all by default)`,
     });
   }

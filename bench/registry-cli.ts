@@ -13,11 +13,11 @@ import { CredentialStore } from '../src/registry/credentials.ts';
 import { parseReference } from '../src/registry/reference.ts';
 import type { BuiltImage, LayerBlob } from '../src/image/types.ts';
 import type { Descriptor, ImageConfig, Manifest } from '../src/image/types.ts';
-import { KilnError } from '../src/util/errors.ts';
+import { SetupError } from '../test/helpers/setup-error.ts';
 
 const [cmd, a, b] = process.argv.slice(2);
 if ((cmd !== 'push' && cmd !== 'pull') || !a || !b) {
-  throw new KilnError(
+  throw new SetupError(
     'usage',
     'BENCH_USAGE',
     'usage: registry-cli.ts push <layout> <ref> | pull <ref> <dir>',

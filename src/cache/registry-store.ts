@@ -35,11 +35,7 @@ export class RegistryCacheStore implements LayerCache {
     try {
       bytes = (await this.client.getManifest(this.ref(key), [MediaType.OciManifest])).bytes;
     } catch (e) {
-      if (
-        isKilnError(e) &&
-        (e.code === 'MANIFEST_UNKNOWN' || e.code === 'NAME_UNKNOWN' || e.category === 'registry')
-      )
-        return null;
+      if (isKilnError(e) && (e.code === 'MANIFEST_UNKNOWN' || e.category === 'registry')) return null;
       throw e;
     }
     const manifest = JSON.parse(bytes.toString('utf8')) as Manifest;

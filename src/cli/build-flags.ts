@@ -333,11 +333,11 @@ function keyValues(
         if (env[item] !== undefined) out[item] = env[item];
         continue;
       }
-      throw new KilnError('usage', 'BAD_FLAG', `--${flag} "${item}" must be key=value`, {
+      throw new KilnError('usage', 'BAD_FLAG_VALUE', `--${flag} "${item}" must be key=value`, {
         hint: `write --${flag} key=value`,
       });
     }
-    if (eq === 0) throw new KilnError('usage', 'BAD_FLAG', `--${flag} "${item}" has an empty key`);
+    if (eq === 0) throw new KilnError('usage', 'BAD_FLAG_VALUE', `--${flag} "${item}" has an empty key`);
     out[item.slice(0, eq)] = item.slice(eq + 1);
   }
   return out;
@@ -354,12 +354,12 @@ export function parseSecretFlag(text: string): SecretSpec {
     else if (k === 'env') spec.env = v;
     else if (k === 'type') continue;
     else
-      throw new KilnError('usage', 'BAD_FLAG', `--secret: unknown key "${k}"`, {
+      throw new KilnError('usage', 'BAD_FLAG_VALUE', `--secret: unknown key "${k}"`, {
         hint: 'write --secret id=<id>,src=<file> or --secret id=<id>,env=<VAR>',
       });
   }
   if (!spec.id)
-    throw new KilnError('usage', 'BAD_FLAG', '--secret needs id=<id>', {
+    throw new KilnError('usage', 'BAD_FLAG_VALUE', '--secret needs id=<id>', {
       hint: 'write --secret id=<id>,src=<file>',
     });
   if (!spec.src && !spec.env) spec.env = spec.id;
@@ -369,7 +369,7 @@ export function parseSecretFlag(text: string): SecretSpec {
 function parseDurationHours(v: string): number {
   const m = /^(\d+(?:\.\d+)?)(h|m|s)?$/.exec(v);
   if (!m)
-    throw new KilnError('usage', 'BAD_FLAG', `--cache-ttl "${v}" is not a duration`, {
+    throw new KilnError('usage', 'BAD_FLAG_VALUE', `--cache-ttl "${v}" is not a duration`, {
       hint: 'write e.g. --cache-ttl 336h',
     });
   const n = Number(m[1]);
@@ -419,7 +419,7 @@ export function toBuildOptions(
   for (const [host, v] of Object.entries(keyValues(l('registryClientCert'), 'registry-client-cert', env))) {
     const [cert, key] = v.split(',');
     if (!cert || !key)
-      throw new KilnError('usage', 'BAD_FLAG', `--registry-client-cert ${host}=${v}: expected host=cert,key`);
+      throw new KilnError('usage', 'BAD_FLAG_VALUE', `--registry-client-cert ${host}=${v}: expected host=cert,key`);
     clientCerts[host] = { cert, key };
   }
   const registryMap: Record<string, string[]> = {};
@@ -430,7 +430,7 @@ export function toBuildOptions(
   const ts = s('timestamp') ?? env.SOURCE_DATE_EPOCH;
   if (ts !== undefined && ts !== '') {
     if (!/^\d+$/.test(ts))
-      throw new KilnError('usage', 'BAD_FLAG', `--timestamp "${ts}" must be unix seconds`);
+      throw new KilnError('usage', 'BAD_FLAG_VALUE', `--timestamp "${ts}" must be unix seconds`);
     timestamp = Number(ts);
   }
   const git: BuildOptions['git'] = { ...d.git };
@@ -441,7 +441,7 @@ export function toBuildOptions(
       else if (k === 'recurse-submodules') git.recurseSubmodules = parseBool(v);
       else if (k === 'insecure-skip-tls') git.insecureSkipTls = parseBool(v);
       else
-        throw new KilnError('usage', 'BAD_FLAG', `--git: unknown key "${k}"`, {
+        throw new KilnError('usage', 'BAD_FLAG_VALUE', `--git: unknown key "${k}"`, {
           hint: 'keys are branch, single-branch, recurse-submodules, insecure-skip-tls',
         });
     }

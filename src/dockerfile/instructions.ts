@@ -5,7 +5,7 @@
  * living in string fields that the expander visits.
  */
 import type { Heredoc, RawInstruction } from './ast.ts';
-import { KilnError, type SourcePosition } from '../util/errors.ts';
+import { KilnError, type ErrorCode, type SourcePosition } from '../util/errors.ts';
 import { parseFlags, type FlagSpec, type ParsedFlags } from './flags.ts';
 import { closest } from './suggest.ts';
 import { splitWhitespace, splitWordsKeepQuotes, type EscapeToken } from './words.ts';
@@ -151,7 +151,7 @@ const FLAGS: Record<string, FlagSpec> = {
 
 const STAGE_NAME_RE = /^[a-z][a-z0-9_.-]*$/;
 
-function fail(code: string, message: string, at: SourcePosition, hint?: string): never {
+function fail(code: ErrorCode<'dockerfile'>, message: string, at: SourcePosition, hint?: string): never {
   throw new KilnError('dockerfile', code, message, { position: at, ...(hint ? { hint } : {}) });
 }
 

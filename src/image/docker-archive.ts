@@ -60,7 +60,7 @@ function addDir(pack: tar.Pack, name: string): Promise<void> {
 function mismatch(desc: Descriptor, got: string, size: number): KilnError {
   return new KilnError(
     'fs',
-    'DIGEST_MISMATCH',
+    'BLOB_CORRUPT',
     `layer blob ${desc.digest} read back as ${got} (${size} bytes, expected ${desc.size})`,
     { hint: 'the layer file changed or is corrupt; remove it from the cache and build again' },
   );

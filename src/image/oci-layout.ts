@@ -87,7 +87,7 @@ async function writeStreamBlob(blobDir: string, layer: LayerBlob, blobReader: Bl
     await unlink(tmp).catch(() => undefined);
     throw new KilnError(
       'fs',
-      'DIGEST_MISMATCH',
+      'BLOB_CORRUPT',
       `layer blob ${digest} read back as ${got} (${ds.size} bytes, expected ${size})`,
       { hint: 'the layer file changed or is corrupt; remove it from the cache and build again' },
     );

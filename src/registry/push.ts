@@ -219,7 +219,7 @@ function groupByRepository(image: BuiltImage, refs: Reference[]): Reference[][] 
     if (r.digest && r.digest !== image.digest) {
       throw new KilnError(
         'usage',
-        'DIGEST_MISMATCH',
+        'DESTINATION_DIGEST_MISMATCH',
         `cannot push ${formatReference(r)}: the image digest is ${image.digest}`,
         { hint: 'push to a tag, or to the digest the image actually has' },
       );

@@ -20,19 +20,193 @@ export type ErrorCategory =
   | 'cache'
   | 'internal';
 
+/**
+ * Every code kiln reports, by category: scripts match on codes, so a code belongs to exactly one
+ * category (test/unit/util/errors.test.ts checks) and a new one is added here, where the compiler
+ * makes every `new KilnError(category, code, ...)` name a listed code of its own category.
+ */
+export const ERROR_CODES = {
+  usage: [
+    'BAD_CERTIFICATE',
+    'BAD_CREDENTIALS',
+    'BAD_ENV',
+    'BAD_FLAG_VALUE',
+    'BAD_GZIP_BLOCK_SIZE',
+    'BAD_GZIP_LEVEL',
+    'BAD_INPUT',
+    'BAD_PLATFORM',
+    'BAD_REFERENCE',
+    'CONTEXT_BAD_URL',
+    'DESTINATION_DIGEST_MISMATCH',
+    'FORMAT_UNSUPPORTED',
+    'GIT_TOKEN_FILE',
+    'NO_IMAGES',
+    'SNAPSHOT_ENGINE',
+    'UNKNOWN_TARGET',
+    'UNSUPPORTED_FLAG',
+  ],
+  dockerfile: [
+    'BAD_ARGUMENTS',
+    'BAD_CHECKSUM',
+    'BAD_CHMOD',
+    'BAD_DURATION',
+    'BAD_ESCAPE',
+    'BAD_EXPOSE',
+    'BAD_FLAG',
+    'BAD_HEREDOC',
+    'BAD_MOUNT',
+    'BAD_ONBUILD',
+    'BAD_STAGE_NAME',
+    'BAD_STOPSIGNAL',
+    'BAD_SUBSTITUTION',
+    'BAD_VOLUME',
+    'COPY_DEST_NOT_DIR',
+    'DUPLICATE_DIRECTIVE',
+    'DUPLICATE_FLAG',
+    'DUPLICATE_STAGE',
+    'EMPTY_BASE',
+    'INSECURE_NOT_ALLOWED',
+    'MISSING_ARGUMENT',
+    'NO_STAGE',
+    'REQUIRED_VAR',
+    'STAGE_CYCLE',
+    'UNKNOWN_FLAG',
+    'UNKNOWN_INSTRUCTION',
+    'UNKNOWN_STAGE',
+    'UNTERMINATED_HEREDOC',
+    'UNTERMINATED_QUOTE',
+  ],
+  context: [
+    'BAD_DOCKERIGNORE',
+    'CHECKSUM_MISMATCH',
+    'CONTEXT_BAD_TAR',
+    'CONTEXT_DOWNLOAD_FAILED',
+    'CONTEXT_NOT_FOUND',
+    'CONTEXT_READ',
+    'COPY_DANGLING_LINK',
+    'COPY_SOURCE_MISSING',
+    'DOCKERFILE_NOT_FOUND',
+    'DOCKERIGNORE_READ',
+    'GIT_AUTH_FAILED',
+    'GIT_FETCH_FAILED',
+    'GIT_NOT_FOUND',
+    'NO_DOCKERFILE',
+    'UNKNOWN_CHOWN_GROUP',
+    'UNKNOWN_CHOWN_USER',
+    'URL_FAILED',
+    'URL_REDIRECTS',
+    'URL_UNREACHABLE',
+  ],
+  registry: [
+    'BAD_CHALLENGE',
+    'BAD_DOCKER_CONFIG',
+    'BAD_IMAGE',
+    'BAD_MANIFEST',
+    'BAD_REDIRECT',
+    'BLOB_FETCH_FAILED',
+    'BLOB_TOO_LARGE',
+    'BLOB_UNKNOWN',
+    'BLOB_UPLOAD_FAILED',
+    'BLOB_VERIFY_FAILED',
+    'CREDENTIAL_HELPER_FAILED',
+    'CREDENTIAL_HELPER_MISSING',
+    'DENIED',
+    'DIGEST_MISMATCH',
+    'MANIFEST_UNKNOWN',
+    'NETWORK',
+    'PLATFORM_NOT_FOUND',
+    'REGISTRY_ERROR',
+    'REGISTRY_UNAVAILABLE',
+    'RESPONSE_TOO_LARGE',
+    'TOKEN_FAILED',
+    'UNAUTHORIZED',
+    'UPLOAD_REJECTED',
+  ],
+  isolation: [
+    'MKNOD_FAILED',
+    'MOUNT_COPY',
+    'MOUNT_OVER_ROOT',
+    'MOUNT_SOURCE',
+    'MOUNT_TARGET',
+    'NO_ISOLATION',
+    'NO_SUBUID',
+    'RESOLV_CONF',
+    'ROOT_MISSING',
+    'RUNG_UNAVAILABLE',
+    'SANDBOX_SETUP',
+    'SANDBOX_START',
+    'TOOL_MISSING',
+    'USERNS_MAP',
+    'USERNS_START',
+  ],
+  run: [
+    'EMPTY_COMMAND',
+    'RUN_FAILED',
+    'SECRET_MISSING',
+    'SECRET_UNREADABLE',
+    'SSH_UNSUPPORTED',
+    'UNKNOWN_GROUP',
+    'UNKNOWN_USER',
+  ],
+  fs: [
+    'BAD_LAYER',
+    'BLOB_CORRUPT',
+    'DIGEST_FILE_WRITE',
+    'EXTRACT_FAILED',
+    'GETFATTR_MISSING',
+    'GZIP_FAILED',
+    'LAYER_CONFLICT',
+    'LAYER_WRITE_FAILED',
+    'OCI_LAYOUT_INVALID',
+    'OCI_LAYOUT_WRITE',
+    'OVERLAY_MOUNT',
+    'OVERLAY_PATH',
+    'OVERLAY_UMOUNT',
+    'SBOM_SCAN_FAILED',
+    'SNAPSHOT_APPLY',
+    'SNAPSHOT_FINISH',
+    'SNAPSHOT_WALK',
+    'STAGE_COPY_FAILED',
+    'SYMLINK_LOOP',
+    'TAR_WRITE',
+    'UNSAFE_LAYER',
+    'WORK_DIR',
+    'WORK_DIR_FOREIGN',
+    'XATTR_FAILED',
+    'ZSTD_FAILED',
+    'ZSTD_UNAVAILABLE',
+  ],
+  cache: [],
+  internal: [
+    'BAD_DIGEST',
+    'BLOB_SIZE_MISMATCH',
+    'CLI_SPAWN',
+    'LAYER_NOT_LOCAL',
+    'NO_CLIENT',
+    'NO_LAYER_SOURCE',
+    'SNAPSHOT_REUSED',
+    'STAGE_NOT_BUILT',
+    'UNEXPECTED',
+    'UNEXPECTED_FROM',
+    'UNHANDLED_INSTRUCTION',
+  ],
+} as const satisfies Record<ErrorCategory, readonly string[]>;
+
+export type ErrorCode<C extends ErrorCategory = ErrorCategory> = (typeof ERROR_CODES)[C][number];
+
 export interface KilnErrorOptions {
   hint?: string;
   position?: SourcePosition;
   cause?: unknown;
 }
 
-export class KilnError extends Error {
-  readonly code: string;
-  readonly category: ErrorCategory;
+export class KilnError<C extends ErrorCategory = ErrorCategory> extends Error {
+  readonly code: ErrorCode<C>;
+  readonly category: C;
   readonly hint?: string;
   readonly position?: SourcePosition;
 
-  constructor(category: ErrorCategory, code: string, message: string, opts: KilnErrorOptions = {}) {
+  constructor(category: C, code: ErrorCode<C>, message: string, opts: KilnErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'KilnError';
     this.category = category;
@@ -68,12 +242,8 @@ export function isKilnError(e: unknown): e is KilnError {
 }
 
 /** Wraps anything thrown into a KilnError without losing the original as `cause`. */
-export function toKilnError(
-  e: unknown,
-  category: ErrorCategory = 'internal',
-  code = 'UNEXPECTED',
-): KilnError {
+export function toKilnError(e: unknown): KilnError {
   if (e instanceof KilnError) return e;
   const msg = e instanceof Error ? e.message : String(e);
-  return new KilnError(category, code, msg, { cause: e });
+  return new KilnError('internal', 'UNEXPECTED', msg, { cause: e });
 }

@@ -9,7 +9,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { KilnError } from '../../src/util/errors.ts';
+import { SetupError } from './setup-error.ts';
 import { ociArch } from './images.ts';
 import { registryCreds } from './registry.ts';
 import { writeImageLayout } from './oci-layout.ts';
@@ -53,9 +53,9 @@ export function debianMirror(): string {
   return FALLBACK_MIRROR;
 }
 
-function fail(code: string, message: string, e: unknown, hint: string): KilnError {
+function fail(code: string, message: string, e: unknown, hint: string): SetupError {
   const stderr = (e as { stderr?: string }).stderr ?? String(e);
-  return new KilnError('internal', code, message, {
+  return new SetupError('internal', code, message, {
     hint: `${hint}; ${stderr.trim().split('\n').slice(-3).join(' | ')}`,
     cause: e,
   });
@@ -161,7 +161,7 @@ export async function pushDebianImage(reg: TestRegistry, repo: string, tag: stri
     try {
       await execFileP('skopeo', args, { maxBuffer: 64 << 20 });
     } catch (e) {
-      throw new KilnError(
+      throw new SetupError(
         'registry',
         'TEST_PUSH_FAILED',
         `skopeo copy to ${reg.host}/${repo}:${tag} failed`,
@@ -173,7 +173,7 @@ export async function pushDebianImage(reg: TestRegistry, repo: string, tag: stri
     }
     const digest = (await readFile(digestFile, 'utf8')).trim();
     if (!/^sha256:[a-f0-9]{64}$/.test(digest)) {
-      throw new KilnError('internal', 'TEST_PUSH_DIGEST', `skopeo wrote an unexpected digest "${digest}"`);
+      throw new SetupError('internal', 'TEST_PUSH_DIGEST', `skopeo wrote an unexpected digest "${digest}"`);
     }
     return digest;
   } finally {

@@ -11,7 +11,7 @@ import { Agent, createServer, request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { KilnError } from '../../src/util/errors.ts';
+import { SetupError } from './setup-error.ts';
 
 export type Fault =
   | 'drop-mid-body' // send half the body, then reset the connection (ECONNRESET)
@@ -65,7 +65,7 @@ function responseHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const m = /^(.+):(\d+)$/.exec(target);
   if (!m) {
-    throw new KilnError('usage', 'TEST_PROXY_TARGET', `fault proxy target "${target}" is not host:port`, {
+    throw new SetupError('usage', 'TEST_PROXY_TARGET', `fault proxy target "${target}" is not host:port`, {
       hint: 'pass registry.host, e.g. 127.0.0.1:5000',
     });
   }

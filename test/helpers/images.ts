@@ -8,7 +8,7 @@ import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } fro
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { KilnError } from '../../src/util/errors.ts';
+import { SetupError } from './setup-error.ts';
 import { registryCreds } from './registry.ts';
 import { writeImageLayout } from './oci-layout.ts';
 import type { TestRegistry } from './registry.ts';
@@ -28,7 +28,7 @@ async function ensureBusybox(): Promise<void> {
   try {
     await execFileP('apt-get', ['install', '-y', 'busybox-static'], { maxBuffer: 64 << 20 });
   } catch (e) {
-    throw new KilnError(
+    throw new SetupError(
       'internal',
       'TEST_NO_BUSYBOX',
       `${BUSYBOX} is missing and busybox-static did not install`,
@@ -130,13 +130,13 @@ export async function pushBusyboxImage(
     await execFileP('skopeo', args, { maxBuffer: 64 << 20 });
     const digest = (await readFile(digestFile, 'utf8')).trim();
     if (!/^sha256:[a-f0-9]{64}$/.test(digest)) {
-      throw new KilnError('internal', 'TEST_PUSH_DIGEST', `skopeo wrote an unexpected digest "${digest}"`);
+      throw new SetupError('internal', 'TEST_PUSH_DIGEST', `skopeo wrote an unexpected digest "${digest}"`);
     }
     return digest;
   } catch (e) {
-    if (e instanceof KilnError) throw e;
+    if (e instanceof SetupError) throw e;
     const stderr = (e as { stderr?: string }).stderr ?? String(e);
-    throw new KilnError(
+    throw new SetupError(
       'registry',
       'TEST_PUSH_FAILED',
       `skopeo copy to ${registry.host}/${repo}:${tag} failed`,

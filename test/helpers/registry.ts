@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { KilnError } from '../../src/util/errors.ts';
+import { SetupError } from './setup-error.ts';
 
 const execFileP = promisify(execFile);
 
@@ -255,7 +255,7 @@ async function waitReady(url: string, child: ChildProcess, stderr: () => string)
   let lastErr: unknown;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new KilnError('internal', 'TEST_REGISTRY_EXITED', `docker-registry exited early: ${stderr()}`, {
+      throw new SetupError('internal', 'TEST_REGISTRY_EXITED', `docker-registry exited early: ${stderr()}`, {
         hint: 'check the generated config.yml and that /usr/bin/docker-registry works',
       });
     }
@@ -269,7 +269,7 @@ async function waitReady(url: string, child: ChildProcess, stderr: () => string)
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new KilnError('internal', 'TEST_REGISTRY_TIMEOUT', `docker-registry did not answer ${url}/v2/`, {
+  throw new SetupError('internal', 'TEST_REGISTRY_TIMEOUT', `docker-registry did not answer ${url}/v2/`, {
     hint: `last error: ${String(lastErr)}; stderr: ${stderr().slice(-500)}`,
   });
 }
@@ -381,7 +381,7 @@ export async function authHeader(reg: TestRegistry, scopes: string[] = []): Prom
   for (const s of scopes) q.append('scope', s);
   const r = await fetch(`${reg.tokenServer!.url}/token?${q}`, { headers: { authorization: basic } });
   if (r.status !== 200) {
-    throw new KilnError('registry', 'TEST_TOKEN_FAILED', `token server answered ${r.status}`, {
+    throw new SetupError('registry', 'TEST_TOKEN_FAILED', `token server answered ${r.status}`, {
       hint: 'check the test registry users',
     });
   }

@@ -207,7 +207,7 @@ describe('writeOciLayout', () => {
     };
     await assert.rejects(
       writeOciLayout(dir, oci, { refName: 'bad', blobReader: corrupt }),
-      (e: unknown) => e instanceof KilnError && e.category === 'fs' && e.code === 'DIGEST_MISMATCH',
+      (e: unknown) => e instanceof KilnError && e.category === 'fs' && e.code === 'BLOB_CORRUPT',
     );
     const blobs = await readdir(join(dir, 'blobs', 'sha256'));
     assert.deepEqual(blobs, [layers[0]!.descriptor.digest.slice(7)]);
@@ -309,12 +309,12 @@ describe('writeDockerArchive', () => {
     ['too long', async (l) => Readable.from([await readFile(l.path!), Buffer.from('extra')])],
   ];
   for (const [name, reader] of badReaders) {
-    test(`a ${name} layer fails with DIGEST_MISMATCH and leaves no tarball`, async () => {
+    test(`a ${name} layer fails with BLOB_CORRUPT and leaves no tarball`, async () => {
       const dir = await mkdtemp(join(work, 'bad-'));
       const tarPath = join(dir, 'out.tar');
       await assert.rejects(
         writeDockerArchive(tarPath, oci, { repoTags: ['r/x:1'], blobReader: reader }),
-        (e: unknown) => e instanceof KilnError && e.code === 'DIGEST_MISMATCH',
+        (e: unknown) => e instanceof KilnError && e.code === 'BLOB_CORRUPT',
       );
       assert.deepEqual(await readdir(dir), []);
     });
