@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { pushBusyboxImage } from '../helpers/images.ts';
+import { kiln } from '../helpers/cli.ts';
 
 let reg: TestRegistry;
 let dir: string;
@@ -39,32 +40,25 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-function build(dockerfile: string): { status: number | null; stderr: string } {
+async function build(dockerfile: string): Promise<{ status: number | null; stderr: string }> {
   const ctx = mkdtempSync(join(dir, 'ctx-'));
   writeFileSync(join(ctx, 'Dockerfile'), dockerfile);
-  const r = spawnSync(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'src/cli/main.ts',
-      'build',
-      '-c',
-      ctx,
-      '--no-push',
-      '--insecure-registry',
-      reg.host,
-      '--isolation',
-      'chroot',
-    ],
-    { encoding: 'utf8' },
-  );
-  return { status: r.status, stderr: r.stderr };
+  const r = await kiln([
+    'build',
+    '-c',
+    ctx,
+    '--no-push',
+    '--insecure-registry',
+    reg.host,
+    '--isolation',
+    'chroot',
+  ]);
+  return { status: r.code, stderr: r.stderr };
 }
 
-test('ADD <git URL>#ref:subdir copies that tree, without .git unless --keep-git-dir', () => {
+test('ADD <git URL>#ref:subdir copies that tree, without .git unless --keep-git-dir', async () => {
   const url = `file://${join(dir, 'repo.git')}`;
-  const r = build(
+  const r = await build(
     [
       `FROM ${reg.host}/base/busybox:latest`,
       `ADD ${url}#v1:sub /old/`,
@@ -76,8 +70,8 @@ test('ADD <git URL>#ref:subdir copies that tree, without .git unless --keep-git-
   assert.equal(r.status, 0, r.stderr);
 });
 
-test('ADD of a git ref that does not exist fails with the URL and no credentials', () => {
-  const r = build(
+test('ADD of a git ref that does not exist fails with the URL and no credentials', async () => {
+  const r = await build(
     [`FROM ${reg.host}/base/busybox:latest`, `ADD file://${join(dir, 'repo.git')}#nope /x/`].join('\n'),
   );
   assert.notEqual(r.status, 0);
