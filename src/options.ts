@@ -3,7 +3,6 @@
  * the builder core consumes. Nothing below this type reads argv or environment variables.
  */
 import { defaultWorkDir } from './fs/work-dir.ts';
-import type { LogLevel } from './log/logger.ts';
 import { defaultRegistryOptions, type RegistryOptions } from './registry/options.ts';
 
 export type IsolationChoice = 'auto' | 'rootless' | 'chroot' | 'plain';
@@ -32,7 +31,6 @@ export interface GitContextOptions {
   revision?: string;
   tokenFile?: string;
   tokenUser?: string;
-  singleBranch: boolean;
   recurseSubmodules: boolean;
   insecureSkipTls: boolean;
 }
@@ -72,20 +70,13 @@ export interface BuildOptions {
   reproducible: boolean;
   /** Unix seconds that clamps every mtime and the created times (`--timestamp`, SOURCE_DATE_EPOCH). */
   timestamp?: number;
-  singleSnapshot: boolean;
   /** Paths never snapshotted (Kaniko `--ignore-path`). */
   ignorePaths: string[];
   compression: 'gzip' | 'zstd' | 'none';
   compressionLevel: number;
-  snapshotMode: 'full' | 'redo' | 'time';
-  skipUnusedStages: boolean;
   /** Scratch space for rootfs, layers and state (Kaniko `--kaniko-dir`). */
   workDir: string;
   cleanup: boolean;
-  dryRun: boolean;
-  logLevel: LogLevel;
-  logTimestamp: boolean;
-  logFormat: 'text' | 'color' | 'json';
 }
 
 export function defaultBuildOptions(overrides: Partial<BuildOptions> = {}): BuildOptions {
@@ -101,20 +92,13 @@ export function defaultBuildOptions(overrides: Partial<BuildOptions> = {}): Buil
     output: { destinations: [], noPush: false, format: 'oci' },
     registry: defaultRegistryOptions(),
     cache: { enabled: false, ttlHours: 336, copyLayers: true, runLayers: true, noPushCache: false },
-    git: { singleBranch: false, recurseSubmodules: false, insecureSkipTls: false },
+    git: { recurseSubmodules: false, insecureSkipTls: false },
     reproducible: false,
-    singleSnapshot: false,
     ignorePaths: [],
     compression: 'gzip',
     compressionLevel: 1,
-    snapshotMode: 'full',
-    skipUnusedStages: true,
     workDir: defaultWorkDir(),
     cleanup: false,
-    dryRun: false,
-    logLevel: 'info',
-    logTimestamp: false,
-    logFormat: 'text',
     ...overrides,
   };
 }

@@ -1,16 +1,18 @@
 /**
- * The commander program. Subcommands translate argv into typed options once and hand over to the
- * core; nothing in the core reads argv.
+ * The commander program. Subcommands translate argv into typed options once (through the flag table)
+ * and hand over to the core; nothing in the core reads argv.
  */
 import { writeFile } from 'node:fs/promises';
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT_CODES, KilnError, isKilnError } from '../util/errors.ts';
 import { VERSION } from '../version.ts';
-import { addBuildFlags, toBuildOptions } from './build-flags.ts';
+import { addBuildFlags, addBuildOnlyFlags } from './build-flags.ts';
+import { cliSettings, compatNotes, optionsFromFlags, readBuildOnlyFlags, readFlags } from './to-options.ts';
+import type { CliSettings } from './to-options.ts';
 import { printPlan } from './plan-command.ts';
 import { formatSummary } from './summary.ts';
 import { runBuild } from '../builder.ts';
-import { Logger } from '../log/logger.ts';
+import { Logger, colorFor } from '../log/logger.ts';
 import { formatProbe, probeIsolation } from '../isolation/probe.ts';
 import { defaultWorkDir } from '../fs/work-dir.ts';
 import type { IsolationWant } from '../isolation/probe.ts';
@@ -21,37 +23,43 @@ import { CredentialStore } from '../registry/credentials.ts';
 import { defaultRegistryOptions } from '../registry/options.ts';
 import { hostPlatform, parsePlatform } from '../image/platform.ts';
 
+type Out = (s: string) => void;
+
 /** The build summary is an info-level text block: not with -v error and quieter, nor in JSON logs. */
-function showSummary(level: string, format: string): boolean {
-  return format !== 'json' && !['error', 'panic', 'fatal'].includes(level);
+function showSummary(log: CliSettings['log']): boolean {
+  return log.format !== 'json' && !['error', 'panic', 'fatal'].includes(log.level);
 }
 
 /** Exit codes set by actions that finished without an error of their own (a re-executed child's). */
 const exitCodes = new WeakMap<Command, number>();
+/** The logger of the command that ran, so that its error is printed in its format. */
+const loggers = new WeakMap<Command, Logger>();
 
-export function buildProgram(out: (s: string) => void = (s) => process.stdout.write(s)): Command {
-  const program = new Command();
-  program
-    .name('kiln')
-    .description('Daemonless, rootless OCI image builder (Kaniko-compatible flags)')
-    .version(VERSION, '--version', 'print the kiln version')
-    .showSuggestionAfterError(true)
-    .exitOverride();
+function loggerFor(program: Command, log: CliSettings['log']): Logger {
+  const logger = new Logger({ ...log, timestamps: log.timestamps, color: colorFor(process.stderr) });
+  loggers.set(program, logger);
+  return logger;
+}
 
-  const build = addBuildFlags(
-    program
-      .command('build')
-      .description('build an image from a Dockerfile (Kaniko executor flags)')
-      .exitOverride(),
+function addBuildCommand(program: Command, out: Out): void {
+  const build = addBuildOnlyFlags(
+    addBuildFlags(
+      program
+        .command('build')
+        .description('build an image from a Dockerfile (Kaniko executor flags)')
+        .exitOverride(),
+    ),
   );
-  build.option('--result-file <file>', 'write the build result (digest, size, layers, steps) as JSON');
   build.action(async (o: Record<string, unknown>) => {
-    const opts = toBuildOptions(o);
-    if (opts.dryRun) {
+    const flags = readFlags(o);
+    const settings = cliSettings(flags);
+    const logger = loggerFor(program, settings.log);
+    const opts = optionsFromFlags(flags);
+    for (const note of compatNotes(flags)) logger.warn(note);
+    if (settings.dryRun) {
       await printPlan(opts, out);
       return;
     }
-    const logger = new Logger({ level: opts.logLevel, timestamps: opts.logTimestamp });
     const euid = process.geteuid?.() ?? 0;
     if (euid !== 0 && !isReexecuted() && (opts.isolation === 'auto' || opts.isolation === 'rootless')) {
       // Like `buildah unshare`: the whole build runs as root of a user namespace.
@@ -61,14 +69,19 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       exitCodes.set(program, code);
       return;
     }
-    const result = await runBuild(opts, logger);
-    if (typeof o.resultFile === 'string')
-      await writeFile(o.resultFile, `${JSON.stringify(result, null, 2)}\n`);
+    const output = logger.outputWriter('run', (c) => void process.stderr.write(c));
+    const result = await runBuild(opts, logger, { onOutput: (c) => output.write(c) }).finally(() =>
+      output.end(),
+    );
+    const { resultFile } = readBuildOnlyFlags(o);
+    if (resultFile) await writeFile(resultFile, `${JSON.stringify(result, null, 2)}\n`);
     // The summary goes to stderr so that stdout stays the digest alone, for scripts.
-    if (showSummary(opts.logLevel, opts.logFormat)) process.stderr.write(formatSummary(result));
+    if (showSummary(settings.log)) process.stderr.write(formatSummary(result));
     out(`${result.digest}\n`);
   });
+}
 
+function addPlanCommand(program: Command, out: Out): void {
   const plan = addBuildFlags(
     program
       .command('plan')
@@ -78,9 +91,15 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       .exitOverride(),
   );
   plan.action(async (o: Record<string, unknown>) => {
-    await printPlan(toBuildOptions(o), out);
+    const flags = readFlags(o);
+    const logger = loggerFor(program, cliSettings(flags).log);
+    const opts = optionsFromFlags(flags);
+    for (const note of compatNotes(flags)) logger.warn(note);
+    await printPlan(opts, out);
   });
+}
 
+function addProbeCommand(program: Command, out: Out): void {
   program
     .command('probe')
     .description('try each isolation rung and show which works, which one auto takes and the snapshot engine')
@@ -104,6 +123,9 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       out(`isolation: ${probe.chosen}\n`);
       out(`snapshots: ${probe.overlay ? 'overlay' : 'walk'}\n`);
     });
+}
+
+function addWarmCommand(program: Command, out: Out): void {
   const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
   program
     .command('warm')
@@ -149,24 +171,44 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         }
       },
     );
+}
+
+export function buildProgram(out: Out = (s) => process.stdout.write(s)): Command {
+  const program = new Command();
+  program
+    .name('kiln')
+    .description('Daemonless, rootless OCI image builder (Kaniko-compatible flags)')
+    .version(VERSION, '--version', 'print the kiln version')
+    .showSuggestionAfterError(true)
+    .exitOverride();
+  addBuildCommand(program, out);
+  addPlanCommand(program, out);
+  addProbeCommand(program, out);
+  addWarmCommand(program, out);
   return program;
 }
 
-export async function runCli(argv: string[], out?: (s: string) => void): Promise<number> {
+function reportError(e: unknown, logger: Logger | undefined): number {
+  if (isKilnError(e)) {
+    if (logger?.format === 'json')
+      logger.log('error', e.message, { code: e.code, ...(e.hint ? { hint: e.hint } : {}) });
+    else process.stderr.write(`error: ${e.format()}\n`);
+    return EXIT_CODES[e.category];
+  }
+  const text = e instanceof Error ? (e.stack ?? e.message) : String(e);
+  if (logger?.format === 'json') logger.log('error', `internal error: ${text}`);
+  else process.stderr.write(`internal error: ${text}\n`);
+  return EXIT_CODES.internal;
+}
+
+export async function runCli(argv: string[], out?: Out): Promise<number> {
   const program = buildProgram(out);
   try {
     await program.parseAsync(argv);
     return exitCodes.get(program) ?? 0;
   } catch (e) {
-    if (e instanceof CommanderError) {
-      // commander has already printed help, version or the usage error.
-      return e.exitCode === 0 ? 0 : EXIT_CODES.usage;
-    }
-    if (isKilnError(e)) {
-      process.stderr.write(`error: ${e.format()}\n`);
-      return EXIT_CODES[e.category];
-    }
-    process.stderr.write(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-    return EXIT_CODES.internal;
+    // commander has already printed help, version or the usage error.
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : EXIT_CODES.usage;
+    return reportError(e, loggers.get(program));
   }
 }

@@ -1,8 +1,11 @@
 /**
  * One logger for the whole build. Secrets registered with `addSecret` are replaced by `***` in
- * every line, whatever the level, before anything reaches the sink.
+ * every line, whatever the level, before anything reaches the sink. Three formats, as Kaniko's
+ * logrus ones: `text` (plain lines), `color` (level names in ANSI colour when the stream is a
+ * terminal) and `json` (one object per message: level, msg, time, and any fields).
  */
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'panic' | 'fatal';
+export type LogFormat = 'text' | 'color' | 'json';
 
 const ORDER: Record<LogLevel, number> = {
   trace: 0,
@@ -14,9 +17,36 @@ const ORDER: Record<LogLevel, number> = {
   fatal: 6,
 };
 
+/** logrus's colours: grey for debug and trace, cyan for info, yellow for warnings, red above. */
+const COLOUR: Record<LogLevel, number> = {
+  trace: 37,
+  debug: 37,
+  info: 36,
+  warn: 33,
+  error: 31,
+  panic: 31,
+  fatal: 31,
+};
+
+/** logrus's four-letter level names in text output. */
+const TAG: Record<LogLevel, string> = {
+  trace: 'TRAC',
+  debug: 'DEBU',
+  info: 'INFO',
+  warn: 'WARN',
+  error: 'ERRO',
+  panic: 'PANI',
+  fatal: 'FATA',
+};
+
+export type LogFields = Record<string, string | number | boolean>;
+
 export interface LoggerOptions {
   level?: LogLevel;
   timestamps?: boolean;
+  format?: LogFormat;
+  /** Colour for the `color` format; the CLI sets it when stderr is a terminal. */
+  color?: boolean;
   sink?: (line: string) => void;
 }
 
@@ -24,11 +54,15 @@ export class Logger {
   private readonly secrets = new Set<string>();
   level: LogLevel;
   timestamps: boolean;
+  readonly format: LogFormat;
+  private readonly color: boolean;
   private readonly sink: (line: string) => void;
 
   constructor(opts: LoggerOptions = {}) {
     this.level = opts.level ?? 'info';
     this.timestamps = opts.timestamps ?? false;
+    this.format = opts.format ?? 'text';
+    this.color = this.format === 'color' && opts.color === true;
     this.sink = opts.sink ?? ((line) => process.stderr.write(line + '\n'));
   }
 
@@ -47,11 +81,23 @@ export class Logger {
     return ORDER[level] >= ORDER[this.level];
   }
 
-  log(level: LogLevel, msg: string): void {
+  log(level: LogLevel, msg: string, fields: LogFields = {}): void {
     if (!this.enabled(level)) return;
+    const text = this.redact(msg);
+    if (this.format === 'json') {
+      const safe: LogFields = {};
+      for (const [k, v] of Object.entries(fields)) safe[k] = typeof v === 'string' ? this.redact(v) : v;
+      // logrus's JSONFormatter keys; extra fields sit beside them.
+      this.sink(JSON.stringify({ level, msg: text, time: new Date().toISOString(), ...safe }));
+      return;
+    }
     const prefix = this.timestamps ? `${new Date().toISOString()} ` : '';
-    const tag = level === 'info' ? '' : `${level.toUpperCase()} `;
-    for (const line of this.redact(msg).split('\n')) this.sink(`${prefix}${tag}${line}`);
+    const tag = this.color
+      ? `\x1b[${COLOUR[level]}m${TAG[level]}\x1b[0m `
+      : level === 'info'
+        ? ''
+        : `${level.toUpperCase()} `;
+    for (const line of text.split('\n')) this.sink(`${prefix}${tag}${line}`);
   }
 
   trace(msg: string): void {
@@ -69,6 +115,31 @@ export class Logger {
   error(msg: string): void {
     this.log('error', msg);
   }
+
+  /**
+   * A writer for a child's output (RUN steps): passed through as it comes in text formats, one
+   * info message per line (`stream` field set) in JSON, so that every line stays one JSON object.
+   */
+  outputWriter(stream: string, raw: (chunk: Buffer) => void): { write(chunk: Buffer): void; end(): void } {
+    if (this.format !== 'json') return { write: raw, end: () => undefined };
+    let partial = '';
+    return {
+      write: (chunk) => {
+        const lines = (partial + chunk.toString('utf8')).split('\n');
+        partial = lines.pop() ?? '';
+        for (const l of lines) this.log('info', l.replace(/\r$/, ''), { stream });
+      },
+      end: () => {
+        if (partial !== '') this.log('info', partial, { stream });
+        partial = '';
+      },
+    };
+  }
+}
+
+/** Whether `color` output should use colour on this stream: a terminal, and NO_COLOR unset. */
+export function colorFor(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv = process.env): boolean {
+  return stream.isTTY === true && (env.NO_COLOR ?? '') === '';
 }
 
 /** A logger that keeps lines in memory: for tests and for the action's job summary. */

@@ -33,8 +33,6 @@ export interface RegistryOptions {
   credentials: RegistryCredential[];
   /** Directory holding config.json; default $DOCKER_CONFIG or ~/.docker. */
   dockerConfigDir?: string;
-  pushIgnoreImmutableTagErrors: boolean;
-  skipPushPermissionCheck: boolean;
 }
 
 export function defaultRegistryOptions(): RegistryOptions {
@@ -53,7 +51,5 @@ export function defaultRegistryOptions(): RegistryOptions {
     pushRetry: 3,
     pullRetry: 3,
     credentials: [],
-    pushIgnoreImmutableTagErrors: false,
-    skipPushPermissionCheck: false,
   };
 }

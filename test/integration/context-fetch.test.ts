@@ -461,7 +461,7 @@ describe('git over git://', () => {
 });
 
 function gitOpts(over: Partial<BuildOptions['git']>): BuildOptions['git'] {
-  return { singleBranch: false, recurseSubmodules: false, insecureSkipTls: false, ...over };
+  return { recurseSubmodules: false, insecureSkipTls: false, ...over };
 }
 
 describe('git over http (git http-backend, Basic auth)', () => {

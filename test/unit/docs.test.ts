@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { parse, parseAllDocuments } from 'yaml';
 import { addBuildFlags } from '../../src/cli/build-flags.ts';
+import { ignoredFlags } from '../../src/cli/flag-table.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const read = (p: string): string => readFileSync(root + p, 'utf8');
@@ -149,6 +150,27 @@ describe('README Kaniko → kiln flag table', () => {
 
   test('an unknown flag is rejected (the check above can fail)', () => {
     assert.throws(() => parseBuildArgs(['--no-such-kaniko-flag']), /unknown option/);
+  });
+});
+
+/** Flags in the first column of README table rows whose kiln column says "accepted, ignored". */
+function readmeIgnoredFlags(): string[] {
+  const flags: string[] = [];
+  for (const line of read('README.md').split('\n')) {
+    const cells = line.split('|').map((c) => c.trim());
+    if (!line.startsWith('| `-') || !/^accepted, ignored/.test(cells[2] ?? '')) continue;
+    for (const m of (cells[1] ?? '').matchAll(/`(--?[A-Za-z][A-Za-z-]*)`/g)) flags.push(m[1]!);
+  }
+  return flags.sort();
+}
+
+describe('README and the one list of ignored flags', () => {
+  test('the README marks exactly the flags the flag table ignores as "accepted, ignored"', () => {
+    const table = ignoredFlags()
+      .flatMap((f) => [f.long, ...f.aliases])
+      .sort();
+    assert.ok(table.length >= 10, table.join(' '));
+    assert.deepEqual(readmeIgnoredFlags(), table);
   });
 });
 

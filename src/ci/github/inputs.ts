@@ -4,7 +4,8 @@
  * cannot be part of a value (tags, platforms), CSV quoting ("a,b") honoured, `#` lines ignored.
  * Nothing here touches @actions/core, so it is testable with a plain `get(name)` function.
  */
-import { parseSecretFlag } from '../../cli/build-flags.ts';
+import { flagArgv } from '../../cli/argv.ts';
+import { parseSecretFlag } from '../../cli/flag-values.ts';
 import type { IsolationChoice } from '../../options.ts';
 import { KilnError } from '../../util/errors.ts';
 
@@ -213,14 +214,6 @@ export function readInputs(get: InputGetter): ActionInputs {
   };
 }
 
-/** Registry host of an image reference (docker's rule: a first component with `.` or `:`, or localhost). */
-export function registryOf(ref: string): string {
-  const slash = ref.indexOf('/');
-  if (slash === -1) return 'docker.io';
-  const first = ref.slice(0, slash);
-  return first.includes('.') || first.includes(':') || first === 'localhost' ? first : 'docker.io';
-}
-
 export interface OutputFiles {
   digestFile: string;
   imageNameWithDigestFile: string;
@@ -229,26 +222,27 @@ export interface OutputFiles {
   cacheDir?: string;
 }
 
-/** `kiln build` argv (after `build`) for the inputs. Credentials never go into argv. */
+/** `kiln build` argv (after `build`) for the inputs, written through the flag table. Credentials never go into argv. */
 export function toKilnArgs(inputs: ActionInputs, files: OutputFiles): string[] {
-  const a: string[] = ['--context', inputs.context];
-  if (inputs.file) a.push('--dockerfile', inputs.file);
-  for (const t of inputs.tags) a.push('--destination', t);
-  for (const b of inputs.buildArgs) a.push('--build-arg', b);
-  if (inputs.target) a.push('--target', inputs.target);
-  if (!inputs.push) a.push('--no-push');
-  for (const l of inputs.labels) a.push('--label', l);
-  for (const s of inputs.secrets) a.push('--secret', s);
-  if (inputs.platform) a.push('--platform', inputs.platform);
-  a.push('--isolation', inputs.isolation);
-  if (inputs.cache || inputs.cacheRepo) a.push('--cache=true');
-  if (inputs.cache && files.cacheDir) a.push('--cache-dir', files.cacheDir);
-  if (inputs.cacheRepo) a.push('--cache-repo', inputs.cacheRepo);
-  if (inputs.reproducible) a.push('--reproducible');
-  for (const r of inputs.insecureRegistries) a.push('--insecure-registry', r);
-  a.push('--digest-file', files.digestFile);
-  a.push('--image-name-with-digest-file', files.imageNameWithDigestFile);
-  a.push('--result-file', files.resultFile);
-  a.push(...inputs.extraArgs);
-  return a;
+  const args = flagArgv({
+    context: inputs.context,
+    ...(inputs.file ? { dockerfile: inputs.file } : {}),
+    destination: inputs.tags,
+    buildArg: inputs.buildArgs,
+    ...(inputs.target ? { target: inputs.target } : {}),
+    ...(inputs.push ? {} : { noPush: true }),
+    label: inputs.labels,
+    secret: inputs.secrets,
+    ...(inputs.platform ? { platform: inputs.platform } : {}),
+    isolation: inputs.isolation,
+    ...(inputs.cache || inputs.cacheRepo ? { cache: true } : {}),
+    ...(inputs.cache && files.cacheDir ? { cacheDir: files.cacheDir } : {}),
+    ...(inputs.cacheRepo ? { cacheRepo: inputs.cacheRepo } : {}),
+    ...(inputs.reproducible ? { reproducible: true } : {}),
+    insecureRegistry: inputs.insecureRegistries,
+    digestFile: files.digestFile,
+    imageNameWithDigestFile: files.imageNameWithDigestFile,
+    resultFile: files.resultFile,
+  });
+  return [...args, ...inputs.extraArgs];
 }

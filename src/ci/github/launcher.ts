@@ -4,7 +4,7 @@
  * those runners do allow passwordless sudo, which gives the chroot rung. The decision is made by
  * asking the CLI itself (`kiln probe`), so it follows the same probe as the build.
  */
-import { spawn } from 'node:child_process';
+import * as exec from '@actions/exec';
 
 export interface Launcher {
   /** Command and leading arguments; the CLI path and its arguments follow. */
@@ -36,12 +36,20 @@ export function chooseLauncher(node: string, f: LaunchFacts): Launcher {
   return { argv: [node] };
 }
 
-function exitOf(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { env, stdio: 'ignore' });
-    p.on('error', () => resolve(127));
-    p.on('close', (code) => resolve(code ?? 1));
-  });
+/** The environment as @actions/exec takes it (no undefined values). */
+export function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+/** Exit code of a quiet command; 127 when it cannot be started. */
+async function exitOf(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  try {
+    return await exec.exec(cmd, args, { env: stringEnv(env), silent: true, ignoreReturnCode: true });
+  } catch {
+    return 127;
+  }
 }
 
 export async function launchFacts(

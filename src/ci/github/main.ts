@@ -6,8 +6,8 @@
  */
 import * as core from '@actions/core';
 import * as cache from '@actions/cache';
-import { spawn } from 'node:child_process';
-import { chooseLauncher, launchFacts, type Launcher } from './launcher.ts';
+import * as exec from '@actions/exec';
+import { chooseLauncher, launchFacts, stringEnv, type Launcher } from './launcher.ts';
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, readFile } from 'node:fs/promises';
@@ -16,7 +16,8 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BuildResult } from '../../result.ts';
 import { KilnError, isKilnError } from '../../util/errors.ts';
-import { readInputs, registryOf, toKilnArgs, type ActionInputs } from './inputs.ts';
+import { readInputs, toKilnArgs, type ActionInputs } from './inputs.ts';
+import { DOCKER_HUB, parseReference } from '../../registry/reference.ts';
 import { cacheKeys, listingHash } from './cache-dir.ts';
 import { imageTable, metadata, stepsTable } from './summary.ts';
 
@@ -118,34 +119,38 @@ export function lastKilnError(stderr: string): string {
   return out.join('\n');
 }
 
-function runKiln(
+/** Registry host of a tag, by the reference parser builds use (docker.io when there is no tag). */
+function registryOf(ref: string): string {
+  return ref === '' ? DOCKER_HUB : parseReference(ref).registry;
+}
+
+/** Runs the CLI with its output streamed to the job log, keeping the tail of stderr for the annotation. */
+async function runKiln(
   cli: string,
   args: string[],
   env: NodeJS.ProcessEnv,
   launcher: Launcher = { argv: [process.execPath] },
 ): Promise<{ code: number; stderr: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const [cmd, ...pre] = launcher.argv as [string, ...string[]];
-    const child = spawn(cmd, [...pre, cli, 'build', ...args], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
+  const [cmd, ...pre] = launcher.argv as [string, ...string[]];
+  let stderr = '';
+  try {
+    const code = await exec.exec(cmd, [...pre, cli, 'build', ...args], {
+      env: stringEnv(env),
+      ignoreReturnCode: true,
+      listeners: {
+        stderr: (d: Buffer) => {
+          stderr = (stderr + d.toString('utf8')).slice(-65536);
+        },
+      },
     });
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => process.stdout.write(d));
-    child.stderr.on('data', (d: Buffer) => {
-      process.stderr.write(d);
-      stderr = (stderr + d.toString('utf8')).slice(-65536);
+    return { code, stderr };
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    throw new KilnError('internal', 'CLI_SPAWN', `cannot start kiln (${cli}): ${msg}`, {
+      hint: 'the action bundle is incomplete: dist/cli.js must sit beside dist/action/',
+      cause: e,
     });
-    child.on('error', (e) =>
-      reject(
-        new KilnError('internal', 'CLI_SPAWN', `cannot start kiln (${cli}): ${e.message}`, {
-          hint: 'the action bundle is incomplete: dist/cli.js must sit beside dist/action/',
-          cause: e,
-        }),
-      ),
-    );
-    child.on('close', (code, signal) => resolvePromise({ code: code ?? (signal ? 128 : 1), stderr }));
-  });
+  }
 }
 
 async function readOptional(path: string): Promise<string> {
@@ -203,7 +208,6 @@ export async function run(): Promise<void> {
     const cli = cliPath();
     const launcher = chooseLauncher(process.execPath, await launchFacts(cli, inputs.isolation, env));
     if (launcher.note) core.info(launcher.note);
-    core.info(`kiln build ${args.join(' ')}`);
     const { code, stderr } = await runKiln(cli, args, env, launcher);
     if (code !== 0) {
       core.setOutput('isolation', '');

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Command } from 'commander';
 import { addBuildFlags, parseSecretFlag, toBuildOptions } from '../../../src/cli/build-flags.ts';
+import { cliSettings, compatNotes, readFlags } from '../../../src/cli/to-options.ts';
 import type { BuildOptions } from '../../../src/options.ts';
 
 function parse(args: string[], env: NodeJS.ProcessEnv = {}): BuildOptions {
@@ -102,10 +103,9 @@ const cases: Array<[string, string[], (o: BuildOptions) => unknown, unknown]> = 
   [
     '--git options',
     ['--git', 'branch=main,single-branch=true'],
-    (o) => [o.git.branch, o.git.singleBranch],
-    ['main', true],
+    (o) => [o.git.branch, o.git.recurseSubmodules],
+    ['main', false],
   ],
-  ['-v debug', ['-v', 'debug'], (o) => o.logLevel, 'debug'],
   [
     'Kaniko flags kiln ignores are accepted',
     ['--use-new-run', '--force', '--compressed-caching=false'],
@@ -135,8 +135,6 @@ const cases: Array<[string, string[], (o: BuildOptions) => unknown, unknown]> = 
     1,
   ],
   ['--compression-level 9', ['--compression-level', '9'], (o) => o.compressionLevel, 9],
-  ['--dry-run', ['--dry-run'], (o) => o.dryRun, true],
-  ['--single-snapshot', ['--single-snapshot=true'], (o) => o.singleSnapshot, true],
 ];
 
 for (const [name, args, get, want] of cases) {
@@ -164,4 +162,31 @@ test('flags: --secret forms', () => {
   assert.deepEqual(parseSecretFlag('id=tok,env=TOKEN'), { id: 'tok', env: 'TOKEN' });
   assert.deepEqual(parseSecretFlag('id=tok'), { id: 'tok', env: 'tok' });
   assert.throws(() => parseSecretFlag('src=/x'), /needs id=/);
+});
+
+function flags(args: string[]): ReturnType<typeof readFlags> {
+  const c = addBuildFlags(new Command(), {}).exitOverride();
+  c.parse(args, { from: 'user' });
+  return readFlags(c.opts());
+}
+
+test('flags: -v, --log-format, --log-timestamp and --dry-run are settings of the command', () => {
+  assert.deepEqual(cliSettings(flags([])), {
+    dryRun: false,
+    log: { level: 'info', format: 'text', timestamps: false },
+  });
+  assert.deepEqual(cliSettings(flags(['-v', 'debug', '--log-format=json', '--log-timestamp', '--dry-run'])), {
+    dryRun: true,
+    log: { level: 'debug', format: 'json', timestamps: true },
+  });
+});
+
+test('flags: an ignored Kaniko flag warns once, naming itself and why', () => {
+  assert.deepEqual(compatNotes(flags([])), []);
+  const notes = compatNotes(flags(['--single-snapshot', '--use-new-run', '--snapshot-mode=redo']));
+  assert.equal(notes.length, 3, notes.join('\n'));
+  assert.match(notes[0]!, /^--single-snapshot is accepted for Kaniko compatibility and has no effect here: /);
+  // What kiln does anyway is no reason to warn.
+  assert.deepEqual(compatNotes(flags(['--skip-unused-stages', '--snapshot-mode=full'])), []);
+  assert.equal(compatNotes(flags(['--skip-unused-stages=false'])).length, 1);
 });

@@ -1,0 +1,223 @@
+/**
+ * Parsed flag values (typed by the flag table) → BuildOptions and the command's own settings. No
+ * commander here and no I/O apart from reading env for `--build-arg NAME` and SOURCE_DATE_EPOCH.
+ */
+import { defaultBuildOptions, type BuildOptions } from '../options.ts';
+import type { RegistryCredential } from '../registry/options.ts';
+import type { LogFormat, LogLevel } from '../log/logger.ts';
+import { KilnError } from '../util/errors.ts';
+import {
+  BUILD_FLAGS,
+  BUILD_ONLY_FLAGS,
+  type BuildOnlyValues,
+  type FlagSpec,
+  type FlagValues,
+} from './flag-table.ts';
+import { keyValues, parseBool, parseDurationHours, parseSecretFlag } from './flag-values.ts';
+
+/** commander's attribute name of a long flag: `--tar-path` and `--tarPath` are both `tarPath`. */
+export function attributeOf(long: string): string {
+  return long.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+const defaultOf = (f: FlagSpec): unknown => ('default' in f ? f.default : undefined);
+
+function readOne(key: string, f: FlagSpec, o: Record<string, unknown>): unknown {
+  // Hidden spellings whose attribute differs from the flag's own (same attribute: same slot already).
+  const slots = [key, ...(f.aliases ?? []).map(attributeOf).filter((k) => k !== key)];
+  const given = slots.map((k) => o[k]).filter((v) => v !== undefined);
+  if (f.type === 'list') return given.flatMap((v) => (Array.isArray(v) ? v.map(String) : [String(v)]));
+  const v = given[0] ?? defaultOf(f);
+  if (v === undefined) return undefined;
+  if (f.type === 'bool') return typeof v === 'boolean' ? v : parseBool(String(v));
+  if (f.type === 'int') return typeof v === 'number' ? v : Number(v);
+  return String(v);
+}
+
+function readTable<T>(table: Record<string, FlagSpec>, o: Record<string, unknown>): T {
+  const out: Record<string, unknown> = {};
+  for (const [key, f] of Object.entries(table)) out[key] = readOne(key, f, o);
+  // The table's keys and types are what FlagValues is made of; this is the one untyped step.
+  return out as T;
+}
+
+/** commander's opts() (or any record keyed by attribute name) read back through the flag table. */
+export function readFlags(o: Record<string, unknown>): FlagValues {
+  return readTable<FlagValues>(BUILD_FLAGS, o);
+}
+
+export function readBuildOnlyFlags(o: Record<string, unknown>): BuildOnlyValues {
+  return readTable<BuildOnlyValues>(BUILD_ONLY_FLAGS, o);
+}
+
+/** What the command itself does with the flags that do not land in BuildOptions. */
+export interface CliSettings {
+  dryRun: boolean;
+  log: { level: LogLevel; format: LogFormat; timestamps: boolean };
+}
+
+export function cliSettings(v: FlagValues): CliSettings {
+  return {
+    dryRun: v.dryRun ?? false,
+    log: { level: v.verbosity, format: v.logFormat, timestamps: v.logTimestamp ?? false },
+  };
+}
+
+function given(f: FlagSpec, v: unknown, quiet?: unknown): boolean {
+  if (v === undefined || v === quiet) return false;
+  if (Array.isArray(v)) return v.length > 0;
+  return f.type === 'bool' || v !== defaultOf(f);
+}
+
+/**
+ * One warning per flag given that kiln accepts for compatibility and ignores; throws for a refused
+ * flag. Nothing accepted is dropped silently.
+ */
+export function compatNotes(v: FlagValues): string[] {
+  const notes: string[] = [];
+  for (const [key, f] of Object.entries(BUILD_FLAGS) as Array<[keyof FlagValues, FlagSpec]>) {
+    const l = f.lands;
+    if ('refused' in l && given(f, v[key]))
+      throw new KilnError('usage', 'UNSUPPORTED_FLAG', l.refused, { hint: l.hint });
+    if ('ignored' in l && given(f, v[key], l.quietWhen))
+      notes.push(`${f.long} is accepted for Kaniko compatibility and has no effect here: ${l.ignored}`);
+  }
+  return notes;
+}
+
+/**
+ * Explicit registry credentials from KILN_REGISTRY_USERNAME / KILN_REGISTRY_PASSWORD for the host in
+ * KILN_REGISTRY (default docker.io). CI adapters use these instead of a flag so the password is never
+ * in argv (and so never in the process list).
+ */
+export function envCredentials(env: NodeJS.ProcessEnv): RegistryCredential[] {
+  const username = env.KILN_REGISTRY_USERNAME ?? '';
+  const password = env.KILN_REGISTRY_PASSWORD ?? '';
+  if (username === '' && password === '') return [];
+  if (username === '' || password === '')
+    throw new KilnError(
+      'usage',
+      'BAD_CREDENTIALS',
+      `KILN_REGISTRY_${username === '' ? 'USERNAME' : 'PASSWORD'} is empty but KILN_REGISTRY_${username === '' ? 'PASSWORD' : 'USERNAME'} is set`,
+      { hint: 'set both KILN_REGISTRY_USERNAME and KILN_REGISTRY_PASSWORD, or neither' },
+    );
+  const registry = (env.KILN_REGISTRY ?? '').trim() || 'docker.io';
+  return [{ registry, username, password }];
+}
+
+function gitOptions(text: string | undefined, env: NodeJS.ProcessEnv): BuildOptions['git'] {
+  const git = { ...defaultBuildOptions().git };
+  if (!text) return git;
+  for (const [k, v] of Object.entries(keyValues(text.split(','), 'git', env))) {
+    if (k === 'branch') git.branch = v;
+    // kiln fetches the one ref it builds (depth 1), so every fetch is single-branch already.
+    else if (k === 'single-branch') parseBool(v);
+    else if (k === 'recurse-submodules') git.recurseSubmodules = parseBool(v);
+    else if (k === 'insecure-skip-tls') git.insecureSkipTls = parseBool(v);
+    else
+      throw new KilnError('usage', 'BAD_FLAG_VALUE', `--git: unknown key "${k}"`, {
+        hint: 'keys are branch, single-branch, recurse-submodules, insecure-skip-tls',
+      });
+  }
+  return git;
+}
+
+function timestampOf(v: FlagValues, env: NodeJS.ProcessEnv): number | undefined {
+  const ts = v.timestamp ?? env.SOURCE_DATE_EPOCH;
+  if (ts === undefined || ts === '') return undefined;
+  if (!/^\d+$/.test(ts)) throw new KilnError('usage', 'BAD_FLAG_VALUE', `--timestamp "${ts}" must be unix seconds`);
+  return Number(ts);
+}
+
+function registryOptions(v: FlagValues, env: NodeJS.ProcessEnv): BuildOptions['registry'] {
+  const clientCerts: BuildOptions['registry']['clientCerts'] = {};
+  for (const [host, c] of Object.entries(keyValues(v.registryClientCert, 'registry-client-cert', env))) {
+    const [cert, key] = c.split(',');
+    if (!cert || !key)
+      throw new KilnError('usage', 'BAD_FLAG_VALUE', `--registry-client-cert ${host}=${c}: expected host=cert,key`);
+    clientCerts[host] = { cert, key };
+  }
+  const registryMap: Record<string, string[]> = {};
+  for (const [host, m] of Object.entries(keyValues(v.registryMap, 'registry-map', env)))
+    registryMap[host] = [...(registryMap[host] ?? []), ...m.split(';').filter(Boolean)];
+  return {
+    ...defaultBuildOptions().registry,
+    insecure: v.insecure ?? false,
+    insecurePull: v.insecurePull ?? false,
+    insecureRegistries: v.insecureRegistry,
+    skipTlsVerify: v.skipTlsVerify ?? false,
+    skipTlsVerifyPull: v.skipTlsVerifyPull ?? false,
+    skipTlsVerifyRegistries: v.skipTlsVerifyRegistry,
+    certificates: keyValues(v.registryCertificate, 'registry-certificate', env),
+    clientCerts,
+    mirrors: v.registryMirror,
+    registryMap,
+    skipDefaultRegistryFallback: v.skipDefaultRegistryFallback ?? false,
+    pushRetry: v.pushRetry,
+    pullRetry: v.imageDownloadRetry,
+    credentials: envCredentials(env),
+  };
+}
+
+function cacheOptions(v: FlagValues): BuildOptions['cache'] {
+  const wanted = v.cache ?? (v.cacheDir !== undefined || v.cacheRepo !== undefined);
+  return {
+    enabled: wanted,
+    ...(v.cacheDir ? { dir: v.cacheDir } : {}),
+    ...(v.cacheRepo ? { repo: v.cacheRepo } : {}),
+    ttlHours: parseDurationHours(v.cacheTtl),
+    copyLayers: v.cacheCopyLayers ?? true,
+    runLayers: v.cacheRunLayers ?? true,
+    noPushCache: v.noPushCache ?? false,
+  };
+}
+
+function outputOptions(v: FlagValues): BuildOptions['output'] {
+  return {
+    destinations: v.destination,
+    noPush: v.noPush ?? false,
+    ...(v.tarPath ? { tarPath: v.tarPath } : {}),
+    ...(v.ociLayoutPath ? { ociLayoutPath: v.ociLayoutPath } : {}),
+    ...(v.digestFile ? { digestFile: v.digestFile } : {}),
+    ...(v.imageNameWithDigestFile ? { imageNameWithDigestFile: v.imageNameWithDigestFile } : {}),
+    ...(v.imageNameTagWithDigestFile ? { imageNameTagWithDigestFile: v.imageNameTagWithDigestFile } : {}),
+    format: v.format,
+  };
+}
+
+/** Typed flag values → BuildOptions. */
+export function optionsFromFlags(v: FlagValues, env: NodeJS.ProcessEnv = process.env): BuildOptions {
+  compatNotes(v);
+  const timestamp = timestampOf(v, env);
+  const platform = v.platform ?? v.customPlatform;
+  return defaultBuildOptions({
+    context: v.context,
+    ...(v.contextSubPath ? { contextSubPath: v.contextSubPath } : {}),
+    dockerfile: v.dockerfile,
+    ...(v.target ? { target: v.target } : {}),
+    buildArgs: keyValues(v.buildArg, 'build-arg', env, true),
+    labels: keyValues(v.label, 'label', env),
+    annotations: keyValues(v.annotation, 'annotation', env),
+    ...(platform ? { platform } : {}),
+    isolation: v.isolation,
+    secrets: v.secret.map(parseSecretFlag),
+    network: v.network,
+    output: outputOptions(v),
+    registry: registryOptions(v, env),
+    cache: cacheOptions(v),
+    git: gitOptions(v.git, env),
+    reproducible: v.reproducible ?? false,
+    ...(timestamp !== undefined ? { timestamp } : {}),
+    ignorePaths: v.ignorePath,
+    compression: v.compression,
+    // As Kaniko: a level is only passed on when > 0, else go-containerregistry's default (BestSpeed).
+    compressionLevel:
+      v.compressionLevel !== undefined && v.compressionLevel > 0
+        ? v.compressionLevel
+        : v.compression === 'zstd'
+          ? 3
+          : 1,
+    workDir: v.workDir ?? v.kanikoDir ?? defaultBuildOptions().workDir,
+    cleanup: v.cleanup ?? false,
+  });
+}
