@@ -40,52 +40,65 @@ async function ensureBusybox(): Promise<void> {
   }
 }
 
-async function buildLayout(dest: string): Promise<void> {
+/**
+ * A busybox rootfs layer (gzip) from a busybox-static binary of any architecture: the binary, one
+ * symlink per applet (the applet list comes from the host's busybox of the same Debian release, so
+ * foreign binaries need no emulation here), /etc/passwd and /etc/group with root and nobody.
+ */
+export async function busyboxLayerGz(busybox: string, work: string): Promise<string> {
   await ensureBusybox();
+  const rootfs = join(work, 'rootfs');
+  for (const d of ['bin', 'etc', 'root', 'tmp']) await mkdir(join(rootfs, d), { recursive: true });
+  await chmod(join(rootfs, 'root'), 0o700);
+  await chmod(join(rootfs, 'tmp'), 0o1777);
+  await copyFile(busybox, join(rootfs, 'bin', 'busybox'));
+  await chmod(join(rootfs, 'bin', 'busybox'), 0o755);
+  const { stdout } = await execFileP(BUSYBOX, ['--list']);
+  const applets = new Set(stdout.split('\n').map((s) => s.trim()));
+  for (const must of ['sh', 'ls', 'cat', 'echo']) applets.add(must);
+  for (const a of [...applets].sort()) {
+    if (a === '' || a === 'busybox' || a.includes('/')) continue;
+    await symlink('busybox', join(rootfs, 'bin', a));
+  }
+  await writeFile(
+    join(rootfs, 'etc', 'passwd'),
+    'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
+  );
+  await writeFile(join(rootfs, 'etc', 'group'), 'root:x:0:\nnogroup:x:65534:\n');
+  const tarPath = join(work, 'layer.tar');
+  await execFileP('tar', [
+    '--sort=name',
+    '--numeric-owner',
+    '--owner=0',
+    '--group=0',
+    '--mtime=@0',
+    '--format=gnu',
+    '-C',
+    rootfs,
+    '-cf',
+    tarPath,
+    'bin',
+    'etc',
+    'root',
+    'tmp',
+  ]);
+  const gzPath = join(work, 'layer.tar.gz');
+  await writeFile(gzPath, gzipSync(await readFile(tarPath), { level: 6 }));
+  return gzPath;
+}
+
+export const BUSYBOX_CONFIG = {
+  Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+  Cmd: ['sh'],
+};
+
+async function buildLayout(dest: string): Promise<void> {
   await mkdir(CACHE_ROOT, { recursive: true });
   const work = await mkdtemp(join(CACHE_ROOT, 'build-'));
   try {
-    const rootfs = join(work, 'rootfs');
-    for (const d of ['bin', 'etc', 'root', 'tmp']) await mkdir(join(rootfs, d), { recursive: true });
-    await chmod(join(rootfs, 'root'), 0o700);
-    await chmod(join(rootfs, 'tmp'), 0o1777);
-    await copyFile(BUSYBOX, join(rootfs, 'bin', 'busybox'));
-    await chmod(join(rootfs, 'bin', 'busybox'), 0o755);
-    const { stdout } = await execFileP(BUSYBOX, ['--list']);
-    const applets = new Set(stdout.split('\n').map((s) => s.trim()));
-    for (const must of ['sh', 'ls', 'cat', 'echo']) applets.add(must);
-    for (const a of [...applets].sort()) {
-      if (a === '' || a === 'busybox' || a.includes('/')) continue;
-      await symlink('busybox', join(rootfs, 'bin', a));
-    }
-    await writeFile(
-      join(rootfs, 'etc', 'passwd'),
-      'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
-    );
-    await writeFile(join(rootfs, 'etc', 'group'), 'root:x:0:\nnogroup:x:65534:\n');
-
-    const tarPath = join(work, 'layer.tar');
-    await execFileP('tar', [
-      '--sort=name',
-      '--numeric-owner',
-      '--owner=0',
-      '--group=0',
-      '--mtime=@0',
-      '--format=gnu',
-      '-C',
-      rootfs,
-      '-cf',
-      tarPath,
-      'bin',
-      'etc',
-      'root',
-      'tmp',
-    ]);
-    const gzPath = join(work, 'layer.tar.gz');
-    await writeFile(gzPath, gzipSync(await readFile(tarPath), { level: 6 }));
     await writeImageLayout(dest, {
-      layers: [gzPath],
-      config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['sh'] },
+      layers: [await busyboxLayerGz(BUSYBOX, work)],
+      config: BUSYBOX_CONFIG,
       architecture: ociArch(),
       createdBy: 'kiln test: busybox-static rootfs',
       refName: LAYOUT_REF,
