@@ -2,6 +2,7 @@
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { resolveInRoot } from '../fs/rootpath.ts';
+import { DOCKER_DEFAULT_CAPS } from './capabilities.ts';
 import { execChain } from './exec-chain.ts';
 import { DEV_NODES, namespacedInvocation } from './namespaced-script.ts';
 import type { RunContext } from './run-context.ts';
@@ -34,14 +35,19 @@ export async function runNamespaced(c: RunContext): Promise<RunResult> {
   for (const m of all) await c.stubs.ensure(c.root, m.host, m.sourceIsDir ? 'dir' : 'file');
   const devDir = posix.join(c.tmp, 'dev');
   await prepareDevDir(devDir);
-  const exec = execChain(c.tools, {
+  const exec = execChain(c.tools.perl, {
     spec: c.spec,
     root: c.root,
     hostCwd: c.hostCwd,
+    mode: 'pivot',
+    caps: DOCKER_DEFAULT_CAPS,
+    lastCap: c.tools.lastCap,
+    syscalls: c.tools.syscalls,
     setgroupsDenied: c.setgroupsDenied,
   });
   const inv = namespacedInvocation(c.tools, {
     network: c.spec.network,
+    root: c.root,
     hostname: c.hostname,
     proc,
     sys,

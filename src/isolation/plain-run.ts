@@ -9,6 +9,7 @@ import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { resolveInRoot } from '../fs/rootpath.ts';
 import { KilnError } from '../util/errors.ts';
+import { PLAIN_CAPS } from './capabilities.ts';
 import { execChain } from './exec-chain.ts';
 import type { RunContext } from './run-context.ts';
 import { exists } from './root-stubs.ts';
@@ -69,13 +70,19 @@ export async function runPlain(c: RunContext): Promise<RunResult> {
       if (dir) await mkdir(m.host, { mode: 0o755 });
       if (m.spec.type === 'bind') await cp(m.spec.source, m.host, dir);
     }
-    const chain = execChain(c.tools, {
+    const chain = execChain(c.tools.perl, {
       spec: c.spec,
       root: c.root,
       hostCwd: c.hostCwd,
+      mode: 'chroot',
+      caps: PLAIN_CAPS,
+      lastCap: c.tools.lastCap,
+      syscalls: c.tools.syscalls,
       setgroupsDenied: c.setgroupsDenied,
     });
-    return await spawnAndWait(c.tools.env, chain.slice(1), c.spec, c.opts, true);
+    // Its own session and process group; the init is a child subreaper, so every orphan of the
+    // step is its child and is killed when the step ends.
+    return await spawnAndWait(c.tools.perl, chain.slice(1), c.spec, c.opts, true);
   } finally {
     for (const { m, aside } of placed.reverse()) {
       if (

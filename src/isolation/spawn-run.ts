@@ -14,6 +14,31 @@ export const SETUP_FAILED = 125;
 export interface OutputSinks {
   /** Output sink used when the RunSpec has no onStdout/onStderr. */
   onOutput?: (chunk: Buffer, stream: 'stdout' | 'stderr') => void;
+  /** Non-fatal notes: a process the step left running (then killed). */
+  onWarning?: (message: string) => void;
+}
+
+const LINGERING = 'kiln lingering: ';
+
+/** Splits what the init wrote on fd 3 into set-up errors and lingering-process warnings. */
+export function parseInitReport(text: string): { errors: string[]; lingering: string[] } {
+  const errors: string[] = [];
+  const lingering: string[] = [];
+  for (const line of text.split('\n')) {
+    if (line.startsWith(LINGERING)) lingering.push(line.slice(LINGERING.length).trim());
+    else if (line.trim() !== '') errors.push(line.trim());
+  }
+  return { errors, lingering };
+}
+
+/** The warning for processes a step left behind: pid, name and command line of each. */
+export function lingeringWarning(procs: string[]): string {
+  const shown = procs.slice(0, 5).map((p) => {
+    const [pid, comm, ...cmd] = p.split(' ');
+    return `${comm} (pid ${pid}${cmd.length ? `: ${cmd.join(' ').slice(0, 120)}` : ''})`;
+  });
+  const more = procs.length > 5 ? ` and ${procs.length - 5} more` : '';
+  return `RUN left ${procs.length === 1 ? 'a process' : `${procs.length} processes`} running after its command ended: ${shown.join(', ')}${more}; killed (a build step's processes end with the step, as in Docker)`;
 }
 
 /** Tail buffer of combined output: the last TAIL_BYTES bytes. */
@@ -56,11 +81,23 @@ export function spawnAndWait(
       return;
     }
     let killedBy: string | undefined;
+    let hardKill: NodeJS.Timeout | undefined;
+    const killGroup = () => {
+      try {
+        if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    };
     const kill = (why: string) => {
       killedBy ??= why;
       try {
-        if (ownGroup && child.pid) process.kill(-child.pid, 'SIGKILL');
-        else child.kill('SIGKILL');
+        // The plain rung's init kills the whole tree on SIGTERM (orphans included, whatever their
+        // session); the group kill follows in case it cannot.
+        if (ownGroup && child.pid) {
+          child.kill('SIGTERM');
+          hardKill ??= setTimeout(killGroup, 2000);
+        } else child.kill('SIGKILL');
       } catch {
         // already gone
       }
@@ -89,10 +126,13 @@ export function spawnAndWait(
     });
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
+      if (hardKill) clearTimeout(hardKill);
       spec.signal?.removeEventListener('abort', onAbort);
-      if (code === SETUP_FAILED && setupErr.trim() !== '') {
+      const report = parseInitReport(setupErr);
+      if (report.lingering.length > 0 && !killedBy) opts.onWarning?.(lingeringWarning(report.lingering));
+      if (code === SETUP_FAILED && report.errors.length > 0) {
         reject(
-          new KilnError('isolation', 'SANDBOX_SETUP', setupErr.trim().split('\n').join('; '), {
+          new KilnError('isolation', 'SANDBOX_SETUP', report.errors.join('; '), {
             hint: 'the sandbox could not be prepared; try another --isolation rung',
           }),
         );

@@ -54,6 +54,8 @@ export interface RunSpec {
   /** Host files shown at /etc/hosts and /etc/resolv.conf; never left behind in the root. */
   hostsFile?: string;
   resolvConfFile?: string;
+  /** RUN --security=insecure: every capability (BuildKit's opt-in); otherwise Docker's default set. */
+  insecure?: boolean;
   signal?: AbortSignal;
   timeoutMs?: number;
   onStdout?: (chunk: Buffer) => void;

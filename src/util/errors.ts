@@ -123,6 +123,7 @@ export const ERROR_CODES = {
     'UPLOAD_REJECTED',
   ],
   isolation: [
+    'ARCH_UNSUPPORTED',
     'MKNOD_FAILED',
     'MOUNT_COPY',
     'MOUNT_OVER_ROOT',

@@ -6,17 +6,19 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { capMask, DOCKER_DEFAULT_CAPS, PLAIN_CAPS } from '../../../src/isolation/capabilities.ts';
 import { execChain } from '../../../src/isolation/exec-chain.ts';
+import { RUN_INIT_SCRIPT } from '../../../src/isolation/run-init.ts';
 import { namespacedInvocation, namespacedScript } from '../../../src/isolation/namespaced-script.ts';
 import type { NamespacedInput, NamespacedTools } from '../../../src/isolation/namespaced-script.ts';
 import type { ResolvedMount } from '../../../src/isolation/root-stubs.ts';
 import type { RunSpec } from '../../../src/isolation/types.ts';
 
-const CHAIN_TOOLS = { env: '/usr/bin/env', setpriv: '/usr/bin/setpriv', nsenter: '/usr/bin/nsenter' };
+const SYSCALLS = { pivotRoot: 155, umount2: 166, prctl: 157, capget: 125, capset: 126, setgroups: 116 };
 const user = (o: Partial<RunSpec> = {}) => ({
   argv: ['/bin/sh', '-c', 'echo "a b"'],
   env: ['PATH=/bin', 'HOME=/root'],
@@ -27,44 +29,73 @@ const user = (o: Partial<RunSpec> = {}) => ({
 });
 
 describe('execChain', () => {
-  const chain = (o: Partial<RunSpec>, setgroupsDenied = false) =>
-    execChain(CHAIN_TOOLS, { spec: user(o), root: '/r', hostCwd: '/r/w', setgroupsDenied });
+  const chain = (o: Partial<RunSpec>, setgroupsDenied = false, mode: 'pivot' | 'chroot' = 'pivot') =>
+    execChain('/usr/bin/perl', {
+      spec: user(o),
+      root: '/r',
+      hostCwd: '/r/w/x',
+      mode,
+      caps: DOCKER_DEFAULT_CAPS,
+      lastCap: 40,
+      syscalls: SYSCALLS,
+      setgroupsDenied,
+    });
+  /** The init's positional arguments by name. */
+  const args = (c: string[]) => {
+    assert.deepEqual(c.slice(0, 2), ['/usr/bin/perl', '-e']);
+    assert.equal(c[2], RUN_INIT_SCRIPT);
+    assert.equal(c[3], '--');
+    const [mode, root, cwd, uid, gid, groups, keep, caps, last, ...rest] = c.slice(4);
+    const sys = rest.slice(0, 6);
+    const nenv = Number(rest[6]);
+    return {
+      mode,
+      root,
+      cwd,
+      uid,
+      gid,
+      groups,
+      keep,
+      caps,
+      last,
+      sys,
+      env: rest.slice(7, 7 + nenv),
+      argv: rest.slice(7 + nenv),
+    };
+  };
 
-  test('env -i with exactly the valid KEY=value entries, then setpriv, nsenter, argv', () => {
-    assert.deepEqual(chain({ env: ['A=1', 'NOEQ', '=x', 'EMPTY=', 'B=with space'] }), [
-      '/usr/bin/env',
-      '-i',
-      '--',
-      'A=1',
-      'EMPTY=',
-      'B=with space',
-      '/usr/bin/setpriv',
-      '--regid=0',
-      '--clear-groups',
-      '--',
-      '/usr/bin/nsenter',
-      '--root=/r',
-      '--wd=/r/w',
-      '--setuid=0',
-      '--',
-      '/bin/sh',
-      '-c',
-      'echo "a b"',
-    ]);
+  test('exactly the valid KEY=value entries, counted, then the argv untouched', () => {
+    const a = args(chain({ env: ['A=1', 'NOEQ', '=x', 'EMPTY=', 'B=with space', 'C=x=y'] }));
+    assert.deepEqual(a.env, ['A=1', 'EMPTY=', 'B=with space', 'C=x=y']);
+    assert.deepEqual(a.argv, ['/bin/sh', '-c', 'echo "a b"']);
+    assert.deepEqual(a.sys, ['155', '166', '157', '125', '126', '116']);
+    assert.equal(a.last, '40');
+  });
+
+  test('mode, root and the working directory inside the root', () => {
+    for (const mode of ['pivot', 'chroot'] as const) {
+      const a = args(chain({}, false, mode));
+      assert.equal(a.mode, mode);
+      assert.equal(a.root, '/r');
+      assert.equal(a.cwd, '/w/x');
+    }
   });
 
   test('user and groups: deduplicated supplementary groups, uid and gid in place', () => {
-    const c = chain({ uid: 1234, gid: 5678, additionalGids: [20, 30, 20] });
-    assert.ok(c.includes('--regid=5678'));
-    assert.ok(c.includes('--groups=20,30'));
-    assert.ok(c.includes('--setuid=1234'));
-    assert.ok(!c.includes('--clear-groups'));
+    const a = args(chain({ uid: 1234, gid: 5678, additionalGids: [20, 30, 20] }));
+    assert.deepEqual([a.uid, a.gid, a.groups, a.keep], ['1234', '5678', '20,30', '0']);
+    assert.equal(args(chain({})).groups, '', 'no supplementary groups: an empty list is set');
   });
 
   test('setgroups denied (single-id map): groups are kept, never set', () => {
-    const c = chain({ additionalGids: [20] }, true);
-    assert.ok(c.includes('--keep-groups'));
-    assert.ok(!c.some((a) => a.startsWith('--groups') || a === '--clear-groups'));
+    assert.equal(args(chain({ additionalGids: [20] }, true)).keep, '1');
+  });
+
+  test("capabilities: Docker's default set by number; RUN --security=insecure keeps all", () => {
+    assert.equal(args(chain({})).caps, '0,1,3,4,5,6,7,8,10,13,18,27,29,31');
+    assert.equal(args(chain({ insecure: true })).caps, 'all');
+    assert.equal(capMask(DOCKER_DEFAULT_CAPS), '00000000a80425fb', "Docker's CapEff");
+    for (const c of ['SYS_CHROOT', 'MKNOD', 'NET_RAW'] as const) assert.ok(!PLAIN_CAPS.includes(c), c);
   });
 });
 
@@ -78,6 +109,7 @@ describe('namespacedInvocation', () => {
   const tools: NamespacedTools = { unshare: '/u/unshare', sh: '/u/sh', mount: '/u/mount' };
   const input = (network: RunSpec['network']): NamespacedInput => ({
     network,
+    root: '/r',
     hostname: 'kiln',
     proc: '/r/proc',
     sys: '/r/sys',
@@ -141,6 +173,7 @@ describe('namespaced setup script, executed with recording tools', () => {
 
   const input = (o: Partial<NamespacedInput> = {}): NamespacedInput => ({
     network: 'default',
+    root: '/r',
     hostname: 'builder',
     proc: '/r/proc',
     sys: '/r/sys',
@@ -165,14 +198,27 @@ describe('namespaced setup script, executed with recording tools', () => {
   };
   const mounts = (lines: string[]) => lines.filter((l) => l.startsWith('mount'));
 
-  test('base: proc, sysfs, /dev, its nodes, devpts, shm in order; then exec with argv intact', async () => {
-    const r = await execute(tools, input());
+  test("base: root bound nodev, proc with Docker's read-only and masked paths, sysfs, nodev /dev and its nodes, devpts, shm; then exec", async () => {
+    const r0 = join(dir, 'r');
+    await mkdir(join(r0, 'proc/sys'), { recursive: true });
+    await writeFile(join(r0, 'proc/kcore'), '');
+    const r = await execute(tools, input({ root: r0, proc: join(r0, 'proc') }));
     assert.equal(r.code, 0, r.fd3);
     const m = mounts(r.lines);
-    assert.equal(m[0], 'mount [-t] [proc] [-o] [nosuid,nodev,noexec] [proc] [/r/proc]');
-    assert.equal(m[1], 'mount [-t] [sysfs] [-o] [ro,nosuid,nodev,noexec] [sysfs] [/r/sys]');
-    assert.equal(m[2], 'mount [--bind] [/t/dev] [/r/dev]');
-    const nodes = m.filter((l) => l.startsWith('mount [--bind] [/dev/'));
+    assert.deepEqual(m.slice(0, 7), [
+      `mount [--bind] [${r0}] [${r0}]`,
+      `mount [-o] [remount,bind,nodev] [${r0}]`,
+      `mount [-t] [proc] [-o] [nosuid,nodev,noexec] [proc] [${r0}/proc]`,
+      `mount [--bind] [${r0}/proc/sys] [${r0}/proc/sys]`,
+      `mount [-o] [remount,bind,ro] [${r0}/proc/sys]`,
+      `mount [--bind] [/dev/null] [${r0}/proc/kcore]`,
+      'mount [-t] [sysfs] [-o] [ro,nosuid,nodev,noexec] [sysfs] [/r/sys]',
+    ]);
+    assert.deepEqual(m.slice(7, 9), [
+      'mount [--bind] [/t/dev] [/r/dev]',
+      'mount [-o] [remount,bind,nosuid,nodev] [/r/dev]',
+    ]);
+    const nodes = m.filter((l) => l.startsWith('mount [--bind] [/dev/') && l.includes('[/r/dev/'));
     const hostNodes = ['null', 'zero', 'full', 'random', 'urandom', 'tty'].filter((n) =>
       existsSync(`/dev/${n}`),
     );
@@ -235,7 +281,7 @@ describe('namespaced setup script, executed with recording tools', () => {
     );
     assert.equal(r.code, 125);
     assert.match(r.fd3, /kiln sandbox: cannot make \/ro-fails read-only/);
-    assert.equal(mounts(r.lines).filter((l) => l.includes('remount')).length, 5);
+    assert.equal(mounts(r.lines).filter((l) => l.includes('remount') && l.includes('ro-fails')).length, 8);
     assert.ok(!r.lines.some((l) => l.startsWith('exec')), 'the command never runs');
   });
 
