@@ -3,10 +3,19 @@
  * directory, streamed entry by entry. Every path is resolved chroot-style inside the root (see
  * resolveInRoot), so `..`, absolute names and symlinks pointing out of the root cannot make an
  * entry land outside it; a hardlink whose target leaves the root is refused.
+ *
+ * Nothing is applied later by path: a later entry of the same layer may replace a parent directory
+ * with a symlink to anywhere. Owners, modes and times of files are set through the descriptor they
+ * were written with; xattrs go through a descriptor opened right after the entry was made (batched,
+ * one setfattr per batch); directory times, which must wait for the directory's contents, are set
+ * at the end only on a path re-checked component by component to be real directories, the same inode.
  */
 import {
   chmodSync,
   closeSync,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
   lchownSync,
   linkSync,
   lstatSync,
@@ -17,6 +26,7 @@ import {
   symlinkSync,
   unlinkSync,
   writeSync,
+  constants as fsConstants,
 } from 'node:fs';
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
@@ -26,7 +36,7 @@ import * as tar from 'tar-stream';
 import { resolveInRoot, resolveInRootSync } from './rootpath.ts';
 import { KilnError } from '../util/errors.ts';
 import { runCommand } from '../util/command.ts';
-import { applyXattrs } from './xattr.ts';
+import { applyXattrsToFds, DEVICE_XATTR, FD_BATCH } from './xattr.ts';
 import { zstdDecompress } from './zstd.ts';
 
 export interface ExtractOptions {
@@ -36,8 +46,10 @@ export interface ExtractOptions {
    */
   onWhiteout?: (path: string, kind: 'whiteout' | 'opaque') => void;
   /**
-   * Skip character and block devices instead of failing (a user namespace cannot mknod them); each
-   * skipped one is told to `onSkipped`.
+   * Do not create character and block devices (a user namespace cannot mknod them, and a device in
+   * the build tree would let a later RUN reach the host's hardware): each becomes an empty
+   * placeholder file recording the device in DEVICE_XATTR, which the layer writer turns back into
+   * the device, so the image keeps it. Each one is told to `onSkipped`.
    */
   skipDevices?: boolean;
   onSkipped?: (path: string, reason: string) => void;
@@ -211,25 +223,20 @@ export async function extractLayer(
   decoder.on('error', (err) => ex.destroy(err));
   body.pipe(decoder).pipe(ex);
 
-  const written = new Set<string>();
-  const dirTimes: Array<[string, number]> = [];
-  const xattrs: Array<{ path: string; xattrs: Map<string, Buffer> }> = [];
+  const applier = new LayerApplier(root, opts);
   let entries = 0;
-  // Image dir → host dir for directories known to be real (not symlinks): most entries then resolve
-  // with no lstat of their parents. Anything that removes or replaces a directory clears it.
-  const dirs = new Map<string, string>([['/', root]]);
-
   try {
     for await (const entry of ex) {
       entries++;
-      const h = entry.header as unknown as EntryHeader;
       try {
-        await applyEntry(h, entry);
+        await applier.apply(entry.header as unknown as EntryHeader, entry);
       } finally {
         entry.resume();
       }
     }
+    await applier.finish();
   } catch (err) {
+    applier.closeAll();
     body.destroy();
     decoder.destroy();
     ex.destroy();
@@ -239,188 +246,336 @@ export async function extractLayer(
       cause: err,
     });
   }
-
-  await applyXattrs(xattrs);
-  for (const [p, t] of dirTimes) {
-    try {
-      lutimesSync(p, t, t);
-    } catch {
-      // removed by a later whiteout
-    }
-  }
   return { entries };
+}
+
+/** Linux's O_PATH (the asm-generic value, which x86, arm, arm64, riscv and ppc share): Node has no constant for it. */
+const O_PATH = 0o10000000;
+const O_PATH_NOFOLLOW = O_PATH | fsConstants.O_NOFOLLOW;
+
+interface DirTime {
+  host: string;
+  dev: number;
+  ino: number;
+  mtime: number;
+}
+
+interface Meta {
+  uid: number;
+  gid: number;
+  mode: number;
+  mtime: number;
+  xattrs: Map<string, Buffer> | undefined;
+}
+
+/** The state of one layer being applied: entry handlers, pending xattrs (held by descriptor), deferred dir times. */
+class LayerApplier {
+  /** Host paths this layer wrote (parents made implicitly included), for opaque markers. */
+  private readonly written = new Set<string>();
+  private readonly dirTimes: DirTime[] = [];
+  private pending: Array<{ fd: number; name: string; xattrs: Map<string, Buffer> }> = [];
+  /**
+   * Image dir → host dir for directories known to be real (not symlinks): most entries then resolve
+   * with no lstat of their parents. Anything that removes or replaces a directory clears it.
+   */
+  private readonly dirs = new Map<string, string>();
+
+  constructor(
+    private readonly root: string,
+    private readonly opts: ExtractOptions,
+  ) {
+    this.dirs.set('/', root);
+  }
+
+  async apply(h: EntryHeader, entry: Entry): Promise<void> {
+    const path = imagePath(h.name);
+    const base = posix.basename(path);
+    if (base === OPAQUE) return this.opaque(posix.dirname(path));
+    if (base.startsWith(WH)) return this.whiteout(posix.join(posix.dirname(path), base.slice(WH.length)));
+    if (path === '/') return; // the root itself ("./"): its metadata belongs to the rootfs
+
+    const host = this.resolveEntry(path);
+    if (host === this.root || !host.startsWith(this.root + '/'))
+      throw unsafe(`layer entry ${h.name} resolves outside the root`);
+    const pax = h.pax ?? undefined;
+    const meta: Meta = {
+      uid: num(pax, 'uid', h.uid ?? 0),
+      gid: num(pax, 'gid', h.gid ?? 0),
+      mode: (h.mode ?? 0o644) & 0o7777,
+      mtime: num(pax, 'mtime', (h.mtime?.getTime() ?? 0) / 1000),
+      xattrs: paxXattrs(pax),
+    };
+    if (!this.dirs.has(posix.dirname(path))) ensureParentSync(host, h.name);
+    switch (h.type) {
+      case 'directory':
+        this.directory(path, host, meta);
+        break;
+      case 'file':
+      case 'contiguous-file':
+      case null:
+      case undefined:
+        await this.file(host, meta, entry);
+        break;
+      case 'symlink':
+        this.clearSync(host, false);
+        symlinkSync(h.linkname ?? '', host);
+        lchownSync(host, meta.uid, meta.gid);
+        lutimesSync(host, meta.mtime, meta.mtime);
+        break;
+      case 'link':
+        if (!this.hardlink(h, host)) return;
+        this.keepXattrs(host, meta.xattrs);
+        break;
+      case 'character-device':
+      case 'block-device':
+      case 'fifo':
+        await this.special(h, path, host, meta);
+        break;
+      default:
+        return; // unknown entry types are skipped, like GNU tar does with a warning
+    }
+    await this.flushIfFull();
+    // Parents made implicitly belong to this layer too, so an opaque marker keeps them.
+    for (let p = host; p !== this.root && !this.written.has(p); p = posix.dirname(p)) this.written.add(p);
+  }
+
+  /** Sets the pending xattrs, then the directory times. Call once, after the last entry. */
+  async finish(): Promise<void> {
+    await this.flush();
+    this.applyDirTimes();
+  }
+
+  /** Closes the descriptors still held (after a failure). */
+  closeAll(): void {
+    for (const p of this.pending) closeQuietly(p.fd);
+    this.pending = [];
+  }
+
+  private resetDirs(): void {
+    this.dirs.clear();
+    this.dirs.set('/', this.root);
+  }
+
+  private async opaque(dir: string): Promise<void> {
+    await emptyLower(await resolveInRoot(this.root, dir, true), this.written);
+    this.resetDirs();
+    this.opts.onWhiteout?.(dir, 'opaque');
+  }
+
+  private async whiteout(target: string): Promise<void> {
+    if (target === '/') return;
+    const host = await resolveInRoot(this.root, target, false);
+    if (host !== this.root) await rm(host, { recursive: true, force: true });
+    this.resetDirs();
+    this.opts.onWhiteout?.(target, 'whiteout');
+  }
 
   /** Host path for an entry: its parent resolved chroot-style (cached), the last part not followed. */
-  function resolveEntry(path: string): string {
+  private resolveEntry(path: string): string {
     const parent = posix.dirname(path);
-    const hostParent = dirs.get(parent);
+    const hostParent = this.dirs.get(parent);
     if (hostParent !== undefined) return posix.join(hostParent, posix.basename(path));
-    const resolvedParent = resolveInRootSync(root, parent, true);
+    const resolvedParent = resolveInRootSync(this.root, parent, true);
     let isDir = false;
     try {
       isDir = lstatSync(resolvedParent).isDirectory();
     } catch {
       // not there yet, or a file in the way (ENOTDIR): ensureParentSync reports it
     }
-    if (isDir) dirs.set(parent, resolvedParent);
-    return resolveInRootSync(root, path, false);
+    if (isDir) this.dirs.set(parent, resolvedParent);
+    return resolveInRootSync(this.root, path, false);
   }
 
   /** Makes room for a new entry at `host`: a non-directory is always removed, a directory only if `keepDir` is false. */
-  function clearSync(host: string, keepDir: boolean): boolean {
+  private clearSync(host: string, keepDir: boolean): boolean {
     const st = lstatSync(host, { throwIfNoEntry: false });
     if (!st) return false;
     if (st.isDirectory()) {
       if (keepDir) return true;
       rmSync(host, { recursive: true, force: true });
-      dirs.clear();
-      dirs.set('/', root);
+      this.resetDirs();
     } else unlinkSync(host);
     return false;
   }
 
-  function ensureParentSync(host: string, name: string): void {
-    const parent = posix.dirname(host);
+  private directory(path: string, host: string, m: Meta): void {
+    if (!this.clearSync(host, true)) mkdirSync(host, { mode: 0o700 });
+    // `host` is a real directory here (just made, or lstat'ed as one), its parents too.
+    lchownSync(host, m.uid, m.gid);
+    chmodSync(host, m.mode);
+    const st = lstatSync(host);
+    this.dirTimes.push({ host, dev: st.dev, ino: st.ino, mtime: m.mtime });
+    this.dirs.set(path, host);
+    this.keepXattrs(host, m.xattrs);
+  }
+
+  /** Written chunk by chunk as the tar stream delivers them: never a whole file in memory. */
+  private async file(host: string, m: Meta, entry: Entry | null): Promise<void> {
+    this.clearSync(host, false);
+    const fd = openSync(host, 'wx', 0o600);
     try {
-      mkdirSync(parent, { recursive: true });
+      if (entry) {
+        for await (const chunk of entry as AsyncIterable<Buffer>) {
+          let off = 0;
+          while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
+        }
+      }
+      // Through the descriptor: chown first (it clears setuid bits), then the mode, then the time.
+      fchownSync(fd, m.uid, m.gid);
+      fchmodSync(fd, m.mode);
+      futimesSync(fd, m.mtime, m.mtime);
     } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    if (m.xattrs) this.pending.push({ fd, name: host, xattrs: m.xattrs });
+    else closeSync(fd);
+  }
+
+  /** Returns false when the link is the entry itself (nothing to do). */
+  private hardlink(h: EntryHeader, host: string): boolean {
+    const rel = posix.normalize(h.linkname ?? '');
+    if (rel === '..' || rel.startsWith('../') || rel === '.' || rel === '') {
+      throw unsafe(`hardlink ${h.name} points outside the root (${h.linkname ?? ''})`);
+    }
+    const target = resolveInRootSync(this.root, rel, false);
+    if (!target.startsWith(this.root + '/'))
+      throw unsafe(`hardlink ${h.name} points outside the root (${h.linkname})`);
+    const tst = lstatSync(target, { throwIfNoEntry: false });
+    if (!tst || tst.isDirectory()) {
       throw new KilnError(
         'fs',
-        'LAYER_CONFLICT',
-        `cannot create the parent directory of ${name}: ${(err as Error).message}`,
+        'BAD_LAYER',
+        `hardlink ${h.name} points at ${h.linkname}, which is not a file`,
         {
-          hint: 'a path component of this layer entry is a file in the layers below',
-          cause: err,
+          hint: 'the layer is corrupt: a hardlink target must be a non-directory written before it',
         },
       );
     }
+    if (target === host) return false;
+    this.clearSync(host, false);
+    linkSync(target, host);
+    return true;
   }
 
-  async function applyEntry(h: EntryHeader, entry: Entry): Promise<void> {
-    const path = imagePath(h.name);
-    const base = posix.basename(path);
-    const pax = h.pax ?? undefined;
-
-    if (base === OPAQUE) {
-      const dir = await resolveInRoot(root, posix.dirname(path), true);
-      await emptyLower(dir, written);
-      dirs.clear();
-      dirs.set('/', root);
-      opts.onWhiteout?.(posix.dirname(path), 'opaque');
-      return;
+  /** Fifos, and devices (or their placeholders, see ExtractOptions.skipDevices). */
+  private async special(h: EntryHeader, path: string, host: string, m: Meta): Promise<void> {
+    const major = h.devmajor ?? 0;
+    const minor = h.devminor ?? 0;
+    if (h.type !== 'fifo' && this.opts.skipDevices) {
+      const kind = h.type === 'character-device' ? 'c' : 'b';
+      const xattrs = new Map(m.xattrs ?? []);
+      xattrs.set(DEVICE_XATTR, Buffer.from(`${kind} ${major} ${minor}`));
+      this.opts.onSkipped?.(
+        path,
+        `${h.type} ${major}:${minor} is kept in the layer, not created in the build tree`,
+      );
+      return this.file(host, { ...m, xattrs }, null);
     }
-    if (base.startsWith(WH)) {
-      const target = posix.join(posix.dirname(path), base.slice(WH.length));
-      if (target === '/') return;
-      const host = await resolveInRoot(root, target, false);
-      if (host !== root) await rm(host, { recursive: true, force: true });
-      dirs.clear();
-      dirs.set('/', root);
-      opts.onWhiteout?.(target, 'whiteout');
-      return;
-    }
-    if (path === '/') return; // the root itself ("./"): its metadata belongs to the rootfs
+    this.clearSync(host, false);
+    const mode = m.mode.toString(8);
+    if (h.type === 'fifo') await run('mkfifo', ['-m', mode, '--', host]);
+    else
+      await run('mknod', [
+        '-m',
+        mode,
+        '--',
+        host,
+        h.type === 'character-device' ? 'c' : 'b',
+        String(major),
+        String(minor),
+      ]);
+    lchownSync(host, m.uid, m.gid);
+    chmodSync(host, m.mode);
+    lutimesSync(host, m.mtime, m.mtime);
+    this.keepXattrs(host, m.xattrs);
+  }
 
-    const host = resolveEntry(path);
-    if (host === root || !host.startsWith(root + '/'))
-      throw unsafe(`layer entry ${h.name} resolves outside the root`);
-    const uid = num(pax, 'uid', h.uid ?? 0);
-    const gid = num(pax, 'gid', h.gid ?? 0);
-    const mode = (h.mode ?? 0o644) & 0o7777;
-    const mtime = num(pax, 'mtime', (h.mtime?.getTime() ?? 0) / 1000);
+  /**
+   * Holds a descriptor of the entry just made (O_PATH: a device or fifo is not opened for I/O) so
+   * its xattrs can be set later, batched, on this very inode. Symlinks get none, as before.
+   */
+  private keepXattrs(host: string, xattrs: Map<string, Buffer> | undefined): void {
+    if (!xattrs) return;
+    const fd = openSync(host, O_PATH_NOFOLLOW);
+    this.pending.push({ fd, name: host, xattrs });
+  }
 
-    if (!dirs.has(posix.dirname(path))) ensureParentSync(host, h.name);
-    switch (h.type) {
-      case 'directory': {
-        if (!clearSync(host, true)) mkdirSync(host, { mode: 0o700 });
-        lchownSync(host, uid, gid);
-        chmodSync(host, mode);
-        dirTimes.push([host, mtime]);
-        dirs.set(path, host);
-        break;
-      }
-      case 'file':
-      case 'contiguous-file':
-      case null:
-      case undefined: {
-        clearSync(host, false);
-        // Written chunk by chunk as the tar stream delivers them: never a whole file in memory.
-        const fd = openSync(host, 'wx', 0o600);
-        try {
-          for await (const chunk of entry as AsyncIterable<Buffer>) {
-            let off = 0;
-            while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
-          }
-        } finally {
-          closeSync(fd);
-        }
-        lchownSync(host, uid, gid);
-        chmodSync(host, mode);
-        lutimesSync(host, mtime, mtime);
-        break;
-      }
-      case 'symlink': {
-        clearSync(host, false);
-        symlinkSync(h.linkname ?? '', host);
-        lchownSync(host, uid, gid);
-        lutimesSync(host, mtime, mtime);
-        break;
-      }
-      case 'link': {
-        const rel = posix.normalize(h.linkname ?? '');
-        if (rel === '..' || rel.startsWith('../') || rel === '.' || rel === '') {
-          throw unsafe(`hardlink ${h.name} points outside the root (${h.linkname ?? ''})`);
-        }
-        const target = resolveInRootSync(root, rel, false);
-        if (!target.startsWith(root + '/'))
-          throw unsafe(`hardlink ${h.name} points outside the root (${h.linkname})`);
-        const tst = lstatSync(target, { throwIfNoEntry: false });
-        if (!tst || tst.isDirectory()) {
-          throw new KilnError(
-            'fs',
-            'BAD_LAYER',
-            `hardlink ${h.name} points at ${h.linkname}, which is not a file`,
-            {
-              hint: 'the layer is corrupt: a hardlink target must be a non-directory written before it',
-            },
-          );
-        }
-        if (target === host) break;
-        clearSync(host, false);
-        linkSync(target, host);
-        break;
-      }
-      case 'character-device':
-      case 'block-device':
-      case 'fifo': {
-        if (opts.skipDevices && h.type !== 'fifo') {
-          opts.onSkipped?.(path, `${h.type} ${h.devmajor ?? 0}:${h.devminor ?? 0} cannot be created here`);
-          return;
-        }
-        clearSync(host, false);
-        const m = mode.toString(8);
-        if (h.type === 'fifo') await run('mkfifo', ['-m', m, '--', host]);
-        else {
-          const t = h.type === 'character-device' ? 'c' : 'b';
-          await run('mknod', ['-m', m, '--', host, t, String(h.devmajor ?? 0), String(h.devminor ?? 0)]);
-        }
-        lchownSync(host, uid, gid);
-        chmodSync(host, mode);
-        lutimesSync(host, mtime, mtime);
-        break;
-      }
-      default:
-        return; // unknown entry types are skipped, like GNU tar does with a warning
-    }
-    // Parents made implicitly belong to this layer too, so an opaque marker keeps them.
-    for (let p = host; p !== root && !written.has(p); p = posix.dirname(p)) written.add(p);
+  private async flushIfFull(): Promise<void> {
+    if (this.pending.length >= FD_BATCH) await this.flush();
+  }
 
-    if (pax) {
-      const x = new Map<string, Buffer>();
-      for (const [k, v] of Object.entries(pax)) {
-        if (k.startsWith(XATTR_PREFIX)) x.set(k.slice(XATTR_PREFIX.length), Buffer.from(v, 'latin1'));
-      }
-      if (x.size > 0 && h.type !== 'symlink') xattrs.push({ path: host, xattrs: x });
+  private async flush(): Promise<void> {
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      await applyXattrsToFds(batch);
+    } finally {
+      for (const p of batch) closeQuietly(p.fd);
     }
+  }
+
+  /**
+   * A directory's time is set once its contents are written, so at the end; by then a later entry
+   * may have replaced one of its parents with a symlink. Each path is re-checked from the root down,
+   * without following anything: every component a real directory, the last one the inode made. A
+   * directory that failed the check was replaced or removed, and its time no longer matters.
+   */
+  private applyDirTimes(): void {
+    const real = new Map<string, boolean>([[this.root, true]]);
+    const isRealDir = (p: string): boolean => {
+      const known = real.get(p);
+      if (known !== undefined) return known;
+      const parent = posix.dirname(p);
+      const ok =
+        parent.length >= this.root.length &&
+        isRealDir(parent) &&
+        lstatSync(p, { throwIfNoEntry: false })?.isDirectory() === true;
+      real.set(p, ok);
+      return ok;
+    };
+    for (const t of this.dirTimes) {
+      if (!isRealDir(posix.dirname(t.host))) continue;
+      const st = lstatSync(t.host, { throwIfNoEntry: false });
+      if (!st?.isDirectory() || st.ino !== t.ino || st.dev !== t.dev) continue;
+      lutimesSync(t.host, t.mtime, t.mtime);
+    }
+  }
+}
+
+function ensureParentSync(host: string, name: string): void {
+  try {
+    mkdirSync(posix.dirname(host), { recursive: true });
+  } catch (err) {
+    throw new KilnError(
+      'fs',
+      'LAYER_CONFLICT',
+      `cannot create the parent directory of ${name}: ${(err as Error).message}`,
+      {
+        hint: 'a path component of this layer entry is a file in the layers below',
+        cause: err,
+      },
+    );
+  }
+}
+
+function paxXattrs(pax: Record<string, string> | undefined): Map<string, Buffer> | undefined {
+  if (!pax) return undefined;
+  let x: Map<string, Buffer> | undefined;
+  for (const [k, v] of Object.entries(pax)) {
+    const name = k.slice(XATTR_PREFIX.length);
+    // kiln's own placeholder mark is never taken from a layer: it would turn a file into a device.
+    if (!k.startsWith(XATTR_PREFIX) || name === DEVICE_XATTR) continue;
+    x ??= new Map();
+    x.set(name, Buffer.from(v, 'latin1'));
+  }
+  return x;
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
   }
 }

@@ -22,7 +22,7 @@ import { DigestStream, digestHex } from '../image/digest.ts';
 import { MediaType } from '../image/types.ts';
 import { KilnError } from '../util/errors.ts';
 import type { Diff, LayerWriteOptions, WrittenLayer } from './types.ts';
-import { readXattrs } from './xattr.ts';
+import { DEVICE_XATTR, parseDeviceXattr, readXattrs } from './xattr.ts';
 import { createParallelGzip } from './pgzip.ts';
 import { zstdCompress } from './zstd.ts';
 
@@ -177,6 +177,26 @@ function fsError(what: string, p: string, err: unknown): KilnError {
   );
 }
 
+/**
+ * The device an extraction placeholder stands for (see DEVICE_XATTR), with the rest of its xattrs;
+ * a placeholder a step wrote into is a plain file again.
+ */
+function placeholderDevice(
+  st: BigIntStats,
+  x: Map<string, Buffer> | undefined,
+): Pick<TarHeader, 'type' | 'devmajor' | 'devminor' | 'xattrs'> | undefined {
+  const v = x?.get(DEVICE_XATTR);
+  const dev = v && st.size === 0n ? parseDeviceXattr(v) : undefined;
+  if (!dev) return undefined;
+  const rest = new Map([...x!].filter(([k]) => k !== DEVICE_XATTR));
+  return {
+    type: dev.kind === 'c' ? '3' : '4',
+    devmajor: dev.major,
+    devminor: dev.minor,
+    ...(rest.size ? { xattrs: rest } : {}),
+  };
+}
+
 async function planEntries(diff: Diff, clamp: number | undefined): Promise<PlannedEntry[]> {
   const clampTime = (t: number): number => (clamp !== undefined && t > clamp ? clamp : t);
   const wt = clamp ?? 0;
@@ -225,13 +245,16 @@ async function planEntries(diff: Diff, clamp: number | undefined): Promise<Plann
           return { header: { ...base, name, type: '2', linkname: target } };
         }
         if (st.isFile()) {
+          const device = placeholderDevice(st, x);
+          if (device) return { header: { ...base, name, ...device } };
           if (st.nlink > 1n) {
             const ino = `${st.dev}:${st.ino}`;
             const first = seenInodes.get(ino);
             if (first !== undefined) return { header: { ...base, name, type: '1', linkname: first } };
             seenInodes.set(ino, name);
           }
-          return { header: { ...base, name, type: '0', size: Number(st.size), xattrs: x }, source: host };
+          const xf = x?.has(DEVICE_XATTR) ? new Map([...x].filter(([k]) => k !== DEVICE_XATTR)) : x;
+          return { header: { ...base, name, type: '0', size: Number(st.size), xattrs: xf }, source: host };
         }
         if (st.isCharacterDevice() || st.isBlockDevice()) {
           const type = st.isCharacterDevice() ? '3' : '4';

@@ -39,11 +39,14 @@ export function resolveInRootSync(root: string, imagePath: string, followLast = 
     try {
       st = lstatSync(host);
     } catch {
-      st = undefined; // ENOENT, or ENOTDIR where a file stands in the way: created below as dirs
+      st = undefined;
     }
     if (!st) {
-      resolved.push(part, ...parts.filter((p) => p !== '.'));
-      return posix.join(root, ...normalizeParts(resolved));
+      // ENOENT, or ENOTDIR where a file stands in the way (created below as dirs). The walk goes on:
+      // a later `..` (from a symlink's target) climbs back to components that exist, and those must
+      // be resolved too; cutting the path textually would keep a symlink there unresolved.
+      resolved.push(part);
+      continue;
     }
     if (st.isSymbolicLink() && (!isLast || followLast)) {
       if (++links > MAX_LINKS) {
@@ -64,15 +67,6 @@ export function resolveInRootSync(root: string, imagePath: string, followLast = 
     resolved.push(part);
   }
   return posix.join(root, ...resolved);
-}
-
-function normalizeParts(parts: string[]): string[] {
-  const out: string[] = [];
-  for (const p of parts) {
-    if (p === '..') out.pop();
-    else if (p !== '.' && p !== '') out.push(p);
-  }
-  return out;
 }
 
 /** The image path of a host path inside `root` ("/" for the root itself). */

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { KilnError } from '../util/errors.ts';
 import { firstLine, runCommand } from '../util/command.ts';
 import type { Diff, Snapshotter, StepSnapshot } from './types.ts';
-import { applyXattrs, readXattrs } from './xattr.ts';
+import { applyXattrs, readXattrs, readXattrsUnder } from './xattr.ts';
 import { isExcluded } from './exclude.ts';
 
 /** True when this process runs in a user namespace (uid_map is not the identity over the full range). */
@@ -72,57 +72,13 @@ export async function unmount(target: string): Promise<void> {
   }
 }
 
-/** Decodes getfattr's octal escapes in a file name. */
-function unescapeName(s: string): string {
-  if (!s.includes('\\')) return s;
-  const raw = Buffer.from(s, 'utf8');
-  const bytes: number[] = [];
-  for (let i = 0; i < raw.length; i++) {
-    const oct = raw.subarray(i + 1, i + 4).toString();
-    if (raw[i] === 0x5c && /^[0-7]{3}$/.test(oct)) {
-      bytes.push(parseInt(oct, 8));
-      i += 3;
-    } else if (raw[i] === 0x5c && raw[i + 1] === 0x5c) {
-      bytes.push(0x5c);
-      i += 1;
-    } else bytes.push(raw[i]!);
-  }
-  return Buffer.from(bytes).toString('utf8');
-}
-
 /** Overlay-private xattrs of every entry under `dir`: host path → names (with values). One getfattr run. */
-async function overlayXattrs(dir: string): Promise<Map<string, Map<string, string>>> {
-  const r = await runCommand('getfattr', [
-    '-R',
-    '-h',
-    '--absolute-names',
-    '-d',
-    '-m',
-    '^(trusted|user)\\.overlay\\.',
-    '-e',
-    'text',
+function overlayXattrs(dir: string): Promise<Map<string, Map<string, Buffer>>> {
+  return readXattrsUnder(
     dir,
-  ]);
-  if (r.missing) {
-    throw new KilnError('fs', 'GETFATTR_MISSING', 'getfattr is needed to read overlay opaque dirs', {
-      hint: 'install the attr package, or run with --snapshot=walk',
-    });
-  }
-  const out = new Map<string, Map<string, string>>();
-  let cur: Map<string, string> | undefined;
-  for (const line of r.stdout.split('\n')) {
-    if (line.startsWith('# file: ')) {
-      cur = new Map();
-      out.set(unescapeName(line.slice(8)), cur);
-      continue;
-    }
-    const eq = line.indexOf('=');
-    if (!cur || eq <= 0) continue;
-    let v = line.slice(eq + 1);
-    if (v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
-    cur.set(unescapeName(line.slice(0, eq)), v);
-  }
-  return out;
+    '^(trusted|user)\\.overlay\\.',
+    'install the attr package, or run with --snapshot=walk',
+  );
 }
 
 interface Node {
@@ -154,7 +110,7 @@ async function readTree(
   imagePath: string,
   exclude: string[],
   opaqueName: string,
-  xattrs: Map<string, Map<string, string>>,
+  xattrs: Map<string, Map<string, Buffer>>,
 ): Promise<Node[]> {
   const names = readdirSync(upperDir).sort();
   const nodes: Node[] = [];
@@ -171,7 +127,7 @@ async function readTree(
       upper,
       st,
       kind,
-      opaque: kind === 'dir' && xattrs.get(upper)?.get(opaqueName) === 'y',
+      opaque: kind === 'dir' && xattrs.get(upper)?.get(opaqueName)?.toString() === 'y',
       excluded,
       hasExcluded: false,
       children: [],
@@ -335,7 +291,7 @@ class OverlayStep implements StepSnapshot {
   }
 
   /** Moved entries keep overlay's private xattrs (origin, opaque, impure): drop them from the rootfs. */
-  private async stripOverlayXattrs(xattrs: Map<string, Map<string, string>>): Promise<void> {
+  private async stripOverlayXattrs(xattrs: Map<string, Map<string, Buffer>>): Promise<void> {
     const args: string[] = [];
     const prefix = this.upper + '/';
     for (const [host, names] of xattrs) {

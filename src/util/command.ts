@@ -20,6 +20,8 @@ export interface CommandOptions {
    * (which could otherwise hold the pipes open and keep the result from ever arriving).
    */
   ownProcessGroup?: boolean;
+  /** Descriptors of this process handed to the command as its 3, 4, ... (for /proc/self/fd paths). */
+  fds?: number[];
 }
 
 export interface CommandResult {
@@ -56,6 +58,7 @@ export function runCommand(cmd: string, args: string[], opts: CommandOptions = {
           opts.input === undefined ? 'ignore' : 'pipe',
           opts.stdout === 'ignore' ? 'ignore' : 'pipe',
           'pipe',
+          ...(opts.fds ?? []),
         ],
         detached: opts.ownProcessGroup === true,
       });

@@ -9,6 +9,9 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { extractLayer } from '../../../src/fs/extract.ts';
+import { writeLayer } from '../../../src/fs/layer-writer.ts';
+import { KilnError } from '../../../src/util/errors.ts';
+import { hostileLayers, makeCanary, newTarget, snapshotHost } from '../../helpers/hostile-layers.ts';
 
 type Entry = Partial<tar.Header> & { name: string; content?: string | Buffer; pax?: Record<string, string> };
 
@@ -310,3 +313,105 @@ async function addPaxXattr(tarBuf: Buffer, name: string, key: string, value: Buf
   }
   throw new Error(`no entry ${name}`);
 }
+
+describe('extractLayer against the hostile layers (test/helpers/hostile-layers.ts)', () => {
+  test('each layer is contained or refused with an fs error; the host canary is untouched', async () => {
+    const base = await tmp('hostile');
+    const target = newTarget(join(base, 'canary'));
+    const layers = await hostileLayers(target);
+    assert.ok(layers.length >= 30, `${layers.length} layers`);
+    const outcomes: string[] = [];
+    const problems: string[] = [];
+    try {
+      for (const l of layers) {
+        await makeCanary(target, { uid: 0, gid: 0 });
+        const before = snapshotHost(target, [base]);
+        const root = join(base, `root-${l.id}`, 'r');
+        await mkdir(root, { recursive: true });
+        let err: unknown;
+        try {
+          await extractLayer(fromBuf(l.blob), root, { skipDevices: true });
+        } catch (e) {
+          err = e;
+        }
+        const what = `${l.id} (${l.what})`;
+        if (snapshotHost(target, [base]) !== before) problems.push(`${what} changed the host`);
+        if (err && l.expect === 'contained') problems.push(`${what} failed: ${String(err)}`);
+        if (err && !(err instanceof KilnError && err.category === 'fs'))
+          problems.push(`${what}: not an fs KilnError: ${String(err)}`);
+        if (!err && l.expect === 'refused') problems.push(`${what} was accepted`);
+        if (!err) {
+          try {
+            l.inside?.(root);
+          } catch (e) {
+            problems.push(`${what}: ${(e as Error).message}`);
+          }
+        }
+        outcomes.push(`${l.id} ${err ? `refused ${(err as KilnError).code}` : 'contained'}`);
+        await rm(join(base, `root-${l.id}`), { recursive: true, force: true });
+      }
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+    assert.deepEqual(problems, []);
+    assert.equal(outcomes.length, layers.length);
+    if (process.env.KILN_HOSTILE_REPORT) console.log(outcomes.join('\n'));
+  });
+
+  test('devices become placeholders the layer writer turns back into the devices', async () => {
+    const root = await tmp('devroot');
+    const out = await tmp('devout');
+    try {
+      const skipped: string[] = [];
+      await extractLayer(
+        fromBuf(
+          await makeTar([
+            { name: 'dev/', type: 'directory' },
+            { name: 'dev/kmsg', type: 'character-device', devmajor: 1, devminor: 11, mode: 0o600, uid: 7 },
+            { name: 'dev/sda', type: 'block-device', devmajor: 8, devminor: 16, mode: 0o660 },
+          ]),
+        ),
+        root,
+        { skipDevices: true, onSkipped: (p) => skipped.push(p) },
+      );
+      assert.deepEqual(skipped, ['/dev/kmsg', '/dev/sda']);
+      const st = await lstat(join(root, 'dev/kmsg'));
+      assert.ok(st.isFile() && st.size === 0, 'a placeholder, not a device');
+      assert.equal(st.mode & 0o7777, 0o600);
+      assert.equal(st.uid, 7);
+      const layer = await writeLayer(
+        { root, changed: ['/dev', '/dev/kmsg', '/dev/sda'], deleted: [], opaque: [] },
+        { compression: 'none', compressionLevel: 0, outDir: out },
+      );
+      const got: Array<[string, string, number, number, number]> = [];
+      const ex = tar.extract();
+      const done = (async () => {
+        for await (const e of ex) {
+          got.push([
+            e.header.name,
+            e.header.type ?? '',
+            e.header.devmajor ?? 0,
+            e.header.devminor ?? 0,
+            e.header.mode ?? 0,
+          ]);
+          assert.equal(
+            (e.header.pax as Record<string, string> | undefined)?.['SCHILY.xattr.user.kiln.device'],
+            undefined,
+            'the mark is not written',
+          );
+          e.resume();
+        }
+      })();
+      Readable.from([await readFile(layer.path)]).pipe(ex);
+      await done;
+      assert.deepEqual(got, [
+        ['dev/', 'directory', 0, 0, 0o755],
+        ['dev/kmsg', 'character-device', 1, 11, 0o600],
+        ['dev/sda', 'block-device', 8, 16, 0o660],
+      ]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+});
