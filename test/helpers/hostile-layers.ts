@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import * as tar from 'tar-stream';
 import type { TestRegistry } from './registry.ts';
+import { SetupError } from './setup-error.ts';
 
 export type LayerEntry = Partial<tar.Header> & {
   name: string;
@@ -533,7 +534,8 @@ function sha256(b: Buffer | string): string {
 async function pushBlob(reg: TestRegistry, repo: string, data: Buffer): Promise<string> {
   const digest = `sha256:${sha256(data)}`;
   const start = await fetch(`${reg.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
-  if (start.status !== 202) throw new Error(`blob upload start: ${start.status}`);
+  if (start.status !== 202)
+    throw new SetupError('registry', 'TEST_PUSH_FAILED', `blob upload start: ${start.status}`);
   const loc = new URL(start.headers.get('location')!, reg.url);
   loc.searchParams.set('digest', digest);
   const put = await fetch(loc, {
@@ -541,7 +543,8 @@ async function pushBlob(reg: TestRegistry, repo: string, data: Buffer): Promise<
     body: data,
     headers: { 'content-type': 'application/octet-stream' },
   });
-  if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${await put.text()}`);
+  if (put.status !== 201)
+    throw new SetupError('registry', 'TEST_PUSH_FAILED', `blob upload: ${put.status} ${await put.text()}`);
   return digest;
 }
 
@@ -598,6 +601,7 @@ export async function pushHostileImage(
     body,
     headers: { 'content-type': m.mediaType },
   });
-  if (r.status !== 201) throw new Error(`manifest push: ${r.status} ${await r.text()}`);
+  if (r.status !== 201)
+    throw new SetupError('registry', 'TEST_PUSH_FAILED', `manifest push: ${r.status} ${await r.text()}`);
   return `sha256:${sha256(body)}`;
 }
