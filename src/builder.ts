@@ -3,7 +3,7 @@
  * Wires the real filesystem, isolation and registry parts into the executor.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { BuildOptions } from './options.ts';
 import type { BuildResult } from './result.ts';
@@ -98,7 +98,9 @@ async function buildInContext(
   const context = new ContextSource(contextDir, new IgnoreMatcher(ignore.patterns));
 
   const workDir = resolve(opts.workDir, `build-${process.pid}-${Date.now()}`);
-  await mkdir(workDir, { recursive: true });
+  // Only the build user may enter the build trees: they hold the image's setuid-root files.
+  await mkdir(workDir, { recursive: true, mode: 0o700 });
+  await chmod(workDir, 0o700);
   const probe = await probeIsolation({ want: opts.isolation, workDir });
   if (!probe.chosen) {
     throw new KilnError('isolation', 'NO_ISOLATION', `no sandbox works here:\n${formatProbe(probe)}`, {
@@ -131,7 +133,8 @@ async function buildInContext(
     extractLayer: async (blobPath, rootfs, o) => {
       await extractLayer(createReadStream(blobPath), rootfs, {
         skipDevices: o.skipDevices,
-        onSkipped: (p, why) => logger.warn(`skipped device node ${p}: ${why}`),
+        createDevices: wantsInsecure(plan),
+        onSkipped: (p, why) => logger.debug(`device node ${p}: ${why}`),
       });
     },
   };
@@ -246,4 +249,11 @@ function credentialStore(opts: BuildOptions): CredentialStore {
     explicit,
     ...(opts.registry.dockerConfigDir ? { dockerConfigDir: opts.registry.dockerConfigDir } : {}),
   });
+}
+
+/** BuildKit's opt-in to devices in the build tree (and more): some RUN asks for --security=insecure. */
+function wantsInsecure(plan: BuildPlan): boolean {
+  return plan.stages.some((st) =>
+    st.instructions.some((i) => i.instruction.kind === 'run' && i.instruction.security === 'insecure'),
+  );
 }

@@ -46,11 +46,15 @@ export interface ExtractOptions {
    */
   onWhiteout?: (path: string, kind: 'whiteout' | 'opaque') => void;
   /**
-   * Do not create character and block devices (a user namespace cannot mknod them, and a device in
-   * the build tree would let a later RUN reach the host's hardware): each becomes an empty
-   * placeholder file recording the device in DEVICE_XATTR, which the layer writer turns back into
-   * the device, so the image keeps it. Each one is told to `onSkipped`.
+   * Create character and block devices (default: no). A device in the build tree would let a later
+   * RUN reach the host's hardware through it (the host kernel log, its disks), and a user namespace
+   * cannot mknod anyway: each device becomes an empty placeholder file recording it in
+   * DEVICE_XATTR, which the layer writer turns back into the device, so the image keeps it. Each
+   * placeholder is told to `onSkipped`. Only BuildKit's explicit opt-in (`RUN --security=insecure`)
+   * should set this.
    */
+  createDevices?: boolean;
+  /** Placeholders even when createDevices is set (a user namespace: no mknod whatever is wanted). */
   skipDevices?: boolean;
   onSkipped?: (path: string, reason: string) => void;
 }
@@ -462,7 +466,7 @@ class LayerApplier {
   private async special(h: EntryHeader, path: string, host: string, m: Meta): Promise<void> {
     const major = h.devmajor ?? 0;
     const minor = h.devminor ?? 0;
-    if (h.type !== 'fifo' && this.opts.skipDevices) {
+    if (h.type !== 'fifo' && (!this.opts.createDevices || this.opts.skipDevices)) {
       const kind = h.type === 'character-device' ? 'c' : 'b';
       const xattrs = new Map(m.xattrs ?? []);
       xattrs.set(DEVICE_XATTR, Buffer.from(`${kind} ${major} ${minor}`));

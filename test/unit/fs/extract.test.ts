@@ -241,7 +241,7 @@ describe('extractLayer', () => {
       ]);
       // tar-stream writes PAX values as UTF-8: splice a binary security.capability record in by hand.
       const withCap = await addPaxXattr(layer, 'bin/ping', 'security.capability', cap);
-      await extractLayer(fromBuf(withCap), root);
+      await extractLayer(fromBuf(withCap), root, { createDevices: true });
       const d = await lstat(join(root, 'd'));
       assert.equal(d.mode & 0o7777, 0o2750);
       assert.deepEqual([d.uid, d.gid], [42, 43]);
