@@ -108,9 +108,7 @@ async function buildInContext(
     });
   }
   const chosen = probe.reports.find((r) => r.rung === probe.chosen)!;
-  logger.info(
-    `isolation: ${probe.chosen} (${chosen.reason}); snapshots: ${probe.overlay ? 'overlay' : 'walk'}`,
-  );
+  logger.info(`isolation: ${probe.chosen} (${chosen.reason}); snapshots: ${probe.snapshot}`);
   if (probe.chosen === 'rootless' && probe.fullIdMap === false) {
     const user = invokingUser();
     logger.warn(
@@ -125,7 +123,7 @@ async function buildInContext(
     workDir: join(workDir, 'sandbox'),
     onWarning: (m) => logger.warn(m),
   });
-  const engine = probe.overlay ? 'overlay' : 'walk';
+  const engine = probe.snapshot;
   const deps: ExecutorDeps = {
     createSnapshotter: (rootfs, scratch) => createSnapshotter(engine, rootfs, scratch),
     sandbox,

@@ -121,7 +121,8 @@ function addProbeCommand(program: Command, out: Out): void {
         });
       }
       out(`isolation: ${probe.chosen}\n`);
-      out(`snapshots: ${probe.overlay ? 'overlay' : 'walk'}\n`);
+      out(`snapshots: ${probe.snapshot}\n`);
+      if (probe.snapshotNote) out(`snapshots note: ${probe.snapshotNote}\n`);
     });
 }
 

@@ -186,6 +186,32 @@ async function probePlain(ctx: Ctx): Promise<RungOutcome> {
   };
 }
 
+/** Environment variable forcing the snapshot engine (`overlay`, `walk`; `auto` or unset: probe). */
+export const SNAPSHOT_ENV = 'KILN_SNAPSHOT_ENGINE';
+
+function chooseSnapshotEngine(overlay: boolean): Pick<ProbeResult, 'snapshot' | 'snapshotNote'> {
+  const want = process.env[SNAPSHOT_ENV] ?? 'auto';
+  if (want !== 'auto' && want !== 'overlay' && want !== 'walk') {
+    throw new KilnError('usage', 'SNAPSHOT_ENGINE', `${SNAPSHOT_ENV}=${want}: unknown snapshot engine`, {
+      hint: `set ${SNAPSHOT_ENV} to overlay, walk or auto`,
+    });
+  }
+  if (want === 'walk') return { snapshot: 'walk', snapshotNote: `${SNAPSHOT_ENV}=walk` };
+  if (!overlay && want === 'overlay') {
+    throw new KilnError(
+      'fs',
+      'OVERLAY_MOUNT',
+      `${SNAPSHOT_ENV}=overlay, but overlayfs cannot be mounted here`,
+      {
+        hint: `unset ${SNAPSHOT_ENV} to use the walk snapshots`,
+      },
+    );
+  }
+  return overlay
+    ? { snapshot: 'overlay' }
+    : { snapshot: 'walk', snapshotNote: 'overlayfs cannot be mounted' };
+}
+
 /** Rungs in order of preference for this process. */
 export function preferenceOrder(euid: number, initNs: boolean): Rung[] {
   if (euid === 0 && initNs) return ['chroot', 'rootless', 'plain'];
@@ -230,7 +256,9 @@ export async function probeIsolation(opts: ProbeOptions): Promise<ProbeResult> {
       return { rung: r, ok: o.ok, reason: o.reason };
     });
     const c = chosen ? outcomes.get(chosen)! : undefined;
-    const result: ProbeResult = { chosen, reports, overlay: c?.overlay ?? false };
+    const overlay = c?.overlay ?? false;
+    const engine = chooseSnapshotEngine(overlay);
+    const result: ProbeResult = { chosen, reports, overlay, ...engine };
     if (c?.fullIdMap !== undefined) result.fullIdMap = c.fullIdMap;
     return result;
   } finally {

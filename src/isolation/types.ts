@@ -15,8 +15,12 @@ export interface ProbeResult {
   /** Best working rung, or undefined when none works. */
   chosen?: Rung;
   reports: RungReport[];
-  /** Whether the rung can mount overlayfs (decides the snapshot engine). */
+  /** Whether the rung can mount overlayfs. */
   overlay: boolean;
+  /** The snapshot engine builds use: overlay when it works end to end here, else walk. */
+  snapshot: 'overlay' | 'walk';
+  /** Why the snapshot engine is walk although overlay was wanted (one line), if so. */
+  snapshotNote?: string;
   /** For rootless: a full subuid/subgid map (true) or a single-id map (false). */
   fullIdMap?: boolean;
 }

@@ -59,3 +59,70 @@ export function kilnAs(args: string[], as: RunAs, env: Record<string, string> = 
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
 }
+
+/** Copies a pushed image into an OCI layout under `dir` and returns its layer blobs, base first. */
+export async function pulledLayers(ref: string, dir: string): Promise<string[]> {
+  const layout = join(dir, 'layout');
+  await execFileP(
+    'skopeo',
+    ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${ref}`, `oci:${layout}:img`],
+    { maxBuffer: 64 << 20 },
+  );
+  const blob = (d: string) => join(layout, 'blobs', ...d.split(':'));
+  const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as {
+    manifests: { digest: string }[];
+  };
+  const manifest = JSON.parse(await readFile(blob(index.manifests[0]!.digest), 'utf8')) as {
+    layers: { digest: string }[];
+  };
+  return manifest.layers.map((l) => blob(l.digest));
+}
+
+export interface LayerEntry {
+  name: string;
+  type: string;
+  linkname?: string;
+  uid: number;
+  mode: number;
+  mtime: number;
+}
+
+/** The entries of a gzip (or plain) layer tar, in order. */
+export async function layerEntries(path: string): Promise<LayerEntry[]> {
+  const tar = await import('tar-stream');
+  const { createGunzip } = await import('node:zlib');
+  const { createReadStream } = await import('node:fs');
+  const head = (await readFile(path)).subarray(0, 2);
+  const extract = tar.extract();
+  const entries: LayerEntry[] = [];
+  extract.on('entry', (h, stream, next) => {
+    entries.push({
+      name: h.name.replace(/^\.?\//, ''),
+      type: h.type ?? 'file',
+      ...(h.linkname ? { linkname: h.linkname.replace(/^\.?\//, '') } : {}),
+      uid: h.uid ?? 0,
+      mode: h.mode ?? 0,
+      mtime: h.mtime ? h.mtime.getTime() : 0,
+    });
+    stream.on('end', next);
+    stream.resume();
+  });
+  const input = createReadStream(path);
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on('finish', resolve);
+    extract.on('error', reject);
+    input.on('error', reject);
+  });
+  if (head[0] === 0x1f && head[1] === 0x8b) input.pipe(createGunzip()).pipe(extract);
+  else input.pipe(extract);
+  await done;
+  return entries;
+}
+
+/** Hardlink groups of a layer: the regular file's name → every name of it (itself first). */
+export function linkGroups(entries: LayerEntry[]): Map<string, string[]> {
+  const groups = new Map<string, string[]>();
+  for (const e of entries) if (e.type === 'file') groups.set(e.name, [e.name]);
+  for (const e of entries) if (e.type === 'link' && e.linkname) groups.get(e.linkname)?.push(e.name);
+  return groups;
+}
