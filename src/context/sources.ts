@@ -64,8 +64,8 @@ export class ContextSource {
   };
 
   /**
-   * Resolves one source as written in the Dockerfile. Returns the matches (several for a
-   * wildcard) and whether a wildcard was used.
+   * Resolves one source as written in the Dockerfile. Returns the matches (several, or none, for
+   * a wildcard) and whether a wildcard was used.
    */
   async resolve(src: string, at: SourcePosition): Promise<{ sources: CopySource[]; wildcard: boolean }> {
     const cleaned =
@@ -114,12 +114,8 @@ export class ContextSource {
       }
       level = next.filter((r) => !this.ignored(r));
     }
-    if (level.length === 0) {
-      throw new KilnError('context', 'COPY_SOURCE_MISSING', `no file in the build context matches "${src}"`, {
-        position: at,
-        hint: 'check the pattern and .dockerignore',
-      });
-    }
+    // A wildcard that matches nothing copies nothing (BuildKit's AllowEmptyWildcard): the idiom
+    // `COPY package.json yarn.lock* ./` works without a yarn.lock.
     return {
       sources: level.map((rel) => ({ hostPath: join(this.dir, rel), sourceRoot: this.dir, relPath: rel })),
       wildcard: true,

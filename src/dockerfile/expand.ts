@@ -20,6 +20,11 @@ export interface ExpandOptions {
   escapeToken: '\\' | '`';
   /** Variables referenced during expansion are reported here (for unused build-arg warnings). */
   onUse?: (name: string) => void;
+  /**
+   * Quotes are plain characters (BuildKit's SkipProcessQuotes, used for COPY/ADD heredoc bodies):
+   * `'$X'` still expands and the quotes stay in the result.
+   */
+  skipProcessQuotes?: boolean;
 }
 
 /** Result of one expansion with the names that were looked up, split by whether they were set. */
@@ -186,11 +191,11 @@ class Lexer {
         const v = this.processDollar();
         result += v;
         words.addString(v);
-      } else if (ch === "'") {
+      } else if (ch === "'" && !this.opts.skipProcessQuotes) {
         const v = this.processSingleQuote();
         result += v;
         words.addRawString(v);
-      } else if (ch === '"') {
+      } else if (ch === '"' && !this.opts.skipProcessQuotes) {
         const v = this.processDoubleQuote(rawEscapes);
         result += v;
         words.addRawString(v);

@@ -156,23 +156,44 @@ function fail(code: ErrorCode<'dockerfile'>, message: string, at: SourcePosition
 }
 
 /**
+ * BuildKit's parseJSON: text that starts with `[` and is a valid JSON array is the JSON form, and then
+ * every element must be a string (an error otherwise, errDockerfileNotStringArray); text that is not
+ * valid JSON is not the JSON form at all. Returns null for "not JSON".
+ */
+function parseJsonArray(rest: string, upper: string, at: SourcePosition): string[] | null {
+  // Go's unicode.IsSpace (the left trim BuildKit applies before looking for "[").
+  const t = rest.replace(/^[\s\u0085]+/u, '');
+  if (!t.startsWith('[')) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(t);
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(v)) return null;
+  if (!v.every((x) => typeof x === 'string')) {
+    fail(
+      'BAD_ARGUMENTS',
+      `${upper}: when using JSON array syntax, arrays must be comprised of strings only`,
+      at,
+      'quote every element, e.g. ["echo", "1"]',
+    );
+  }
+  return v as string[];
+}
+
+/**
  * `["a","b"]` → exec form; anything else (including invalid JSON, as Docker does) → shell form.
  * Returns the JSON-ness so callers can warn about a broken array.
  */
-export function parseMaybeJson(rest: string): { command: CommandForm; brokenJson: boolean } {
-  const t = rest.trim();
-  if (t.startsWith('[')) {
-    try {
-      const v: unknown = JSON.parse(t);
-      if (Array.isArray(v) && v.every((x) => typeof x === 'string')) {
-        return { command: { form: 'exec', argv: v as string[] }, brokenJson: false };
-      }
-    } catch {
-      // Docker falls back to the shell form.
-    }
-    return { command: { form: 'shell', script: rest }, brokenJson: true };
-  }
-  return { command: { form: 'shell', script: rest }, brokenJson: false };
+export function parseMaybeJson(
+  rest: string,
+  upper = 'RUN',
+  at: SourcePosition = { file: 'Dockerfile', line: 0 },
+): { command: CommandForm; brokenJson: boolean } {
+  const argv = parseJsonArray(rest, upper, at);
+  if (argv) return { command: { form: 'exec', argv }, brokenJson: false };
+  return { command: { form: 'shell', script: rest }, brokenJson: rest.trim().startsWith('[') };
 }
 
 const DURATION_UNITS: Record<string, number> = {
@@ -205,16 +226,8 @@ export function goDurationNs(v: string): number | null {
   return m[1] === '-' ? -total : total;
 }
 
-function jsonList(rest: string): string[] | null {
-  const t = rest.trim();
-  if (!t.startsWith('[')) return null;
-  try {
-    const v: unknown = JSON.parse(t);
-    if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
-  } catch {
-    return null;
-  }
-  return null;
+function jsonList(rest: string, upper: string, at: SourcePosition): string[] | null {
+  return parseJsonArray(rest, upper, at);
 }
 
 /** ENV and LABEL: `KEY value` (legacy, one pair) or `k=v k2="v 2"` (any number of pairs). */
@@ -266,11 +279,276 @@ export interface ParseContext {
   warn?: (at: SourcePosition, code: string, message: string) => void;
 }
 
+/** What every per-instruction parser gets: the raw instruction, its checked flags and helpers. */
+interface KindInput {
+  raw: RawInstruction;
+  ctx: ParseContext;
+  flags: ParsedFlags;
+  rest: string;
+  upper: string;
+  at: SourcePosition;
+  base: Base;
+}
+
+function warnBrokenJson(k: KindInput, brokenJson: boolean): void {
+  if (brokenJson)
+    k.ctx.warn?.(
+      k.at,
+      'InvalidJSON',
+      `${k.upper} argument looks like JSON but is not a valid array of strings: it is run with a shell`,
+    );
+}
+
+function parseFrom({ ctx, rest, at, flags, base }: KindInput): FromInstruction {
+  if (ctx.inOnbuild) fail('BAD_ONBUILD', 'FROM is not allowed as an ONBUILD trigger', at);
+  const args = splitWhitespace(rest);
+  if (args.length !== 1 && !(args.length === 3 && args[1]!.toLowerCase() === 'as')) {
+    fail(
+      'BAD_ARGUMENTS',
+      `FROM requires either one or three arguments: "FROM ${rest}"`,
+      at,
+      'write FROM <image> [AS <name>]',
+    );
+  }
+  let stageName: string | undefined;
+  if (args.length === 3) {
+    stageName = args[2]!.toLowerCase();
+    if (!STAGE_NAME_RE.test(stageName)) {
+      fail(
+        'BAD_STAGE_NAME',
+        `invalid stage name "${args[2]}": it must start with a letter and contain only letters, digits, "-", "_" and "."`,
+        at,
+      );
+    }
+  }
+  const platform = flags.strings.get('platform');
+  return {
+    kind: 'from',
+    ...base,
+    image: args[0]!,
+    ...(stageName ? { stageName } : {}),
+    ...(platform ? { platform } : {}),
+  };
+}
+
+function parseRun(k: KindInput): RunInstruction {
+  const { raw, rest, at, flags, base } = k;
+  if (rest.trim() === '' && raw.heredocs.length === 0)
+    fail('MISSING_ARGUMENT', 'RUN requires at least one argument', at);
+  const { command, brokenJson } = parseMaybeJson(rest, k.upper, at);
+  warnBrokenJson(k, brokenJson);
+  const network = flags.strings.get('network');
+  if (network !== undefined && !['default', 'none', 'host'].includes(network)) {
+    fail('BAD_FLAG', `RUN --network=${network}: must be default, none or host`, at);
+  }
+  const security = flags.strings.get('security');
+  if (security !== undefined && !['sandbox', 'insecure'].includes(security)) {
+    fail('BAD_FLAG', `RUN --security=${security}: must be sandbox or insecure`, at);
+  }
+  return {
+    kind: 'run',
+    ...base,
+    command,
+    mounts: flags.lists.get('mount') ?? [],
+    ...(network ? { network } : {}),
+    ...(security ? { security } : {}),
+    heredocs: raw.heredocs,
+  };
+}
+
+function parseCmd(k: KindInput): CmdInstruction {
+  const { command, brokenJson } = parseMaybeJson(k.rest, k.upper, k.at);
+  warnBrokenJson(k, brokenJson);
+  return { kind: k.raw.keyword as 'cmd' | 'entrypoint', ...k.base, command };
+}
+
+function parseShell({ rest, at, base, upper }: KindInput): ShellInstruction {
+  const list = jsonList(rest, upper, at);
+  if (!list)
+    fail(
+      'BAD_ARGUMENTS',
+      `SHELL requires the arguments in JSON form, got "${rest.trim()}"`,
+      at,
+      'write SHELL ["/bin/bash", "-c"]',
+    );
+  if (list.length === 0) fail('MISSING_ARGUMENT', 'SHELL requires at least one argument', at);
+  return { kind: 'shell', ...base, argv: list };
+}
+
+function parseArg({ rest, ctx, at, base }: KindInput): ArgInstruction {
+  const words = splitWordsKeepQuotes(rest, ctx.escape);
+  if (words.length === 0)
+    fail('MISSING_ARGUMENT', 'ARG requires at least one argument', at, 'write ARG name[=default]');
+  const args = words.map((w) => {
+    const eq = w.indexOf('=');
+    const name = eq === -1 ? w : w.slice(0, eq);
+    if (name === '') fail('BAD_ARGUMENTS', `ARG "${w}" has an empty name`, at);
+    return eq === -1 ? { name } : { name, default: w.slice(eq + 1) };
+  });
+  return { kind: 'arg', ...base, args };
+}
+
+function parseCopy({ raw, rest, upper, at, flags, base }: KindInput): CopyInstruction {
+  const kw = raw.keyword as 'copy' | 'add';
+  const list = jsonList(rest, upper, at);
+  const parts = list ?? splitWhitespace(rest);
+  const heredocNames = new Set(raw.heredocs.map((h) => h.name));
+  if (parts.length < 2) {
+    fail(
+      'MISSING_ARGUMENT',
+      `${upper} requires at least two arguments (source and destination), got "${rest.trim()}"`,
+      at,
+      `write ${upper} <src>... <dest>`,
+    );
+  }
+  const dest = parts[parts.length - 1]!;
+  if (/^\d*<<-?/.test(dest)) fail('BAD_ARGUMENTS', `${upper} cannot have a heredoc as its destination`, at);
+  const sources = parts.slice(0, -1).map((s) => {
+    const m = /^\d*<<-?\s*["']?([^"']+)["']?$/.exec(s);
+    return m && heredocNames.has(m[1]!) ? `<<${m[1]!}` : s;
+  });
+  const from = flags.strings.get('from');
+  const chown = flags.strings.get('chown');
+  const chmod = flags.strings.get('chmod');
+  const checksum = flags.strings.get('checksum');
+  const unpack = flags.bools.get('unpack');
+  if (kw === 'copy' && from === '') fail('BAD_FLAG', 'COPY --from needs a stage name, index or image', at);
+  return {
+    kind: kw,
+    ...base,
+    sources,
+    dest,
+    ...(from !== undefined ? { from } : {}),
+    ...(chown !== undefined ? { chown } : {}),
+    ...(chmod !== undefined ? { chmod } : {}),
+    link: flags.bools.get('link') ?? false,
+    parents: flags.bools.get('parents') ?? false,
+    exclude: flags.lists.get('exclude') ?? [],
+    ...(checksum !== undefined ? { checksum } : {}),
+    keepGitDir: flags.bools.get('keep-git-dir') ?? false,
+    ...(unpack !== undefined ? { unpack } : {}),
+    heredocs: raw.heredocs,
+    json: list !== null,
+  };
+}
+
+function parseExpose({ rest, at, base }: KindInput): ListInstruction {
+  const values = splitWhitespace(rest);
+  if (values.length === 0)
+    fail('MISSING_ARGUMENT', 'EXPOSE requires at least one argument', at, 'write EXPOSE 80/tcp');
+  return { kind: 'expose', ...base, values };
+}
+
+function parseVolume({ rest, upper, at, base }: KindInput): ListInstruction {
+  const list = jsonList(rest, upper, at);
+  const values = list ?? splitWhitespace(rest);
+  if (values.length === 0) fail('MISSING_ARGUMENT', 'VOLUME requires at least one argument', at);
+  if (values.some((v) => v.trim() === '')) fail('BAD_ARGUMENTS', 'VOLUME paths cannot be empty strings', at);
+  return { kind: 'volume', ...base, values };
+}
+
+function parseSingle({ raw, rest, upper, at, base }: KindInput): StringInstruction {
+  const kw = raw.keyword as StringInstruction['kind'];
+  const v = rest.trim();
+  if (v === '') fail('MISSING_ARGUMENT', `${upper} requires exactly one argument`, at);
+  if (kw !== 'user' && kw !== 'workdir' && kw !== 'maintainer' && splitWhitespace(v).length !== 1) {
+    fail('BAD_ARGUMENTS', `${upper} requires exactly one argument, got "${v}"`, at);
+  }
+  return { kind: kw, ...base, value: v };
+}
+
+function healthcheckRetries(flags: ParsedFlags, at: SourcePosition): number | undefined {
+  const r = flags.strings.get('retries');
+  if (r === undefined) return undefined;
+  if (!/^-?\d+$/.test(r)) fail('BAD_FLAG', `HEALTHCHECK --retries=${r}: not an integer`, at);
+  const retries = Number(r);
+  if (retries < 0) fail('BAD_FLAG', `HEALTHCHECK --retries=${r}: cannot be negative`, at);
+  return retries;
+}
+
+function parseHealthcheck(k: KindInput): HealthcheckInstruction {
+  const { raw, rest, at, flags, base } = k;
+  const m = /^(\S+)\s*([\s\S]*)$/.exec(rest.trim());
+  if (!m) fail('MISSING_ARGUMENT', 'HEALTHCHECK requires an argument: NONE or CMD <command>', at);
+  const type = m[1]!.toUpperCase();
+  if (type === 'NONE') {
+    if (m[2]!.trim() !== '') fail('BAD_ARGUMENTS', 'HEALTHCHECK NONE takes no other arguments', at);
+    if (raw.flags.length > 0) fail('BAD_FLAG', 'HEALTHCHECK NONE takes no options', at);
+    return { kind: 'healthcheck', ...base, none: true };
+  }
+  if (type !== 'CMD')
+    fail(
+      'BAD_ARGUMENTS',
+      `unknown HEALTHCHECK type "${m[1]}"`,
+      at,
+      'write HEALTHCHECK [options] CMD <command> or HEALTHCHECK NONE',
+    );
+  if (m[2]!.trim() === '') fail('MISSING_ARGUMENT', 'HEALTHCHECK CMD requires a command', at);
+  const { command, brokenJson } = parseMaybeJson(m[2]!, 'HEALTHCHECK', at);
+  warnBrokenJson(k, brokenJson);
+  const retries = healthcheckRetries(flags, at);
+  const opt = (key: string): string | undefined => flags.strings.get(key);
+  for (const key of ['interval', 'timeout', 'start-period', 'start-interval']) {
+    const v = opt(key);
+    if (v === undefined || v === '') continue;
+    const ns = goDurationNs(v);
+    if (ns === null)
+      fail('BAD_FLAG', `HEALTHCHECK --${key}=${v}: not a duration`, at, 'write e.g. 30s, 1m30s or 500ms');
+    if (ns !== 0 && ns < 1e6) fail('BAD_FLAG', `HEALTHCHECK --${key}=${v}: cannot be less than 1ms`, at);
+  }
+  return {
+    kind: 'healthcheck',
+    ...base,
+    none: false,
+    test: command,
+    ...(opt('interval') !== undefined ? { interval: opt('interval')! } : {}),
+    ...(opt('timeout') !== undefined ? { timeout: opt('timeout')! } : {}),
+    ...(opt('start-period') !== undefined ? { startPeriod: opt('start-period')! } : {}),
+    ...(opt('start-interval') !== undefined ? { startInterval: opt('start-interval')! } : {}),
+    ...(retries !== undefined ? { retries } : {}),
+  };
+}
+
+function parseOnbuild({ raw, ctx, rest, at, base }: KindInput): OnbuildInstruction {
+  if (ctx.inOnbuild) fail('BAD_ONBUILD', 'ONBUILD ONBUILD is not allowed', at);
+  const trigger = raw.original.replace(/^\S+\s+/, '').trim();
+  if (rest.trim() === '' && raw.flags.length === 0)
+    fail('MISSING_ARGUMENT', 'ONBUILD requires an instruction', at);
+  const innerRaw = splitTrigger(trigger, raw);
+  if (innerRaw.keyword === 'maintainer')
+    fail('BAD_ONBUILD', 'MAINTAINER is not allowed as an ONBUILD trigger', at);
+  const inner = parseInstruction(innerRaw, { ...ctx, inOnbuild: true });
+  return { kind: 'onbuild', ...base, trigger, inner };
+}
+
+/** One parser per instruction keyword; the Record type makes a missing keyword a compile error. */
+const PARSERS: Record<Lowercase<(typeof INSTRUCTION_NAMES)[number]>, (k: KindInput) => Instruction> = {
+  from: parseFrom,
+  run: parseRun,
+  cmd: parseCmd,
+  entrypoint: parseCmd,
+  shell: parseShell,
+  env: (k) => ({ kind: 'env', ...k.base, pairs: parseNameVal('env', k.rest, k.ctx.escape, k.at) }),
+  label: (k) => ({ kind: 'label', ...k.base, pairs: parseNameVal('label', k.rest, k.ctx.escape, k.at) }),
+  arg: parseArg,
+  copy: parseCopy,
+  add: parseCopy,
+  expose: parseExpose,
+  volume: parseVolume,
+  user: parseSingle,
+  workdir: parseSingle,
+  stopsignal: parseSingle,
+  maintainer: parseSingle,
+  healthcheck: parseHealthcheck,
+  onbuild: parseOnbuild,
+};
+
 export function parseInstruction(raw: RawInstruction, ctx: ParseContext): Instruction {
   const at: SourcePosition = { file: ctx.file, line: raw.line };
   const kw = raw.keyword;
   const upper = kw.toUpperCase();
-  if (!(INSTRUCTION_NAMES as readonly string[]).includes(upper)) {
+  const parser = Object.hasOwn(PARSERS, kw) ? PARSERS[kw as keyof typeof PARSERS] : undefined;
+  if (!parser) {
     const guess = closest(kw, INSTRUCTION_NAMES);
     fail(
       'UNKNOWN_INSTRUCTION',
@@ -280,238 +558,7 @@ export function parseInstruction(raw: RawInstruction, ctx: ParseContext): Instru
     );
   }
   const flags: ParsedFlags = parseFlags(upper, raw.flags, FLAGS[kw] ?? {}, at);
-  const rest = raw.rest;
-  const base = { at, original: raw.original };
-  const warnBrokenJson = (brokenJson: boolean): void => {
-    if (brokenJson)
-      ctx.warn?.(
-        at,
-        'InvalidJSON',
-        `${upper} argument looks like JSON but is not a valid array of strings: it is run with a shell`,
-      );
-  };
-  const exactlyOne = (): string => {
-    const v = rest.trim();
-    if (v === '') fail('MISSING_ARGUMENT', `${upper} requires exactly one argument`, at);
-    if (kw !== 'user' && kw !== 'workdir' && kw !== 'maintainer' && splitWhitespace(v).length !== 1) {
-      fail('BAD_ARGUMENTS', `${upper} requires exactly one argument, got "${v}"`, at);
-    }
-    return v;
-  };
-
-  switch (kw) {
-    case 'from': {
-      if (ctx.inOnbuild) fail('BAD_ONBUILD', 'FROM is not allowed as an ONBUILD trigger', at);
-      const args = splitWhitespace(rest);
-      if (args.length !== 1 && !(args.length === 3 && args[1]!.toLowerCase() === 'as')) {
-        fail(
-          'BAD_ARGUMENTS',
-          `FROM requires either one or three arguments: "FROM ${rest}"`,
-          at,
-          'write FROM <image> [AS <name>]',
-        );
-      }
-      let stageName: string | undefined;
-      if (args.length === 3) {
-        stageName = args[2]!.toLowerCase();
-        if (!STAGE_NAME_RE.test(stageName)) {
-          fail(
-            'BAD_STAGE_NAME',
-            `invalid stage name "${args[2]}": it must start with a letter and contain only letters, digits, "-", "_" and "."`,
-            at,
-          );
-        }
-      }
-      const platform = flags.strings.get('platform');
-      return {
-        kind: 'from',
-        ...base,
-        image: args[0]!,
-        ...(stageName ? { stageName } : {}),
-        ...(platform ? { platform } : {}),
-      };
-    }
-    case 'run': {
-      if (rest.trim() === '' && raw.heredocs.length === 0)
-        fail('MISSING_ARGUMENT', 'RUN requires at least one argument', at);
-      const { command, brokenJson } = parseMaybeJson(rest);
-      warnBrokenJson(brokenJson);
-      const network = flags.strings.get('network');
-      if (network !== undefined && !['default', 'none', 'host'].includes(network)) {
-        fail('BAD_FLAG', `RUN --network=${network}: must be default, none or host`, at);
-      }
-      const security = flags.strings.get('security');
-      if (security !== undefined && !['sandbox', 'insecure'].includes(security)) {
-        fail('BAD_FLAG', `RUN --security=${security}: must be sandbox or insecure`, at);
-      }
-      return {
-        kind: 'run',
-        ...base,
-        command,
-        mounts: flags.lists.get('mount') ?? [],
-        ...(network ? { network } : {}),
-        ...(security ? { security } : {}),
-        heredocs: raw.heredocs,
-      };
-    }
-    case 'cmd':
-    case 'entrypoint': {
-      const { command, brokenJson } = parseMaybeJson(rest);
-      warnBrokenJson(brokenJson);
-      return { kind: kw, ...base, command };
-    }
-    case 'shell': {
-      const list = jsonList(rest);
-      if (!list)
-        fail(
-          'BAD_ARGUMENTS',
-          `SHELL requires the arguments in JSON form, got "${rest.trim()}"`,
-          at,
-          'write SHELL ["/bin/bash", "-c"]',
-        );
-      if (list.length === 0) fail('MISSING_ARGUMENT', 'SHELL requires at least one argument', at);
-      return { kind: 'shell', ...base, argv: list };
-    }
-    case 'env':
-    case 'label':
-      return { kind: kw, ...base, pairs: parseNameVal(kw, rest, ctx.escape, at) };
-    case 'arg': {
-      const words = splitWordsKeepQuotes(rest, ctx.escape);
-      if (words.length === 0)
-        fail('MISSING_ARGUMENT', 'ARG requires at least one argument', at, 'write ARG name[=default]');
-      const args = words.map((w) => {
-        const eq = w.indexOf('=');
-        const name = eq === -1 ? w : w.slice(0, eq);
-        if (name === '') fail('BAD_ARGUMENTS', `ARG "${w}" has an empty name`, at);
-        return eq === -1 ? { name } : { name, default: w.slice(eq + 1) };
-      });
-      return { kind: 'arg', ...base, args };
-    }
-    case 'copy':
-    case 'add': {
-      const list = jsonList(rest);
-      const parts = list ?? splitWhitespace(rest);
-      const heredocNames = new Set(raw.heredocs.map((h) => h.name));
-      if (parts.length < 2) {
-        fail(
-          'MISSING_ARGUMENT',
-          `${upper} requires at least two arguments (source and destination), got "${rest.trim()}"`,
-          at,
-          `write ${upper} <src>... <dest>`,
-        );
-      }
-      const dest = parts[parts.length - 1]!;
-      if (/^\d*<<-?/.test(dest))
-        fail('BAD_ARGUMENTS', `${upper} cannot have a heredoc as its destination`, at);
-      const sources = parts.slice(0, -1).map((s) => {
-        const m = /^\d*<<-?\s*["']?([^"']+)["']?$/.exec(s);
-        return m && heredocNames.has(m[1]!) ? `<<${m[1]!}` : s;
-      });
-      const from = flags.strings.get('from');
-      const chown = flags.strings.get('chown');
-      const chmod = flags.strings.get('chmod');
-      const checksum = flags.strings.get('checksum');
-      const unpack = flags.bools.get('unpack');
-      if (kw === 'copy' && from === '')
-        fail('BAD_FLAG', 'COPY --from needs a stage name, index or image', at);
-      return {
-        kind: kw,
-        ...base,
-        sources,
-        dest,
-        ...(from !== undefined ? { from } : {}),
-        ...(chown !== undefined ? { chown } : {}),
-        ...(chmod !== undefined ? { chmod } : {}),
-        link: flags.bools.get('link') ?? false,
-        parents: flags.bools.get('parents') ?? false,
-        exclude: flags.lists.get('exclude') ?? [],
-        ...(checksum !== undefined ? { checksum } : {}),
-        keepGitDir: flags.bools.get('keep-git-dir') ?? false,
-        ...(unpack !== undefined ? { unpack } : {}),
-        heredocs: raw.heredocs,
-        json: list !== null,
-      };
-    }
-    case 'expose': {
-      const values = splitWhitespace(rest);
-      if (values.length === 0)
-        fail('MISSING_ARGUMENT', 'EXPOSE requires at least one argument', at, 'write EXPOSE 80/tcp');
-      return { kind: 'expose', ...base, values };
-    }
-    case 'volume': {
-      const list = jsonList(rest);
-      const values = list ?? splitWhitespace(rest);
-      if (values.length === 0) fail('MISSING_ARGUMENT', 'VOLUME requires at least one argument', at);
-      if (values.some((v) => v.trim() === ''))
-        fail('BAD_ARGUMENTS', 'VOLUME paths cannot be empty strings', at);
-      return { kind: 'volume', ...base, values };
-    }
-    case 'user':
-    case 'workdir':
-    case 'stopsignal':
-    case 'maintainer':
-      return { kind: kw, ...base, value: exactlyOne() };
-    case 'healthcheck': {
-      const m = /^(\S+)\s*([\s\S]*)$/.exec(rest.trim());
-      if (!m) fail('MISSING_ARGUMENT', 'HEALTHCHECK requires an argument: NONE or CMD <command>', at);
-      const type = m[1]!.toUpperCase();
-      if (type === 'NONE') {
-        if (m[2]!.trim() !== '') fail('BAD_ARGUMENTS', 'HEALTHCHECK NONE takes no other arguments', at);
-        if (raw.flags.length > 0) fail('BAD_FLAG', 'HEALTHCHECK NONE takes no options', at);
-        return { kind: 'healthcheck', ...base, none: true };
-      }
-      if (type !== 'CMD')
-        fail(
-          'BAD_ARGUMENTS',
-          `unknown HEALTHCHECK type "${m[1]}"`,
-          at,
-          'write HEALTHCHECK [options] CMD <command> or HEALTHCHECK NONE',
-        );
-      if (m[2]!.trim() === '') fail('MISSING_ARGUMENT', 'HEALTHCHECK CMD requires a command', at);
-      const { command, brokenJson } = parseMaybeJson(m[2]!);
-      warnBrokenJson(brokenJson);
-      let retries: number | undefined;
-      const r = flags.strings.get('retries');
-      if (r !== undefined) {
-        if (!/^-?\d+$/.test(r)) fail('BAD_FLAG', `HEALTHCHECK --retries=${r}: not an integer`, at);
-        retries = Number(r);
-        if (retries < 0) fail('BAD_FLAG', `HEALTHCHECK --retries=${r}: cannot be negative`, at);
-      }
-      const opt = (k: string): string | undefined => flags.strings.get(k);
-      for (const k of ['interval', 'timeout', 'start-period', 'start-interval']) {
-        const v = opt(k);
-        if (v === undefined || v === '') continue;
-        const ns = goDurationNs(v);
-        if (ns === null)
-          fail('BAD_FLAG', `HEALTHCHECK --${k}=${v}: not a duration`, at, 'write e.g. 30s, 1m30s or 500ms');
-        if (ns !== 0 && ns < 1e6) fail('BAD_FLAG', `HEALTHCHECK --${k}=${v}: cannot be less than 1ms`, at);
-      }
-      return {
-        kind: 'healthcheck',
-        ...base,
-        none: false,
-        test: command,
-        ...(opt('interval') !== undefined ? { interval: opt('interval')! } : {}),
-        ...(opt('timeout') !== undefined ? { timeout: opt('timeout')! } : {}),
-        ...(opt('start-period') !== undefined ? { startPeriod: opt('start-period')! } : {}),
-        ...(opt('start-interval') !== undefined ? { startInterval: opt('start-interval')! } : {}),
-        ...(retries !== undefined ? { retries } : {}),
-      };
-    }
-    case 'onbuild': {
-      if (ctx.inOnbuild) fail('BAD_ONBUILD', 'ONBUILD ONBUILD is not allowed', at);
-      const trigger = raw.original.replace(/^\S+\s+/, '').trim();
-      if (rest.trim() === '' && raw.flags.length === 0)
-        fail('MISSING_ARGUMENT', 'ONBUILD requires an instruction', at);
-      const innerRaw = splitTrigger(trigger, raw);
-      if (innerRaw.keyword === 'maintainer')
-        fail('BAD_ONBUILD', 'MAINTAINER is not allowed as an ONBUILD trigger', at);
-      const inner = parseInstruction(innerRaw, { ...ctx, inOnbuild: true });
-      return { kind: 'onbuild', ...base, trigger, inner };
-    }
-  }
-  /* c8 ignore next */
-  return fail('UNKNOWN_INSTRUCTION', `unknown instruction "${raw.keywordAsWritten}"`, at);
+  return parser({ raw, ctx, flags, rest: raw.rest, upper, at, base: { at, original: raw.original } });
 }
 
 import { splitInstruction } from './parser.ts';

@@ -30,6 +30,11 @@ export type RunMountRequest =
       mode: number;
       uid: number;
       gid: number;
+      /**
+       * uid, gid or mode was written: BuildKit then mounts a directory it made with that owner and
+       * mode, which is another cache than the plain one of the same id (see cacheMountKey).
+       */
+      explicitOwner?: true;
     }
   | {
       type: 'bind';
@@ -46,7 +51,7 @@ const BOOL_KEYS = new Set(['readonly', 'ro', 'readwrite', 'rw', 'required']);
 const KEYS: Record<string, string[]> = {
   bind: ['type', 'target', 'source', 'from', 'readonly', 'readwrite'],
   cache: ['type', 'id', 'target', 'source', 'from', 'readonly', 'sharing', 'mode', 'uid', 'gid'],
-  secret: ['type', 'id', 'target', 'env', 'required', 'mode', 'uid', 'gid'],
+  secret: ['type', 'id', 'source', 'target', 'env', 'required', 'mode', 'uid', 'gid'],
   ssh: ['type', 'id', 'target', 'required', 'mode', 'uid', 'gid'],
   tmpfs: ['type', 'target', 'size'],
 };
@@ -103,17 +108,18 @@ export function splitCsv(value: string): string[] {
   return fields;
 }
 
+function mountError(spec: string, message: string, at?: SourcePosition, hint?: string): KilnError {
+  return new KilnError('dockerfile', 'BAD_MOUNT', `--mount=${spec}: ${message}`, {
+    position: at,
+    ...(hint ? { hint } : {}),
+  });
+}
+
+/** Go's strconv.ParseBool, which BuildKit uses for ro/rw/required. */
 function parseBool(v: string, key: string, spec: string, at?: SourcePosition): boolean {
-  if (/^(true|1)$/i.test(v)) return true;
-  if (/^(false|0)$/i.test(v)) return false;
-  throw new KilnError(
-    'dockerfile',
-    'BAD_MOUNT',
-    `--mount=${spec}: ${key} must be true or false, not "${v}"`,
-    {
-      position: at,
-    },
-  );
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  throw mountError(spec, `${key} must be true or false, not "${v}"`, at);
 }
 
 function parseInt10(v: string, key: string, spec: string, at?: SourcePosition, base = 10): number {
@@ -124,7 +130,10 @@ function parseInt10(v: string, key: string, spec: string, at?: SourcePosition, b
       hint: base === 8 ? 'write the mode in octal, e.g. mode=0644' : `write ${key}=<non-negative integer>`,
     });
   }
-  return parseInt(v, base);
+  const n = parseInt(v, base);
+  // strconv.ParseUint(v, base, 32): larger values are an error, not a wrap-around.
+  if (n > 0xffffffff) throw mountError(spec, `${key}="${v}" is out of range`, at);
+  return n;
 }
 
 /** Sizes like `64m`, `1g`, `512k`, `1024` (go-units RAMInBytes). */
@@ -142,139 +151,174 @@ export function parseSize(v: string, spec: string, at?: SourcePosition): number 
   return Math.floor(Number(m[1]) * mult);
 }
 
-/** Parses one `--mount` value. `index` numbers ssh mounts for their default target. */
-export function parseRunMount(spec: string, at?: SourcePosition, index = 0): RunMountRequest {
+/**
+ * Where a cache mount's data lives, as BuildKit keys it: the id (default: the target as written,
+ * cleaned, so `/c/` and `/c` share), plus the base it starts from. An explicit uid/gid/mode makes
+ * BuildKit mount a directory it created with them (setCacheUIDGID), and its getRefCacheDir keys the
+ * cache on id + that base: another cache. A from/source seed is another base too.
+ */
+export function cacheMountKey(r: RunMountRequest & { type: 'cache' }): string {
+  const id = r.id ?? posix.normalize(r.target);
+  const parts = [id];
+  if (r.from !== undefined || r.source !== undefined) parts.push(`from=${r.from ?? ''}:${r.source ?? ''}`);
+  else if (r.explicitOwner) parts.push(`owner=${r.uid}:${r.gid}:${r.mode.toString(8)}`);
+  return parts.length === 1 ? id : parts.join('\0');
+}
+
+/** Go's path.Clean, which BuildKit applies to a cache target to get its default id. */
+function cleanPath(p: string): string {
+  if (p === '') return '.';
+  const n = posix.normalize(p);
+  return n.length > 1 && n.endsWith('/') ? n.slice(0, -1) : n;
+}
+
+/** The CSV fields of a --mount value as key → value (aliases resolved, bare booleans = "true"). */
+function readMountFields(spec: string, at?: SourcePosition): Map<string, string> {
   const kv = new Map<string, string>();
   for (const field of splitCsv(spec)) {
-    if (field === '') continue;
     const eq = field.indexOf('=');
-    let key = (eq === -1 ? field : field.slice(0, eq)).trim().toLowerCase();
+    // BuildKit lower-cases keys but does not trim them: " target=/x" is an unknown key.
+    let key = (eq === -1 ? field : field.slice(0, eq)).toLowerCase();
     key = ALIASES[key] ?? key;
-    let value: string;
-    if (eq === -1) {
-      if (!BOOL_KEYS.has(key) && !BOOL_KEYS.has(field.toLowerCase())) {
-        throw new KilnError(
-          'dockerfile',
-          'BAD_MOUNT',
-          `--mount=${spec}: "${field}" must be a key=value pair`,
-          {
-            position: at,
-            hint: 'e.g. --mount=type=cache,target=/root/.cache',
-          },
-        );
-      }
-      value = 'true';
-    } else {
-      value = field.slice(eq + 1);
-    }
-    kv.set(key, value);
-  }
-  const type = (kv.get('type') ?? 'bind').toLowerCase();
-  const allowed = KEYS[type];
-  if (!allowed) {
-    throw new KilnError('dockerfile', 'BAD_MOUNT', `--mount=${spec}: unknown mount type "${type}"`, {
-      position: at,
-      hint: 'use one of bind, cache, secret, ssh, tmpfs',
-    });
-  }
-  for (const key of kv.keys()) {
-    if (!allowed.includes(key)) {
-      const guess = closest(key, allowed);
-      throw new KilnError(
-        'dockerfile',
-        'BAD_MOUNT',
-        `--mount=${spec}: unexpected key "${key}" for type=${type}`,
-        {
-          position: at,
-          hint: guess ? `did you mean ${guess}?` : `type=${type} takes ${allowed.join(', ')}`,
-        },
+    if (eq === -1 && !BOOL_KEYS.has(key)) {
+      throw mountError(
+        spec,
+        field === '' ? 'empty field (a stray comma?)' : `"${field}" must be a key=value pair`,
+        at,
+        'e.g. --mount=type=cache,target=/root/.cache',
       );
     }
-  }
-  const target = kv.get('target');
-  const needTarget = (): string => {
-    if (!target) {
-      throw new KilnError('dockerfile', 'BAD_MOUNT', `--mount=${spec}: type=${type} needs a target`, {
-        position: at,
-        hint: `add target=<path in the container>`,
-      });
+    // The last of readonly/readwrite wins, as BuildKit reads the fields in order.
+    if (key === 'readwrite') {
+      kv.delete('readonly');
+      kv.set('readonly', String(!parseBool(eq === -1 ? 'true' : field.slice(eq + 1), key, spec, at)));
+      continue;
     }
-    return target;
+    if (key === 'readonly') kv.delete('readonly');
+    kv.set(key, eq === -1 ? 'true' : field.slice(eq + 1));
+  }
+  return kv;
+}
+
+function checkMountKeys(kv: Map<string, string>, type: string, spec: string, at?: SourcePosition): string[] {
+  const allowed = KEYS[type];
+  if (!allowed)
+    throw mountError(spec, `unknown mount type "${type}"`, at, 'use one of bind, cache, secret, ssh, tmpfs');
+  for (const key of kv.keys()) {
+    if (allowed.includes(key)) continue;
+    const guess = closest(key, allowed);
+    throw mountError(
+      spec,
+      `unexpected key "${key}" for type=${type}`,
+      at,
+      guess ? `did you mean ${guess}?` : `type=${type} takes ${allowed.join(', ')}`,
+    );
+  }
+  return allowed;
+}
+
+interface MountFields {
+  kv: Map<string, string>;
+  spec: string;
+  at: SourcePosition | undefined;
+  num(key: string, dflt: number, base?: number): number;
+  bool(key: string, dflt: boolean): boolean;
+  needTarget(): string;
+}
+
+function cacheMount(f: MountFields): RunMountRequest {
+  const sharing = (f.kv.get('sharing') ?? 'shared').toLowerCase();
+  if (sharing !== 'shared' && sharing !== 'private' && sharing !== 'locked')
+    throw mountError(f.spec, 'sharing must be shared, private or locked', f.at);
+  const t = f.needTarget();
+  const explicitOwner = f.kv.has('uid') || f.kv.has('gid') || f.kv.has('mode');
+  return {
+    type: 'cache',
+    id: f.kv.get('id') ?? cleanPath(t),
+    target: t,
+    readonly: f.bool('readonly', false),
+    sharing,
+    ...(f.kv.has('from') ? { from: f.kv.get('from')! } : {}),
+    ...(f.kv.has('source') ? { source: f.kv.get('source')! } : {}),
+    mode: f.num('mode', 0o755, 8),
+    uid: f.num('uid', 0),
+    gid: f.num('gid', 0),
+    ...(explicitOwner ? { explicitOwner: true as const } : {}),
   };
-  const num = (key: string, dflt: number, base = 10): number =>
-    kv.has(key) ? parseInt10(kv.get(key)!, key, spec, at, base) : dflt;
-  const bool = (key: string, dflt: boolean): boolean =>
-    kv.has(key) ? parseBool(kv.get(key)!, key, spec, at) : dflt;
-  switch (type) {
-    case 'bind':
-      return {
-        type: 'bind',
-        target: needTarget(),
-        source: kv.get('source') ?? '/',
-        ...(kv.has('from') ? { from: kv.get('from')! } : {}),
-        readwrite: bool('readwrite', false) || !bool('readonly', true),
-      };
-    case 'cache': {
-      const sharing = (kv.get('sharing') ?? 'shared').toLowerCase();
-      if (sharing !== 'shared' && sharing !== 'private' && sharing !== 'locked') {
-        throw new KilnError(
-          'dockerfile',
-          'BAD_MOUNT',
-          `--mount=${spec}: sharing must be shared, private or locked`,
-          {
-            position: at,
-          },
-        );
-      }
-      const t = needTarget();
-      return {
-        type: 'cache',
-        id: kv.get('id') ?? t,
-        target: t,
-        readonly: bool('readonly', false),
-        sharing,
-        ...(kv.has('from') ? { from: kv.get('from')! } : {}),
-        ...(kv.has('source') ? { source: kv.get('source')! } : {}),
-        mode: num('mode', 0o755, 8),
-        uid: num('uid', 0),
-        gid: num('gid', 0),
-      };
-    }
-    case 'secret': {
-      const id = kv.get('id') ?? (target ? posix.basename(target) : kv.get('env'));
-      if (!id) {
-        throw new KilnError(
-          'dockerfile',
-          'BAD_MOUNT',
-          `--mount=${spec}: a secret mount needs an id (or a target)`,
-          {
-            position: at,
-            hint: 'write --mount=type=secret,id=<name> and pass --secret id=<name>,src=<file>',
-          },
-        );
-      }
-      const env = kv.get('env');
-      return {
-        type: 'secret',
-        id,
-        ...(target ? { target } : env ? {} : { target: `/run/secrets/${id}` }),
-        ...(env ? { env } : {}),
-        required: bool('required', false),
-        mode: num('mode', 0o400, 8),
-        uid: num('uid', 0),
-        gid: num('gid', 0),
-      };
-    }
-    case 'ssh':
-      return {
-        type: 'ssh',
-        id: kv.get('id') ?? 'default',
-        target: target ?? `/run/buildkit/ssh_agent.${index}`,
-        required: bool('required', false),
-      };
-    default: {
-      const size = kv.get('size');
-      return { type: 'tmpfs', target: needTarget(), ...(size ? { size: parseSize(size, spec, at) } : {}) };
-    }
+}
+
+/** BuildKit's parseMount checks and dispatchSecret defaults (id from source, else target's base). */
+function secretMount(f: MountFields): RunMountRequest {
+  const { kv, spec, at } = f;
+  const target = kv.get('target') || undefined;
+  if (kv.get('source') && kv.get('id'))
+    throw mountError(spec, 'both source and id cannot be set on a secret mount', at);
+  const id = kv.get('source') || kv.get('id') || (target ? posix.basename(target) : undefined);
+  if (!id) {
+    throw mountError(
+      spec,
+      'a secret mount needs an id, a source or a target',
+      at,
+      'write --mount=type=secret,id=<name> and pass --secret id=<name>,src=<file>',
+    );
   }
+  const env = kv.get('env') || undefined;
+  return {
+    type: 'secret',
+    id,
+    ...(target ? { target } : env ? {} : { target: `/run/secrets/${posix.basename(id)}` }),
+    ...(env ? { env } : {}),
+    required: f.bool('required', false),
+    mode: f.num('mode', 0o400, 8),
+    uid: f.num('uid', 0),
+    gid: f.num('gid', 0),
+  };
+}
+
+const MOUNT_BUILDERS: Record<string, (f: MountFields, index: number) => RunMountRequest> = {
+  bind: (f) => ({
+    type: 'bind',
+    target: f.needTarget(),
+    source: f.kv.get('source') ?? '/',
+    ...(f.kv.has('from') ? { from: f.kv.get('from')! } : {}),
+    readwrite: !f.bool('readonly', true),
+  }),
+  cache: cacheMount,
+  secret: secretMount,
+  ssh: (f, index) => ({
+    type: 'ssh',
+    id: f.kv.get('id') ?? 'default',
+    target: f.kv.get('target') ?? `/run/buildkit/ssh_agent.${index}`,
+    required: f.bool('required', false),
+  }),
+  tmpfs: (f) => {
+    const size = f.kv.get('size');
+    return {
+      type: 'tmpfs',
+      target: f.needTarget(),
+      ...(size ? { size: parseSize(size, f.spec, f.at) } : {}),
+    };
+  },
+};
+
+/** Parses one `--mount` value. `index` numbers ssh mounts for their default target. */
+export function parseRunMount(spec: string, at?: SourcePosition, index = 0): RunMountRequest {
+  const kv = readMountFields(spec, at);
+  const type = (kv.get('type') ?? 'bind').toLowerCase();
+  checkMountKeys(kv, type, spec, at);
+  const fields: MountFields = {
+    kv,
+    spec,
+    at,
+    num: (key, dflt, base = 10) => (kv.has(key) ? parseInt10(kv.get(key)!, key, spec, at, base) : dflt),
+    bool: (key, dflt) => (kv.has(key) ? parseBool(kv.get(key)!, key, spec, at) : dflt),
+    needTarget: () => {
+      const target = kv.get('target');
+      if (!target)
+        throw mountError(spec, `type=${type} needs a target`, at, 'add target=<path in the container>');
+      if (cleanPath(target) === '/') throw mountError(spec, `invalid mount target "${target}"`, at);
+      return target;
+    },
+  };
+  return MOUNT_BUILDERS[type]!(fields, index);
 }

@@ -16,43 +16,48 @@ const HEREDOC_INSTRUCTIONS = new Set(['run', 'copy', 'add']);
 const trimLeft = (s: string): string => s.replace(/^[ \t\r\n\v\f]+/, '');
 const isComment = (s: string): boolean => trimLeft(s).startsWith('#');
 
-export function parseDockerfile(text: string, file = 'Dockerfile'): DockerfileAst {
-  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
-  // A trailing newline does not start another line.
-  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
-  const directives: Directives = { escape: '\\' };
-  const warnings: ParseWarning[] = [];
-  const instructions: RawInstruction[] = [];
-  const seen = new Set<string>();
-  let inDirectives = true;
-  let comments: string[] = [];
+/** The lines of a Dockerfile and a cursor over them (the parser reads forward only). */
+interface LineReader {
+  lines: string[];
+  /** Index of the next unread line. */
+  next: number;
+  file: string;
+}
 
-  const handleDirective = (line: string, lineNo: number): boolean => {
-    if (!inDirectives) return false;
+/**
+ * Reads the directive block at the top: returns true when `line` was a known directive (and so is
+ * consumed). The first line that is not a directive ends the block for good.
+ */
+class DirectiveReader {
+  readonly directives: Directives = { escape: '\\' };
+  private open = true;
+  private readonly seen = new Set<string>();
+
+  constructor(private readonly file: string) {}
+
+  read(line: string, lineNo: number): boolean {
+    if (!this.open) return false;
     const m = DIRECTIVE_RE.exec(line);
-    if (!m) {
-      inDirectives = false;
+    const key = m?.[1]!.toLowerCase();
+    // An unknown directive is a comment, and like any comment it ends the directive block.
+    if (!m || key === undefined || !KNOWN_DIRECTIVES.has(key)) {
+      this.open = false;
       return false;
     }
-    const key = m[1]!.toLowerCase();
-    const value = m[2]!;
-    if (!KNOWN_DIRECTIVES.has(key)) {
-      // An unknown directive is a comment, and like any comment it ends the directive block.
-      inDirectives = false;
-      return false;
-    }
-    if (seen.has(key)) {
+    const position = { file: this.file, line: lineNo };
+    if (this.seen.has(key)) {
       throw new KilnError(
         'dockerfile',
         'DUPLICATE_DIRECTIVE',
         `only one "${key}" parser directive can be used`,
         {
-          position: { file, line: lineNo },
+          position,
           hint: `remove the second "# ${key}=" line`,
         },
       );
     }
-    seen.add(key);
+    this.seen.add(key);
+    const value = m[2]!;
     if (key === 'escape') {
       if (value !== '\\' && value !== '`') {
         throw new KilnError(
@@ -60,34 +65,110 @@ export function parseDockerfile(text: string, file = 'Dockerfile'): DockerfileAs
           'BAD_ESCAPE',
           `invalid escape token "${value}": it must be \\ or \``,
           {
-            position: { file, line: lineNo },
+            position,
             hint: 'write "# escape=`" (for Windows paths) or "# escape=\\"',
           },
         );
       }
-      directives.escape = value as EscapeToken;
-    } else if (key === 'syntax') {
-      directives.syntax = value;
-    } else {
-      directives.check = value;
-    }
+      this.directives.escape = value as EscapeToken;
+    } else if (key === 'syntax') this.directives.syntax = value;
+    else this.directives.check = value;
     return true;
-  };
+  }
+}
 
-  const contRe = (): RegExp => (directives.escape === '\\' ? /\\[ \t]*$/ : /`[ \t]*$/);
-  /** Strips a trailing escape token; says whether the instruction continues on the next line. */
-  const trimContinuation = (s: string): [string, boolean] => {
-    const re = contRe();
-    if (re.test(s)) return [s.replace(re, ''), true];
-    return [s, false];
-  };
+/**
+ * BuildKit's lineContinuationRegex: the escape token as the last non-blank character continues the
+ * line unless the character before it is the escape token too (`a\\` ends the line: an escaped
+ * escape). A token alone on its line continues. Like BuildKit (Go's regexp has no look-behind), a
+ * token after an escaped escape (`a\\\`) does not continue either.
+ */
+function continuationRe(escape: EscapeToken): RegExp {
+  const t = escape === '\\' ? '\\\\' : '`';
+  return new RegExp(`(?:([^${t}])${t}|^${t})[ \\t]*$`);
+}
 
-  let i = 0;
-  while (i < lines.length) {
-    const raw = lines[i]!;
-    const lineNo = i + 1;
-    i++;
-    if (handleDirective(trimLeft(raw), lineNo) && inDirectives) continue;
+/** Strips a trailing continuation token; says whether the instruction continues on the next line. */
+function trimContinuation(s: string, re: RegExp): [string, boolean] {
+  const m = re.exec(s);
+  if (!m) return [s, false];
+  return [s.slice(0, m.index) + (m[1] ?? ''), true];
+}
+
+/**
+ * Joins the continuation lines that follow a first line ending in the escape token. Comment lines
+ * inside are dropped, empty ones skipped (and reported), as BuildKit does.
+ */
+function joinContinuation(
+  r: LineReader,
+  first: string,
+  re: RegExp,
+): { line: string; emptyContinuation: boolean } {
+  let [line, cont] = trimContinuation(first, re);
+  let emptyContinuation = false;
+  while (cont && r.next < r.lines.length) {
+    const next = r.lines[r.next++]!;
+    if (isComment(next)) continue;
+    if (trimLeft(next) === '') {
+      emptyContinuation = true;
+      continue;
+    }
+    const [part, more] = trimContinuation(next, re);
+    line += part;
+    cont = more;
+  }
+  return { line, emptyContinuation };
+}
+
+/** Reads the bodies of the heredocs `inst` announces, in order, from the lines after it. */
+function readHeredocs(r: LineReader, inst: RawInstruction): void {
+  // ONBUILD is a compound instruction: its trigger may announce heredocs too (BuildKit canContainHeredoc).
+  const keyword =
+    inst.keyword === 'onbuild' ? (/^(\S+)/.exec(inst.rest)?.[1] ?? '').toLowerCase() : inst.keyword;
+  if (!HEREDOC_INSTRUCTIONS.has(keyword)) return;
+  for (const marker of heredocMarkersOf(inst.rest)) {
+    let content = '';
+    let terminated = false;
+    const bodyStart = r.next + 1;
+    while (r.next < r.lines.length) {
+      const body = r.lines[r.next++]!;
+      const candidate = marker.chomp ? body.replace(/^\t+/, '') : body;
+      if (candidate === marker.name) {
+        terminated = true;
+        break;
+      }
+      content += candidate + '\n';
+    }
+    if (!terminated) {
+      throw new KilnError(
+        'dockerfile',
+        'UNTERMINATED_HEREDOC',
+        `unterminated heredoc "<<${marker.chomp ? '-' : ''}${marker.name}" (the body starting at line ${bodyStart} never reaches a line "${marker.name}")`,
+        {
+          position: { file: r.file, line: inst.line },
+          hint: `end the heredoc with a line holding only ${marker.name}${marker.chomp ? ' (leading tabs allowed)' : ''}`,
+        },
+      );
+    }
+    const doc: Heredoc = { ...marker, content };
+    inst.heredocs.push(doc);
+  }
+}
+
+export function parseDockerfile(text: string, file = 'Dockerfile'): DockerfileAst {
+  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
+  // A trailing newline does not start another line.
+  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+  const reader: LineReader = { lines, next: 0, file };
+  const directives = new DirectiveReader(file);
+  const warnings: ParseWarning[] = [];
+  const instructions: RawInstruction[] = [];
+  let comments: string[] = [];
+
+  while (reader.next < lines.length) {
+    const raw = lines[reader.next++]!;
+    const lineNo = reader.next;
+    if (directives.read(trimLeft(raw), lineNo)) continue;
     if (isComment(raw)) {
       const c = trimLeft(raw).slice(1).trim();
       if (c === '') comments = [];
@@ -95,26 +176,12 @@ export function parseDockerfile(text: string, file = 'Dockerfile'): DockerfileAs
       continue;
     }
     const first = trimLeft(raw);
-    let [line, cont] = trimContinuation(first);
-    if (!cont && line.trim() === '') {
+    const re = continuationRe(directives.directives.escape);
+    if (!re.test(first) && first.trim() === '') {
       comments = [];
       continue;
     }
-    let endLine = lineNo;
-    let emptyContinuation = false;
-    while (cont && i < lines.length) {
-      const next = lines[i]!;
-      i++;
-      endLine = i;
-      if (isComment(next)) continue;
-      if (trimLeft(next) === '') {
-        emptyContinuation = true;
-        continue;
-      }
-      const [part, more] = trimContinuation(next);
-      line += part;
-      cont = more;
-    }
+    const { line, emptyContinuation } = joinContinuation(reader, first, re);
     if (emptyContinuation) {
       warnings.push({
         line: lineNo,
@@ -126,44 +193,11 @@ export function parseDockerfile(text: string, file = 'Dockerfile'): DockerfileAs
     const inst = splitInstruction(line, file, lineNo);
     inst.comments = comments;
     comments = [];
-    // ONBUILD is a compound instruction: its trigger may announce heredocs too (BuildKit canContainHeredoc).
-    const heredocKeyword =
-      inst.keyword === 'onbuild' ? (/^(\S+)/.exec(inst.rest)?.[1] ?? '').toLowerCase() : inst.keyword;
-    if (HEREDOC_INSTRUCTIONS.has(heredocKeyword)) {
-      for (const marker of heredocMarkersOf(inst.rest)) {
-        let content = '';
-        let terminated = false;
-        const bodyStart = i + 1;
-        while (i < lines.length) {
-          const body = lines[i]!;
-          i++;
-          endLine = i;
-          const candidate = marker.chomp ? body.replace(/^\t+/, '') : body;
-          if (candidate === marker.name) {
-            terminated = true;
-            break;
-          }
-          content += (marker.chomp ? body.replace(/^\t+/, '') : body) + '\n';
-        }
-        if (!terminated) {
-          throw new KilnError(
-            'dockerfile',
-            'UNTERMINATED_HEREDOC',
-            `unterminated heredoc "<<${marker.chomp ? '-' : ''}${marker.name}" (the body starting at line ${bodyStart} never reaches a line "${marker.name}")`,
-            {
-              position: { file, line: lineNo },
-              hint: `end the heredoc with a line holding only ${marker.name}${marker.chomp ? ' (leading tabs allowed)' : ''}`,
-            },
-          );
-        }
-        const doc: Heredoc = { ...marker, content };
-        inst.heredocs.push(doc);
-      }
-    }
-    inst.endLine = endLine;
+    readHeredocs(reader, inst);
+    inst.endLine = reader.next;
     instructions.push(inst);
   }
-  return { file, directives, instructions, warnings };
+  return { file, directives: directives.directives, instructions, warnings };
 }
 
 /** Splits one joined instruction line into keyword, flags and the argument text. */

@@ -2,7 +2,7 @@
  * The file side of COPY and ADD: puts already-selected sources into a rootfs with Docker's rules for
  * destinations, ownership, modes and times, and returns the image paths it wrote (the step's diff).
  */
-import { chmod, lchown, lstat, mkdir, readdir, rm } from 'node:fs/promises';
+import { chmod, lchown, lstat, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import {
   chmodSync,
   closeSync,
@@ -40,7 +40,7 @@ export interface CopyOptions {
   parents: boolean;
   /** Set every written mtime to this (ADD of a URL: Last-Modified), else keep the source's. */
   mtime?: Date;
-  /** Wildcards were used: the destination must be a directory even for one match. */
+  /** Wildcards were used (informational: BuildKit's rules depend on what matched, not on this). */
   multiple: boolean;
   position?: SourcePosition;
   /**
@@ -62,7 +62,14 @@ export async function copyIntoRoot(
 ): Promise<CopyResult> {
   const destAbs = posix.isAbsolute(opts.dest) ? opts.dest : posix.join(opts.workdir || '/', opts.dest);
   const destIsDirSyntax = opts.dest.endsWith('/') || opts.dest === '.' || opts.dest.endsWith('/.');
-  if ((sources.length > 1 || opts.multiple) && !destIsDirSyntax) {
+  // BuildKit copies each source (each wildcard match) on its own: into the destination when it ends
+  // in "/" or is a directory, else to that name, a directory source merging its contents there. So a
+  // wildcard with one match copies to the name, and several directories merge. Several files (or
+  // heredocs, `COPY <<A <<B /out`) onto one name that is not a directory would overwrite each other
+  // there and keep only the last, silently: kiln refuses that case as the Dockerfile reference
+  // requires ("the destination must be a directory and end with a /") instead of losing files.
+  const files = (await Promise.all(sources.map((s) => isFileSource(s.hostPath)))).filter(Boolean).length;
+  if (files > 1 && !destIsDirSyntax) {
     const existing = await statOrNull(await resolveInRoot(root, destAbs));
     if (!existing?.isDirectory()) {
       throw new KilnError(
@@ -93,7 +100,7 @@ export async function copyIntoRoot(
       let target: string;
       const resolvedBase = await resolveInRoot(root, base);
       const baseStat = await statOrNull(resolvedBase);
-      if (opts.parents || destIsDirSyntax || sources.length > 1 || opts.multiple || baseStat?.isDirectory()) {
+      if (opts.parents || destIsDirSyntax || baseStat?.isDirectory()) {
         await w.ensureDir(base);
         target = posix.join(base, posix.basename(src.relPath));
       } else {
@@ -139,6 +146,14 @@ async function statOrNull(p: string): Promise<Stats | null> {
   return lstat(p).catch(() => null);
 }
 
+/** A source that lands as one file: not a directory, a top-level symlink followed. */
+async function isFileSource(hostPath: string): Promise<boolean> {
+  const st = await statOrNull(hostPath);
+  if (!st) return false;
+  if (!st.isSymbolicLink()) return !st.isDirectory();
+  return !(await stat(hostPath).catch(() => null))?.isDirectory();
+}
+
 class Writer {
   readonly written = new Set<string>();
   /** dev:ino of sources already copied → host path written, to keep hardlinks as hardlinks. */
@@ -177,8 +192,12 @@ class Writer {
     await applyXattrs(items);
   }
 
-  /** Creates an image directory (and missing parents) owned by the chown user or root, mode 0755. */
+  /**
+   * Creates an image directory (and missing parents) owned by the chown user or root, mode 0755, or
+   * the --chmod mode when it is octal: fsutil's copy creates them with CopyInfo.Mode (MkdirAll).
+   */
   async ensureDir(imageDir: string): Promise<string> {
+    const dirMode = this.opts.chmod?.kind === 'octal' ? this.opts.chmod.mode : 0o755;
     const host = await resolveInRoot(this.root, imageDir);
     const st = await statOrNull(host);
     if (st?.isDirectory()) return host;
@@ -189,10 +208,11 @@ class Writer {
       missing.unshift(p);
     }
     for (const p of missing) {
-      await mkdir(p, { mode: 0o755 });
-      await chmod(p, 0o755);
+      await mkdir(p, { mode: 0o700 });
       const owner = this.opts.chown ?? { uid: 0, gid: 0 };
       await lchown(p, owner.uid, owner.gid);
+      // After chown, which would clear set-id bits.
+      await chmod(p, dirMode);
       this.record(p);
     }
     this.record(host);

@@ -84,7 +84,7 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
         : new Date().toISOString();
   const buildArgs = new BuildArgs(
     new Map(Object.entries(opts.buildArgs)),
-    platformArgs(inp.targetPlatform, inp.buildPlatform),
+    platformArgs(inp.targetPlatform, inp.buildPlatform, plan.targetStage),
   );
   const global = new GlobalScope(buildArgs);
   for (const a of plan.globalArgs) global.values.set(a.name, a.value);

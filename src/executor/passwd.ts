@@ -58,6 +58,11 @@ export async function readGroups(rootfs: string): Promise<GroupEntry[]> {
 }
 
 const isNumeric = (s: string): boolean => /^\d+$/.test(s);
+/**
+ * A user or group of a file operation (COPY --chown, WORKDIR) as an id: BuildKit's llb parseUID
+ * (client/llb/fileop.go) reads "root" as 0 without looking at /etc/passwd, and digits as the id.
+ */
+const fileOpId = (s: string): number | undefined => (s === 'root' ? 0 : isNumeric(s) ? Number(s) : undefined);
 
 /**
  * `USER` semantics: `name`, `uid`, `name:group`, `uid:gid`. A numeric uid missing from /etc/passwd is
@@ -132,11 +137,14 @@ export async function resolveChown(
   const groups = await readGroups(rootfs);
   let uid: number;
   let gid: number;
-  if (isNumeric(userPart)) {
-    uid = Number(userPart);
+  const byId = fileOpId(userPart);
+  if (byId !== undefined) {
+    uid = byId;
     gid = uid;
   } else {
     const entry = users.find((u) => u.name === userPart);
+    // BuildKit's file op falls back to 0:0 for a name it cannot find; kiln refuses, because a typo
+    // in --chown would otherwise give root-owned files without a word (listed in the parity harness).
     if (!entry) {
       throw new KilnError(
         'context',
@@ -152,7 +160,8 @@ export async function resolveChown(
     gid = entry.gid;
   }
   if (groupPart !== undefined && groupPart !== '') {
-    if (isNumeric(groupPart)) gid = Number(groupPart);
+    const groupId = fileOpId(groupPart);
+    if (groupId !== undefined) gid = groupId;
     else {
       const g = groups.find((x) => x.name === groupPart);
       if (!g) {
@@ -168,6 +177,30 @@ export async function resolveChown(
       }
       gid = g.gid;
     }
+  }
+  return { uid, gid };
+}
+
+/**
+ * The owner BuildKit's file operations give for a user spec (WORKDIR's mkdir runs as the current
+ * USER): llb.WithUser splits `user[:group]`, a number is taken as uid and gid alike, a name is looked
+ * up in the stage's /etc/passwd and, when it is not there (or there is no passwd file), left at 0:0
+ * (solver/llbsolver/ops/user_linux.go readUser); a group name not in /etc/group keeps the gid.
+ */
+export async function resolveFileOwner(rootfs: string, spec: string): Promise<{ uid: number; gid: number }> {
+  const [userPart = '', groupPart] = spec.split(':', 2) as [string, string | undefined];
+  let uid = 0;
+  let gid = 0;
+  const byId = fileOpId(userPart);
+  if (byId !== undefined) {
+    uid = byId;
+    gid = byId;
+  } else {
+    const entry = (await readPasswd(rootfs)).find((u) => u.name === userPart);
+    if (entry) ({ uid, gid } = entry);
+  }
+  if (groupPart !== undefined) {
+    gid = fileOpId(groupPart) ?? (await readGroups(rootfs)).find((g) => g.name === groupPart)?.gid ?? gid;
   }
   return { uid, gid };
 }

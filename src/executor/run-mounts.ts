@@ -13,7 +13,7 @@ import { KilnError, type SourcePosition } from '../util/errors.ts';
 import { resolveInRoot } from '../fs/rootpath.ts';
 
 export type { RunMountRequest } from '../dockerfile/mounts.ts';
-import type { RunMountRequest } from '../dockerfile/mounts.ts';
+import { cacheMountKey, type RunMountRequest } from '../dockerfile/mounts.ts';
 
 export interface MountResolution {
   mounts: MountSpec[];
@@ -83,7 +83,8 @@ export async function resolveRunMounts(reqs: RunMountRequest[], ctx: MountContex
         }
         case 'cache': {
           const target = absTarget(r.target, ctx.workdir);
-          const id = r.id ?? target;
+          // BuildKit's cache identity (id or cleaned target, plus an explicit owner or seed).
+          const id = cacheMountKey(r);
           const dir = join(
             ctx.cacheDir,
             'run-cache',

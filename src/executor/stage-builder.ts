@@ -66,8 +66,13 @@ export interface StageBuilderOptions {
 
 export interface RunStepOptions {
   argv: string[];
-  /** Extra `KEY=value` pairs visible to this RUN only (build args in scope, secret env). */
+  /** Extra `KEY=value` pairs visible to this RUN only (build args in scope); ENV wins over them. */
   extraEnv: string[];
+  /**
+   * `KEY=value` pairs that win over the image's ENV: secrets mounted with env=, which BuildKit's
+   * ExecOp appends after the config's Env (solver/llbsolver/ops/exec.go, loadSecretEnv).
+   */
+  overrideEnv?: string[];
   mounts: MountSpec[];
   network: 'default' | 'none' | 'host';
   history: string;
@@ -104,16 +109,17 @@ export class StageBuilder {
   }
 
   /** The environment a RUN sees: the image's Env (PATH defaulted as Docker does) plus `extra`. */
-  runEnv(extra: string[]): string[] {
-    const env = [...(this.config.config?.Env ?? [])];
-    const has = (k: string) => env.some((e) => e.startsWith(`${k}=`));
+  runEnv(extra: string[], override: string[] = []): string[] {
+    const keyOf = (e: string): string => e.slice(0, e.indexOf('='));
+    const overridden = new Set(override.map(keyOf));
+    const env = (this.config.config?.Env ?? []).filter((e) => !overridden.has(keyOf(e)));
+    const has = (k: string) => env.some((e) => e.startsWith(`${k}=`)) || overridden.has(k);
     if (!has('PATH')) env.unshift(`PATH=${DEFAULT_PATH}`);
     for (const e of extra) {
-      const k = e.slice(0, e.indexOf('='));
       // ENV wins over ARG of the same name, as in Docker.
-      if (!has(k)) env.push(e);
+      if (!has(keyOf(e))) env.push(e);
     }
-    return env;
+    return [...env, ...override];
   }
 
   async run(step: RunStepOptions): Promise<void> {
@@ -133,7 +139,7 @@ export class StageBuilder {
       result = await this.deps.sandbox.run({
         root: snap.runRoot,
         argv: step.argv,
-        env: this.runEnv(step.extraEnv),
+        env: this.runEnv(step.extraEnv, step.overrideEnv),
         cwd,
         uid: user.uid,
         gid: user.gid,
@@ -206,7 +212,9 @@ export class StageBuilder {
   async changeKnown(history: string, fn: (root: string) => Promise<string[]>): Promise<void> {
     const t0 = Date.now();
     const written = await fn(this.rootfs);
-    const excluded = this.excludes([]);
+    // /proc, /sys and /dev are left out of RUN snapshots because the sandbox mounts over them; a
+    // file operation writes real files there and BuildKit's file op keeps them in the layer.
+    const excluded = this.opts.ignorePaths;
     const changed = written.filter((p) => !isExcluded(p, excluded)).sort();
     const t1 = Date.now();
     await this.commit({ root: this.rootfs, changed, deleted: [], opaque: [] }, history);

@@ -6,12 +6,18 @@
  * the shell, as Docker does.
  */
 import type { Instruction } from '../dockerfile/instructions.ts';
-import { expandWord, type VarLookup } from '../dockerfile/expand.ts';
+import { expandWord, type ExpandOptions, type VarLookup } from '../dockerfile/expand.ts';
 import type { EscapeToken } from '../dockerfile/words.ts';
 import { KilnError, isKilnError, type SourcePosition } from '../util/errors.ts';
 
 export interface Expander {
   word(w: string): string;
+  /**
+   * A COPY/ADD heredoc body as BuildKit's ExpandRaw treats it: a lexer with backslash as escape
+   * token whatever the escape directive, quotes kept as plain text, so a backslash before `$X`
+   * makes it literal (and, as in BuildKit, a backslash before any other character is dropped).
+   */
+  heredoc(body: string): string;
 }
 
 export function makeExpander(
@@ -20,23 +26,25 @@ export function makeExpander(
   at: SourcePosition,
   onUse?: (name: string) => void,
 ): Expander {
-  return {
-    word(w: string): string {
-      try {
-        return expandWord(w, lookup, { escapeToken: escape, ...(onUse ? { onUse } : {}) });
-      } catch (e) {
-        if (isKilnError(e)) {
-          // The word may span lines (heredoc bodies); messages stay on one line.
-          const message = e.message.replace(/\r/g, '\\r').replace(/\n/g, '\\n');
-          throw new KilnError(e.category, e.code, message, {
-            position: at,
-            cause: e,
-            ...(e.hint ? { hint: e.hint } : {}),
-          });
-        }
-        throw e;
+  const expand = (w: string, opts: ExpandOptions): string => {
+    try {
+      return expandWord(w, lookup, { ...opts, ...(onUse ? { onUse } : {}) });
+    } catch (e) {
+      if (isKilnError(e)) {
+        // The word may span lines (heredoc bodies); messages stay on one line.
+        const message = e.message.replace(/\r/g, '\\r').replace(/\n/g, '\\n');
+        throw new KilnError(e.category, e.code, message, {
+          position: at,
+          cause: e,
+          ...(e.hint ? { hint: e.hint } : {}),
+        });
       }
-    },
+      throw e;
+    }
+  };
+  return {
+    word: (w) => expand(w, { escapeToken: escape }),
+    heredoc: (body) => expand(body, { escapeToken: '\\', skipProcessQuotes: true }),
   };
 }
 
@@ -61,7 +69,7 @@ export function expandInstruction(ins: Instruction, x: Expander): Instruction {
         sources: ins.sources.map((s) => (s.startsWith('<<') ? s : x.word(s))),
         dest: x.word(ins.dest),
         exclude: ins.exclude.map((e) => x.word(e)),
-        heredocs: ins.heredocs.map((h) => (h.expand ? { ...h, content: expandHeredoc(h.content, x) } : h)),
+        heredocs: ins.heredocs.map((h) => (h.expand ? { ...h, content: x.heredoc(h.content) } : h)),
         ...(from !== undefined ? { from } : {}),
         ...(chown !== undefined ? { chown } : {}),
         ...(chmod !== undefined ? { chmod } : {}),
@@ -81,12 +89,4 @@ export function expandInstruction(ins: Instruction, x: Expander): Instruction {
     default:
       return ins;
   }
-}
-
-/**
- * Unquoted COPY heredoc bodies get variables substituted but keep their quotes and backslashes,
- * so only `$name` / `${...}` forms are rewritten, line by line.
- */
-function expandHeredoc(content: string, x: Expander): string {
-  return content.replace(/\$(\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)/g, (m) => x.word(m));
 }

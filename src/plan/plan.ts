@@ -11,6 +11,7 @@ import { parseInstruction, type Instruction } from '../dockerfile/instructions.t
 import { parseRunMount } from '../dockerfile/mounts.ts';
 import { closest } from '../dockerfile/suggest.ts';
 import type { Platform } from '../image/types.ts';
+import type { EscapeToken } from '../dockerfile/words.ts';
 import { KilnError, type SourcePosition } from '../util/errors.ts';
 import { expandInstruction, makeExpander } from './expand-instruction.ts';
 import { BuildArgs, GlobalScope, StageScope, platformArgs } from './scope.ts';
@@ -53,6 +54,8 @@ export interface BuildPlan {
   globalArgs: Array<{ name: string; value: string | undefined }>;
   stages: PlannedStage[];
   target: number;
+  /** The automatic TARGETSTAGE ARG: the target's name, or "default" when it has none. */
+  targetStage: string;
   /** Needed stages in an order where every dependency comes first. */
   order: number[];
   unusedBuildArgs: string[];
@@ -74,55 +77,37 @@ export function planFromText(text: string, file: string, opts: PlanOptions): Bui
   return planBuild(parseDockerfile(text, file), opts);
 }
 
-export function planBuild(ast: DockerfileAst, opts: PlanOptions): BuildPlan {
-  const file = ast.file;
-  const escape = ast.directives.escape;
-  const warnings: PlanWarning[] = ast.warnings.map((w) => ({
-    at: { file, line: w.line },
-    code: w.code,
-    message: w.message,
-  }));
-  const warn = (at: SourcePosition, code: string, message: string): void =>
-    void warnings.push({ at, code, message });
-  const args = new BuildArgs(
-    new Map(Object.entries(opts.buildArgs ?? {})),
-    platformArgs(opts.targetPlatform, opts.buildPlatform),
-  );
-  const global = new GlobalScope(args);
-  const globalArgs: BuildPlan['globalArgs'] = [];
+/** A stage as pass 1 leaves it: its FROM and its typed body, nothing expanded. */
+interface Draft {
+  from: Instruction & { kind: 'from' };
+  body: Instruction[];
+}
 
-  // Pass 1: typed instructions grouped by stage.
-  interface Draft {
-    from: Instruction & { kind: 'from' };
-    body: Instruction[];
-  }
+/** Pass 1: typed instructions grouped by stage, and the ARGs before the first FROM. */
+function collectDrafts(
+  ast: DockerfileAst,
+  warn: (at: SourcePosition, code: string, message: string) => void,
+): { drafts: Draft[]; globalArgIns: Array<Instruction & { kind: 'arg' }> } {
+  const { file } = ast;
+  const escape = ast.directives.escape;
   const drafts: Draft[] = [];
+  const globalArgIns: Array<Instruction & { kind: 'arg' }> = [];
   for (const raw of ast.instructions) {
     const ins = parseInstruction(raw, { escape, file, warn });
-    if (ins.kind === 'from') {
-      drafts.push({ from: ins, body: [] });
-      continue;
+    if (ins.kind === 'from') drafts.push({ from: ins, body: [] });
+    else if (drafts.length > 0) drafts[drafts.length - 1]!.body.push(ins);
+    else if (ins.kind === 'arg') globalArgIns.push(ins);
+    else {
+      throw new KilnError(
+        'dockerfile',
+        'NO_STAGE',
+        `${raw.keywordAsWritten.toUpperCase()} before the first FROM`,
+        {
+          position: ins.at,
+          hint: 'only ARG may come before FROM; start the build with FROM <image>',
+        },
+      );
     }
-    if (drafts.length === 0) {
-      if (ins.kind !== 'arg') {
-        throw new KilnError(
-          'dockerfile',
-          'NO_STAGE',
-          `${raw.keywordAsWritten.toUpperCase()} before the first FROM`,
-          {
-            position: ins.at,
-            hint: 'only ARG may come before FROM; start the build with FROM <image>',
-          },
-        );
-      }
-      const x = makeExpander(global.lookup, escape, ins.at);
-      for (const a of ins.args) {
-        global.declare(a.name, a.default === undefined ? undefined : x.word(a.default));
-        globalArgs.push({ name: a.name, value: global.values.get(a.name) });
-      }
-      continue;
-    }
-    drafts[drafts.length - 1]!.body.push(ins);
   }
   if (drafts.length === 0) {
     throw new KilnError('dockerfile', 'NO_STAGE', 'the Dockerfile has no FROM instruction', {
@@ -130,8 +115,11 @@ export function planBuild(ast: DockerfileAst, opts: PlanOptions): BuildPlan {
       hint: 'add FROM <image> (or FROM scratch) as the first instruction after any ARGs',
     });
   }
+  return { drafts, globalArgIns };
+}
 
-  // Stage names (case-insensitive, unique).
+/** Stage names (case-insensitive, unique) → index. */
+function stageNameIndex(drafts: Draft[]): Map<string, number> {
   const byName = new Map<string, number>();
   drafts.forEach((d, i) => {
     const n = d.from.stageName;
@@ -144,30 +132,35 @@ export function planBuild(ast: DockerfileAst, opts: PlanOptions): BuildPlan {
     }
     byName.set(n, i);
   });
+  return byName;
+}
 
+/** A --from / FROM value → a stage index, or null for an image. */
+type ResolveRef = (
+  value: string,
+  at: SourcePosition,
+  what: string,
+  allowIndex: boolean,
+  /** Only stages before this index are visible (FROM sees earlier stages only, as in BuildKit). */
+  before?: number,
+) => number | null;
+
+function makeResolveRef(byName: Map<string, number>, stageCount: number): ResolveRef {
   const stageNames = [...byName.keys()];
-  /** A --from / FROM value → a stage index, or null for an image. */
-  const resolveRef = (
-    value: string,
-    at: SourcePosition,
-    what: string,
-    allowIndex: boolean,
-    /** Only stages before this index are visible (FROM sees earlier stages only, as in BuildKit). */
-    before = drafts.length,
-  ): number | null => {
+  return (value, at, what, allowIndex, before = stageCount) => {
     const lower = value.toLowerCase();
     const named = byName.get(lower);
     if (named !== undefined && named < before) return named;
     if (allowIndex && /^\d+$/.test(value)) {
       const i = Number(value);
-      if (i >= drafts.length) {
+      if (i >= stageCount) {
         throw new KilnError(
           'dockerfile',
           'UNKNOWN_STAGE',
-          `${what} refers to stage ${i}, but the Dockerfile has ${drafts.length} stage(s)`,
+          `${what} refers to stage ${i}, but the Dockerfile has ${stageCount} stage(s)`,
           {
             position: at,
-            hint: `use an index from 0 to ${drafts.length - 1}, or a stage name`,
+            hint: `use an index from 0 to ${stageCount - 1}, or a stage name`,
           },
         );
       }
@@ -188,112 +181,131 @@ export function planBuild(ast: DockerfileAst, opts: PlanOptions): BuildPlan {
     }
     return null;
   };
+}
 
-  // Pass 2: expansion with the Dockerfile's own ARG/ENV, and dependencies.
+/** What pass 2 shares between stages. */
+interface StagePlanning {
+  global: GlobalScope;
+  escape: EscapeToken;
+  resolveRef: ResolveRef;
   /** Each stage's ENV at its end: a stage built FROM an earlier stage starts with it. */
-  const stageEnv: Array<Map<string, string>> = [];
-  const stages: PlannedStage[] = drafts.map((d, index) => {
-    const fx = makeExpander(global.lookup, escape, d.from.at);
-    const from = expandInstruction(d.from, fx) as Instruction & { kind: 'from' };
-    if (from.image.trim() === '') {
-      throw new KilnError(
-        'dockerfile',
-        'EMPTY_BASE',
-        `FROM "${d.from.image}" expands to an empty image name`,
-        {
-          position: d.from.at,
-          hint: 'give the ARG it uses a default or pass --build-arg',
-        },
-      );
-    }
-    let base: StageBase;
-    const deps = new Set<number>();
-    const imageDeps: string[] = [];
-    if (from.image.toLowerCase() === 'scratch') base = { kind: 'scratch' };
-    else {
-      const ref = resolveRef(from.image, d.from.at, `FROM ${from.image}`, false, index);
-      if (ref !== null) {
-        base = { kind: 'stage', index: ref };
-        deps.add(ref);
-      } else base = { kind: 'image', ref: from.image };
-    }
-    const scope = new StageScope(global, base.kind === 'stage' ? (stageEnv[base.index] ?? []) : []);
-    stageEnv[index] = scope.env;
-    const instructions: PlannedInstruction[] = [];
-    for (const ins of d.body) {
-      const x = makeExpander(scope.lookup, escape, ins.at);
-      if (ins.kind === 'arg') {
-        for (const a of ins.args)
-          scope.declareArg(a.name, a.default === undefined ? undefined : x.word(a.default));
-        instructions.push({ instruction: ins, expanded: ins });
-        continue;
-      }
-      const expanded = expandInstruction(ins, x);
-      if (expanded.kind === 'env') for (const [k, v] of expanded.pairs) scope.setEnv(k, v);
-      if ((expanded.kind === 'copy' || expanded.kind === 'add') && expanded.from !== undefined) {
-        const r = resolveRef(
-          expanded.from,
-          ins.at,
-          `${ins.kind.toUpperCase()} --from=${expanded.from}`,
-          true,
-        );
-        if (r !== null) deps.add(r);
-        else imageDeps.push(expanded.from);
-      }
-      if (expanded.kind === 'run') {
-        expanded.mounts.forEach((m, mi) => {
-          const req = parseRunMount(m, ins.at, mi);
-          const from = req.type === 'bind' || req.type === 'cache' ? req.from : undefined;
-          if (from !== undefined) {
-            const r = resolveRef(from, ins.at, `RUN --mount from=${from}`, true);
-            if (r !== null) deps.add(r);
-            else imageDeps.push(from);
-          }
-        });
-      }
-      if (expanded.kind === 'maintainer') {
-        warn(
-          ins.at,
-          'MaintainerDeprecated',
-          'MAINTAINER is deprecated: use LABEL org.opencontainers.image.authors=...',
-        );
-      }
-      instructions.push({ instruction: ins, expanded });
-    }
-    return {
-      index,
-      ...(d.from.stageName ? { name: d.from.stageName } : {}),
-      from,
-      base,
-      ...(from.platform ? { platform: from.platform } : {}),
-      instructions,
-      deps: [...deps].sort((a, b) => a - b),
-      imageDeps,
-      needed: false,
-    };
-  });
+  stageEnv: Array<Map<string, string>>;
+  warn: (at: SourcePosition, code: string, message: string) => void;
+}
 
-  // Target.
-  let target = stages.length - 1;
-  if (opts.target !== undefined && opts.target !== '') {
-    const t = opts.target.toLowerCase();
-    if (!byName.has(t)) {
-      const guess = closest(t, stageNames);
-      throw new KilnError(
-        'usage',
-        'UNKNOWN_TARGET',
-        `target stage "${opts.target}" is not in ${file}${guess ? ` (did you mean ${guess}?)` : ''}`,
-        {
-          hint: stageNames.length
-            ? `named stages are: ${stageNames.join(', ')}`
-            : 'name a stage with FROM <image> AS <name>',
-        },
-      );
-    }
-    target = byName.get(t)!;
+function stageBase(
+  from: Instruction & { kind: 'from' },
+  d: Draft,
+  index: number,
+  p: StagePlanning,
+): StageBase {
+  if (from.image.trim() === '') {
+    throw new KilnError('dockerfile', 'EMPTY_BASE', `FROM "${d.from.image}" expands to an empty image name`, {
+      position: d.from.at,
+      hint: 'give the ARG it uses a default or pass --build-arg',
+    });
   }
+  if (from.image.toLowerCase() === 'scratch') return { kind: 'scratch' };
+  const ref = p.resolveRef(from.image, d.from.at, `FROM ${from.image}`, false, index);
+  return ref !== null ? { kind: 'stage', index: ref } : { kind: 'image', ref: from.image };
+}
 
-  // Cycles and build order: depth-first from the target.
+/** The stages and images an expanded instruction reads (COPY --from, RUN --mount from=). */
+function instructionDeps(ins: Instruction, expanded: Instruction, p: StagePlanning): Array<number | string> {
+  const out: Array<number | string> = [];
+  const add = (from: string, what: string): void => {
+    const r = p.resolveRef(from, ins.at, what, true);
+    out.push(r !== null ? r : from);
+  };
+  if ((expanded.kind === 'copy' || expanded.kind === 'add') && expanded.from !== undefined)
+    add(expanded.from, `${ins.kind.toUpperCase()} --from=${expanded.from}`);
+  if (expanded.kind === 'run') {
+    expanded.mounts.forEach((m, mi) => {
+      const req = parseRunMount(m, ins.at, mi);
+      const from = req.type === 'bind' || req.type === 'cache' ? req.from : undefined;
+      if (from !== undefined) add(from, `RUN --mount from=${from}`);
+    });
+  }
+  return out;
+}
+
+/** Pass 2 for one stage: expansion with the Dockerfile's own ARG/ENV, and dependencies. */
+function planStage(d: Draft, index: number, p: StagePlanning): PlannedStage {
+  const fx = makeExpander(p.global.lookup, p.escape, d.from.at);
+  const from = expandInstruction(d.from, fx) as Instruction & { kind: 'from' };
+  const base = stageBase(from, d, index, p);
+  const deps = new Set<number>();
+  const imageDeps: string[] = [];
+  if (base.kind === 'stage') deps.add(base.index);
+  const scope = new StageScope(p.global, base.kind === 'stage' ? (p.stageEnv[base.index] ?? []) : []);
+  p.stageEnv[index] = scope.env;
+  const instructions: PlannedInstruction[] = [];
+  for (const ins of d.body) {
+    const x = makeExpander(scope.lookup, p.escape, ins.at);
+    if (ins.kind === 'arg') {
+      for (const a of ins.args)
+        scope.declareArg(a.name, a.default === undefined ? undefined : x.word(a.default));
+      instructions.push({ instruction: ins, expanded: ins });
+      continue;
+    }
+    const expanded = expandInstruction(ins, x);
+    if (expanded.kind === 'env') for (const [k, v] of expanded.pairs) scope.setEnv(k, v);
+    for (const dep of instructionDeps(ins, expanded, p)) {
+      if (typeof dep === 'number') deps.add(dep);
+      else imageDeps.push(dep);
+    }
+    if (expanded.kind === 'maintainer') {
+      p.warn(
+        ins.at,
+        'MaintainerDeprecated',
+        'MAINTAINER is deprecated: use LABEL org.opencontainers.image.authors=...',
+      );
+    }
+    instructions.push({ instruction: ins, expanded });
+  }
+  return {
+    index,
+    ...(d.from.stageName ? { name: d.from.stageName } : {}),
+    from,
+    base,
+    ...(from.platform ? { platform: from.platform } : {}),
+    instructions,
+    deps: [...deps].sort((a, b) => a - b),
+    imageDeps,
+    needed: false,
+  };
+}
+
+/** The --target stage's index (the last stage without one). */
+function targetIndex(
+  opts: PlanOptions,
+  byName: Map<string, number>,
+  stageCount: number,
+  file: string,
+): number {
+  if (opts.target === undefined || opts.target === '') return stageCount - 1;
+  const t = opts.target.toLowerCase();
+  const i = byName.get(t);
+  if (i !== undefined) return i;
+  const stageNames = [...byName.keys()];
+  const guess = closest(t, stageNames);
+  throw new KilnError(
+    'usage',
+    'UNKNOWN_TARGET',
+    `target stage "${opts.target}" is not in ${file}${guess ? ` (did you mean ${guess}?)` : ''}`,
+    {
+      hint: stageNames.length
+        ? `named stages are: ${stageNames.join(', ')}`
+        : 'name a stage with FROM <image> AS <name>',
+    },
+  );
+}
+
+/**
+ * Cycles and build order: depth-first from the target; cycles among stages the target does not
+ * need are still errors, as in BuildKit. Marks the stages the target needs and returns their order.
+ */
+function buildOrder(stages: PlannedStage[], target: number): number[] {
   const order: number[] = [];
   const state = new Map<number, 'visiting' | 'done'>();
   const visit = (i: number, path: number[]): void => {
@@ -317,9 +329,7 @@ export function planBuild(ast: DockerfileAst, opts: PlanOptions): BuildPlan {
     order.push(i);
   };
   visit(target, []);
-  // Cycles among stages the target does not need are still errors, as in BuildKit.
   for (let i = 0; i < stages.length; i++) visit(i, []);
-  // Only the target's closure is needed.
   const needed = new Set<number>();
   const mark = (i: number): void => {
     if (needed.has(i)) return;
@@ -328,8 +338,46 @@ export function planBuild(ast: DockerfileAst, opts: PlanOptions): BuildPlan {
   };
   mark(target);
   for (const s of stages) s.needed = needed.has(s.index);
-  const finalOrder = order.filter((i) => needed.has(i));
+  return order.filter((i) => needed.has(i));
+}
 
+export function planBuild(ast: DockerfileAst, opts: PlanOptions): BuildPlan {
+  const file = ast.file;
+  const escape = ast.directives.escape;
+  const warnings: PlanWarning[] = ast.warnings.map((w) => ({
+    at: { file, line: w.line },
+    code: w.code,
+    message: w.message,
+  }));
+  const warn = (at: SourcePosition, code: string, message: string): void =>
+    void warnings.push({ at, code, message });
+  const { drafts, globalArgIns } = collectDrafts(ast, warn);
+  const byName = stageNameIndex(drafts);
+  const target = targetIndex(opts, byName, drafts.length, file);
+  // BuildKit's TARGETSTAGE: the --target name, else the last stage's name, else "default".
+  const targetStage = drafts[target]!.from.stageName ?? 'default';
+  const args = new BuildArgs(
+    new Map(Object.entries(opts.buildArgs ?? {})),
+    platformArgs(opts.targetPlatform, opts.buildPlatform, targetStage),
+  );
+  const global = new GlobalScope(args);
+  const globalArgs: BuildPlan['globalArgs'] = [];
+  for (const ins of globalArgIns) {
+    const x = makeExpander(global.lookup, escape, ins.at);
+    for (const a of ins.args) {
+      global.declare(a.name, a.default === undefined ? undefined : x.word(a.default));
+      globalArgs.push({ name: a.name, value: global.values.get(a.name) });
+    }
+  }
+  const planning: StagePlanning = {
+    global,
+    escape,
+    resolveRef: makeResolveRef(byName, drafts.length),
+    stageEnv: [],
+    warn,
+  };
+  const stages = drafts.map((d, index) => planStage(d, index, planning));
+  const order = buildOrder(stages, target);
   return {
     file,
     escape,
@@ -337,7 +385,8 @@ export function planBuild(ast: DockerfileAst, opts: PlanOptions): BuildPlan {
     globalArgs,
     stages,
     target,
-    order: finalOrder,
+    targetStage,
+    order,
     unusedBuildArgs: args.unconsumed(),
     warnings,
   };

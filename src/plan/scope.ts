@@ -6,18 +6,29 @@
  */
 import type { Platform } from '../image/types.ts';
 
-/** ARGs every build defines without a declaration (BuildKit's automatic platform ARGs). */
-export function platformArgs(target: Platform, build: Platform): Map<string, string> {
+/**
+ * ARGs every build defines without a declaration: BuildKit's defaultArgs (dockerfile2llb/platform.go),
+ * the platform ARGs plus TARGETSTAGE (dockerfile 1.11: the target stage's name, "default" when it
+ * has none). Global ARGs and FROM see them directly; inside a stage they need `ARG NAME`.
+ */
+export function platformArgs(
+  target: Platform,
+  build: Platform,
+  targetStage = 'default',
+): Map<string, string> {
   const fmt = (p: Platform): string => `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}`;
   return new Map([
-    ['TARGETPLATFORM', fmt(target)],
-    ['TARGETOS', target.os],
-    ['TARGETARCH', target.architecture],
-    ['TARGETVARIANT', target.variant ?? ''],
     ['BUILDPLATFORM', fmt(build)],
     ['BUILDOS', build.os],
+    ['BUILDOSVERSION', build['os.version'] ?? ''],
     ['BUILDARCH', build.architecture],
     ['BUILDVARIANT', build.variant ?? ''],
+    ['TARGETPLATFORM', fmt(target)],
+    ['TARGETOS', target.os],
+    ['TARGETOSVERSION', target['os.version'] ?? ''],
+    ['TARGETARCH', target.architecture],
+    ['TARGETVARIANT', target.variant ?? ''],
+    ['TARGETSTAGE', targetStage],
   ]);
 }
 
@@ -43,10 +54,14 @@ export function isBuiltinArg(name: string): boolean {
 export class BuildArgs {
   /** Names the Dockerfile declared anywhere in a built stage or the global scope. */
   readonly consumed = new Set<string>();
+  /** The automatic ARGs, each replaced by a --build-arg of its name (BuildKit's defaultArgs overrides). */
+  readonly automatic: ReadonlyMap<string, string>;
   constructor(
     readonly given: ReadonlyMap<string, string>,
-    readonly automatic: ReadonlyMap<string, string>,
-  ) {}
+    automatic: ReadonlyMap<string, string>,
+  ) {
+    this.automatic = new Map([...automatic].map(([k, v]) => [k, given.get(k) ?? v]));
+  }
 
   /** Passed with --build-arg but never declared by an ARG: BuildKit's "not consumed" warning. */
   unconsumed(): string[] {

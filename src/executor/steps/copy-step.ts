@@ -213,14 +213,7 @@ export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<
             )
               sources.push({ hostPath: host, sourceRoot: tree.root, relPath: p.slice(1) });
           }
-          if (sources.length === 0) {
-            throw new KilnError(
-              'context',
-              'COPY_SOURCE_MISSING',
-              `${upper} --from=${ins.from}: nothing matches "${src}"`,
-              { position: at },
-            );
-          }
+          // No match copies nothing, as from the context (BuildKit's AllowEmptyWildcard).
         } else {
           const host = await resolveInRoot(tree.root, rel, false);
           if (

@@ -25,7 +25,7 @@ import {
 } from '../config-ops.ts';
 import { goQuotedList, layerHistory } from '../history.ts';
 import { resolveInRoot } from '../../fs/rootpath.ts';
-import { resolveUser } from '../passwd.ts';
+import { resolveFileOwner } from '../passwd.ts';
 import type { StepContext } from './context.ts';
 
 export function commandArgv(cmd: CommandForm, shell: string[]): string[] {
@@ -108,7 +108,7 @@ export async function metadataStep(ins: Instruction, ctx: StepContext): Promise<
         // BuildKit creates a missing WORKDIR owned by the current USER, and so every parent it had to
         // create (its mkdir -p chowns each new directory).
         if (made !== undefined && user) {
-          const u = await resolveUser(root, user, ins.at);
+          const u = await resolveFileOwner(root, user);
           for (let p = host; ; p = dirname(p)) {
             await chown(p, u.uid, u.gid);
             if (p === made || p === root || dirname(p) === p) break;

@@ -70,7 +70,8 @@ export async function runStep(ins: RunInstruction, ctx: StepContext): Promise<vo
     }
     await b.run({
       argv,
-      extraEnv: [...home, ...args.map(([k, v]) => `${k}=${v}`), ...resolved.env],
+      extraEnv: [...home, ...args.map(([k, v]) => `${k}=${v}`)],
+      overrideEnv: resolved.env,
       mounts: resolved.mounts,
       network: net,
       history: runHistory(argv, args),

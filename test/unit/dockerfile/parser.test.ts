@@ -486,12 +486,6 @@ describe('instructions', () => {
       warn: 'InvalidJSON',
     },
     {
-      name: 'RUN JSON array with a non-string is shell form',
-      src: 'RUN ["sleep", 1]',
-      want: { command: { form: 'shell', script: '["sleep", 1]' } },
-      warn: 'InvalidJSON',
-    },
-    {
       name: 'RUN --mount (several) are collected raw',
       src: 'RUN --mount=type=cache,target=/root/.cache --mount=type=secret,id=tok make',
       want: {
@@ -937,6 +931,7 @@ describe('RUN --mount', () => {
         mode: 0o700,
         uid: 1000,
         gid: 1001,
+        explicitOwner: true,
       },
     },
     {

@@ -13,8 +13,11 @@ const cases: Array<[spec: string, mode: number, isDir: boolean, want: number]> =
   ['g-w', 0o664, false, 0o644],
   ['o=r', 0o777, false, 0o774],
   ['a=rX', 0o640, false, 0o444],
-  ['a=rX', 0o740, false, 0o555],
-  ['a=rX', 0o700, true, 0o555],
+  // BSD setmode (BuildKit's dchapes-mode) honours X only with "+": "=rX" is "=r" (GNU chmod differs).
+  ['a=rX', 0o740, false, 0o444],
+  ['a=rX', 0o700, true, 0o444],
+  ['a+rX', 0o740, false, 0o755],
+  ['a+rX', 0o700, true, 0o755],
   ['u+x,g-w,o=r', 0o666, false, 0o744],
   ['go-rwx', 0o755, false, 0o700],
   ['u+s', 0o755, false, 0o4755],

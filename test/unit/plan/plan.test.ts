@@ -353,9 +353,12 @@ describe('build args warnings and predefined args', () => {
       ['HTTP_PROXY', 'http://p'],
     ]);
   });
-  test('platformArgs gives all eight platform args', () => {
-    const m = platformArgs(PLATFORMS.targetPlatform, PLATFORMS.buildPlatform);
+  test('platformArgs gives the platform args, OS versions and TARGETSTAGE', () => {
+    const m = platformArgs(PLATFORMS.targetPlatform, PLATFORMS.buildPlatform, 'final');
     assert.deepEqual(Object.fromEntries(m), {
+      TARGETOSVERSION: '',
+      BUILDOSVERSION: '',
+      TARGETSTAGE: 'final',
       TARGETPLATFORM: 'linux/arm64/v8',
       TARGETOS: 'linux',
       TARGETARCH: 'arm64',
@@ -744,7 +747,8 @@ describe('where expansion applies', () => {
       line: 'COPY <<EOF /f\nx=$X "q" \\n\nEOF',
       want: {
         heredocs: [
-          { name: 'EOF', content: 'x=val "q" \\n\n', expand: true, chomp: false, fileDescriptor: 0 },
+          // BuildKit's lexer (escape \\, quotes kept): the backslash escapes the next character.
+          { name: 'EOF', content: 'x=val "q" n\n', expand: true, chomp: false, fileDescriptor: 0 },
         ],
       },
     },
