@@ -29,6 +29,8 @@ export interface RegistryClientOptions {
   logger?: Logger;
   /** First retry delay (default 500 ms); tests shorten it. */
   baseDelayMs?: number;
+  /** Headers and body-idle timeout of one request (default 120 s); tests shorten it. */
+  timeoutMs?: number;
   /** Blobs up to this size are uploaded with one PUT; larger ones in PATCH chunks. Default 8 MiB. */
   monolithicMaxBytes?: number;
   /** PATCH chunk size for chunked uploads. Default 64 MiB. */

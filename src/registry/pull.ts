@@ -28,6 +28,15 @@ export const DEFAULT_ACCEPT = [
 
 const MANIFEST_LIMIT = 16 << 20;
 const CONFIG_LIMIT = 64 << 20;
+const SUPPORTED_ALGOS = new Set(['sha256', 'sha384', 'sha512']);
+
+/** Errors after which fetching the same thing again can succeed (the wire, not the registry's answer). */
+function isRefetchable(e: unknown): boolean {
+  return (
+    (e instanceof KilnError && (e.code === 'DIGEST_MISMATCH' || e.code === 'BAD_MANIFEST')) ||
+    isRetryableError(e)
+  );
+}
 
 export interface ManifestResult {
   bytes: Buffer;
@@ -65,9 +74,14 @@ export class Puller {
     };
   }
 
-  /** Fetches a manifest or index by tag or digest, verifying the digest when the reference has one. */
+  /**
+   * Fetches a manifest or index by tag or digest, like a blob: verified against the reference's
+   * digest or the registry's Docker-Content-Digest, and fetched again after a dropped connection, a
+   * short or corrupted body.
+   */
   async getManifest(ref: Reference, accept: string[] = DEFAULT_ACCEPT): Promise<ManifestResult> {
-    return this.session.withPullHosts(ref, (host) => this.getManifestFrom(host, ref, accept));
+    const what = `manifest ${ref.digest ?? ref.tag ?? 'latest'}`;
+    return this.retryPull(ref, what, (host) => this.getManifestFrom(host, ref, accept));
   }
 
   private async getManifestFrom(host: string, ref: Reference, accept: string[]): Promise<ManifestResult> {
@@ -91,14 +105,21 @@ export class Puller {
       throw await this.session.statusError(req, res, `GET manifest ${formatReference(ref)}`);
     }
     const bytes = await readBody(res, MANIFEST_LIMIT);
-    const algo = ref.digest ? ref.digest.slice(0, ref.digest.indexOf(':')) : 'sha256';
-    const digest = digestOf(bytes, algo);
-    if (ref.digest && digest !== ref.digest) {
+    // By tag the registry's own digest header is all there is to check the body against.
+    const expected = ref.digest ?? header(res, 'docker-content-digest');
+    const algo =
+      expected && /^[a-z0-9]+:/.test(expected) ? expected.slice(0, expected.indexOf(':')) : 'sha256';
+    const digest = digestOf(bytes, SUPPORTED_ALGOS.has(algo) ? algo : 'sha256');
+    if (expected && SUPPORTED_ALGOS.has(algo) && digest !== expected) {
       throw new KilnError(
         'registry',
         'DIGEST_MISMATCH',
-        `manifest for ${formatReference(ref)} from ${host} has digest ${digest}`,
-        { hint: 'the registry returned different content for the digest; it may be corrupt or compromised' },
+        `manifest for ${formatReference(ref)} from ${host} has digest ${digest}, expected ${expected} (${bytes.length} bytes read)`,
+        {
+          hint: ref.digest
+            ? 'the manifest was corrupted in transit, or the registry returned different content for the digest (corrupt or compromised)'
+            : 'the manifest was corrupted in transit (the registry announced another digest); check proxies between kiln and the registry',
+        },
       );
     }
     let mediaType = (header(res, 'content-type') ?? '').split(';')[0]!.trim();
@@ -188,7 +209,7 @@ export class Puller {
         hint: `configs larger than ${limit} bytes are not supported`,
       });
     }
-    return this.retryPull(ref, desc, async (host) => {
+    return this.retryPull(ref, `blob ${desc.digest}`, async (host) => {
       const chunks: Buffer[] = [];
       const body = await this.blobStream(host, ref, desc);
       await pipeline(
@@ -219,27 +240,21 @@ export class Puller {
     return res.body;
   }
 
-  /** Retries a whole blob download on network errors and digest mismatches, over each pull host. */
-  private async retryPull<T>(ref: Reference, desc: Descriptor, fn: (host: string) => Promise<T>): Promise<T> {
+  /**
+   * Retries a whole download (`what`: `blob sha256:…`, `manifest 1`) on dropped connections, short
+   * bodies, stalls and digest mismatches, over each pull host.
+   */
+  private async retryPull<T>(ref: Reference, what: string, fn: (host: string) => Promise<T>): Promise<T> {
     return this.session.withPullHosts(ref, async (host) => {
       const retries = Math.max(0, this.session.opts.pullRetry);
       for (let attempt = 0; ; attempt++) {
         try {
           return await fn(host);
         } catch (e) {
-          const again = (e instanceof KilnError && e.code === 'DIGEST_MISMATCH') || isRetryableError(e);
-          if (!again || attempt >= retries) {
-            if (e instanceof KilnError) throw e;
-            throw new KilnError(
-              'registry',
-              'BLOB_FETCH_FAILED',
-              `downloading ${desc.digest} from ${host}/${ref.repository} failed: ${describeError(e)}`,
-              { hint: 'check the network connection to the registry and retry', cause: e },
-            );
-          }
-          const d = this.session.transport.retryDelay(attempt);
+          if (!isRefetchable(e) || attempt >= retries) throw this.pullFailure(e, what, host, ref, attempt);
+          const d = this.session.retryDelay(attempt, e);
           this.session.logger?.warn(
-            `blob ${desc.digest.slice(0, 19)}: ${e instanceof Error ? e.message : String(e)}; retry ${attempt + 1}/${retries} in ${d} ms`,
+            `${what.slice(0, 24)}: ${e instanceof Error ? e.message : String(e)}; retry ${attempt + 1}/${retries} in ${d} ms`,
           );
           await sleep(d);
         }
@@ -247,9 +262,24 @@ export class Puller {
     });
   }
 
+  /** The error a download ends with: a KilnError as it is, a network error named for what broke. */
+  private pullFailure(e: unknown, what: string, host: string, ref: Reference, attempt: number): KilnError {
+    if (e instanceof KilnError) return e;
+    const tries = attempt + 1;
+    return new KilnError(
+      'registry',
+      what.startsWith('manifest') ? 'MANIFEST_FETCH_FAILED' : 'BLOB_FETCH_FAILED',
+      `downloading ${what} from ${host}/${ref.repository} failed${tries > 1 ? ` ${tries} times` : ''}: ${describeError(e)}`,
+      {
+        hint: `the connection to ${host} broke while the body was read (dropped, cut short or stalled); check the network and any proxy between kiln and the registry, or raise --image-download-retry`,
+        cause: e,
+      },
+    );
+  }
+
   /** Downloads a blob to `destPath` (through a temp file), verifying size and digest. */
   async fetchBlob(repoRef: Reference, descriptor: Descriptor, destPath: string): Promise<void> {
-    await this.retryPull(repoRef, descriptor, async (host) => {
+    await this.retryPull(repoRef, `blob ${descriptor.digest}`, async (host) => {
       const tmp = `${destPath}.partial-${randomBytes(6).toString('hex')}`;
       try {
         const body = await this.blobStream(host, repoRef, descriptor);

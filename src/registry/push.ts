@@ -11,7 +11,7 @@ import { KilnError } from '../util/errors.ts';
 import { formatReference, normalizeRegistry } from './reference.ts';
 import type { Reference } from './reference.ts';
 import type { RegistrySession } from './session.ts';
-import { describeError, drain, header, isRetryableError, sleep } from './transport.ts';
+import { describeError, drain, header, isRetryableError, readBody, sleep } from './transport.ts';
 import { Uploader } from './upload.ts';
 import type { BlobOpener, UploadSizes } from './upload.ts';
 import { digestOf } from './verify.ts';
@@ -125,7 +125,7 @@ export class Pusher {
             { hint: 'check the network connection to the registry and retry', cause: e },
           );
         }
-        const d = this.session.transport.retryDelay(attempt);
+        const d = this.session.retryDelay(attempt, e);
         this.session.logger?.warn(
           `upload of ${descriptor.digest.slice(0, 19)} failed (${e instanceof Error ? e.message : String(e)}); restarting in ${d} ms`,
         );
@@ -146,8 +146,59 @@ export class Pusher {
     }
   }
 
-  /** PUTs a manifest under a tag or digest; returns the digest the registry reports. */
+  /**
+   * PUTs a manifest under a tag or digest and checks what the registry stored (its
+   * Docker-Content-Digest, or a HEAD of the reference): a body the registry rejected as invalid or
+   * stored with another digest was corrupted on the way, and is PUT again, up to --push-retry times.
+   * Returns the manifest's digest.
+   */
   async putManifest(ref: Reference, bytes: Buffer, mediaType: string): Promise<string> {
+    const digest = digestOf(bytes);
+    const retries = Math.max(0, this.session.opts.pushRetry);
+    const stored: string[] = [];
+    for (let attempt = 0; ; attempt++) {
+      let got: string | undefined;
+      try {
+        got = await this.putManifestOnce(ref, bytes, mediaType);
+      } catch (e) {
+        const again = isRetryableError(e) || (e instanceof KilnError && e.code === 'MANIFEST_REJECTED');
+        if (!again || attempt >= retries) throw e;
+        this.warnRetry(ref, e instanceof Error ? e.message : String(e), attempt, retries);
+        await sleep(this.session.retryDelay(attempt, e));
+        continue;
+      }
+      if (got === undefined || got === digest) {
+        if (stored.length > 0) {
+          this.session.logger?.warn(
+            `${formatReference(ref)}: re-pushed the manifest after the registry stored corrupted copies (${stored.join(', ')}); they stay untagged until the registry's garbage collection`,
+          );
+        }
+        return digest;
+      }
+      stored.push(got);
+      if (attempt >= retries) throw await this.storedMismatch(ref, bytes, mediaType, stored);
+      this.warnRetry(
+        ref,
+        `the registry stored the manifest as ${got}, kiln sent ${digest}`,
+        attempt,
+        retries,
+      );
+      await sleep(this.session.retryDelay(attempt));
+    }
+  }
+
+  private warnRetry(ref: Reference, why: string, attempt: number, retries: number): void {
+    this.session.logger?.warn(
+      `manifest ${formatReference(ref)}: ${why}; PUT again (${attempt + 1}/${retries})`,
+    );
+  }
+
+  /** One manifest PUT; returns the digest the registry says it stored, when it says. */
+  private async putManifestOnce(
+    ref: Reference,
+    bytes: Buffer,
+    mediaType: string,
+  ): Promise<string | undefined> {
     const reference = ref.tag ?? ref.digest ?? 'latest';
     const req = this.uploader.pushReq(ref, {
       method: 'PUT',
@@ -157,20 +208,92 @@ export class Pusher {
     });
     const res = await this.session.api(req);
     if (res.status !== 201 && res.status !== 200 && res.status !== 202) {
-      throw await this.session.statusError(req, res, `PUT manifest ${formatReference(ref)}`);
+      const err = await this.session.statusError(req, res, `PUT manifest ${formatReference(ref)}`);
+      // Every blob was verified present before the PUT: an invalid manifest or unknown blob means
+      // the registry read other bytes than kiln sent.
+      // Distribution answers some of these with a 500 (an unknown blob found while validating).
+      if (
+        (res.status === 400 || res.status >= 500) &&
+        /MANIFEST_INVALID|MANIFEST_BLOB_UNKNOWN|BLOB_UNKNOWN|DIGEST_INVALID/.test(err.message)
+      ) {
+        throw new KilnError('registry', 'MANIFEST_REJECTED', err.message, {
+          hint: rejectionHint(err.message, mediaType),
+          cause: err,
+        });
+      }
+      throw err;
     }
     await drain(res);
-    const digest = digestOf(bytes);
     const reported = header(res, 'docker-content-digest');
-    if (reported && reported !== digest) {
-      throw new KilnError(
-        'registry',
-        'DIGEST_MISMATCH',
-        `${formatReference(ref)}: the registry stored the manifest as ${reported}, kiln computed ${digest}`,
-        { hint: 'the registry rewrote the manifest; push with the other --format or use another registry' },
-      );
+    if (reported) return reported;
+    const head = this.uploader.pushReq(ref, {
+      method: 'HEAD',
+      path: `manifests/${reference}`,
+      headers: { accept: mediaType },
+    });
+    const h = await this.session.api(head);
+    await drain(h);
+    return h.status === 200 ? header(h, 'docker-content-digest') : undefined;
+  }
+
+  /**
+   * The error after every PUT stored another manifest than kiln's. A stored copy of the same length
+   * is kiln's manifest with bytes changed on the way (a rewrite by the registry changes the
+   * length): the tag, which now names that corrupted copy, is removed (best effort) so that nobody
+   * pulls it.
+   */
+  private async storedMismatch(
+    ref: Reference,
+    bytes: Buffer,
+    mediaType: string,
+    stored: string[],
+  ): Promise<KilnError> {
+    const digest = digestOf(bytes);
+    const last = stored[stored.length - 1]!;
+    const copy = await this.fetchStored(ref, last, mediaType);
+    const corrupted = copy === undefined ? new Set(stored).size > 1 : copy.length === bytes.length;
+    const removed = corrupted && (await this.deleteManifest(ref, last));
+    return new KilnError(
+      'registry',
+      corrupted ? 'MANIFEST_CORRUPTED' : 'DIGEST_MISMATCH',
+      `${formatReference(ref)}: the registry stored the manifest as ${stored.join(', ')}; kiln sent ${digest} (${stored.length} PUTs)`,
+      {
+        hint: corrupted
+          ? `the manifest was corrupted between kiln and the registry on every attempt (check proxies and the network); ${removed ? 'the corrupted copy was deleted' : `the tag may name the corrupted copy ${last}: push again`}`
+          : 'the registry stores its own form of the manifest (it rewrites manifests); push with the other --format or use another registry',
+      },
+    );
+  }
+
+  /** The manifest the registry stored under `digest`, or undefined when it cannot be read. */
+  private async fetchStored(ref: Reference, digest: string, mediaType: string): Promise<Buffer | undefined> {
+    const req = this.uploader.pushReq(ref, {
+      method: 'GET',
+      path: `manifests/${digest}`,
+      headers: { accept: mediaType },
+    });
+    try {
+      const res = await this.session.api(req);
+      if (res.status !== 200) {
+        await drain(res);
+        return undefined;
+      }
+      return await readBody(res, 16 << 20);
+    } catch {
+      return undefined;
     }
-    return digest;
+  }
+
+  /** DELETE of a manifest by digest; false when the registry does not allow it. */
+  private async deleteManifest(ref: Reference, digest: string): Promise<boolean> {
+    const req = this.uploader.pushReq(ref, { method: 'DELETE', path: `manifests/${digest}` });
+    try {
+      const res = await this.session.api(req);
+      await drain(res);
+      return res.status === 202 || res.status === 200;
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -210,6 +333,17 @@ export class Pusher {
     }
     return image.digest;
   }
+}
+
+/**
+ * Why a registry refused a manifest whose blobs it has: a registry that names the media type does
+ * not take it (the other --format may do); otherwise it read other bytes than kiln sent.
+ */
+function rejectionHint(message: string, mediaType: string): string {
+  if (/media.?type|unsupported|schema/i.test(message)) {
+    return `the registry does not accept ${mediaType} manifests: push with the other --format`;
+  }
+  return 'every blob the manifest names was verified present, so the registry read other bytes than kiln sent: the manifest was corrupted on the way (check proxies and the network between kiln and the registry)';
 }
 
 /** The references grouped by registry and repository (one blob push per group). */

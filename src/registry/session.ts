@@ -10,7 +10,7 @@ import { Authenticator, registryMessage } from './auth.ts';
 import type { CredentialStore } from './credentials.ts';
 import { formatReference, normalizeRegistry, registryApiHost } from './reference.ts';
 import type { Reference } from './reference.ts';
-import { drain, header, readBody, safeUrl, stripScheme, Transport } from './transport.ts';
+import { drain, header, parseRetryAfter, readBody, safeUrl, stripScheme, Transport } from './transport.ts';
 import type { HttpResponse, Mode, RequestBody } from './transport.ts';
 
 const MAX_REDIRECTS = 10;
@@ -21,6 +21,8 @@ export interface SessionOptions {
   logger?: Logger;
   /** First retry delay (default 500 ms); tests shorten it. */
   baseDelayMs?: number;
+  /** Headers and body-idle timeout of one request (default 120 s); tests shorten it. */
+  timeoutMs?: number;
 }
 
 export interface ApiRequest {
@@ -40,6 +42,17 @@ export interface ApiRequest {
   followRedirects?: boolean;
 }
 
+/** A retryable registry answer (429, 5xx) that carries the wait the registry asked for. */
+export class RegistryBusyError extends KilnError {
+  constructor(
+    message: string,
+    hint: string,
+    readonly retryAfterMs: number | undefined,
+  ) {
+    super('registry', 'REGISTRY_UNAVAILABLE', message, { hint });
+  }
+}
+
 export class RegistrySession {
   readonly transport: Transport;
   readonly opts: RegistryOptions;
@@ -53,6 +66,7 @@ export class RegistrySession {
       registry: opts.registry,
       logger: opts.logger,
       baseDelayMs: opts.baseDelayMs,
+      timeoutMs: opts.timeoutMs,
     });
     this.auth = new Authenticator({
       transport: this.transport,
@@ -209,15 +223,31 @@ export class RegistrySession {
       req.method === 'HEAD' ? Buffer.alloc(0) : await readBody(res, 1 << 20).catch(() => Buffer.alloc(0));
     const msg = this.auth.redact(registryMessage(body));
     const retryable = res.status === 429 || res.status >= 500;
-    return new KilnError(
-      'registry',
-      retryable ? 'REGISTRY_UNAVAILABLE' : 'REGISTRY_ERROR',
-      `${what}: ${req.host} answered HTTP ${res.status}${msg ? `: ${msg}` : ''}`,
-      {
-        hint: retryable
-          ? `the registry is overloaded or failing; retry later (retries: ${req.retries})`
-          : 'the registry rejected the request; check the reference and the registry logs',
-      },
-    );
+    const message = `${what}: ${req.host} answered HTTP ${res.status}${msg ? `: ${msg}` : ''}`;
+    if (retryable) {
+      return new RegistryBusyError(
+        message,
+        `the registry is overloaded or failing; retry later (retries: ${req.retries})`,
+        parseRetryAfter(header(res, 'retry-after')),
+      );
+    }
+    return new KilnError('registry', 'REGISTRY_ERROR', message, {
+      hint: 'the registry rejected the request; check the reference and the registry logs',
+    });
+  }
+
+  /**
+   * The wait before attempt `attempt + 1` of a whole operation (an upload restarted, a download
+   * fetched again): the backoff, or longer when the failure `e` carried a Retry-After (capped).
+   */
+  retryDelay(attempt: number, e?: unknown): number {
+    const backoff = this.transport.retryDelay(attempt);
+    for (let cur: unknown = e, depth = 0; cur && depth < 5; depth++) {
+      if (cur instanceof RegistryBusyError && cur.retryAfterMs !== undefined) {
+        return Math.min(this.transport.maxDelayMs, Math.max(backoff, cur.retryAfterMs));
+      }
+      cur = (cur as { cause?: unknown }).cause;
+    }
+    return backoff;
   }
 }

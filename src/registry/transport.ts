@@ -38,6 +38,8 @@ export interface TransportOptions {
   baseDelayMs?: number;
   /** Upper bound of one backoff delay (Retry-After is capped by it too). Default 30 s. */
   maxDelayMs?: number;
+  /** How long to wait for response headers, and between body bytes, before the attempt fails. Default 120 s. */
+  timeoutMs?: number;
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -125,6 +127,7 @@ export class Transport {
   readonly registry: RegistryOptions;
   readonly baseDelayMs: number;
   readonly maxDelayMs: number;
+  private readonly timeoutMs: number;
   private readonly logger: Logger | undefined;
   private readonly agents = new Map<string, Agent>();
 
@@ -133,6 +136,7 @@ export class Transport {
     this.logger = opts.logger;
     this.baseDelayMs = opts.baseDelayMs ?? 500;
     this.maxDelayMs = opts.maxDelayMs ?? 30_000;
+    this.timeoutMs = opts.timeoutMs ?? 120_000;
   }
 
   /** `http` when the host is listed insecure or the insecure flag for the mode is set, else `https`. */
@@ -178,8 +182,8 @@ export class Transport {
       connect,
       connections: 16,
       keepAliveTimeout: 10_000,
-      headersTimeout: 120_000,
-      bodyTimeout: 120_000,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
     });
     this.agents.set(key, agent);
     return agent;

@@ -2,13 +2,22 @@
  * An HTTP reverse proxy on 127.0.0.1 in front of a test registry, with programmable faults, to test
  * kiln's retry and verification paths against real failures on the wire.
  *
- * Status faults (`status-503-retry-after`, `status-429`, `reset-before-response`) act on any matching
- * request, without forwarding it. Body faults (`drop-mid-body`, `truncate-body`, `flip-byte`) act on
- * matching GET requests whose upstream answer is 200/206 with a body (blob GETs): the body is streamed
- * and the fault is applied at the middle offset. A rule is used up only when its fault is applied.
+ * Status faults (`status-503-retry-after`, `status-429`, `reset-before-response`,
+ * `stall-before-response`) act on any matching request, without forwarding it. Response-body faults
+ * (`drop-mid-body`, `truncate-body`, `flip-byte`, `stall-mid-body`) act on matching GET requests whose
+ * upstream answer is 200/206 with a body (blob and manifest GETs): the body is streamed and the fault
+ * is applied at the middle offset (or `rule.offset`). Request-body faults (`flip-request-byte`,
+ * `drop-mid-request`) act on matching requests with a body (uploads, manifest PUTs) on the way to the
+ * registry. A rule is used up only when its fault is applied.
  */
 import { Agent, createServer, request as httpRequest } from 'node:http';
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type {
+  ClientRequest,
+  IncomingHttpHeaders,
+  IncomingMessage,
+  OutgoingHttpHeaders,
+  ServerResponse,
+} from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { SetupError } from './setup-error.ts';
@@ -19,15 +28,35 @@ export type Fault =
   | 'flip-byte' // invert the byte at the middle offset, length unchanged
   | 'status-503-retry-after' // 503 with `Retry-After: 1`
   | 'status-429' // 429 Too Many Requests
-  | 'reset-before-response'; // TCP reset before any response byte
+  | 'reset-before-response' // TCP reset before any response byte
+  | 'stall-before-response' // read the request, never answer (the client must time out)
+  | 'stall-mid-body' // send half the body, then nothing more on an open connection
+  | 'flip-request-byte' // invert the byte at the middle offset of the request body on its way up
+  | 'drop-mid-request'; // forward half the request body, then reset both connections
 
-export const BODY_FAULTS: readonly Fault[] = ['drop-mid-body', 'truncate-body', 'flip-byte'];
+export const BODY_FAULTS: readonly Fault[] = [
+  'drop-mid-body',
+  'truncate-body',
+  'flip-byte',
+  'stall-mid-body',
+];
+export const REQUEST_FAULTS: readonly Fault[] = ['flip-request-byte', 'drop-mid-request'];
 
 export interface FaultRule {
   match: (method: string, path: string) => boolean;
   /** How many matching requests get the fault. */
   times: number;
   fault: Fault;
+  /** Byte offset for the flip or cut (default: the middle); clamped into the body. */
+  offset?: number;
+  /** The offset as a fraction of the body's length in [0, 1), when `offset` is not given. */
+  fraction?: number;
+}
+
+type FaultKind = 'status' | 'request' | 'body';
+
+function kindOf(f: Fault): FaultKind {
+  return BODY_FAULTS.includes(f) ? 'body' : REQUEST_FAULTS.includes(f) ? 'request' : 'status';
 }
 
 export interface ProxyLogEntry {
@@ -76,19 +105,24 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const agent = new Agent({ keepAlive: true });
   const sockets = new Set<Socket>();
 
-  const pick = (method: string, path: string, body: boolean): FaultRule | undefined =>
-    rules.find((r) => r.times > 0 && BODY_FAULTS.includes(r.fault) === body && r.match(method, path));
+  const pick = (method: string, path: string, kind: FaultKind): FaultRule | undefined =>
+    rules.find((r) => r.times > 0 && kindOf(r.fault) === kind && r.match(method, path));
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const method = req.method ?? 'GET';
     const path = req.url ?? '/';
-    const statusRule = pick(method, path, false);
+    const statusRule = pick(method, path, 'status');
     if (statusRule) {
       statusRule.times--;
       const fault = statusRule.fault;
       if (fault === 'reset-before-response') {
         log.push({ method, path, status: 0, fault });
         req.socket.resetAndDestroy();
+        return;
+      }
+      if (fault === 'stall-before-response') {
+        log.push({ method, path, status: 0, fault });
+        req.resume(); // the socket stays open until the client gives up or the proxy stops
         return;
       }
       req.resume();
@@ -111,7 +145,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         const status = upRes.statusCode ?? 502;
         const headers = responseHeaders(upRes.headers);
         const bodyRule =
-          method === 'GET' && (status === 200 || status === 206) ? pick(method, path, true) : undefined;
+          method === 'GET' && (status === 200 || status === 206) ? pick(method, path, 'body') : undefined;
         if (!bodyRule) {
           log.push({ method, path, status });
           res.writeHead(status, headers);
@@ -123,7 +157,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         log.push({ method, path, status, fault });
         const lenHeader = upRes.headers['content-length'];
         if (lenHeader !== undefined) {
-          streamWithFault(upRes, res, status, headers, Number(lenHeader), fault);
+          streamWithFault(upRes, res, status, headers, Number(lenHeader), bodyRule);
         } else {
           // No length to find the middle by: buffer this one body.
           const chunks: Buffer[] = [];
@@ -131,7 +165,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           upRes.on('end', () => {
             const body = Buffer.concat(chunks);
             headers['content-length'] = String(body.length);
-            streamWithFault(Readable.from([body]), res, status, headers, body.length, fault);
+            streamWithFault(Readable.from([body]), res, status, headers, body.length, bodyRule);
           });
         }
       },
@@ -145,7 +179,19 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       res.writeHead(502, { 'content-type': 'text/plain' });
       res.end(`fault proxy: upstream error: ${e.message}`);
     });
-    req.pipe(up);
+    const requestRule = req.headers['content-length'] !== '0' ? pick(method, path, 'request') : undefined;
+    if (requestRule) {
+      requestRule.times--;
+      log.push({
+        method,
+        path,
+        status: requestRule.fault === 'drop-mid-request' ? 0 : -1,
+        fault: requestRule.fault,
+      });
+      forwardWithRequestFault(req, up, requestRule);
+    } else {
+      req.pipe(up);
+    }
   };
 
   const server = createServer(handle);
@@ -180,15 +226,48 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   };
 }
 
+/** Where a rule's flip or cut falls in a body of `length` bytes. */
+function faultOffset(rule: FaultRule, length: number): number {
+  const at = rule.offset ?? Math.floor(length * (rule.fraction ?? 0.5));
+  return Math.max(0, Math.min(at, Math.max(0, length - 1)));
+}
+
+/**
+ * Sends the request body upstream with its fault: one byte inverted (length unchanged), or half of it
+ * and then both connections reset, as a client whose link died mid-upload. Bodies without a
+ * Content-Length are buffered to find the offset.
+ */
+function forwardWithRequestFault(req: IncomingMessage, up: ClientRequest, rule: FaultRule): void {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    const body = Buffer.concat(chunks);
+    const at = faultOffset(rule, body.length);
+    if (rule.fault === 'flip-request-byte') {
+      if (body.length > 0) body[at] = body[at]! ^ 0xff;
+      up.end(body);
+      return;
+    }
+    up.write(body.subarray(0, at), () => {
+      up.destroy();
+      req.socket.resetAndDestroy();
+    });
+  });
+}
+
 function streamWithFault(
   src: Readable,
   res: ServerResponse,
   status: number,
   headers: OutgoingHttpHeaders,
   length: number,
-  fault: Fault,
+  rule: FaultRule,
 ): void {
-  const middle = Math.floor(length / 2);
+  const fault = rule.fault;
+  const middle =
+    rule.offset === undefined && rule.fraction === undefined
+      ? Math.floor(length / 2)
+      : faultOffset(rule, length);
   let offset = 0;
   let done = false;
   res.writeHead(status, headers);
@@ -203,6 +282,8 @@ function streamWithFault(
       if (fault === 'drop-mid-body') {
         // Let the half reach the client, then reset the connection.
         setTimeout(() => socket.resetAndDestroy(), 50);
+      } else if (fault === 'stall-mid-body') {
+        // Nothing more: the connection stays open until the client times out or the proxy stops.
       } else {
         // truncate-body: close cleanly with fewer bytes than Content-Length.
         socket.end();

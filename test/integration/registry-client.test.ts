@@ -572,14 +572,24 @@ describe('open registry: index, push, mount, mirrors, faults', () => {
     }
   });
 
-  test('manifest digest mismatch is detected', async () => {
-    proxy.inject({ match: (m, p) => m === 'GET' && p.includes('/manifests/'), times: 1, fault: 'flip-byte' });
+  test('a corrupted manifest is fetched again; corrupted every time, DIGEST_MISMATCH', async () => {
+    const ref = parseReference(`${proxy.host}/kiln/busybox@${busyDigest}`);
+    const manifestGet = (m: string, p: string): boolean => m === 'GET' && p.includes('/manifests/');
     try {
-      const e = await expectKiln(
-        client.getManifest(parseReference(`${proxy.host}/kiln/busybox@${busyDigest}`)),
+      proxy.inject({ match: manifestGet, times: 1, fault: 'flip-byte' });
+      assert.equal((await client.getManifest(ref)).digest, busyDigest);
+      proxy.clear();
+      proxy.inject({ match: manifestGet, times: 100, fault: 'flip-byte' });
+      const e = await expectKiln(client.getManifest(ref), 'DIGEST_MISMATCH');
+      assert.match(e.message, new RegExp(busyDigest));
+      proxy.clear();
+      // By tag, the registry's Docker-Content-Digest is what the body is checked against.
+      proxy.inject({ match: manifestGet, times: 100, fault: 'flip-byte' });
+      const t = await expectKiln(
+        client.getManifest(parseReference(`${proxy.host}/kiln/busybox:1`)),
         'DIGEST_MISMATCH',
       );
-      assert.match(e.message, new RegExp(busyDigest));
+      assert.match(t.hint ?? '', /corrupted in transit/);
     } finally {
       proxy.clear();
     }
