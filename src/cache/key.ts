@@ -5,7 +5,8 @@
 import { createHash } from 'node:crypto';
 import type { KeyParts } from './types.ts';
 
-const SCHEME = 'kiln-cache-v1';
+// v2: the instruction part is the canonical typed instruction, not its display text.
+const SCHEME = 'kiln-cache-v2';
 
 export function hashParts(parts: KeyParts): string {
   const h = createHash('sha256');
@@ -34,4 +35,24 @@ export function explainMiss(prev: KeyParts | null, now: KeyParts): string {
   if (prev.env !== now.env) why.push('build args or environment changed');
   if (prev.sources !== now.sources) why.push('source files changed');
   return why.length ? why.join('; ') : 'entry missing or expired';
+}
+
+/**
+ * JSON with object keys sorted and `omit` keys dropped at every depth, so that two equal values
+ * always serialize alike. undefined fields are left out, as an absent optional field means the same.
+ */
+export function canonicalJson(value: unknown, omit: ReadonlySet<string> = new Set()): string {
+  const norm = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(norm);
+    if (v !== null && typeof v === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(v).sort()) {
+        const x = (v as Record<string, unknown>)[k];
+        if (!omit.has(k) && x !== undefined) out[k] = norm(x);
+      }
+      return out;
+    }
+    return v;
+  };
+  return JSON.stringify(norm(value));
 }

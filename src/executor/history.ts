@@ -2,21 +2,10 @@
  * `created_by` strings for image history, in BuildKit's wording so `docker history` of a kiln
  * image reads like one built by Docker: layer-making steps end in ` # buildkit`.
  */
-const PROXY_ARGS = new Set([
-  'HTTP_PROXY',
-  'http_proxy',
-  'HTTPS_PROXY',
-  'https_proxy',
-  'FTP_PROXY',
-  'ftp_proxy',
-  'NO_PROXY',
-  'no_proxy',
-  'ALL_PROXY',
-  'all_proxy',
-]);
+import { PROXY_ARGS } from '../plan/scope.ts';
 
 export function isProxyArg(name: string): boolean {
-  return PROXY_ARGS.has(name);
+  return PROXY_ARGS.includes(name);
 }
 
 /**

@@ -4,7 +4,7 @@
  * operation goes through the snapshotter, so a layer is exactly what the step changed.
  */
 import { mkdir, rm, rmdir, lstat } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { posix } from 'node:path';
 import type { ExecutorDeps } from './deps.ts';
 import type { HistoryEntry, ImageConfig, LayerBlob } from '../image/types.ts';
 import type { Diff, LayerWriteOptions } from '../fs/types.ts';
@@ -47,8 +47,6 @@ export interface StageBuilderOptions {
   rootfs: string;
   scratchDir: string;
   config: ImageConfig;
-  /** Layers of the base image, in order. */
-  baseLayers: LayerBlob[];
   history: HistoryEntry[];
   layerOptions: Omit<LayerWriteOptions, 'outDir'> & { outDir: string };
   ignorePaths: string[];
@@ -99,7 +97,7 @@ export class StageBuilder {
     this.name = opts.name;
     this.rootfs = opts.rootfs;
     this.config = opts.config;
-    this.layers = [...opts.baseLayers];
+    this.layers = [];
     this.history = [...opts.history];
     this.snapshotter = deps.createSnapshotter(opts.rootfs, opts.scratchDir);
   }
@@ -280,10 +278,6 @@ export class StageBuilder {
     this.logger.debug(`layer ${layer.digest} (${layer.entries} entries, ${layer.size} bytes)`);
   }
 
-  async dispose(): Promise<void> {
-    await rm(this.opts.scratchDir, { recursive: true, force: true });
-  }
-
   /** Host path of an image path in this stage's rootfs, symlinks resolved inside it. */
   hostPath(imagePath: string): Promise<string> {
     return resolveInRoot(this.rootfs, imagePath);
@@ -302,8 +296,4 @@ async function removeIfEmpty(p: string): Promise<void> {
   if (!st) return;
   if (st.isDirectory()) await rmdir(p).catch(() => undefined);
   else if (st.size === 0) await rm(p, { force: true });
-}
-
-export function scratchDirFor(workDir: string, stage: number): string {
-  return join(workDir, 'stages', String(stage), 'scratch');
 }

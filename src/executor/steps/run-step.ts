@@ -3,8 +3,14 @@
  * handed to the shell as written), --mount (secrets, caches, binds, tmpfs), --network, and the
  * build args in scope in the environment. Secrets are redacted from output and never reach history.
  */
+import { createHash } from 'node:crypto';
 import type { RunInstruction } from '../../dockerfile/instructions.ts';
 import { parseRunMount } from '../../dockerfile/mounts.ts';
+import { envDigest } from '../../cache/key.ts';
+import { sourcesDigest } from '../../cache/sources-digest.ts';
+import { fromDigest, type KeyHelpers } from '../step-cache.ts';
+import type { KeyInputs, StepModule } from './module.ts';
+import { expandInScope } from './expand.ts';
 import { currentShell } from '../config-ops.ts';
 import { runHistory } from '../history.ts';
 import { resolveUser } from '../passwd.ts';
@@ -31,7 +37,7 @@ export function runArgv(ins: RunInstruction, shell: string[]): string[] {
   return [...shell, `${script}\n${bodies}`];
 }
 
-export async function runStep(ins: RunInstruction, ctx: StepContext): Promise<void> {
+async function runStep(ins: RunInstruction, ctx: StepContext): Promise<void> {
   const b = ctx.builder;
   const argv = runArgv(ins, currentShell(b.config));
   if (ins.security === 'insecure') {
@@ -84,3 +90,41 @@ export async function runStep(ins: RunInstruction, ctx: StepContext): Promise<vo
     await resolved.cleanup();
   }
 }
+
+/**
+ * What a RUN observes: the build args in scope and the whole config (so a build arg change misses
+ * from its first use, not from its declaration), and the files of its bind mounts.
+ */
+async function runKeyInputs(ins: RunInstruction, ctx: StepContext, h: KeyHelpers): Promise<KeyInputs> {
+  const cfg = ctx.builder.config.config ?? {};
+  const env = envDigest(ctx.scope.runArgs(), {
+    env: (cfg.Env ?? []).join('\0'),
+    user: cfg.User ?? '',
+    workdir: cfg.WorkingDir ?? '',
+    shell: (cfg.Shell ?? []).join('\0'),
+    platform: h.platform,
+    network: ins.network ?? ctx.opts.network,
+  });
+  const src = createHash('sha256');
+  for (const [i, m] of ins.mounts.entries()) {
+    const req = parseRunMount(m, ins.at, i);
+    if (req.type !== 'bind') continue;
+    if (req.from !== undefined)
+      src.update(`bind:${req.target}\0${await fromDigest(req.from, h)}\0${req.source}\0`);
+    else {
+      const r = await ctx.context.resolve(req.source === '/' ? '.' : req.source, ins.at);
+      src.update(`bind:${req.target}\0${await sourcesDigest(r.sources, h.index, ctx.context.skip)}\0`);
+    }
+  }
+  return { env, sources: src.digest('hex') };
+}
+
+export const runModule: StepModule<RunInstruction> = {
+  // Only --mount values are expanded; the command is the shell's to expand.
+  expand: expandInScope,
+  touchesFilesystem: true,
+  cache: 'layer',
+  cacheAllowed: (opts) => opts.cache.runLayers,
+  keyInputs: runKeyInputs,
+  run: runStep,
+};

@@ -1,0 +1,177 @@
+/**
+ * What the stages of one build share: the inputs, the global ARG scope, the stages built so far
+ * (their builders, final chain keys and lazy trees), one extraction per base image, the images read
+ * and the step reports. Stages reach each other only through this.
+ */
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BuildPlan, PlannedStage } from '../plan/plan.ts';
+import { BuildArgs, GlobalScope, platformArgs } from '../plan/scope.ts';
+import type { ContextSource } from '../context/sources.ts';
+import type { LayerBlob, Platform } from '../image/types.ts';
+import { formatPlatform } from '../image/platform.ts';
+import type { LayerCache } from '../cache/types.ts';
+import type { StatIndex } from '../cache/sources-digest.ts';
+import type { Logger } from '../log/logger.ts';
+import type { BuildOptions } from '../options.ts';
+import type { StepReport } from '../result.ts';
+import { KilnError } from '../util/errors.ts';
+import { materializeBase, type BaseImageSource, type ResolvedBase } from './base.ts';
+import type { ExecutorDeps } from './deps.ts';
+import type { LazyRootfs } from './lazy-rootfs.ts';
+import type { StageBuilder } from './stage-builder.ts';
+import type { KeyHelpers } from './step-cache.ts';
+import type { SourceTree } from './steps/context.ts';
+
+export interface ExecuteInputs {
+  plan: BuildPlan;
+  opts: BuildOptions;
+  deps: ExecutorDeps;
+  images: BaseImageSource;
+  context: ContextSource;
+  logger: Logger;
+  workDir: string;
+  targetPlatform: Platform;
+  buildPlatform: Platform;
+  /** Device nodes cannot be created (rootless with a partial map): skip them when extracting. */
+  skipDevices: boolean;
+  onOutput?: (chunk: Buffer) => void;
+  /** The layer cache, when --cache is on. */
+  cache?: { store: LayerCache; index: StatIndex };
+  /**
+   * Stages may start as hard-link clones of one shared extraction of their base image. Only safe
+   * when nothing writes into a stage rootfs in place: with the overlay engine every change lands as
+   * a new inode moved in from the upper dir, so the shared files are never modified.
+   */
+  linkBaseTrees?: boolean;
+}
+
+/** The target and the stages it is built FROM: the only ones whose layers end up in the image. */
+export function imageStages(plan: Pick<BuildPlan, 'target' | 'stages'>): Set<number> {
+  const out = new Set<number>();
+  for (let i: number | undefined = plan.target; i !== undefined;) {
+    out.add(i);
+    const b: PlannedStage['base'] | undefined = plan.stages[i]?.base;
+    i = b?.kind === 'stage' ? b.index : undefined;
+  }
+  return out;
+}
+
+export class BuildRun {
+  readonly global: GlobalScope;
+  readonly imageStages: Set<number>;
+  readonly keyHelpers: KeyHelpers | undefined;
+  readonly built = new Map<number, StageBuilder>();
+  /** Final chain key of each built stage: what COPY --from of it keys on. */
+  readonly stageKeys = new Map<number, string>();
+  readonly trees = new Map<number, LazyRootfs>();
+  /** Image references the build read (bases, --from images), pinned. */
+  readonly baseImages: string[] = [];
+  readonly steps: StepReport[] = [];
+  readonly hostsFile: string;
+  readonly resolvConf: string;
+  /** The stage that finished last (the target when the plan names none that was built). */
+  last: StageBuilder | undefined;
+  private readonly baseTrees = new Map<string, Promise<{ root: string; layers: LayerBlob[] }>>();
+
+  private constructor(readonly inp: ExecuteInputs) {
+    const buildArgs = new BuildArgs(
+      new Map(Object.entries(inp.opts.buildArgs)),
+      platformArgs(inp.targetPlatform, inp.buildPlatform, inp.plan.targetStage),
+    );
+    this.global = new GlobalScope(buildArgs);
+    for (const a of inp.plan.globalArgs) this.global.values.set(a.name, a.value);
+    this.imageStages = imageStages(inp.plan);
+    this.hostsFile = join(inp.workDir, 'hosts');
+    this.resolvConf = join(inp.workDir, 'resolv.conf');
+    this.keyHelpers = inp.cache && {
+      index: inp.cache.index,
+      platform: formatPlatform(inp.targetPlatform),
+      stageKey: (from) => {
+        const st = this.stageByRef(from);
+        return st ? this.stageKeys.get(st.index) : undefined;
+      },
+      imageDigest: async (ref) => (await inp.images.resolve(ref, inp.targetPlatform)).digest,
+    };
+  }
+
+  /** A run with its work dir and the /etc/hosts and /etc/resolv.conf every RUN sees in place. */
+  static async start(inp: ExecuteInputs): Promise<BuildRun> {
+    const run = new BuildRun(inp);
+    await mkdir(inp.workDir, { recursive: true });
+    await writeFile(run.hostsFile, '127.0.0.1\tlocalhost kiln\n::1\tlocalhost ip6-localhost ip6-loopback\n');
+    await writeFile(
+      run.resolvConf,
+      await readFile('/etc/resolv.conf').catch(() => Buffer.from('nameserver 127.0.0.53\n')),
+    );
+    return run;
+  }
+
+  get plan(): BuildPlan {
+    return this.inp.plan;
+  }
+
+  get logger(): Logger {
+    return this.inp.logger;
+  }
+
+  /** The image creation time: --timestamp, the epoch for --reproducible, else now. */
+  created = (): string | undefined => {
+    const o = this.inp.opts;
+    if (o.timestamp !== undefined) return new Date(o.timestamp * 1000).toISOString();
+    return o.reproducible ? new Date(0).toISOString() : new Date().toISOString();
+  };
+
+  /** A --from value or FROM naming a stage: by name, else by index. */
+  stageByRef(from: string): PlannedStage | undefined {
+    const lower = from.toLowerCase();
+    const byName = this.plan.stages.find((s) => s.name === lower);
+    if (byName) return byName;
+    if (/^\d+$/.test(from)) return this.plan.stages[Number(from)];
+    return undefined;
+  }
+
+  /** One extraction per base image digest, shared by COPY --from=<image> and (cloned) by stages. */
+  baseTree(base: ResolvedBase): Promise<{ root: string; layers: LayerBlob[] }> {
+    let p = this.baseTrees.get(base.digest);
+    if (!p) {
+      p = (async () => {
+        const root = join(
+          this.inp.workDir,
+          'images',
+          base.digest.replace(/^sha256:/, '').slice(0, 16),
+          'rootfs',
+        );
+        await rm(root, { recursive: true, force: true });
+        const t = Date.now();
+        const layers = await materializeBase(
+          base,
+          this.inp.images,
+          root,
+          this.inp.deps,
+          this.inp.skipDevices,
+        );
+        this.logger.debug(`base ${base.pinned} extracted in ${Date.now() - t} ms`);
+        return { root, layers };
+      })();
+      this.baseTrees.set(base.digest, p);
+    }
+    return p;
+  }
+
+  /** Tree for a `--from` value (stage, made real first; or image); the context when undefined. */
+  async sourceTree(from: string | undefined): Promise<SourceTree> {
+    if (from === undefined) return { root: this.inp.context.dir, preserveOwnership: false };
+    const st = this.stageByRef(from);
+    if (st) {
+      await this.trees.get(st.index)?.ensure();
+      const b = this.built.get(st.index);
+      if (!b)
+        throw new KilnError('internal', 'STAGE_NOT_BUILT', `stage ${from} was not built before it was used`);
+      return { root: b.rootfs, preserveOwnership: true };
+    }
+    const base = await this.inp.images.resolve(from, this.inp.targetPlatform);
+    if (!this.baseImages.includes(base.pinned)) this.baseImages.push(base.pinned);
+    return { root: (await this.baseTree(base)).root, preserveOwnership: true };
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Where a stage starts: scratch, an earlier stage, or an image. Gives the starting config, layers,
+ * history and chain key at once, and a way to put the base's tree on disk for when it is needed.
+ */
+import type { PlannedStage } from '../plan/plan.ts';
+import type { HistoryEntry, ImageConfig, LayerBlob, Platform } from '../image/types.ts';
+import { formatPlatform } from '../image/platform.ts';
+import { materializeBase } from './base.ts';
+import type { BuildRun } from './build-run.ts';
+import { DEFAULT_PATH } from './stage-builder.ts';
+import { copyTree } from './tree-copy.ts';
+
+export interface StageBase {
+  config: ImageConfig;
+  /** The base's layers; these objects join the stage's builder and get their local paths later. */
+  layers: LayerBlob[];
+  history: HistoryEntry[];
+  /** Cache chain key of the state the stage starts from. */
+  chain: string;
+  /** Puts the base's tree into the stage's (empty) rootfs. */
+  materialize(): Promise<void>;
+}
+
+export function emptyConfig(p: Platform): ImageConfig {
+  return {
+    architecture: p.architecture,
+    os: p.os,
+    ...(p.variant ? { variant: p.variant } : {}),
+    // BuildKit gives scratch images the default PATH.
+    config: { Env: [`PATH=${DEFAULT_PATH}`] },
+    rootfs: { type: 'layers', diff_ids: [] },
+    history: [],
+  };
+}
+
+export async function stageBase(
+  run: BuildRun,
+  stage: PlannedStage,
+  label: string,
+  rootfs: string,
+): Promise<StageBase> {
+  const base = stage.base;
+  if (base.kind === 'scratch') return scratchBase(run);
+  if (base.kind === 'stage') return parentStageBase(run, base.index, rootfs);
+  run.logger.info(`[${label}] FROM ${base.ref}`);
+  return imageBase(run, base.ref, rootfs);
+}
+
+function scratchBase(run: BuildRun): StageBase {
+  return {
+    config: emptyConfig(run.inp.targetPlatform),
+    layers: [],
+    history: [],
+    chain: `scratch:${formatPlatform(run.inp.targetPlatform)}`,
+    materialize: async () => undefined,
+  };
+}
+
+/** FROM an earlier stage: its final config, layers and history, and a copy of its tree. */
+function parentStageBase(run: BuildRun, parentIndex: number, rootfs: string): StageBase {
+  const parent = run.built.get(parentIndex)!;
+  return {
+    config: structuredClone(parent.config),
+    layers: [...parent.layers],
+    history: [...parent.history],
+    chain: `stage:${run.stageKeys.get(parentIndex)!}`,
+    materialize: async () => {
+      await run.trees.get(parentIndex)!.ensure();
+      await copyTree(parent.rootfs, rootfs, false);
+    },
+  };
+}
+
+async function imageBase(run: BuildRun, ref: string, rootfs: string): Promise<StageBase> {
+  const { inp } = run;
+  const base = await inp.images.resolve(ref, inp.targetPlatform);
+  run.baseImages.push(base.pinned);
+  const layers = base.layers.map((l) => ({ ...l }));
+  const config = structuredClone(base.config);
+  config.rootfs = { type: 'layers', diff_ids: layers.map((l) => l.diffId) };
+  config.config ??= {};
+  if (!config.config.Env?.some((e) => e.startsWith('PATH=')))
+    config.config.Env = [`PATH=${DEFAULT_PATH}`, ...(config.config.Env ?? [])];
+  return {
+    config,
+    layers,
+    history: [...(base.config.history ?? [])],
+    chain: `image:${base.digest}:${formatPlatform(inp.targetPlatform)}`,
+    materialize: async () => {
+      let got: LayerBlob[];
+      if (inp.linkBaseTrees) {
+        const shared = await run.baseTree(base);
+        await copyTree(shared.root, rootfs, true);
+        got = shared.layers;
+      } else got = await materializeBase(base, inp.images, rootfs, inp.deps, inp.skipDevices);
+      // The builder shares these objects: give them their local paths for the push.
+      got.forEach((l, i) => {
+        if (layers[i]) layers[i]!.path = l.path;
+      });
+    },
+  };
+}

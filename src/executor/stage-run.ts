@@ -1,0 +1,194 @@
+/**
+ * Building one stage: its base, its builder and step context, the base image's ONBUILD triggers,
+ * then its instructions, each through its step module (and the cache when it is on), with one step
+ * report per instruction.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseDockerfile } from '../dockerfile/parser.ts';
+import { parseInstruction, type Instruction } from '../dockerfile/instructions.ts';
+import { StageScope } from '../plan/scope.ts';
+import type { BuildRun } from './build-run.ts';
+import { runCached, type StepOutcome } from './cached-step.ts';
+import { getEnv } from './config-ops.ts';
+import { LazyRootfs } from './lazy-rootfs.ts';
+import { stageBase, type StageBase } from './stage-base.ts';
+import { StageBuilder } from './stage-builder.ts';
+import { chainMetadata } from './step-cache.ts';
+import type { StepContext } from './steps/context.ts';
+import type { StepModule } from './steps/module.ts';
+import { stepFor } from './steps/table.ts';
+
+/** A stable name for a step's position, so a later build can say why its key changed. */
+function slotName(file: string, stage: string, step: string): string {
+  return createHash('sha256').update(`${file}\0${stage}\0${step}`).digest('hex').slice(0, 32);
+}
+
+export async function buildStage(run: BuildRun, index: number): Promise<void> {
+  const stage = run.plan.stages[index]!;
+  const label = stage.name ?? String(index);
+  const stageDir = join(run.inp.workDir, 'stages', String(index));
+  const rootfs = join(stageDir, 'rootfs');
+  await rm(stageDir, { recursive: true, force: true });
+  await mkdir(rootfs, { recursive: true });
+  const t0 = Date.now();
+  const base = await stageBase(run, stage, label, rootfs);
+  run.steps.push({
+    stage: label,
+    instruction: stage.from.original,
+    line: stage.from.at.line,
+    cache: 'none',
+    durationMs: Date.now() - t0,
+  });
+  const triggers = stage.base.kind === 'scratch' ? [] : (base.config.config?.OnBuild ?? []);
+  if (base.config.config) base.config.config.OnBuild = null;
+  const builder = newBuilder(run, index, label, stageDir, base);
+  const tree = new LazyRootfs(
+    async () => {
+      const t = Date.now();
+      await base.materialize();
+      run.logger.debug(`[${label}] base tree ready in ${Date.now() - t} ms`);
+    },
+    (blob) => run.inp.deps.extractLayer(blob, rootfs, { skipDevices: run.inp.skipDevices }),
+  );
+  run.trees.set(index, tree);
+  const steps = new StageSteps(run, await stepContext(run, builder, stageDir, base), tree, label, base.chain);
+  for (const [ti, trigger] of triggers.entries()) {
+    const ast = parseDockerfile(trigger, `${stage.from.at.file} (ONBUILD of ${stage.from.image})`);
+    for (const raw of ast.instructions) {
+      const ins = parseInstruction(
+        { ...raw, line: stage.from.at.line },
+        { escape: run.plan.escape, file: stage.from.at.file },
+      );
+      await steps.run(ins, `ONBUILD ${raw.original}`, slotName(run.plan.file, label, `onbuild-${ti}`));
+    }
+  }
+  for (const [pi, p] of stage.instructions.entries())
+    await steps.run(p.instruction, p.instruction.original, slotName(run.plan.file, label, String(pi)));
+  run.stageKeys.set(index, steps.chain);
+  run.built.set(index, builder);
+  run.last = builder;
+}
+
+function newBuilder(
+  run: BuildRun,
+  index: number,
+  label: string,
+  stageDir: string,
+  base: StageBase,
+): StageBuilder {
+  const { opts } = run.inp;
+  const builder = new StageBuilder(
+    run.inp.deps,
+    {
+      name: label,
+      rootfs: join(stageDir, 'rootfs'),
+      scratchDir: join(stageDir, 'scratch'),
+      config: base.config,
+      history: base.history,
+      layerOptions: {
+        compression: opts.compression,
+        compressionLevel: opts.compressionLevel,
+        ...(opts.timestamp !== undefined
+          ? { clampMtime: opts.timestamp }
+          : opts.reproducible
+            ? { clampMtime: 0 }
+            : {}),
+        outDir: join(run.inp.workDir, 'blobs'),
+      },
+      ignorePaths: opts.ignorePaths,
+      createdAt: run.created,
+      hostname: 'kiln',
+      writeLayers: run.inp.cache !== undefined || run.imageStages.has(index),
+      hostsFile: run.hostsFile,
+      resolvConfFile: run.resolvConf,
+    },
+    run.logger,
+  );
+  builder.layers.push(...base.layers);
+  return builder;
+}
+
+async function stepContext(
+  run: BuildRun,
+  builder: StageBuilder,
+  stageDir: string,
+  base: StageBase,
+): Promise<StepContext> {
+  const ctx: StepContext = {
+    builder,
+    scope: new StageScope(run.global, getEnv(base.config)),
+    escape: run.plan.escape,
+    context: run.inp.context,
+    sourceTree: (from) => run.sourceTree(from),
+    opts: run.inp.opts,
+    tmpDir: join(stageDir, 'tmp'),
+    cacheDir: join(run.inp.workDir, 'cache'),
+    logger: run.logger,
+    ...(run.inp.onOutput ? { onOutput: run.inp.onOutput } : {}),
+  };
+  await mkdir(ctx.tmpDir, { recursive: true });
+  return ctx;
+}
+
+/** The steps of one stage, in order, carrying the chain key from one to the next. */
+class StageSteps {
+  constructor(
+    private readonly build: BuildRun,
+    private readonly ctx: StepContext,
+    private readonly tree: LazyRootfs,
+    private readonly label: string,
+    public chain: string,
+  ) {}
+
+  async run(raw: Instruction, text: string, slot: string): Promise<void> {
+    const t = Date.now();
+    const mod = stepFor(raw);
+    const ins = mod.expand(raw, this.ctx);
+    if (!ins) return;
+    const logText = `[${this.label}] ${text.length > 120 ? text.slice(0, 120) + '…' : text}`;
+    const cache = this.build.inp.cache;
+    const helpers = this.build.keyHelpers;
+    const cacheable =
+      cache !== undefined &&
+      helpers !== undefined &&
+      mod.cache === 'layer' &&
+      (mod.cacheAllowed?.(this.build.inp.opts) ?? true);
+    const outcome =
+      (cacheable
+        ? await runCached({
+            store: cache.store,
+            helpers,
+            mod,
+            ins,
+            ctx: this.ctx,
+            tree: this.tree,
+            chain: this.chain,
+            slot,
+            logText,
+            text,
+          })
+        : null) ?? (await this.runUncached(mod, ins, logText));
+    this.chain = outcome.chain;
+    this.build.steps.push({
+      stage: this.label,
+      instruction: text,
+      line: raw.at.line,
+      cache: outcome.cache,
+      ...(outcome.cacheReason !== undefined ? { cacheReason: outcome.cacheReason } : {}),
+      durationMs: Date.now() - t,
+    });
+  }
+
+  private async runUncached<I extends Instruction>(
+    mod: StepModule<I>,
+    ins: I,
+    logText: string,
+  ): Promise<StepOutcome> {
+    this.ctx.logger.info(logText);
+    if (mod.touchesFilesystem) await this.tree.ensure();
+    await mod.run(ins, this.ctx);
+    return { cache: 'none', chain: chainMetadata(this.chain, ins) };
+  }
+}
