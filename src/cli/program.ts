@@ -193,12 +193,12 @@ function reportError(e: unknown, logger: Logger | undefined): number {
   if (isKilnError(e)) {
     if (logger?.format === 'json')
       logger.log('error', e.message, { code: e.code, ...(e.hint ? { hint: e.hint } : {}) });
-    else process.stderr.write(`error: ${e.format()}\n`);
+    else process.stderr.write(`error: ${logger ? logger.redact(e.format()) : e.format()}\n`);
     return EXIT_CODES[e.category];
   }
   const text = e instanceof Error ? (e.stack ?? e.message) : String(e);
   if (logger?.format === 'json') logger.log('error', `internal error: ${text}`);
-  else process.stderr.write(`internal error: ${text}\n`);
+  else process.stderr.write(`internal error: ${logger ? logger.redact(text) : text}\n`);
   return EXIT_CODES.internal;
 }
 

@@ -4,7 +4,7 @@
  * live in the cache dir under their id and persist across builds; a read-write bind gets a throwaway
  * copy so the source is never changed, as BuildKit does.
  */
-import { chmod, chown, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, lstat, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join, posix } from 'node:path';
 import type { MountSpec } from '../isolation/types.ts';
@@ -29,6 +29,8 @@ export interface MountContext {
   secrets: SecretSpec[];
   /** Host root for a `from` value (stage rootfs, image rootfs), or the build context when undefined. */
   sourceRoot(from: string | undefined): Promise<string>;
+  /** What .dockerignore hides in the build context (a host path in it): a context bind does not see it. */
+  contextSkip?: (hostPath: string) => boolean;
   cacheDir: string;
   tmpDir: string;
   workdir: string;
@@ -109,11 +111,30 @@ export async function resolveRunMounts(reqs: RunMountRequest[], ctx: MountContex
           const root = await ctx.sourceRoot(r.from);
           const src = await resolveInRoot(root, posix.join('/', r.source));
           let source = src;
-          if (r.readwrite) {
+          // The context as COPY sees it, as BuildKit does: what .dockerignore hides is not there.
+          const skip = r.from === undefined ? ctx.contextSkip : undefined;
+          if (!(await lstat(src).catch(() => null)) || skip?.(src)) {
+            const where = r.from === undefined ? 'the build context' : r.from;
+            throw new KilnError(
+              'context',
+              'MOUNT_SOURCE_MISSING',
+              `RUN --mount=type=bind: source ${r.source || '/'} is not in ${where}${skip?.(src) ? ' (.dockerignore excludes it)' : ''}`,
+              {
+                position: ctx.position,
+                hint: 'fix source= (it is relative to the context or the from= stage)',
+              },
+            );
+          }
+          if (r.readwrite || skip) {
             const dir = await mkdtemp(join(ctx.tmpDir, 'bind-'));
             temps.push(dir);
             source = join(dir, 'copy');
-            await cp(src, source, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+            await cp(src, source, {
+              recursive: true,
+              preserveTimestamps: true,
+              verbatimSymlinks: true,
+              ...(skip ? { filter: (p: string) => !skip(p) } : {}),
+            });
           }
           mounts.push({
             type: 'bind',

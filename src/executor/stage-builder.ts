@@ -166,7 +166,7 @@ export class StageBuilder {
         `RUN ${cmd.length > 200 ? cmd.slice(0, 200) + '…' : cmd} failed with exit code ${result.exitCode}${result.signal ? ` (signal ${result.signal})` : ''}`,
         {
           position: step.position,
-          hint: runFailureHint(result.tail),
+          hint: runFailureHint(this.logger.redact(result.tail.join('\n')).split('\n')),
         },
       );
     }

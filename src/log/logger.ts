@@ -66,15 +66,65 @@ export class Logger {
     this.sink = opts.sink ?? ((line) => process.stderr.write(line + '\n'));
   }
 
-  /** Values shorter than 3 characters would redact too much ordinary text; they are still kept out of files by design. */
+  /**
+   * Values shorter than 3 characters would redact too much ordinary text; they are still kept out of
+   * files by design. A value is also known trimmed (`echo $(cat /run/secrets/x)` drops the newline)
+   * and, when it has several lines (a key file), line by line for lines of 8 characters or more.
+   */
   addSecret(value: string | undefined): void {
-    if (value && value.length >= 3) this.secrets.add(value);
+    if (!value) return;
+    for (const v of [value, value.trim(), ...value.split(/\r?\n/).map((l) => l.trim())]) {
+      if (v.length >= (v === value || v === value.trim() ? 3 : 8)) this.secrets.add(v);
+    }
   }
 
+  /** The one secret filter: every path that prints RUN output or errors goes through it. */
   redact(text: string): string {
     let out = text;
-    for (const s of this.secrets) out = out.split(s).join('***');
+    // Longest first: a secret that contains another is replaced whole.
+    for (const s of [...this.secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join('***');
     return out;
+  }
+
+  /**
+   * A redacting writer for a stream of output chunks: a secret split across two chunks is still
+   * caught, by holding back the end of each chunk that could be the start of one (at most the
+   * longest secret's length - 1 characters) until more output or `end` comes.
+   */
+  redactingWriter(sink: (chunk: Buffer) => void): { write(chunk: Buffer): void; end(): void } {
+    let held = '';
+    const decoder = new TextDecoder('utf-8');
+    const emit = (text: string): void => {
+      if (text !== '') sink(Buffer.from(this.redact(text)));
+    };
+    return {
+      write: (chunk) => {
+        const text = held + decoder.decode(chunk, { stream: true });
+        const cut = this.safeCut(text);
+        held = text.slice(cut);
+        emit(text.slice(0, cut));
+      },
+      end: () => {
+        emit(held + decoder.decode());
+        held = '';
+      },
+    };
+  }
+
+  /** Where `text` can be cut so that no secret is split and no secret can still start after the cut. */
+  private safeCut(text: string): number {
+    let cut = text.length;
+    for (const s of this.secrets) {
+      // A suffix of the text that is a prefix of the secret may be completed by the next chunk.
+      const first = s.charCodeAt(0);
+      for (let i = Math.max(0, text.length - s.length + 1); i < Math.min(cut, text.length); i++) {
+        if (text.charCodeAt(i) === first && s.startsWith(text.slice(i))) {
+          cut = i;
+          break;
+        }
+      }
+    }
+    return cut;
   }
 
   enabled(level: LogLevel): boolean {

@@ -55,6 +55,7 @@ async function runStep(ins: RunInstruction, ctx: StepContext): Promise<void> {
   const resolved = await resolveRunMounts(reqs, {
     secrets: ctx.opts.secrets,
     sourceRoot: async (from) => (await ctx.sourceTree(from)).root,
+    contextSkip: ctx.context.skip,
     cacheDir: ctx.cacheDir,
     tmpDir: ctx.tmpDir,
     workdir: b.config.config?.WorkingDir || '/',
@@ -74,18 +75,20 @@ async function runStep(ins: RunInstruction, ctx: StepContext): Promise<void> {
       );
       home.push(`HOME=${user?.home || '/'}`);
     }
-    await b.run({
-      argv,
-      extraEnv: [...home, ...args.map(([k, v]) => `${k}=${v}`)],
-      overrideEnv: resolved.env,
-      mounts: resolved.mounts,
-      network: net,
-      history: runHistory(argv, args),
-      position: ins.at,
-      onOutput: (chunk) => {
-        if (ctx.onOutput) ctx.onOutput(Buffer.from(ctx.logger.redact(chunk.toString('utf8'))));
-      },
-    });
+    // One secret filter for the stream, holding back what may be the start of a secret.
+    const out = ctx.logger.redactingWriter((c) => ctx.onOutput?.(c));
+    await b
+      .run({
+        argv,
+        extraEnv: [...home, ...args.map(([k, v]) => `${k}=${v}`)],
+        overrideEnv: resolved.env,
+        mounts: resolved.mounts,
+        network: net,
+        history: runHistory(argv, args),
+        position: ins.at,
+        onOutput: (chunk) => out.write(chunk),
+      })
+      .finally(() => out.end());
   } finally {
     await resolved.cleanup();
   }

@@ -111,9 +111,40 @@ test('binds are read-only by default; rw binds get a throwaway copy', async () =
 });
 
 test('bind sources cannot escape their root', async () => {
+  mkdirSync(join(base, 'context/etc'));
   const r = await resolveRunMounts(
     [{ type: 'bind', target: '/x', source: '../../../etc', readwrite: false }],
     ctx,
   );
   assert.equal(r.mounts[0]!.type === 'bind' ? r.mounts[0]!.source : '', join(base, 'context/etc'));
+});
+
+test('a missing bind source, or one .dockerignore hides, is a context error at the RUN line', async () => {
+  for (const [source, skip, re] of [
+    ['nope', undefined, /source nope is not in the build context$/],
+    ['src/a.txt', (p: string) => p.endsWith('a.txt'), /\.dockerignore excludes it/],
+  ] as const) {
+    await assert.rejects(
+      resolveRunMounts([{ type: 'bind', target: '/x', source, readwrite: false }], {
+        ...ctx,
+        ...(skip ? { contextSkip: skip } : {}),
+      }),
+      (e: unknown) =>
+        e instanceof KilnError && e.category === 'context' && e.position?.line === 3 && re.test(e.message),
+    );
+  }
+});
+
+test('a context bind is a copy without what .dockerignore hides', async () => {
+  writeFileSync(join(base, 'context/src/secret.txt'), 'hidden');
+  const r = await resolveRunMounts([{ type: 'bind', target: '/ctx', source: '', readwrite: false }], {
+    ...ctx,
+    contextSkip: (p) => p.endsWith('secret.txt'),
+  });
+  const m = r.mounts[0]!;
+  const src = m.type === 'bind' ? m.source : '';
+  assert.ok(existsSync(join(src, 'src/a.txt')));
+  assert.ok(!existsSync(join(src, 'src/secret.txt')));
+  await r.cleanup();
+  assert.ok(!existsSync(src));
 });
