@@ -101,7 +101,11 @@ async function buildInContext(
   // Only the build user may enter the build trees: they hold the image's setuid-root files.
   await mkdir(workDir, { recursive: true, mode: 0o700 });
   await chmod(workDir, 0o700);
-  const probe = await probeIsolation({ want: opts.isolation, workDir });
+  const probe = await probeIsolation({
+    want: opts.isolation,
+    workDir,
+    needZstd: opts.compression === 'zstd',
+  });
   if (!probe.chosen) {
     throw new KilnError('isolation', 'NO_ISOLATION', `no sandbox works here:\n${formatProbe(probe)}`, {
       hint: 'run kiln as root, or allow user namespaces',
@@ -109,6 +113,7 @@ async function buildInContext(
   }
   const chosen = probe.reports.find((r) => r.rung === probe.chosen)!;
   logger.info(`isolation: ${probe.chosen} (${chosen.reason}); snapshots: ${probe.snapshot}`);
+  if (probe.snapshotFallback && probe.snapshotNote) logger.warn(probe.snapshotNote);
   if (probe.chosen === 'rootless' && probe.fullIdMap === false) {
     const user = invokingUser();
     logger.warn(

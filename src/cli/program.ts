@@ -111,7 +111,19 @@ function addProbeCommand(program: Command, out: Out): void {
     .option('--work-dir <dir>', 'scratch directory', defaultWorkDir())
     .exitOverride()
     .action(async (o: { isolation: IsolationWant; workDir: string }) => {
-      const probe = await probeIsolation({ want: o.isolation, workDir: o.workDir });
+      const euid = process.geteuid?.() ?? 0;
+      if (euid !== 0 && !isReexecuted() && (o.isolation === 'auto' || o.isolation === 'rootless')) {
+        // As `kiln build` does: the rootless rung's trial RUN happens inside the user namespace.
+        const outer = await probeIsolation({ want: 'auto', workDir: o.workDir });
+        if (outer.chosen === 'rootless') {
+          exitCodes.set(
+            program,
+            await reexecInUserNamespace(selfArgv(), process.env, { allowSingleIdMap: true }),
+          );
+          return;
+        }
+      }
+      const probe = await probeIsolation({ want: o.isolation, workDir: o.workDir, tryAll: true });
       out(`${formatProbe(probe)}\n`);
       const auto = probe.reports.find((r) => r.ok)?.rung;
       out(`auto: ${auto ?? 'none'}\n`);

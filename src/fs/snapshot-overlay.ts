@@ -60,7 +60,7 @@ export async function mountOverlay(
     'OVERLAY_MOUNT',
     `cannot mount overlay on ${merged}: ${firstLine(last!.stderr)}`,
     {
-      hint: 'run with --snapshot=walk, or give the builder CAP_SYS_ADMIN (or a user namespace) and overlayfs',
+      hint: 'set KILN_SNAPSHOT_ENGINE=walk, or give the builder CAP_SYS_ADMIN (or a user namespace) and overlayfs',
     },
   );
 }
@@ -82,7 +82,7 @@ function overlayXattrs(dir: string): Promise<Map<string, Map<string, Buffer>>> {
   return readXattrsUnder(
     dir,
     '^(trusted|user)\\.overlay\\.',
-    'install the attr package, or run with --snapshot=walk',
+    'install the attr package (apt-get install attr), or set KILN_SNAPSHOT_ENGINE=walk',
   );
 }
 
@@ -293,7 +293,7 @@ class OverlayStep implements StepSnapshot {
         'SNAPSHOT_FINISH',
         `cannot read the step's changes: ${(e as Error).message}`,
         {
-          hint: 'check free space and permissions of the work directory, or run with --snapshot=walk',
+          hint: 'check free space and permissions of the work directory, or set KILN_SNAPSHOT_ENGINE=walk',
           cause: e,
         },
       );

@@ -18,6 +18,8 @@ import { KilnError } from '../util/errors.ts';
 import { ensureWorkDir } from '../fs/work-dir.ts';
 import { findTool, firstLine, inInitialUserNamespace, mappedIdCount, runTool, shq } from './tools.ts';
 import type { ProbeResult, Rung, RungReport } from './types.ts';
+import type { SnapshotEngine } from '../fs/types.ts';
+import { trialRun } from './probe-trial.ts';
 import { currentSubIdRanges } from './userns.ts';
 
 export type IsolationWant = 'auto' | Rung;
@@ -26,6 +28,10 @@ export interface ProbeOptions {
   want: IsolationWant;
   /** A directory kiln may write to; the probe works in a temporary directory below it. */
   workDir: string;
+  /** Give every working rung a trial RUN (`kiln probe`), not only until one is chosen (a build). */
+  tryAll?: boolean;
+  /** The build writes zstd layers: the zstd program must be installed. */
+  needZstd?: boolean;
 }
 
 const HINTS: Record<Rung, string> = {
@@ -189,27 +195,65 @@ async function probePlain(ctx: Ctx): Promise<RungOutcome> {
 /** Environment variable forcing the snapshot engine (`overlay`, `walk`; `auto` or unset: probe). */
 export const SNAPSHOT_ENV = 'KILN_SNAPSHOT_ENGINE';
 
-function chooseSnapshotEngine(overlay: boolean): Pick<ProbeResult, 'snapshot' | 'snapshotNote'> {
-  const want = process.env[SNAPSHOT_ENV] ?? 'auto';
+type EngineWant = 'auto' | SnapshotEngine;
+
+function engineWanted(): EngineWant {
+  const want = process.env[SNAPSHOT_ENV] || 'auto';
   if (want !== 'auto' && want !== 'overlay' && want !== 'walk') {
     throw new KilnError('usage', 'SNAPSHOT_ENGINE', `${SNAPSHOT_ENV}=${want}: unknown snapshot engine`, {
       hint: `set ${SNAPSHOT_ENV} to overlay, walk or auto`,
     });
   }
-  if (want === 'walk') return { snapshot: 'walk', snapshotNote: `${SNAPSHOT_ENV}=walk` };
-  if (!overlay && want === 'overlay') {
+  return want;
+}
+
+/** The host tools a snapshot engine needs that are missing, with the package that has them. */
+export function missingEngineTools(engine: SnapshotEngine): { tools: string[]; pkg: string } | undefined {
+  if (engine !== 'overlay') return undefined;
+  const tools = ['getfattr', 'setfattr', 'mount', 'umount'].filter((t) => !findTool(t));
+  if (tools.length === 0) return undefined;
+  const pkg = tools.some((t) => t.endsWith('fattr')) ? 'attr' : 'mount';
+  return { tools, pkg };
+}
+
+/** Overlay first (when wanted, mountable and its tools are here), then walk, with why overlay was not taken. */
+function engineCandidates(want: EngineWant, overlay: boolean): { engines: SnapshotEngine[]; note?: string } {
+  if (want === 'walk') return { engines: ['walk'], note: `${SNAPSHOT_ENV}=walk` };
+  const missing = missingEngineTools('overlay');
+  if (want === 'overlay' && (!overlay || missing)) {
     throw new KilnError(
       'fs',
       'OVERLAY_MOUNT',
-      `${SNAPSHOT_ENV}=overlay, but overlayfs cannot be mounted here`,
+      `${SNAPSHOT_ENV}=overlay, but ${missing ? `${missing.tools.join(', ')} not installed` : 'overlayfs cannot be mounted here'}`,
       {
-        hint: `unset ${SNAPSHOT_ENV} to use the walk snapshots`,
+        hint: missing
+          ? `install the ${missing.pkg} package (apt-get install ${missing.pkg})`
+          : `unset ${SNAPSHOT_ENV}`,
       },
     );
   }
-  return overlay
-    ? { snapshot: 'overlay' }
-    : { snapshot: 'walk', snapshotNote: 'overlayfs cannot be mounted' };
+  if (!overlay) return { engines: ['walk'], note: 'this rung cannot mount overlayfs' };
+  if (missing) {
+    return {
+      engines: ['walk'],
+      note: `overlay snapshots need ${missing.tools.join(', ')} (install the ${missing.pkg} package); using walk snapshots`,
+    };
+  }
+  return { engines: want === 'overlay' ? ['overlay'] : ['overlay', 'walk'] };
+}
+
+/** Tools the build needs beyond the rung and engine: zstd for zstd layers. */
+function checkBuildTools(opts: ProbeOptions): void {
+  if (opts.needZstd && !findTool('zstd')) {
+    throw new KilnError(
+      'fs',
+      'ZSTD_UNAVAILABLE',
+      'zstd layers need the zstd program, which is not installed',
+      {
+        hint: 'install the zstd package (apt-get install zstd), or use --compression gzip',
+      },
+    );
+  }
 }
 
 /** Rungs in order of preference for this process. */
@@ -220,6 +264,8 @@ export function preferenceOrder(euid: number, initNs: boolean): Rung[] {
 
 export async function probeIsolation(opts: ProbeOptions): Promise<ProbeResult> {
   await ensureWorkDir(opts.workDir);
+  checkBuildTools(opts);
+  const wantEngine = engineWanted();
   const dir = await mkdtemp(posix.join(opts.workDir, 'probe-'));
   const ctx: Ctx = {
     dir,
@@ -234,36 +280,85 @@ export async function probeIsolation(opts: ProbeOptions): Promise<ProbeResult> {
     outcomes.set('chroot', await probeChroot(ctx));
     outcomes.set('plain', await probePlain(ctx));
     const order = preferenceOrder(ctx.euid, ctx.initNs);
-    let chosen: Rung | undefined;
-    if (opts.want === 'auto') {
-      chosen = order.find((r) => outcomes.get(r)!.ok);
-    } else {
+    const candidates = opts.want === 'auto' ? order : [opts.want];
+    let chosen: { rung: Rung; engine: SnapshotEngine; note?: string } | undefined;
+    for (const rung of order) {
+      const o = outcomes.get(rung)!;
+      if (!o.ok || (chosen && !opts.tryAll) || (!candidates.includes(rung) && !opts.tryAll)) continue;
+      // Unprivileged, the rootless rung only exists after kiln re-executes itself into a user
+      // namespace: the build (and `kiln probe`) give it its trial RUN there.
+      const picked =
+        rung === 'rootless' && ctx.euid !== 0
+          ? { engine: engineCandidates(wantEngine, o.overlay).engines[0]! }
+          : await tryRung(rung, o, wantEngine, dir);
+      if (picked && !chosen && candidates.includes(rung)) chosen = { rung, ...picked };
+    }
+    if (opts.want !== 'auto' && !chosen) {
       const o = outcomes.get(opts.want)!;
-      if (!o.ok) {
-        throw new KilnError(
-          'isolation',
-          'RUNG_UNAVAILABLE',
-          `isolation '${opts.want}' is not available: ${o.reason}`,
-          {
-            hint: HINTS[opts.want],
-          },
-        );
-      }
-      chosen = opts.want;
+      throw new KilnError(
+        'isolation',
+        'RUNG_UNAVAILABLE',
+        `isolation '${opts.want}' is not available: ${o.reason}`,
+        {
+          hint: HINTS[opts.want],
+        },
+      );
     }
     const reports: RungReport[] = order.map((r) => {
       const o = outcomes.get(r)!;
       return { rung: r, ok: o.ok, reason: o.reason };
     });
-    const c = chosen ? outcomes.get(chosen)! : undefined;
-    const overlay = c?.overlay ?? false;
-    const engine = chooseSnapshotEngine(overlay);
-    const result: ProbeResult = { chosen, reports, overlay, ...engine };
+    const c = chosen ? outcomes.get(chosen.rung)! : undefined;
+    const result: ProbeResult = {
+      chosen: chosen?.rung,
+      reports,
+      overlay: c?.overlay ?? false,
+      snapshot: chosen?.engine ?? 'walk',
+    };
+    if (chosen?.note) result.snapshotNote = chosen.note;
+    // Walk although overlay was wanted and mountable: a missing tool or a failed trial.
+    if (chosen?.engine === 'walk' && chosen.note?.startsWith('overlay snapshots'))
+      result.snapshotFallback = true;
     if (c?.fullIdMap !== undefined) result.fullIdMap = c.fullIdMap;
     return result;
   } finally {
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+/**
+ * Runs the trial RUN of a rung whose cheap checks passed, with each candidate engine in turn; marks
+ * the rung failed (with the trial's reason) when no engine works. Returns the engine taken.
+ */
+async function tryRung(
+  rung: Rung,
+  o: RungOutcome,
+  want: EngineWant,
+  dir: string,
+): Promise<{ engine: SnapshotEngine; note?: string } | undefined> {
+  const { engines, note } = engineCandidates(want, o.overlay);
+  let overlayWhy: string | undefined;
+  for (const engine of engines) {
+    const err = await trialRun(rung, engine, dir);
+    if (!err) {
+      const why =
+        engine === 'walk' && overlayWhy
+          ? `overlay snapshots failed (${overlayWhy}); using walk snapshots`
+          : note;
+      o.reason += `; a trial RUN works (${engine} snapshots)`;
+      return why ? { engine, note: why } : { engine };
+    }
+    if (engine === 'overlay') overlayWhy = err;
+    else {
+      o.ok = false;
+      o.reason = `${o.reason}; but ${err}`;
+    }
+  }
+  if (o.ok) {
+    o.ok = false;
+    o.reason = `${o.reason}; but ${overlayWhy ?? 'no snapshot engine works'}`;
+  }
+  return undefined;
 }
 
 /** One line per rung, for `kiln` diagnostics. */

@@ -21,6 +21,8 @@ export interface ProbeResult {
   snapshot: 'overlay' | 'walk';
   /** Why the snapshot engine is walk although overlay was wanted (one line), if so. */
   snapshotNote?: string;
+  /** The note is a fallback worth a warning (overlay tools missing, overlay trial failed). */
+  snapshotFallback?: boolean;
   /** For rootless: a full subuid/subgid map (true) or a single-id map (false). */
   fullIdMap?: boolean;
 }

@@ -92,10 +92,7 @@ describe('per-user work dir and passwd-less uids', { skip: !isRoot && 'needs roo
       const env = { TMPDIR: tmp, HOME: tmp };
       const probe = await kilnAs(['probe'], { uid: NO_PASSWD_UID }, env);
       assert.equal(probe.code, 0, probe.stderr);
-      assert.match(
-        probe.stdout,
-        new RegExp(`^\\* rootless ok .*no /etc/subuid range for ${NO_PASSWD_UID}`, 'm'),
-      );
+      assert.match(probe.stdout, /^\* rootless ok +running as root of a user namespace with 1 mapped ids/m);
       const dest = `${reg.host}/out/no-passwd:1`;
       const build = await kilnAs(
         ['build', '-c', ctx, '-d', dest, '--insecure-registry', reg.host],
