@@ -210,7 +210,7 @@ export const BUILD_FLAGS = {
     to('dockerfile'),
     { short: '-f', default: 'Dockerfile' },
   ),
-  target: str('--target', 'stage', 'stage to build', IN, to('target')),
+  target: str('--target', 'stage', 'stage to build', IN, to('target'), { short: '-t' }),
   buildArg: list(
     '--build-arg',
     'key=value',
@@ -234,6 +234,35 @@ export const BUILD_FLAGS = {
     IN,
     to('git.branch'),
     { sample: 'branch=dev' },
+  ),
+  gitBranch: str(
+    '--git-branch',
+    'branch',
+    'git context: branch or tag to check out (Kimia name)',
+    IN,
+    to('git.branch'),
+  ),
+  gitRevision: str(
+    '--git-revision',
+    'sha',
+    'git context: commit to check out; wins over the branch (Kimia name)',
+    IN,
+    to('git.revision'),
+  ),
+  gitTokenFile: str(
+    '--git-token-file',
+    'file',
+    'git context: file holding the token for an https remote',
+    IN,
+    to('git.tokenFile'),
+    { sample: '/t' },
+  ),
+  gitTokenUser: str(
+    '--git-token-user',
+    'user',
+    'git context: user name sent with the token (default oauth2)',
+    IN,
+    to('git.tokenUser'),
   ),
   platform: str('--platform', 'os/arch[/variant]', 'target platform', IN, to('platform'), {
     sample: 'linux/arm64',
@@ -511,6 +540,14 @@ export const BUILD_FLAGS = {
     LOG,
     { cli: 'log.format' },
   ),
+  progress: str(
+    '--progress',
+    'auto|plain|tty|json',
+    "buildx's names for the log format: plain = text, tty = color, json = json, auto = color on a terminal, else text",
+    LOG,
+    { cli: 'log.format' },
+    { sample: 'json' },
+  ),
   logTimestamp: bool('--log-timestamp', 'timestamps on log lines', LOG, { cli: 'log.timestamps' }),
 
   // Hidden: flags kiln accepts so that Kaniko and Kimia command lines run unchanged.
@@ -579,6 +616,37 @@ export const BUILD_FLAGS = {
     ignored("a Kimia/buildah setting; kiln picks overlayfs or a stat walk itself (see 'kiln probe')"),
     { hidden: true },
   ),
+  buildkitOpt: list(
+    '--buildkit-opt',
+    'key=value',
+    '',
+    EXEC,
+    {
+      refused: '--buildkit-opt passes options to BuildKit, and kiln is not BuildKit',
+      hint: "use kiln's own flags for the same things: --build-arg, --platform, --secret, --label, --annotation, --network, --cache-repo (kiln build --help lists them)",
+    },
+    { hidden: true },
+  ),
+  scan: bool(
+    '--scan',
+    '',
+    IMG,
+    {
+      refused: '--scan (Kimia enterprise image scanning) is not part of kiln',
+      hint: 'scan the pushed image in a later CI step with a scanner such as trivy or grype',
+    },
+    { hidden: true },
+  ),
+  harden: bool(
+    '--harden',
+    '',
+    IMG,
+    {
+      refused: '--harden (RapidFort image hardening) is not part of kiln',
+      hint: 'kiln builds what the Dockerfile says: harden in the Dockerfile (a slim base, USER, no shell) or in a later CI step',
+    },
+    { hidden: true },
+  ),
 } as const satisfies Record<string, FlagSpec>;
 
 /** Flags of `kiln build` alone (not `kiln plan`). */
@@ -604,8 +672,73 @@ export function allFlags(): Array<[string, FlagSpec]> {
 }
 
 /** The one list of flags accepted for compatibility that change nothing, with the reason for each. */
-export function ignoredFlags(): Array<{ long: string; aliases: readonly string[]; reason: string }> {
-  return Object.values(BUILD_FLAGS as Record<string, FlagSpec>).flatMap((f) =>
-    'ignored' in f.lands ? [{ long: f.long, aliases: f.aliases ?? [], reason: f.lands.ignored }] : [],
-  );
+export function ignoredFlags(
+  tables: ReadonlyArray<Record<string, FlagSpec>> = [BUILD_FLAGS, WARM_FLAGS],
+): Array<{ long: string; aliases: readonly string[]; reason: string }> {
+  return tables
+    .flatMap((t) => Object.values(t))
+    .flatMap((f) =>
+      'ignored' in f.lands ? [{ long: f.long, aliases: f.aliases ?? [], reason: f.lands.ignored }] : [],
+    );
 }
+
+/** Kaniko warmer's flags on `kiln warm` (its registry and logging flags are the build's own). */
+export const WARM_FLAGS = {
+  image: list('--image', 'ref', 'image to pull (repeatable)', IN, { cli: 'warm.images' }, { short: '-i' }),
+  dockerfile: str(
+    '--dockerfile',
+    'path',
+    'also warm the base image of every stage of this Dockerfile',
+    IN,
+    { cli: 'warm.dockerfile' },
+    { short: '-d' },
+  ),
+  buildArg: list('--build-arg', 'key=value', 'build arg for FROM lines of --dockerfile (repeatable)', IN, {
+    cli: 'warm.buildArgs',
+  }),
+  platform: str('--platform', 'os/arch[/variant]', 'platform to pull (default: this host)', IN, {
+    cli: 'warm.platform',
+  }),
+  customPlatform: str(
+    '--custom-platform',
+    'os/arch[/variant]',
+    'platform to pull (Kaniko name)',
+    IN,
+    { cli: 'warm.platform' },
+    { aliases: ['--customPlatform'] },
+  ),
+  cacheDir: str(
+    '--cache-dir',
+    'dir',
+    'the layer cache directory builds use with --cache-dir',
+    CACHE,
+    { cli: 'warm.cacheDir' },
+    { short: '-c', default: '/cache' },
+  ),
+  force: bool('--force', 'download again even when cached', CACHE, { cli: 'warm.force' }, { short: '-f' }),
+  cacheTtl: str(
+    '--cache-ttl',
+    'duration',
+    'accepted for Kaniko compatibility (no effect on warm)',
+    CACHE,
+    ignored(
+      "kiln's base-image cache is keyed by digest, checked against the registry on every warm and build",
+      '336h',
+    ),
+    { default: '336h', sample: '6h' },
+  ),
+  insecurePull: BUILD_FLAGS.insecurePull,
+  insecureRegistry: BUILD_FLAGS.insecureRegistry,
+  skipTlsVerifyPull: BUILD_FLAGS.skipTlsVerifyPull,
+  skipTlsVerifyRegistry: BUILD_FLAGS.skipTlsVerifyRegistry,
+  registryCertificate: BUILD_FLAGS.registryCertificate,
+  registryClientCert: BUILD_FLAGS.registryClientCert,
+  registryMirror: BUILD_FLAGS.registryMirror,
+  registryMap: BUILD_FLAGS.registryMap,
+  skipDefaultRegistryFallback: BUILD_FLAGS.skipDefaultRegistryFallback,
+  imageDownloadRetry: BUILD_FLAGS.imageDownloadRetry,
+  verbosity: BUILD_FLAGS.verbosity,
+  logFormat: BUILD_FLAGS.logFormat,
+  logTimestamp: BUILD_FLAGS.logTimestamp,
+} as const satisfies Record<string, FlagSpec>;
+export type WarmValues = { -readonly [K in keyof typeof WARM_FLAGS]: ValueOf<(typeof WARM_FLAGS)[K]> };

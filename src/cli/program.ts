@@ -7,9 +7,17 @@ import { Command, CommanderError, Option } from 'commander';
 import { EXIT_CODES, KilnError, isKilnError } from '../util/errors.ts';
 import { VERSION } from '../version.ts';
 import { addBuildFlags, addBuildOnlyFlags } from './build-flags.ts';
-import { cliSettings, compatNotes, optionsFromFlags, readBuildOnlyFlags, readFlags } from './to-options.ts';
+import {
+  annotationNotes,
+  cliSettings,
+  compatNotes,
+  optionsFromFlags,
+  readBuildOnlyFlags,
+  readFlags,
+} from './to-options.ts';
 import type { CliSettings } from './to-options.ts';
 import { printPlan } from './plan-command.ts';
+import { addWarmCommand } from './warm-command.ts';
 import { formatSummary } from './summary.ts';
 import { runBuild } from '../builder.ts';
 import { Logger, colorFor } from '../log/logger.ts';
@@ -17,11 +25,6 @@ import { formatProbe, probeIsolation } from '../isolation/probe.ts';
 import { defaultWorkDir } from '../fs/work-dir.ts';
 import type { IsolationWant } from '../isolation/probe.ts';
 import { isReexecuted, reexecInUserNamespace, selfArgv } from '../isolation/userns.ts';
-import { warmImages } from '../cache/base-cache.ts';
-import { RegistryClient } from '../registry/client.ts';
-import { CredentialStore } from '../registry/credentials.ts';
-import { defaultRegistryOptions } from '../registry/options.ts';
-import { hostPlatform, parsePlatform } from '../image/platform.ts';
 
 type Out = (s: string) => void;
 
@@ -55,7 +58,7 @@ function addBuildCommand(program: Command, out: Out): void {
     const settings = cliSettings(flags);
     const logger = loggerFor(program, settings.log);
     const opts = optionsFromFlags(flags);
-    for (const note of compatNotes(flags)) logger.warn(note);
+    for (const note of [...compatNotes(flags), ...annotationNotes(opts)]) logger.warn(note);
     if (settings.dryRun) {
       await printPlan(opts, out);
       return;
@@ -102,6 +105,8 @@ function addPlanCommand(program: Command, out: Out): void {
 function addProbeCommand(program: Command, out: Out): void {
   program
     .command('probe')
+    // Kimia's name for the same check.
+    .alias('check-environment')
     .description('try each isolation rung and show which works, which one auto takes and the snapshot engine')
     .addOption(
       new Option('--isolation <mode>', 'the rung you want (exit 6 when it is unavailable)')
@@ -138,59 +143,13 @@ function addProbeCommand(program: Command, out: Out): void {
     });
 }
 
-function addWarmCommand(program: Command, out: Out): void {
-  const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
-  program
-    .command('warm')
-    .description("pull base images into <cache-dir>/base for later builds (Kaniko's warmer)")
-    .requiredOption('--image <ref>', 'image to pull (repeatable)', collect, [])
-    .requiredOption('--cache-dir <dir>', 'the layer cache directory builds use with --cache-dir')
-    .option('--platform <os/arch[/variant]>', 'platform to pull (default: this host)')
-    .option('--insecure-registry <host>', 'registry reached over plain HTTP (repeatable)', collect, [])
-    .option('--insecure-pull', 'pull over plain HTTP')
-    .option('--skip-tls-verify-pull', 'do not verify TLS when pulling')
-    .option('--force', 'download again even when cached')
-    .exitOverride()
-    .action(
-      async (o: {
-        image: string[];
-        cacheDir: string;
-        platform?: string;
-        insecureRegistry: string[];
-        insecurePull?: boolean;
-        skipTlsVerifyPull?: boolean;
-        force?: boolean;
-      }) => {
-        const logger = new Logger({});
-        const client = new RegistryClient({
-          registry: {
-            ...defaultRegistryOptions(),
-            insecureRegistries: o.insecureRegistry,
-            insecurePull: o.insecurePull === true,
-            skipTlsVerifyPull: o.skipTlsVerifyPull === true,
-          },
-          credentials: new CredentialStore({ explicit: {} }),
-          logger,
-        });
-        try {
-          const platform = o.platform ? parsePlatform(o.platform) : hostPlatform();
-          const digests = await warmImages(client, o.image, o.cacheDir, platform, {
-            force: o.force === true,
-            logger,
-          });
-          o.image.forEach((img, i) => out(`${img} ${digests[i]}\n`));
-        } finally {
-          await client.close();
-        }
-      },
-    );
-}
-
 export function buildProgram(out: Out = (s) => process.stdout.write(s)): Command {
   const program = new Command();
   program
     .name('kiln')
-    .description('Daemonless, rootless OCI image builder (Kaniko-compatible flags)')
+    .description(
+      "Daemonless, rootless OCI image builder (Kaniko-compatible flags). Flags without a command mean build, as with Kaniko's executor and Kimia.",
+    )
     .version(VERSION, '--version', 'print the kiln version')
     .showSuggestionAfterError(true)
     .exitOverride();
@@ -214,10 +173,22 @@ function reportError(e: unknown, logger: Logger | undefined): number {
   return EXIT_CODES.internal;
 }
 
+const PROGRAM_FLAGS = new Set(['-h', '--help', '--version']);
+
+/**
+ * `kiln --context=. -d r/x` is `kiln build --context=. -d r/x`: Kaniko's executor and Kimia take
+ * their flags without a command. Program-level flags (help, version) stay the program's.
+ */
+export function withDefaultCommand(argv: string[]): string[] {
+  const first = argv[2];
+  if (first === undefined || !first.startsWith('-') || PROGRAM_FLAGS.has(first)) return argv;
+  return [...argv.slice(0, 2), 'build', ...argv.slice(2)];
+}
+
 export async function runCli(argv: string[], out?: Out): Promise<number> {
   const program = buildProgram(out);
   try {
-    await program.parseAsync(argv);
+    await program.parseAsync(withDefaultCommand(argv));
     return exitCodes.get(program) ?? 0;
   } catch (e) {
     // commander has already printed help, version or the usage error.

@@ -12,8 +12,12 @@ import {
   type BuildOnlyValues,
   type FlagSpec,
   type FlagValues,
+  WARM_FLAGS,
+  type WarmValues,
 } from './flag-table.ts';
 import { keyValues, parseBool, parseDurationHours, parseSecretFlag } from './flag-values.ts';
+import { placeAnnotations } from '../image/annotations.ts';
+import { hostPlatform, parsePlatform } from '../image/platform.ts';
 
 /** commander's attribute name of a long flag: `--tar-path` and `--tarPath` are both `tarPath`. */
 export function attributeOf(long: string): string {
@@ -46,6 +50,10 @@ export function readFlags(o: Record<string, unknown>): FlagValues {
   return readTable<FlagValues>(BUILD_FLAGS, o);
 }
 
+export function readWarmFlags(o: Record<string, unknown>): WarmValues {
+  return readTable<WarmValues>(WARM_FLAGS, o);
+}
+
 export function readBuildOnlyFlags(o: Record<string, unknown>): BuildOnlyValues {
   return readTable<BuildOnlyValues>(BUILD_ONLY_FLAGS, o);
 }
@@ -56,10 +64,29 @@ export interface CliSettings {
   log: { level: LogLevel; format: LogFormat; timestamps: boolean };
 }
 
+const PROGRESS: Record<string, LogFormat> = { plain: 'text', tty: 'color', json: 'json', auto: 'color' };
+
+/** buildx's --progress as a log format; an explicit --log-format other than the default wins. */
+function logFormatOf(v: FlagValues): LogFormat {
+  if (v.progress === undefined || v.logFormat !== 'text') return v.logFormat;
+  const f = PROGRESS[v.progress];
+  if (!f)
+    throw new KilnError(
+      'usage',
+      'BAD_FLAG_VALUE',
+      `--progress "${v.progress}" is not auto, plain, tty or json`,
+      {
+        hint: 'write --progress plain (or --log-format text|color|json)',
+      },
+    );
+  // `auto` is colour where there is a terminal: the color format already falls back to plain text.
+  return f;
+}
+
 export function cliSettings(v: FlagValues): CliSettings {
   return {
     dryRun: v.dryRun ?? false,
-    log: { level: v.verbosity, format: v.logFormat, timestamps: v.logTimestamp ?? false },
+    log: { level: v.verbosity, format: logFormatOf(v), timestamps: v.logTimestamp ?? false },
   };
 }
 
@@ -73,13 +100,17 @@ function given(f: FlagSpec, v: unknown, quiet?: unknown): boolean {
  * One warning per flag given that kiln accepts for compatibility and ignores; throws for a refused
  * flag. Nothing accepted is dropped silently.
  */
-export function compatNotes(v: FlagValues): string[] {
+export function compatNotes(
+  v: FlagValues | WarmValues,
+  table: Record<string, FlagSpec> = BUILD_FLAGS,
+): string[] {
   const notes: string[] = [];
-  for (const [key, f] of Object.entries(BUILD_FLAGS) as Array<[keyof FlagValues, FlagSpec]>) {
+  const values = v as Record<string, unknown>;
+  for (const [key, f] of Object.entries(table)) {
     const l = f.lands;
-    if ('refused' in l && given(f, v[key]))
+    if ('refused' in l && given(f, values[key], false))
       throw new KilnError('usage', 'UNSUPPORTED_FLAG', l.refused, { hint: l.hint });
-    if ('ignored' in l && given(f, v[key], l.quietWhen))
+    if ('ignored' in l && given(f, values[key], l.quietWhen))
       notes.push(`${f.long} is accepted for Kaniko compatibility and has no effect here: ${l.ignored}`);
   }
   return notes;
@@ -105,10 +136,10 @@ export function envCredentials(env: NodeJS.ProcessEnv): RegistryCredential[] {
   return [{ registry, username, password }];
 }
 
-function gitOptions(text: string | undefined, env: NodeJS.ProcessEnv): BuildOptions['git'] {
+/** Kaniko's `--git k=v,...` and Kimia's `--git-branch` etc. (Kimia's win: they are the more specific). */
+function gitOptions(f: FlagValues, env: NodeJS.ProcessEnv): BuildOptions['git'] {
   const git = { ...defaultBuildOptions().git };
-  if (!text) return git;
-  for (const [k, v] of Object.entries(keyValues(text.split(','), 'git', env))) {
+  for (const [k, v] of Object.entries(keyValues(f.git ? f.git.split(',') : [], 'git', env))) {
     if (k === 'branch') git.branch = v;
     // kiln fetches the one ref it builds (depth 1), so every fetch is single-branch already.
     else if (k === 'single-branch') parseBool(v);
@@ -119,22 +150,31 @@ function gitOptions(text: string | undefined, env: NodeJS.ProcessEnv): BuildOpti
         hint: 'keys are branch, single-branch, recurse-submodules, insecure-skip-tls',
       });
   }
+  if (f.gitBranch) git.branch = f.gitBranch;
+  if (f.gitRevision) git.revision = f.gitRevision;
+  if (f.gitTokenFile) git.tokenFile = f.gitTokenFile;
+  if (f.gitTokenUser) git.tokenUser = f.gitTokenUser;
   return git;
 }
 
 function timestampOf(v: FlagValues, env: NodeJS.ProcessEnv): number | undefined {
   const ts = v.timestamp ?? env.SOURCE_DATE_EPOCH;
   if (ts === undefined || ts === '') return undefined;
-  if (!/^\d+$/.test(ts)) throw new KilnError('usage', 'BAD_FLAG_VALUE', `--timestamp "${ts}" must be unix seconds`);
+  if (!/^\d+$/.test(ts))
+    throw new KilnError('usage', 'BAD_FLAG_VALUE', `--timestamp "${ts}" must be unix seconds`);
   return Number(ts);
 }
 
-function registryOptions(v: FlagValues, env: NodeJS.ProcessEnv): BuildOptions['registry'] {
+export function registryOptions(v: FlagValues, env: NodeJS.ProcessEnv): BuildOptions['registry'] {
   const clientCerts: BuildOptions['registry']['clientCerts'] = {};
   for (const [host, c] of Object.entries(keyValues(v.registryClientCert, 'registry-client-cert', env))) {
     const [cert, key] = c.split(',');
     if (!cert || !key)
-      throw new KilnError('usage', 'BAD_FLAG_VALUE', `--registry-client-cert ${host}=${c}: expected host=cert,key`);
+      throw new KilnError(
+        'usage',
+        'BAD_FLAG_VALUE',
+        `--registry-client-cert ${host}=${c}: expected host=cert,key`,
+      );
     clientCerts[host] = { cert, key };
   }
   const registryMap: Record<string, string[]> = {};
@@ -205,7 +245,7 @@ export function optionsFromFlags(v: FlagValues, env: NodeJS.ProcessEnv = process
     output: outputOptions(v),
     registry: registryOptions(v, env),
     cache: cacheOptions(v),
-    git: gitOptions(v.git, env),
+    git: gitOptions(v, env),
     reproducible: v.reproducible ?? false,
     ...(timestamp !== undefined ? { timestamp } : {}),
     ignorePaths: v.ignorePath,
@@ -220,4 +260,28 @@ export function optionsFromFlags(v: FlagValues, env: NodeJS.ProcessEnv = process
     workDir: v.workDir ?? v.kanikoDir ?? defaultBuildOptions().workDir,
     cleanup: v.cleanup ?? false,
   });
+}
+
+/** Warnings for `--annotation` values that this build has nowhere to write. */
+export function annotationNotes(opts: BuildOptions): string[] {
+  const keys = Object.keys(opts.annotations);
+  if (keys.length === 0) return [];
+  if (opts.output.format === 'docker')
+    return [`--annotation ${keys.join(', ')}: Docker v2 manifests have no annotations (use --format oci)`];
+  const placed = placeAnnotations(
+    opts.annotations,
+    opts.platform ? parsePlatform(opts.platform) : hostPlatform(),
+  );
+  const notes = placed.otherPlatforms.map((k) => `--annotation ${k} is for other platforms: not written`);
+  const layoutOnly = [
+    ...Object.keys(placed.index).map((k) => `index:${k}`),
+    ...Object.keys(placed.manifestDescriptor).map((k) => `manifest-descriptor:${k}`),
+  ];
+  if (layoutOnly.length && !opts.output.ociLayoutPath)
+    notes.push(
+      `--annotation ${layoutOnly.join(', ')}: only an OCI layout has an index here (kiln pushes one manifest, no index): pass --oci-layout-path to write them`,
+    );
+  for (const k of Object.keys(placed.indexDescriptor))
+    notes.push(`--annotation index-descriptor:${k}: kiln writes no descriptor of an index: not written`);
+  return notes;
 }

@@ -5,6 +5,7 @@
  */
 import { KilnError } from '../util/errors.ts';
 import { canonicalJson, isDigest, sha256Digest } from './digest.ts';
+import { placeAnnotations } from './annotations.ts';
 import {
   MediaType,
   type BuiltImage,
@@ -20,7 +21,11 @@ export interface AssembleOptions {
   config: ImageConfig;
   layers: LayerBlob[];
   format: ImageFormat;
-  /** Manifest annotations (OCI only; Docker schema 2 has none, so they are dropped there). */
+  /**
+   * `--annotation` values, keys as metadata-action writes them (`manifest:k`, `index:k`,
+   * `manifest-descriptor:k`, a platform list in brackets, or no type for the manifest). OCI only:
+   * Docker schema 2 has no annotations, so they are dropped there.
+   */
   annotations?: Record<string, string>;
 }
 
@@ -112,9 +117,15 @@ export function assembleImage(opts: AssembleOptions): BuiltImage {
     },
     layers: layerDescriptors,
   };
-  if (format === 'oci' && opts.annotations && Object.keys(opts.annotations).length > 0) {
-    manifest.annotations = { ...opts.annotations };
-  }
+  const placed =
+    format === 'oci' && opts.annotations
+      ? placeAnnotations(opts.annotations, {
+          os: config.os,
+          architecture: config.architecture,
+          ...(config.variant ? { variant: config.variant } : {}),
+        })
+      : undefined;
+  if (placed && Object.keys(placed.manifest).length > 0) manifest.annotations = placed.manifest;
   const manifestBytes = Buffer.from(canonicalJson(manifest), 'utf8');
   return {
     config,
@@ -123,5 +134,9 @@ export function assembleImage(opts: AssembleOptions): BuiltImage {
     manifestBytes,
     digest: sha256Digest(manifestBytes),
     layers: layers.map((l, i) => ({ ...l, descriptor: layerDescriptors[i]! })),
+    ...(placed && Object.keys(placed.manifestDescriptor).length
+      ? { descriptorAnnotations: placed.manifestDescriptor }
+      : {}),
+    ...(placed && Object.keys(placed.index).length ? { indexAnnotations: placed.index } : {}),
   };
 }

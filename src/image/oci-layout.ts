@@ -177,7 +177,11 @@ export async function writeOciLayout(
     digest: image.digest,
     size: image.manifestBytes.length,
   };
-  if (opts.refName !== undefined) entry.annotations = { [REF_NAME_ANNOTATION]: opts.refName };
+  if (opts.refName !== undefined || image.descriptorAnnotations)
+    entry.annotations = {
+      ...image.descriptorAnnotations,
+      ...(opts.refName !== undefined ? { [REF_NAME_ANNOTATION]: opts.refName } : {}),
+    };
 
   const indexPath = join(dir, 'index.json');
   const index = await readIndex(indexPath);
@@ -188,6 +192,7 @@ export async function writeOciLayout(
     return !(ref === undefined && d.digest === image.digest);
   });
   index.manifests.push(entry);
+  if (image.indexAnnotations) index.annotations = { ...index.annotations, ...image.indexAnnotations };
 
   const tmp = tempName(dir, 'index');
   try {

@@ -134,4 +134,8 @@ export interface BuiltImage {
   manifestBytes: Buffer;
   digest: Digest;
   layers: LayerBlob[];
+  /** `manifest-descriptor:` annotations, for the descriptor an OCI layout's index.json holds. */
+  descriptorAnnotations?: Record<string, string>;
+  /** `index:` annotations, for an image index (an OCI layout's index.json). */
+  indexAnnotations?: Record<string, string>;
 }

@@ -190,3 +190,13 @@ test('flags: an ignored Kaniko flag warns once, naming itself and why', () => {
   assert.deepEqual(compatNotes(flags(['--skip-unused-stages', '--snapshot-mode=full'])), []);
   assert.equal(compatNotes(flags(['--skip-unused-stages=false'])).length, 1);
 });
+
+test('flags: --progress is buildx’s name for the log format; an explicit --log-format wins', () => {
+  const format = (args: string[]): string => cliSettings(flags(args)).log.format;
+  assert.equal(format(['--progress=plain']), 'text');
+  assert.equal(format(['--progress', 'tty']), 'color');
+  assert.equal(format(['--progress=json']), 'json');
+  assert.equal(format(['--progress=auto']), 'color');
+  assert.equal(format(['--progress=plain', '--log-format=json']), 'json');
+  assert.throws(() => format(['--progress=fancy']), /--progress "fancy"/);
+});
