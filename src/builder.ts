@@ -36,7 +36,7 @@ import type { LayerCache } from './cache/types.ts';
 import { parseReference } from './registry/reference.ts';
 import { executePlan } from './executor/executor.ts';
 import { assembleImage } from './image/assemble.ts';
-import { publish } from './publish/publish.ts';
+import { checkSupplyChainOptions, publishWithSupplyChain } from './supply-chain.ts';
 import type { ExecutorDeps } from './executor/deps.ts';
 
 export interface RunBuildHooks {
@@ -50,6 +50,7 @@ export async function runBuild(
   hooks: RunBuildHooks = {},
 ): Promise<BuildResult> {
   const started = Date.now();
+  checkSupplyChainOptions(opts);
   for (const c of opts.registry.credentials) logger.addSecret(c.password);
   await ensureWorkDir(opts.workDir);
   const ctx = await materializeContext(
@@ -69,7 +70,13 @@ export async function runBuild(
 export async function planDockerfile(
   contextDir: string,
   opts: BuildOptions,
-): Promise<{ plan: BuildPlan; dockerfilePath: string; targetPlatform: Platform; buildPlatform: Platform }> {
+): Promise<{
+  plan: BuildPlan;
+  dockerfilePath: string;
+  dockerfileText: string;
+  targetPlatform: Platform;
+  buildPlatform: Platform;
+}> {
   const df = await loadDockerfile(contextDir, opts.dockerfile);
   const buildPlatform = hostPlatform();
   const targetPlatform = opts.platform ? parsePlatform(opts.platform) : buildPlatform;
@@ -79,7 +86,7 @@ export async function planDockerfile(
     targetPlatform,
     buildPlatform,
   });
-  return { plan, dockerfilePath: df.path, targetPlatform, buildPlatform };
+  return { plan, dockerfilePath: df.path, dockerfileText: df.text, targetPlatform, buildPlatform };
 }
 
 async function buildInContext(
@@ -89,7 +96,10 @@ async function buildInContext(
   hooks: RunBuildHooks,
   started: number,
 ): Promise<BuildResult> {
-  const { plan, dockerfilePath, targetPlatform, buildPlatform } = await planDockerfile(contextDir, opts);
+  const { plan, dockerfilePath, dockerfileText, targetPlatform, buildPlatform } = await planDockerfile(
+    contextDir,
+    opts,
+  );
   for (const w of plan.warnings) logger.warn(`${w.at ? `${w.at.file}:${w.at.line}: ` : ''}${w.message}`);
   if (plan.unusedBuildArgs.length) {
     logger.warn(`build arg(s) ${plan.unusedBuildArgs.join(', ')} were passed but no ARG declares them`);
@@ -173,14 +183,21 @@ async function buildInContext(
       format: opts.output.format,
       ...(Object.keys(opts.annotations).length ? { annotations: opts.annotations } : {}),
     });
-    const destinations = await publish(image, opts.output, client, logger, (l) => images.fetchLayer(l));
+    const { published, report } = await publishWithSupplyChain(
+      opts,
+      { image, dockerfileText, targetPlatform, buildPlatform, executed, startedMs: started },
+      client,
+      logger,
+      (l) => images.fetchLayer(l),
+    );
     const size = image.configBytes.length + image.layers.reduce((n, l) => n + l.descriptor.size, 0);
     logger.info(`image digest ${image.digest}`);
     return {
-      digest: image.digest,
+      digest: published.digest,
+      ...report,
       imageId: image.manifest.config.digest,
-      destinations,
-      pushed: !opts.output.noPush && destinations.length > 0,
+      destinations: published.destinations,
+      pushed: !opts.output.noPush && published.destinations.length > 0,
       size,
       layers: image.layers.length,
       isolation: { rung: probe.chosen, reason: chosen.reason },

@@ -4,6 +4,7 @@
  */
 import { defaultWorkDir } from './fs/work-dir.ts';
 import { defaultRegistryOptions, type RegistryOptions } from './registry/options.ts';
+import type { BuildEnvironment } from './attest/ci-env.ts';
 
 export type IsolationChoice = 'auto' | 'rootless' | 'chroot' | 'plain';
 
@@ -47,6 +48,33 @@ export interface OutputOptions {
   format: 'oci' | 'docker';
 }
 
+/** SBOM and provenance (Kimia's --attestation / --attest, and the files they may go to). */
+export interface AttestationOptions {
+  /** `attach`: pushed with the image; else only generated for `sbomOutput` / `provenanceOutput`. */
+  sbom?: { format: 'spdx' | 'cyclonedx'; attach: boolean };
+  provenance?: { mode: 'min' | 'max'; attach: boolean };
+  sbomOutput?: string;
+  provenanceOutput?: string;
+  /** Where the build runs (CI variables), read by the adapter for the provenance. */
+  environment: BuildEnvironment;
+}
+
+/** cosign-compatible signatures of the pushed image and its attestations (`--sign`). */
+export interface SignOptions {
+  enabled: boolean;
+  /** cosign key file: encrypted cosign/sigstore PEM or a PKCS#8 EC key. Without one: keyless. */
+  key?: string;
+  /** The key's password, read by the adapter from the variable `passwordEnv` names. */
+  password?: string;
+  passwordEnv?: string;
+  /** Keyless: an OIDC token as is (GitLab id_tokens: SIGSTORE_ID_TOKEN)... */
+  idToken?: string;
+  /** ...or, in GitHub Actions, requested from this URL with this bearer token. */
+  tokenRequest?: { url: string; token: string };
+  fulcioUrl?: string;
+  rekorUrl?: string;
+}
+
 export interface BuildOptions {
   /** Directory, `tar://path`, `.tar.gz` file, `git://…`, `https://….git#ref:subdir`, or https tarball. */
   context: string;
@@ -77,6 +105,8 @@ export interface BuildOptions {
   /** Scratch space for rootfs, layers and state (Kaniko `--kaniko-dir`). */
   workDir: string;
   cleanup: boolean;
+  attest: AttestationOptions;
+  sign: SignOptions;
 }
 
 export function defaultBuildOptions(overrides: Partial<BuildOptions> = {}): BuildOptions {
@@ -99,6 +129,8 @@ export function defaultBuildOptions(overrides: Partial<BuildOptions> = {}): Buil
     compressionLevel: 1,
     workDir: defaultWorkDir(),
     cleanup: false,
+    attest: { environment: {} },
+    sign: { enabled: false },
     ...overrides,
   };
 }

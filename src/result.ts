@@ -12,9 +12,28 @@ export interface StepReport {
   cacheReason?: string;
 }
 
-export interface BuildResult {
-  /** Manifest digest of the built image. */
+export interface SignatureReport {
+  /** The signed manifest (image, index or attestation manifest). */
+  subject: Digest;
+  /** `repo:sha256-<hex>.sig` as pushed. */
+  tag: string;
+  /** Digest of the signature manifest. */
   digest: Digest;
+  keyless: boolean;
+}
+
+export interface BuildResult {
+  /** What the tags name: the image manifest, or the index holding it and its attestations. */
+  digest: Digest;
+  /** The image manifest (equal to `digest` without attestations). */
+  imageDigest?: Digest;
+  attestations?: {
+    manifest?: Digest;
+    /** predicate type → statement blob digest */
+    statements: Record<string, Digest>;
+    packages?: number;
+  };
+  signatures?: SignatureReport[];
   /** Config digest (docker's "image id"). */
   imageId: Digest;
   /** Every destination, with tag, as given. */

@@ -37,3 +37,9 @@ export function imageSubject(
 export function statement<P>(subject: Subject, predicateType: string, predicate: P): Statement<P> {
   return { _type: STATEMENT_TYPE, subject: [subject], predicateType, predicate };
 }
+
+/** A serialised statement and its predicate type: what goes into an attestation manifest layer. */
+export interface AttestationBlob {
+  predicateType: string;
+  bytes: Buffer;
+}

@@ -18,6 +18,7 @@ export const FLAG_GROUPS = [
   'Image content:',
   'Execution:',
   'Logging:',
+  'Supply chain:',
 ] as const;
 export type FlagGroup = (typeof FLAG_GROUPS)[number];
 
@@ -184,6 +185,7 @@ const CACHE = 'Cache:';
 const IMG = 'Image content:';
 const EXEC = 'Execution:';
 const LOG = 'Logging:';
+const SC = 'Supply chain:';
 
 /** The flags of `kiln build` and `kiln plan`, in --help order. */
 export const BUILD_FLAGS = {
@@ -549,6 +551,56 @@ export const BUILD_FLAGS = {
     { sample: 'json' },
   ),
   logTimestamp: bool('--log-timestamp', 'timestamps on log lines', LOG, { cli: 'log.timestamps' }),
+
+  // Supply chain (Kimia's names; parsed in attest-flags.ts).
+  attestation: choice(
+    '--attestation',
+    'level',
+    ['off', 'min', 'max'],
+    'off',
+    'attach SBOM + provenance (max: provenance mode=max)',
+    SC,
+    to('attest'),
+  ),
+  attest: list(
+    '--attest',
+    'type=sbom|provenance,...',
+    'one attestation: type=sbom[,format=spdx|cyclonedx] or type=provenance[,mode=min|max] (repeatable)',
+    SC,
+    to('attest'),
+    { sample: 'type=sbom', envSplit: 'newline' },
+  ),
+  sbomOutput: str('--sbom-output', 'file', 'write the SBOM document to this file', SC, to('attest')),
+  provenanceOutput: str(
+    '--provenance-output',
+    'file',
+    'write the provenance statement to this file',
+    SC,
+    to('attest'),
+  ),
+  sign: bool('--sign', 'sign the pushed image and its attestations (cosign format)', SC, to('sign')),
+  cosignKey: str(
+    '--cosign-key',
+    'file',
+    'cosign private key (encrypted cosign PEM or PKCS#8 EC); keyless in CI without it',
+    SC,
+    to('sign'),
+  ),
+  cosignPasswordEnv: str(
+    '--cosign-password-env',
+    'VAR',
+    'environment variable holding the key password',
+    SC,
+    to('sign'),
+  ),
+  fulcioUrl: str('--fulcio-url', 'url', 'Fulcio for keyless signing', SC, to('sign'), {
+    default: 'https://fulcio.sigstore.dev',
+    hidden: true,
+  }),
+  rekorUrl: str('--rekor-url', 'url', 'Rekor for keyless signing', SC, to('sign'), {
+    default: 'https://rekor.sigstore.dev',
+    hidden: true,
+  }),
 
   // Hidden: flags kiln accepts so that Kaniko and Kimia command lines run unchanged.
   bucket: str(

@@ -18,6 +18,7 @@ import {
 import { keyValues, parseBool, parseDurationHours, parseSecretFlag } from './flag-values.ts';
 import { placeAnnotations } from '../image/annotations.ts';
 import { hostPlatform, parsePlatform } from '../image/platform.ts';
+import { attestOptions, signOptions } from './attest-flags.ts';
 
 /** commander's attribute name of a long flag: `--tar-path` and `--tarPath` are both `tarPath`. */
 export function attributeOf(long: string): string {
@@ -259,6 +260,8 @@ export function optionsFromFlags(v: FlagValues, env: NodeJS.ProcessEnv = process
           : 1,
     workDir: v.workDir ?? v.kanikoDir ?? defaultBuildOptions().workDir,
     cleanup: v.cleanup ?? false,
+    attest: attestOptions(v, env),
+    sign: signOptions(v, env),
   });
 }
 

@@ -2,37 +2,104 @@
  * The outputs of a build, in a safe order: files first (tarball, OCI layout), then the push of every
  * destination (blobs verified before any manifest), then the digest files, which must only exist
  * when the image they name does.
+ *
+ * With attestations the image manifest and the attestation manifest are pushed by digest first and
+ * the tags then name the index holding both (BuildKit's layout); without them the tags name the
+ * image manifest, exactly as before.
  */
 import { createReadStream } from 'node:fs';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { BuiltImage, LayerBlob } from '../image/types.ts';
+import { MediaType } from '../image/types.ts';
 import { writeDockerArchive } from '../image/docker-archive.ts';
 import { writeOciLayout } from '../image/oci-layout.ts';
 import { writeDigestFiles } from '../image/digest-files.ts';
-import { formatReference, parseReference, withDefaultTag } from '../registry/reference.ts';
+import { formatReference, parseReference, withDefaultTag, type Reference } from '../registry/reference.ts';
 import type { RegistryClient } from '../registry/client.ts';
 import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
 import type { OutputOptions } from '../options.ts';
+import type { AttestationBlob } from '../attest/statement.ts';
+import { attachAttestations, type AttachedImage } from './attestation-index.ts';
+import { addReferrer } from './referrers.ts';
 
-export async function publish(
-  image: BuiltImage,
-  out: OutputOptions,
-  client: RegistryClient | undefined,
-  logger: Logger,
-  /** Downloads a base layer the build never needed on disk (fully cached stages). */
+export interface Published {
+  /** Every destination, with tag, as given. */
+  destinations: string[];
+  /** What the tags name: the index when attestations are attached, else the image manifest. */
+  digest: string;
+  /** The attestation manifest, when there is one. */
+  attestationDigest?: string;
+  /** Repositories pushed to (one per registry/repository), for signing. */
+  repositories: Reference[];
+}
+
+/** Opens a layer blob, downloading a base layer the build never needed on disk (fully cached stages). */
+export function layerOpener(
   fetchLayer?: (layer: LayerBlob) => Promise<string>,
-): Promise<string[]> {
-  const openLayer = async (layer: LayerBlob): Promise<Readable> => {
+): (layer: LayerBlob) => Promise<Readable> {
+  return async (layer) => {
     if (!layer.path && fetchLayer && layer.source) layer.path = await fetchLayer(layer);
     if (!layer.path) {
       throw new KilnError('internal', 'LAYER_NOT_LOCAL', `layer ${layer.descriptor.digest} is not on disk`);
     }
     return createReadStream(layer.path);
   };
+}
+
+function repositories(refs: Reference[]): Reference[] {
+  const seen = new Map<string, Reference>();
+  for (const r of refs)
+    seen.set(`${r.registry}/${r.repository}`, { registry: r.registry, repository: r.repository });
+  return [...seen.values()];
+}
+
+async function pushWithAttestations(
+  image: BuiltImage,
+  attached: AttachedImage,
+  refs: Reference[],
+  client: RegistryClient,
+  openLayer: (l: LayerBlob) => Promise<Readable>,
+  logger: Logger,
+): Promise<void> {
+  for (const repo of repositories(refs)) {
+    await client.pushImage(image, [{ ...repo, digest: image.digest }], openLayer);
+    const att = attached.attestation;
+    await client.pushImage(att, [{ ...repo, digest: att.digest }], (l) =>
+      Readable.from([attached.blobs.get(l.descriptor.digest)!]),
+    );
+    await addReferrer(client, repo, image.digest, {
+      manifest: att.manifest,
+      digest: att.digest,
+      size: att.manifestBytes.length,
+    });
+  }
+  for (const r of refs) {
+    await client.putManifest(r, attached.indexBytes, MediaType.OciIndex);
+    logger.info(
+      `pushed ${formatReference({ ...r, digest: undefined })}@${attached.indexDigest} (image ${image.digest} + attestations)`,
+    );
+  }
+}
+
+export async function publish(
+  image: BuiltImage,
+  out: OutputOptions,
+  client: RegistryClient | undefined,
+  logger: Logger,
+  fetchLayer?: (layer: LayerBlob) => Promise<string>,
+  attestations: AttestationBlob[] = [],
+): Promise<Published> {
+  const openLayer = layerOpener(fetchLayer);
   const refs = out.destinations.map((d) => withDefaultTag(parseReference(d)));
   const names = refs.map(formatReference);
   const reader = async (l: LayerBlob): Promise<NodeJS.ReadableStream> => await openLayer(l);
+  const attached = attestations.length ? attachAttestations(image, attestations) : undefined;
+  if (attached && (out.tarPath || out.ociLayoutPath)) {
+    logger.warn(
+      'attestations are pushed with the image only: the tarball and OCI layout hold the image alone',
+    );
+  }
   if (out.tarPath) {
     await writeDockerArchive(out.tarPath, image, { repoTags: names.length ? names : [], blobReader: reader });
     logger.info(`wrote docker-archive ${out.tarPath}`);
@@ -42,16 +109,25 @@ export async function publish(
     await writeOciLayout(out.ociLayoutPath, image, { refName: tag, blobReader: reader });
     logger.info(`wrote OCI layout ${out.ociLayoutPath} (ref ${tag})`);
   }
-  if (!out.noPush && refs.length > 0) {
+  const pushing = !out.noPush && refs.length > 0;
+  if (pushing) {
     if (!client) throw new KilnError('internal', 'NO_CLIENT', 'no registry client for the push');
-    await client.pushImage(image, refs, (l) => openLayer(l));
+    if (attached) await pushWithAttestations(image, attached, refs, client, openLayer, logger);
+    else await client.pushImage(image, refs, (l) => openLayer(l));
   }
+  // The digest the tags name (what `docker pull`, cosign and build-push-action's output refer to).
+  const digest = pushing && attached ? attached.indexDigest : image.digest;
   await writeDigestFiles({
-    digest: image.digest,
+    digest,
     destinations: names,
     ...(out.digestFile ? { digestFile: out.digestFile } : {}),
     ...(out.imageNameWithDigestFile ? { imageNameWithDigestFile: out.imageNameWithDigestFile } : {}),
     ...(out.imageNameTagWithDigestFile ? { imageNameTagWithDigestFile: out.imageNameTagWithDigestFile } : {}),
   });
-  return names;
+  return {
+    destinations: names,
+    digest,
+    ...(pushing && attached ? { attestationDigest: attached.attestation.digest } : {}),
+    repositories: repositories(refs),
+  };
 }

@@ -27,6 +27,7 @@ export type ErrorCategory =
  */
 export const ERROR_CODES = {
   usage: [
+    'BAD_ATTEST',
     'BAD_CERTIFICATE',
     'BAD_CREDENTIALS',
     'BAD_ENV',
@@ -41,6 +42,8 @@ export const ERROR_CODES = {
     'FORMAT_UNSUPPORTED',
     'GIT_TOKEN_FILE',
     'NO_IMAGES',
+    'SIGN_NO_IDENTITY',
+    'SIGN_UNAVAILABLE',
     'SNAPSHOT_ENGINE',
     'UNKNOWN_TARGET',
     'UNSUPPORTED_FLAG',
