@@ -3,7 +3,7 @@
  * Wires the real filesystem, isolation and registry parts into the executor.
  */
 import { createReadStream } from 'node:fs';
-import { chmod, mkdir } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { BuildOptions } from './options.ts';
 import type { BuildResult } from './result.ts';
@@ -52,6 +52,9 @@ export async function runBuild(
   const started = Date.now();
   checkSupplyChainOptions(opts);
   for (const c of opts.registry.credentials) logger.addSecret(c.password);
+  // A bad destination or cache dir is a usage error now, not a failure after the whole build.
+  for (const d of opts.output.destinations) parseReference(d);
+  if (opts.cache.dir) await ensureCacheDir(resolve(opts.cache.dir));
   await ensureWorkDir(opts.workDir);
   const ctx = await materializeContext(
     opts,
@@ -276,4 +279,22 @@ function wantsInsecure(plan: BuildPlan): boolean {
   return plan.stages.some((st) =>
     st.instructions.some((i) => i.instruction.kind === 'run' && i.instruction.security === 'insecure'),
   );
+}
+
+async function ensureCacheDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    if (!(await stat(dir)).isDirectory())
+      throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+  } catch (e) {
+    throw new KilnError(
+      'usage',
+      'BAD_DIRECTORY',
+      `--cache-dir ${dir}: cannot use it (${(e as NodeJS.ErrnoException).code ?? String(e)})`,
+      {
+        hint: 'pass a directory (or a path where one can be made) that this user can write',
+        cause: e,
+      },
+    );
+  }
 }

@@ -4,6 +4,8 @@
  * logrus ones: `text` (plain lines), `color` (level names in ANSI colour when the stream is a
  * terminal) and `json` (one object per message: level, msg, time, and any fields).
  */
+import { escapeControl } from '../util/errors.ts';
+
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'panic' | 'fatal';
 export type LogFormat = 'text' | 'color' | 'json';
 
@@ -142,12 +144,14 @@ export class Logger {
       return;
     }
     const prefix = this.timestamps ? `${new Date().toISOString()} ` : '';
+    // kiln's own lines quote input (instructions, names): no raw escape sequences to the terminal.
+    const shown = escapeControl(text);
     const tag = this.color
       ? `\x1b[${COLOUR[level]}m${TAG[level]}\x1b[0m `
       : level === 'info'
         ? ''
         : `${level.toUpperCase()} `;
-    for (const line of text.split('\n')) this.sink(`${prefix}${tag}${line}`);
+    for (const line of shown.split('\n')) this.sink(`${prefix}${tag}${line}`);
   }
 
   trace(msg: string): void {

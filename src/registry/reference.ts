@@ -100,6 +100,9 @@ export function parseReference(text: string): Reference {
     registry = rest.slice(0, slash);
     path = rest.slice(slash + 1);
     if (!DOMAIN_RE.test(registry)) throw bad(text, `registry host ${JSON.stringify(registry)} is not valid`);
+    const port = /:(\d+)$/.exec(registry)?.[1];
+    if (port !== undefined && !(Number(port) >= 1 && Number(port) <= 65535))
+      throw bad(text, `port ${port} is out of range (1-65535)`);
   }
   registry = normalizeRegistry(registry);
 

@@ -30,6 +30,7 @@ export const ERROR_CODES = {
     'BAD_ATTEST',
     'BAD_CERTIFICATE',
     'BAD_CREDENTIALS',
+    'BAD_DIRECTORY',
     'BAD_ENV',
     'BAD_FLAG_VALUE',
     'BAD_GZIP_BLOCK_SIZE',
@@ -50,6 +51,7 @@ export const ERROR_CODES = {
   ],
   dockerfile: [
     'BAD_ARGUMENTS',
+    'BAD_CHARACTER',
     'BAD_CHECKSUM',
     'BAD_CHMOD',
     'BAD_DURATION',
@@ -69,6 +71,7 @@ export const ERROR_CODES = {
     'DUPLICATE_STAGE',
     'EMPTY_BASE',
     'INSECURE_NOT_ALLOWED',
+    'LINE_TOO_LONG',
     'MISSING_ARGUMENT',
     'NO_STAGE',
     'REQUIRED_VAR',
@@ -228,8 +231,20 @@ export class KilnError<C extends ErrorCategory = ErrorCategory> extends Error {
     const where = this.position
       ? `${this.position.file}:${this.position.line}${this.position.column ? `:${this.position.column}` : ''}: `
       : '';
-    return `${where}${this.message}${this.hint ? `\n  hint: ${this.hint}` : ''}`;
+    return escapeControl(`${where}${this.message}${this.hint ? `\n  hint: ${this.hint}` : ''}`);
   }
+}
+
+/**
+ * Control characters (but newline and tab) as `\xNN`: messages quote input (a binary Dockerfile,
+ * a RUN's output), whose escape sequences must not reach the terminal as such.
+ */
+export function escapeControl(s: string): string {
+   
+  return s.replace(
+    /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
 }
 
 /** Exit codes, documented in the README. */

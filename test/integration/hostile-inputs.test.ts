@@ -99,3 +99,69 @@ RUN --mount=type=bind,target=/ctx ls -a /ctx > /seen && ! test -e /ctx/secret.tx
     assert.ok(!r2.stderr.includes(SECRET));
   });
 });
+
+describe('bad input is a usage, Dockerfile or context error, never exit 70', { skip }, () => {
+  const cases: Array<{
+    name: string;
+    files?: () => Record<string, string | Buffer>;
+    args?: (ctx: string) => string[];
+    code: number;
+    re: RegExp;
+  }> = [
+    {
+      name: '--destination with port 99999',
+      args: () => ['-d', '127.0.0.1:99999/x:1'],
+      code: 2,
+      re: /invalid image reference "127\.0\.0\.1:99999\/x:1": port 99999 is out of range/,
+    },
+    {
+      name: '--work-dir that is a file',
+      args: (ctx) => ['--work-dir', join(ctx, 'Dockerfile')],
+      code: 8,
+      re: /cannot create the work directory .*Dockerfile \(EEXIST\)/,
+    },
+    {
+      name: '--cache-dir that is a file',
+      args: (ctx) => ['--cache-dir', join(ctx, 'Dockerfile'), '--cache'],
+      code: 2,
+      re: /--cache-dir .*Dockerfile: cannot use it/,
+    },
+    {
+      name: 'a RUN line with a NUL byte',
+      files: () => ({ Dockerfile: `FROM ${fx.base}\nRUN echo a\0b\n` }),
+      code: 3,
+      re: /Dockerfile:2: RUN command contains a NUL byte/,
+    },
+    {
+      name: 'a RUN line of 10 MB',
+      files: () => ({ Dockerfile: `FROM ${fx.base}\nRUN echo ${'x'.repeat(10 << 20)}\n` }),
+      code: 3,
+      re: /Dockerfile:2: RUN command is 1048\d{4} bytes; the kernel takes at most 131071/,
+    },
+    {
+      name: 'a missing bind-mount source',
+      files: () => ({ Dockerfile: `FROM ${fx.base}\nRUN --mount=type=bind,source=nope,target=/n ls /n\n` }),
+      code: 4,
+      re: /Dockerfile:2: RUN --mount=type=bind: source nope is not in the build context/,
+    },
+    {
+      name: 'a binary Dockerfile: its escape sequences are not echoed',
+      files: () => ({
+        Dockerfile: Buffer.from('\x7fELF\x02\x01\x1b[2J\x1b]0;pwned\x07\nFROM x\n', 'latin1'),
+      }),
+      code: 3,
+      re: /\\x1b\[2J\\x1b\]0;pwned\\x07/,
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const ctx = await context(c.files?.() ?? { Dockerfile: `FROM ${fx.base}\nRUN true\n` });
+      const r = await build(ctx, c.args?.(ctx) ?? []);
+      assert.equal(r.code, c.code, r.stderr);
+      assert.match(r.stderr, c.re);
+      assert.doesNotMatch(r.stderr, /internal error|cannot start \/usr\/bin\/unshare/);
+       
+      assert.doesNotMatch(r.stderr, /[\x00-\x08\x0b-\x1f\x7f]/, 'raw control characters printed');
+    });
+  }
+});

@@ -37,9 +37,36 @@ export function runArgv(ins: RunInstruction, shell: string[]): string[] {
   return [...shell, `${script}\n${bodies}`];
 }
 
+/** Linux's MAX_ARG_STRLEN: one argument (the shell script) longer than this cannot be exec'ed. */
+const MAX_ARG = 128 * 1024;
+
+/** What the kernel would refuse at exec, said at the Dockerfile line instead of "cannot start". */
+function checkArgv(argv: string[], ins: RunInstruction): void {
+  for (const a of argv) {
+    if (a.includes('\0')) {
+      throw new KilnError('dockerfile', 'BAD_CHARACTER', 'RUN command contains a NUL byte', {
+        position: ins.at,
+        hint: 'a command line cannot carry NUL bytes; remove it (is the Dockerfile a binary file?)',
+      });
+    }
+    if (Buffer.byteLength(a) >= MAX_ARG) {
+      throw new KilnError(
+        'dockerfile',
+        'LINE_TOO_LONG',
+        `RUN command is ${Buffer.byteLength(a)} bytes; the kernel takes at most ${MAX_ARG - 1} in one argument`,
+        {
+          position: ins.at,
+          hint: 'put the script in a file (COPY it, or a RUN heredoc to a file) and run that',
+        },
+      );
+    }
+  }
+}
+
 async function runStep(ins: RunInstruction, ctx: StepContext): Promise<void> {
   const b = ctx.builder;
   const argv = runArgv(ins, currentShell(b.config));
+  checkArgv(argv, ins);
   if (ins.security === 'insecure') {
     throw new KilnError(
       'dockerfile',
