@@ -27,9 +27,16 @@ await build({
   splitting: false,
   legalComments: 'none',
   logLevel: 'warning',
-  // Some CommonJS dependencies call require(); give the ESM bundle a real one.
+  // Some CommonJS dependencies call require() or read __dirname/__filename (@cyclonedx's resource
+  // paths): give the ESM bundle real ones.
   banner: {
-    js: "import { createRequire as __kilnCreateRequire } from 'node:module'; const require = __kilnCreateRequire(import.meta.url);",
+    js:
+      "import { createRequire as __kilnCreateRequire } from 'node:module'; const require = __kilnCreateRequire(import.meta.url);" +
+      " import { fileURLToPath as __kilnFileURLToPath } from 'node:url'; const __filename = __kilnFileURLToPath(import.meta.url);" +
+      " import { dirname as __kilnDirname } from 'node:path'; const __dirname = __kilnDirname(__filename);",
   },
   outExtension: { '.js': '.js' },
+  // @cyclonedx/cyclonedx-library loads its XML plug-ins with a guarded require() and kiln writes JSON
+  // only: leave them out of the bundle (at run time the library reports them absent, as intended).
+  external: ['xmlbuilder2', 'libxmljs2'],
 });
