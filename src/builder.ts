@@ -38,10 +38,13 @@ import { executePlan } from './executor/executor.ts';
 import { assembleImage } from './image/assemble.ts';
 import { checkSupplyChainOptions, publishWithSupplyChain } from './supply-chain.ts';
 import type { ExecutorDeps } from './executor/deps.ts';
+import type { StepProgress } from './executor/build-run.ts';
 
 export interface RunBuildHooks {
   /** RUN output (already redacted). Default: stderr. */
   onOutput?: (chunk: Buffer) => void;
+  /** Step numbering and step-end lines (the CLI's). */
+  progress?: StepProgress;
 }
 
 export async function runBuild(
@@ -176,6 +179,7 @@ async function buildInContext(
       // No mknod in a user namespace, whatever the id map.
       skipDevices: probe.chosen === 'rootless' || !inInitialUserNamespace(),
       onOutput,
+      ...(hooks.progress ? { progress: hooks.progress } : {}),
       ...(cache ? { cache } : {}),
       linkBaseTrees: engine === 'overlay',
     });

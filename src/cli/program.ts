@@ -18,6 +18,7 @@ import {
 import type { CliSettings } from './to-options.ts';
 import { printPlan } from './plan-command.ts';
 import { addWarmCommand } from './warm-command.ts';
+import { stepProgress } from './progress.ts';
 import { formatSummary } from './summary.ts';
 import { runBuild } from '../builder.ts';
 import { Logger, colorFor } from '../log/logger.ts';
@@ -73,9 +74,8 @@ function addBuildCommand(program: Command, out: Out): void {
       return;
     }
     const output = logger.outputWriter('run', (c) => void process.stderr.write(c));
-    const result = await runBuild(opts, logger, { onOutput: (c) => output.write(c) }).finally(() =>
-      output.end(),
-    );
+    const hooks = { onOutput: (c: Buffer) => output.write(c), progress: stepProgress(logger) };
+    const result = await runBuild(opts, logger, hooks).finally(() => output.end());
     const { resultFile } = readBuildOnlyFlags(o);
     if (resultFile) await writeFile(resultFile, `${JSON.stringify(result, null, 2)}\n`);
     // The summary goes to stderr so that stdout stays the digest alone, for scripts.

@@ -36,6 +36,8 @@ export interface ExecuteInputs {
   /** Device nodes cannot be created (rootless with a partial map): skip them when extracting. */
   skipDevices: boolean;
   onOutput?: (chunk: Buffer) => void;
+  /** How steps are numbered in the log, and who hears when each ends (the CLI's progress lines). */
+  progress?: StepProgress;
   /** The layer cache, when --cache is on. */
   cache?: { store: LayerCache; index: StatIndex };
   /**
@@ -44,6 +46,22 @@ export interface ExecuteInputs {
    * a new inode moved in from the upper dir, so the shared files are never modified.
    */
   linkBaseTrees?: boolean;
+}
+
+/** Where a step is: `[stage 2/3] [4/9]` (stage among the needed ones, step within its stage, FROM first). */
+export interface StepPosition {
+  stage: string;
+  stageNumber: number;
+  stageCount: number;
+  step: number;
+  stepCount: number;
+}
+
+export interface StepProgress {
+  /** The start of a step's log line; without progress it is `[stage]`. */
+  prefix(p: StepPosition): string;
+  /** A step ended (FROM included), with its report. */
+  done(p: StepPosition, report: StepReport): void;
 }
 
 /** The target and the stages it is built FROM: the only ones whose layers end up in the image. */

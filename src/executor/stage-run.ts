@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseDockerfile } from '../dockerfile/parser.ts';
 import { parseInstruction, type Instruction } from '../dockerfile/instructions.ts';
 import { StageScope } from '../plan/scope.ts';
-import type { BuildRun } from './build-run.ts';
+import type { BuildRun, StepPosition } from './build-run.ts';
 import { runCached, type StepOutcome } from './cached-step.ts';
 import { getEnv } from './config-ops.ts';
 import { LazyRootfs } from './lazy-rootfs.ts';
@@ -34,14 +34,22 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
   await mkdir(rootfs, { recursive: true });
   const t0 = Date.now();
   const base = await stageBase(run, stage, label, rootfs);
-  run.steps.push({
+  const triggers = stage.base.kind === 'scratch' ? [] : (base.config.config?.OnBuild ?? []);
+  const where = {
+    stage: label,
+    stageNumber: run.plan.order.indexOf(index) + 1,
+    stageCount: run.plan.order.length,
+    stepCount: 1 + triggers.length + stage.instructions.length,
+  };
+  const fromReport = {
     stage: label,
     instruction: stage.from.original,
     line: stage.from.at.line,
-    cache: 'none',
+    cache: 'none' as const,
     durationMs: Date.now() - t0,
-  });
-  const triggers = stage.base.kind === 'scratch' ? [] : (base.config.config?.OnBuild ?? []);
+  };
+  run.steps.push(fromReport);
+  run.inp.progress?.done({ ...where, step: 1 }, fromReport);
   if (base.config.config) base.config.config.OnBuild = null;
   const builder = newBuilder(run, index, label, stageDir, base);
   const tree = new LazyRootfs(
@@ -53,7 +61,7 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
     (blob) => run.inp.deps.extractLayer(blob, rootfs, { skipDevices: run.inp.skipDevices }),
   );
   run.trees.set(index, tree);
-  const steps = new StageSteps(run, await stepContext(run, builder, stageDir, base), tree, label, base.chain);
+  const steps = new StageSteps(run, await stepContext(run, builder, stageDir, base), tree, where, base.chain);
   for (const [ti, trigger] of triggers.entries()) {
     const ast = parseDockerfile(trigger, `${stage.from.at.file} (ONBUILD of ${stage.from.image})`);
     for (const raw of ast.instructions) {
@@ -138,16 +146,24 @@ class StageSteps {
     private readonly build: BuildRun,
     private readonly ctx: StepContext,
     private readonly tree: LazyRootfs,
-    private readonly label: string,
+    private readonly where: Omit<StepPosition, 'step'>,
     public chain: string,
   ) {}
 
+  private step = 1;
+
+  private get label(): string {
+    return this.where.stage;
+  }
+
   async run(raw: Instruction, text: string, slot: string): Promise<void> {
     const t = Date.now();
+    const pos: StepPosition = { ...this.where, step: ++this.step };
     const mod = stepFor(raw);
     const ins = mod.expand(raw, this.ctx);
     if (!ins) return;
-    const logText = `[${this.label}] ${text.length > 120 ? text.slice(0, 120) + '…' : text}`;
+    const head = this.build.inp.progress?.prefix(pos) ?? `[${this.label}]`;
+    const logText = `${head} ${text.length > 120 ? text.slice(0, 120) + '…' : text}`;
     const cache = this.build.inp.cache;
     const helpers = this.build.keyHelpers;
     const cacheable =
@@ -171,14 +187,16 @@ class StageSteps {
           })
         : null) ?? (await this.runUncached(mod, ins, logText));
     this.chain = outcome.chain;
-    this.build.steps.push({
+    const report = {
       stage: this.label,
       instruction: text,
       line: raw.at.line,
       cache: outcome.cache,
       ...(outcome.cacheReason !== undefined ? { cacheReason: outcome.cacheReason } : {}),
       durationMs: Date.now() - t,
-    });
+    };
+    this.build.steps.push(report);
+    this.build.inp.progress?.done(pos, report);
   }
 
   private async runUncached<I extends Instruction>(

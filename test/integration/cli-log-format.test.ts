@@ -1,5 +1,5 @@
 /**
- * `--log-format` as Kaniko's logrus formats: `json` is one JSON object per line for every message of
+ * Numbered steps with durations (`[stage 1/1] [2/3] RUN …`), and `--log-format` as Kaniko's logrus formats: `json` is one JSON object per line for every message of
  * a real build (RUN output and errors included), `color` colours level names on a terminal (a pty
  * made by script(1)) and not in a pipe.
  */
@@ -103,6 +103,17 @@ describe('--log-format', { skip: !isRoot && 'needs root (chroot rung)' }, () => 
         `${want} in ${JSON.stringify(run)}`,
       );
     assert.ok(events.some((e) => e.level === 'warn' && /^--single-snapshot /.test(String(e.msg))));
+    // Progress for tools: one step-done event per step, numbered, with its duration.
+    const done = events.filter((e) => e.event === 'step-done');
+    assert.deepEqual(
+      done.map((e) => [e.stageNumber, e.stageCount, e.step, e.stepCount]),
+      [
+        [1, 1, 1, 3],
+        [1, 1, 2, 3],
+        [1, 1, 3, 3],
+      ],
+    );
+    assert.ok(done.every((e) => typeof e.durationMs === 'number' && e.cache === 'none'));
     assert.match(r.stdout, /^sha256:[0-9a-f]{64}\n$/, 'stdout stays the digest alone');
   });
 
@@ -138,5 +149,9 @@ describe('--log-format', { skip: !isRoot && 'needs root (chroot rung)' }, () => 
     assert.equal(pipe.code, 0, pipe.stderr);
     assert.ok(pipe.stderr.length > 0);
     assert.ok(!pipe.stderr.includes(ESC), pipe.stderr.slice(0, 2000));
+    // Numbered steps, and a line with the duration when each ends (BuildKit's numbering, FROM first).
+    assert.match(pipe.stderr, /^\[stage 1\/1\] \[2\/3\] RUN echo to-stdout/m);
+    assert.match(pipe.stderr, /^\[stage 1\/1\] \[3\/3\] COPY a \/a: done in \d+(ms|\.\ds)$/m);
+    assert.match(tty.screen, /\[stage 1\/1\] \[1\/3\] FROM .*: done in /);
   });
 });
