@@ -17,7 +17,8 @@ export function stepProgress(logger: Logger): StepProgress {
       const first = r.instruction.split('\n')[0]!;
       const text = first.length > 60 ? `${first.slice(0, 60)}…` : first;
       const how = r.cache === 'hit' ? ', cached' : '';
-      logger.log('info', `${stepPrefix(p)} ${text}: done in ${humanDuration(r.durationMs)}${how}`, {
+      // The instruction goes last, so the line is never read as the step's start line.
+      logger.log('info', `${stepPrefix(p)} done in ${humanDuration(r.durationMs)}${how}: ${text}`, {
         event: 'step-done',
         stage: p.stage,
         stageNumber: p.stageNumber,
