@@ -69,7 +69,10 @@ function addBuildCommand(program: Command, out: Out): void {
       // Like `buildah unshare`: the whole build runs as root of a user namespace.
       logger.debug(`not root (uid ${euid}): re-executing kiln in a user namespace`);
       // Without a subuid range only the user's own id is mapped; runBuild warns about it.
-      const code = await reexecInUserNamespace(selfArgv(), process.env, { allowSingleIdMap: true });
+      // The password was taken out of process.env when read (envCredentials): hand it back to the child only.
+      const password = opts.registry.credentials[0]?.password;
+      const env = password ? { ...process.env, KILN_REGISTRY_PASSWORD: password } : process.env;
+      const code = await reexecInUserNamespace(selfArgv(), env, { allowSingleIdMap: true });
       exitCodes.set(program, code);
       return;
     }

@@ -134,6 +134,9 @@ export function envCredentials(env: NodeJS.ProcessEnv): RegistryCredential[] {
       { hint: 'set both KILN_REGISTRY_USERNAME and KILN_REGISTRY_PASSWORD, or neither' },
     );
   const registry = (env.KILN_REGISTRY ?? '').trim() || 'docker.io';
+  // Read once: gone from kiln's environment, so that no child process (credential helper, git,
+  // decompressor, sandbox) inherits it.
+  delete env.KILN_REGISTRY_PASSWORD;
   return [{ registry, username, password }];
 }
 

@@ -73,6 +73,8 @@ export interface RunStepOptions {
   overrideEnv?: string[];
   mounts: MountSpec[];
   network: 'default' | 'none' | 'host';
+  /** RUN --security=insecure: every capability. */
+  insecure?: boolean;
   history: string;
   position: SourcePosition;
   signal?: AbortSignal;
@@ -144,6 +146,7 @@ export class StageBuilder {
         additionalGids: user.additionalGids,
         mounts: step.mounts,
         network: step.network,
+        insecure: step.insecure,
         hostname: this.opts.hostname,
         hostsFile: this.opts.hostsFile,
         resolvConfFile: this.opts.resolvConfFile,

@@ -67,15 +67,11 @@ async function runStep(ins: RunInstruction, ctx: StepContext): Promise<void> {
   const b = ctx.builder;
   const argv = runArgv(ins, currentShell(b.config));
   checkArgv(argv, ins);
-  if (ins.security === 'insecure') {
-    throw new KilnError(
-      'dockerfile',
-      'INSECURE_NOT_ALLOWED',
-      'RUN --security=insecure is not allowed by kiln',
-      {
-        position: ins.at,
-        hint: 'kiln never runs build steps with extra privileges; drop the flag',
-      },
+  // BuildKit's opt-in to every capability for this step (its entitlement is the Dockerfile flag here).
+  const insecure = ins.security === 'insecure';
+  if (insecure) {
+    ctx.logger.warn(
+      `${ins.at.file}:${ins.at.line}: RUN --security=insecure runs with every capability (it can reach the host in the chroot and plain rungs)`,
     );
   }
   const reqs = ins.mounts.map((m, i) => parseRunMount(m, ins.at, i));
@@ -111,6 +107,7 @@ async function runStep(ins: RunInstruction, ctx: StepContext): Promise<void> {
         overrideEnv: resolved.env,
         mounts: resolved.mounts,
         network: net,
+        insecure,
         history: runHistory(argv, args),
         position: ins.at,
         onOutput: (chunk) => out.write(chunk),
