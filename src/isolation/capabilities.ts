@@ -28,12 +28,12 @@ export const DOCKER_DEFAULT_CAPS: readonly CapName[] = Object.keys(CAP) as CapNa
 
 /**
  * The plain rung: without SYS_CHROOT (a second chroot leads out of kiln's chroot), MKNOD (a node made
- * in the root would open the host's device: no device cgroup, no nodev mount) and NET_RAW (the
- * network is the host's: raw sockets would sniff and spoof it).
+ * in the root would open the host's device: no device cgroup, no nodev mount), NET_RAW (the network
+ * is the host's: raw sockets would sniff and spoof it) and KILL (the pid namespace is the host's: it
+ * would signal every process of any uid).
  */
-export const PLAIN_CAPS: readonly CapName[] = DOCKER_DEFAULT_CAPS.filter(
-  (c) => c !== 'SYS_CHROOT' && c !== 'MKNOD' && c !== 'NET_RAW',
-);
+export const PLAIN_DROPPED: readonly CapName[] = ['SYS_CHROOT', 'MKNOD', 'NET_RAW', 'KILL'];
+export const PLAIN_CAPS: readonly CapName[] = DOCKER_DEFAULT_CAPS.filter((c) => !PLAIN_DROPPED.includes(c));
 
 /** One line for the probe: what a RUN in the plain rung can still reach. */
 export const PLAIN_RUNG_REACH =
