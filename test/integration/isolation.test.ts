@@ -13,7 +13,7 @@ import {
   symlink,
   writeFile,
 } from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -183,6 +183,39 @@ for (const rung of RUNGS) {
       assert.ok(Date.now() - t0 < 10000);
       assert.notEqual(r.exitCode, 0);
       assert.match(r.signal ?? '', /timeout/);
+    });
+
+    test('a background process ends with the step and is named in a warning', async (t) => {
+      if (skip) return t.skip(skip);
+      const warnings: string[] = [];
+      const sb = createSandbox(rung, {
+        workDir: join(work, `sb-linger-${rung}`),
+        onWarning: (w) => warnings.push(w),
+      });
+      const t0 = Date.now();
+      // setsid: a new session does not take it out of the step either.
+      const r = await sb.run({
+        ...base(),
+        argv: ['/bin/sh', '-c', 'sleep 312 & setsid sleep 313 & sleep 1; echo started'],
+      });
+      assert.equal(r.exitCode, 0);
+      assert.ok(Date.now() - t0 < 10_000, 'the step does not wait for its background processes');
+      assert.equal(warnings.length, 1, warnings.join('\n'));
+      assert.match(
+        warnings[0]!,
+        /RUN left 2 processes running after its command ended: .*\(pid \d+: (setsid )?sleep 31[23]\), .*\(pid \d+: (setsid )?sleep 31[23]\); killed/,
+      );
+      const cmdline = (p: string) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+        } catch {
+          return '';
+        }
+      };
+      const left = readdirSync('/proc').filter(
+        (p) => /^\d+$/.test(p) && /^(setsid )?sleep 31[23]$/.test(cmdline(p)),
+      );
+      assert.deepEqual(left, [], 'no sleep of the step is left on the host');
     });
 
     test('environment is exactly spec.env', async (t) => {
