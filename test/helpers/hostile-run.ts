@@ -231,6 +231,8 @@ export async function runHostileSuite(s: HostileSetup, invoke: HostileInvoke): P
     detail: report.host.hostnameKept ? 'host name unchanged' : 'host name changed',
   };
   if (!report.host.corePatternKept) await writeFile('/proc/sys/kernel/core_pattern', before.core);
+  // A sandbox that let the attack through must not leave the machine renamed.
+  if (!report.host.hostnameKept) await writeFile('/proc/sys/kernel/hostname', before.hostname);
   return report;
 }
 
