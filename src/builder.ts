@@ -36,7 +36,7 @@ import type { LayerCache } from './cache/types.ts';
 import { parseReference } from './registry/reference.ts';
 import { executePlan } from './executor/executor.ts';
 import { assembleImage } from './image/assemble.ts';
-import { checkSupplyChainOptions, publishWithSupplyChain } from './supply-chain.ts';
+import { prepareSupplyChain, publishWithSupplyChain, type SupplyChain } from './supply-chain.ts';
 import type { ExecutorDeps } from './executor/deps.ts';
 import type { StepProgress } from './executor/build-run.ts';
 
@@ -53,7 +53,7 @@ export async function runBuild(
   hooks: RunBuildHooks = {},
 ): Promise<BuildResult> {
   const started = Date.now();
-  checkSupplyChainOptions(opts);
+  const supply = await prepareSupplyChain(opts, logger);
   for (const c of opts.registry.credentials) logger.addSecret(c.password);
   // A bad destination or cache dir is a usage error now, not a failure after the whole build.
   for (const d of opts.output.destinations) parseReference(d);
@@ -66,7 +66,7 @@ export async function runBuild(
   );
   // The fetched context (git, tar) is removed whatever fails, parse errors included.
   try {
-    return await buildInContext(ctx.dir, opts, logger, hooks, started);
+    return await buildInContext(ctx.dir, opts, logger, hooks, { started, supply });
   } finally {
     await ctx.cleanup();
   }
@@ -100,7 +100,7 @@ async function buildInContext(
   opts: BuildOptions,
   logger: Logger,
   hooks: RunBuildHooks,
-  started: number,
+  { started, supply }: { started: number; supply: SupplyChain },
 ): Promise<BuildResult> {
   const { plan, dockerfilePath, dockerfileText, targetPlatform, buildPlatform } = await planDockerfile(
     contextDir,
@@ -190,13 +190,8 @@ async function buildInContext(
       format: opts.output.format,
       ...(Object.keys(opts.annotations).length ? { annotations: opts.annotations } : {}),
     });
-    const { published, report } = await publishWithSupplyChain(
-      opts,
-      { image, dockerfileText, targetPlatform, buildPlatform, executed, startedMs: started },
-      client,
-      logger,
-      (l) => images.fetchLayer(l),
-    );
+    const ctx = { image, dockerfileText, targetPlatform, buildPlatform, executed, started, supply };
+    const { published, report } = await publishWithSupplyChain(opts, ctx, client, logger, images);
     const size = image.configBytes.length + image.layers.reduce((n, l) => n + l.descriptor.size, 0);
     logger.info(`image digest ${image.digest}`);
     return {

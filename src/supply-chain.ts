@@ -17,6 +17,7 @@ import type { BuildResult } from './result.ts';
 import { imageSubject, PredicateType } from './attest/statement.ts';
 import { publicUrl } from './attest/ci-env.ts';
 import { KilnError } from './util/errors.ts';
+import { prepareSigner, pushSignatures, type Signer } from './sign/sign-image.ts';
 import type { RegistryClient } from './registry/client.ts';
 import { layerOpener, publish, type Published } from './publish/publish.ts';
 
@@ -26,7 +27,8 @@ export interface AttestationContext {
   targetPlatform: Platform;
   buildPlatform: Platform;
   executed: { baseImages: string[]; steps: StepReport[] };
-  startedMs: number;
+  started: number;
+  supply: SupplyChain;
 }
 
 /** The clamp of a reproducible build (ISO), or undefined when the build may use the clock. */
@@ -56,10 +58,15 @@ export function checkSupplyChainOptions(opts: BuildOptions): void {
         hint: 'pass --cosign-key, or run in CI with an ID token: GitHub `permissions: id-token: write`, GitLab `id_tokens: SIGSTORE_ID_TOKEN: {aud: sigstore}`',
       },
     );
-  if (sign.enabled)
-    throw new KilnError('usage', 'SIGN_UNAVAILABLE', '--sign is not available in this kiln build yet', {
-      hint: 'drop --sign, or sign afterwards with cosign',
-    });
+  if (sign.enabled && (opts.output.noPush || opts.output.destinations.length === 0))
+    throw new KilnError(
+      'usage',
+      'BAD_ATTEST',
+      '--sign signs what is pushed: it needs a --destination and no --no-push',
+      {
+        hint: 'add --destination, or drop --sign',
+      },
+    );
   if ((attest.sbom?.attach || attest.provenance?.attach) && opts.output.format === 'docker')
     throw new KilnError(
       'usage',
@@ -69,6 +76,21 @@ export function checkSupplyChainOptions(opts: BuildOptions): void {
         hint: 'drop --format docker, or --attestation off',
       },
     );
+}
+
+export interface SupplyChain {
+  signer?: Signer;
+}
+
+/**
+ * Checks the options and loads the signing key (its password too) before any work, so that a bad
+ * key or password fails the build before anything is pushed.
+ */
+export async function prepareSupplyChain(opts: BuildOptions, logger: Logger): Promise<SupplyChain> {
+  checkSupplyChainOptions(opts);
+  for (const s of [opts.sign.password, opts.sign.idToken, opts.sign.tokenRequest?.token]) logger.addSecret(s);
+  const signer = await prepareSigner(opts.sign);
+  return signer ? { signer } : {};
 }
 
 /** Attestations for the image, or undefined when none are requested. */
@@ -123,7 +145,7 @@ async function attestationsFor(
               })),
               ...(clamp
                 ? {}
-                : { startedOn: new Date(ctx.startedMs).toISOString(), finishedOn: new Date().toISOString() }),
+                : { startedOn: new Date(ctx.started).toISOString(), finishedOn: new Date().toISOString() }),
               reproducible: clamp !== undefined,
             },
           },
@@ -163,15 +185,24 @@ export async function publishWithSupplyChain(
   ctx: AttestationContext,
   client: RegistryClient,
   logger: Logger,
-  fetchLayer: (layer: LayerBlob) => Promise<string>,
+  images: { fetchLayer(layer: LayerBlob): Promise<string> },
 ): Promise<{
   published: Published;
   report: Pick<BuildResult, 'imageDigest' | 'attestations' | 'signatures'>;
 }> {
+  const fetchLayer = (l: LayerBlob): Promise<string> => images.fetchLayer(l);
   const atts = await attestationsFor(opts, ctx, layerOpener(fetchLayer), logger);
   const published = await publish(ctx.image, opts.output, client, logger, fetchLayer, atts?.statements);
   const report: Pick<BuildResult, 'imageDigest' | 'attestations' | 'signatures'> = {};
   if (published.digest !== ctx.image.digest) report.imageDigest = ctx.image.digest;
   if (atts?.statements.length) report.attestations = attestationReport(atts, published.attestationDigest);
+  const signer = ctx.supply.signer;
+  if (signer) {
+    // The tags' digest (index or image), the image manifest, and the attestation manifest.
+    const digests = [...new Set([published.digest, ctx.image.digest, published.attestationDigest])].filter(
+      (d): d is string => d !== undefined,
+    );
+    report.signatures = await pushSignatures(signer, client, published.repositories, digests, logger);
+  }
   return { published, report };
 }
