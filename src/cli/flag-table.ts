@@ -359,8 +359,8 @@ export const BUILD_FLAGS = {
   ),
   registryCertificate: list(
     '--registry-certificate',
-    'host=path',
-    'CA bundle for a registry (repeatable)',
+    '[host=]path',
+    'CA file or certificate directory for a registry, or for all without host= (repeatable)',
     REG,
     to('registry.certificates'),
     { envSplit: 'key-value', sample: 'r.io=/ca.pem' },
@@ -375,14 +375,14 @@ export const BUILD_FLAGS = {
   ),
   registryMirror: list(
     '--registry-mirror',
-    'host',
-    'mirror for docker.io pulls (repeatable)',
+    'host[/prefix]',
+    'mirror for docker.io pulls, also KANIKO_REGISTRY_MIRROR (repeatable)',
     REG,
     to('registry.mirrors'),
   ),
   registryMap: list(
     '--registry-map',
-    'orig=mirror[;mirror]',
+    'orig=mirror[/prefix][;orig=mirror]',
     'mirrors for any registry (repeatable)',
     REG,
     to('registry.registryMap'),

@@ -169,6 +169,36 @@ function timestampOf(v: FlagValues, env: NodeJS.ProcessEnv): number | undefined 
   return Number(ts);
 }
 
+/**
+ * --registry-map values as Kaniko reads them (`a=b;c=d`: pairs split by ';', repeated flags add
+ * mirrors), plus kiln's `a=m1;m2` where an item without '=' is one more mirror for the key before it.
+ */
+function registryMaps(values: readonly string[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const value of values) {
+    let key: string | undefined;
+    for (const item of value
+      .split(';')
+      .map((x) => x.trim())
+      .filter(Boolean)) {
+      const eq = item.indexOf('=');
+      if (eq > 0) key = item.slice(0, eq);
+      const mirror = eq > 0 ? item.slice(eq + 1) : item;
+      if (key === undefined || mirror === '')
+        throw new KilnError(
+          'usage',
+          'BAD_FLAG_VALUE',
+          `--registry-map "${value}" must be registry=mirror[;registry=mirror]`,
+          {
+            hint: 'e.g. --registry-map index.docker.io=mirror.example.com/hub-proxy',
+          },
+        );
+      out[key] = [...(out[key] ?? []), mirror];
+    }
+  }
+  return out;
+}
+
 export function registryOptions(v: FlagValues, env: NodeJS.ProcessEnv): BuildOptions['registry'] {
   const clientCerts: BuildOptions['registry']['clientCerts'] = {};
   for (const [host, c] of Object.entries(keyValues(v.registryClientCert, 'registry-client-cert', env))) {
@@ -181,9 +211,19 @@ export function registryOptions(v: FlagValues, env: NodeJS.ProcessEnv): BuildOpt
       );
     clientCerts[host] = { cert, key };
   }
-  const registryMap: Record<string, string[]> = {};
-  for (const [host, m] of Object.entries(keyValues(v.registryMap, 'registry-map', env)))
-    registryMap[host] = [...(registryMap[host] ?? []), ...m.split(';').filter(Boolean)];
+  const registryMap = registryMaps(v.registryMap);
+  // Kimia's --registry-certificate DIR (no host=) applies to every registry.
+  const certificatePaths = v.registryCertificate.filter((c) => !c.includes('='));
+  const certificates = keyValues(
+    v.registryCertificate.filter((c) => c.includes('=')),
+    'registry-certificate',
+    env,
+  );
+  // Kaniko reads KANIKO_REGISTRY_MIRROR as one more --registry-mirror (';' separates several here).
+  const envMirrors = (env.KANIKO_REGISTRY_MIRROR ?? '')
+    .split(';')
+    .map((m) => m.trim())
+    .filter(Boolean);
   return {
     ...defaultBuildOptions().registry,
     insecure: v.insecure ?? false,
@@ -192,9 +232,10 @@ export function registryOptions(v: FlagValues, env: NodeJS.ProcessEnv): BuildOpt
     skipTlsVerify: v.skipTlsVerify ?? false,
     skipTlsVerifyPull: v.skipTlsVerifyPull ?? false,
     skipTlsVerifyRegistries: v.skipTlsVerifyRegistry,
-    certificates: keyValues(v.registryCertificate, 'registry-certificate', env),
+    certificates,
+    certificatePaths,
     clientCerts,
-    mirrors: v.registryMirror,
+    mirrors: [...v.registryMirror, ...envMirrors],
     registryMap,
     skipDefaultRegistryFallback: v.skipDefaultRegistryFallback ?? false,
     pushRetry: v.pushRetry,

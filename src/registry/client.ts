@@ -15,6 +15,7 @@ import { Pusher } from './push.ts';
 import type { PushBlobResult } from './push.ts';
 import { RegistrySession } from './session.ts';
 import type { Transport } from './transport.ts';
+import type { Env } from './network.ts';
 import type { BlobOpener } from './upload.ts';
 
 export { DEFAULT_ACCEPT } from './pull.ts';
@@ -31,6 +32,8 @@ export interface RegistryClientOptions {
   baseDelayMs?: number;
   /** Headers and body-idle timeout of one request (default 120 s); tests shorten it. */
   timeoutMs?: number;
+  /** Proxy and CA variables (HTTP(S)_PROXY, NO_PROXY, SSL_CERT_FILE/DIR); default process.env. */
+  env?: Env;
   /** Blobs up to this size are uploaded with one PUT; larger ones in PATCH chunks. Default 8 MiB. */
   monolithicMaxBytes?: number;
   /** PATCH chunk size for chunked uploads. Default 64 MiB. */

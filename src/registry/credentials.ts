@@ -4,7 +4,7 @@
  * entries, then the `credsStore` helper. Secrets never appear in error messages.
  */
 import { firstLine, runCommand } from '../util/command.ts';
-import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
+import { accessSync, existsSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { KilnError } from '../util/errors.ts';
@@ -21,8 +21,10 @@ export interface Credential {
 export interface CredentialStoreOptions {
   /** Credentials keyed by registry host (or any Docker config key form). Checked first. */
   explicit?: Record<string, Credential>;
-  /** Directory holding config.json; default $DOCKER_CONFIG or ~/.docker. */
+  /** Directory holding config.json; default $DOCKER_CONFIG, else Kaniko's /kaniko/.docker when its config.json exists, else ~/.docker. */
   dockerConfigDir?: string;
+  /** Kaniko's config directory, tried when DOCKER_CONFIG is unset (tests point it elsewhere). */
+  kanikoConfigDir?: string;
   /** Environment for DOCKER_CONFIG, DOCKER_AUTH_CONFIG, HOME and the PATH used to find helpers. */
   env?: NodeJS.ProcessEnv;
   /** Credential helper timeout in milliseconds (default 30 s). */
@@ -34,6 +36,7 @@ const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.
 /** The server address Docker uses for Hub in config keys and helper requests. */
 const DOCKER_HUB_SERVER = 'https://index.docker.io/v1/';
 const HELPER_TIMEOUT_MS = 30_000;
+const KANIKO_CONFIG_DIR = '/kaniko/.docker';
 const TOKEN_USERNAME = '<token>';
 
 interface AuthEntry {
@@ -96,8 +99,12 @@ export class CredentialStore {
   constructor(opts: CredentialStoreOptions = {}) {
     this.explicit = opts.explicit ?? {};
     this.env = opts.env ?? process.env;
+    // Kaniko's image sets DOCKER_CONFIG=/kaniko/.docker; jobs written for it put config.json there.
+    const kaniko = opts.kanikoConfigDir ?? KANIKO_CONFIG_DIR;
     this.configDir =
-      opts.dockerConfigDir ?? str(this.env.DOCKER_CONFIG) ?? join(str(this.env.HOME) ?? homedir(), '.docker');
+      opts.dockerConfigDir ??
+      str(this.env.DOCKER_CONFIG) ??
+      (existsSync(join(kaniko, 'config.json')) ? kaniko : join(str(this.env.HOME) ?? homedir(), '.docker'));
     this.timeoutMs = opts.helperTimeoutMs ?? HELPER_TIMEOUT_MS;
   }
 

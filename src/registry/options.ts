@@ -17,8 +17,16 @@ export interface RegistryOptions {
   skipTlsVerify: boolean;
   skipTlsVerifyPull: boolean;
   skipTlsVerifyRegistries: string[];
-  /** host → CA bundle path (Kaniko `--registry-certificate host=path`). */
+  /**
+   * host → CA bundle file, or a Docker certs.d-style directory of `*.crt` CAs and a
+   * `client.cert`/`client.key` pair (Kaniko `--registry-certificate host=path`).
+   */
   certificates: Record<string, string>;
+  /**
+   * CA files or certificate directories for every registry (Kimia's `--registry-certificate DIR`);
+   * a directory's `<host>/` subdirectories apply to that host only, as in /etc/docker/certs.d.
+   */
+  certificatePaths?: string[];
   /** host → client cert,key paths (Kaniko `--registry-client-cert host=cert,key`). */
   clientCerts: Record<string, { cert: string; key: string }>;
   /** Mirrors tried, in order, for docker.io pulls before the source (Kaniko `--registry-mirror`). */

@@ -81,12 +81,17 @@ export class Puller {
    */
   async getManifest(ref: Reference, accept: string[] = DEFAULT_ACCEPT): Promise<ManifestResult> {
     const what = `manifest ${ref.digest ?? ref.tag ?? 'latest'}`;
-    return this.retryPull(ref, what, (host) => this.getManifestFrom(host, ref, accept));
+    return this.retryPull(ref, what, (host, at) => this.getManifestFrom(host, at, ref, accept));
   }
 
-  private async getManifestFrom(host: string, ref: Reference, accept: string[]): Promise<ManifestResult> {
+  private async getManifestFrom(
+    host: string,
+    at: Reference,
+    ref: Reference,
+    accept: string[],
+  ): Promise<ManifestResult> {
     const reference = ref.digest ?? ref.tag ?? 'latest';
-    const req = this.pullReq(host, ref, `manifests/${reference}`, { accept: accept.join(', ') });
+    const req = this.pullReq(host, at, `manifests/${reference}`, { accept: accept.join(', ') });
     const res = await this.session.api(req);
     if (res.status === 404) {
       await drain(res);
@@ -97,7 +102,7 @@ export class Puller {
         {
           hint: ref.digest
             ? 'check the digest: the registry has no manifest with it in this repository'
-            : `check the tag exists: skopeo list-tags docker://${ref.registry}/${ref.repository}`,
+            : `check the tag exists: skopeo list-tags docker://${at.registry}/${at.repository}`,
         },
       );
     }
@@ -209,9 +214,9 @@ export class Puller {
         hint: `configs larger than ${limit} bytes are not supported`,
       });
     }
-    return this.retryPull(ref, `blob ${desc.digest}`, async (host) => {
+    return this.retryPull(ref, `blob ${desc.digest}`, async (host, at) => {
       const chunks: Buffer[] = [];
-      const body = await this.blobStream(host, ref, desc);
+      const body = await this.blobStream(host, at, desc);
       await pipeline(
         body,
         new VerifyStream(desc, `blob ${desc.digest} of ${ref.repository}`),
@@ -244,14 +249,18 @@ export class Puller {
    * Retries a whole download (`what`: `blob sha256:…`, `manifest 1`) on dropped connections, short
    * bodies, stalls and digest mismatches, over each pull host.
    */
-  private async retryPull<T>(ref: Reference, what: string, fn: (host: string) => Promise<T>): Promise<T> {
-    return this.session.withPullHosts(ref, async (host) => {
+  private async retryPull<T>(
+    ref: Reference,
+    what: string,
+    fn: (host: string, at: Reference) => Promise<T>,
+  ): Promise<T> {
+    return this.session.withPullHosts(ref, async (host, at) => {
       const retries = Math.max(0, this.session.opts.pullRetry);
       for (let attempt = 0; ; attempt++) {
         try {
-          return await fn(host);
+          return await fn(host, at);
         } catch (e) {
-          if (!isRefetchable(e) || attempt >= retries) throw this.pullFailure(e, what, host, ref, attempt);
+          if (!isRefetchable(e) || attempt >= retries) throw this.pullFailure(e, what, host, at, attempt);
           const d = this.session.retryDelay(attempt, e);
           this.session.logger?.warn(
             `${what.slice(0, 24)}: ${e instanceof Error ? e.message : String(e)}; retry ${attempt + 1}/${retries} in ${d} ms`,
@@ -279,10 +288,10 @@ export class Puller {
 
   /** Downloads a blob to `destPath` (through a temp file), verifying size and digest. */
   async fetchBlob(repoRef: Reference, descriptor: Descriptor, destPath: string): Promise<void> {
-    await this.retryPull(repoRef, `blob ${descriptor.digest}`, async (host) => {
+    await this.retryPull(repoRef, `blob ${descriptor.digest}`, async (host, at) => {
       const tmp = `${destPath}.partial-${randomBytes(6).toString('hex')}`;
       try {
-        const body = await this.blobStream(host, repoRef, descriptor);
+        const body = await this.blobStream(host, at, descriptor);
         await pipeline(
           body,
           new VerifyStream(descriptor, `blob ${descriptor.digest} of ${repoRef.repository}`),
@@ -299,8 +308,8 @@ export class Puller {
 
   /** A blob as a stream, verified at the end (the stream errors with DIGEST_MISMATCH). */
   async openBlob(repoRef: Reference, descriptor: Descriptor): Promise<Readable> {
-    const body = await this.session.withPullHosts(repoRef, (host) =>
-      this.blobStream(host, repoRef, descriptor),
+    const body = await this.session.withPullHosts(repoRef, (host, at) =>
+      this.blobStream(host, at, descriptor),
     );
     const verify = new VerifyStream(descriptor, `blob ${descriptor.digest} of ${repoRef.repository}`);
     body.on('error', (e) => verify.destroy(e));

@@ -12,6 +12,7 @@ import { formatReference, normalizeRegistry, registryApiHost } from './reference
 import type { Reference } from './reference.ts';
 import { drain, header, parseRetryAfter, readBody, safeUrl, stripScheme, Transport } from './transport.ts';
 import type { HttpResponse, Mode, RequestBody } from './transport.ts';
+import type { Env } from './network.ts';
 
 const MAX_REDIRECTS = 10;
 
@@ -23,6 +24,8 @@ export interface SessionOptions {
   baseDelayMs?: number;
   /** Headers and body-idle timeout of one request (default 120 s); tests shorten it. */
   timeoutMs?: number;
+  /** Proxy and CA variables (HTTP(S)_PROXY, NO_PROXY, SSL_CERT_FILE/DIR); default process.env. */
+  env?: Env;
 }
 
 export interface ApiRequest {
@@ -43,6 +46,13 @@ export interface ApiRequest {
 }
 
 /** A retryable registry answer (429, 5xx) that carries the wait the registry asked for. */
+/** One place to pull a reference from: a mirror (with its path prefix applied) or the registry. */
+export interface PullEndpoint {
+  host: string;
+  /** The reference as that host names it (a mirror's repository carries its prefix). */
+  ref: Reference;
+}
+
 export class RegistryBusyError extends KilnError {
   constructor(
     message: string,
@@ -67,6 +77,7 @@ export class RegistrySession {
       logger: opts.logger,
       baseDelayMs: opts.baseDelayMs,
       timeoutMs: opts.timeoutMs,
+      ...(opts.env ? { env: opts.env } : {}),
     });
     this.auth = new Authenticator({
       transport: this.transport,
@@ -81,32 +92,56 @@ export class RegistrySession {
     await this.transport.close();
   }
 
-  /** Hosts to pull from, in order: docker.io mirrors, registry-map mirrors, then the source. */
-  pullHosts(ref: Reference): string[] {
-    const hosts: string[] = [];
+  /**
+   * Where to pull a reference from, in order: docker.io mirrors, then --registry-map mirrors of its
+   * registry, then the registry itself. A mirror `host/prefix` serves the repository under the
+   * prefix (`prefix/library/alpine` for docker.io's `alpine`), as Kaniko's remapRepository does.
+   */
+  pullEndpoints(ref: Reference): PullEndpoint[] {
+    const out: PullEndpoint[] = [];
     const reg = normalizeRegistry(ref.registry);
-    const hostOnly = (m: string): string => stripScheme(m).split('/')[0] ?? m;
-    if (reg === 'docker.io') hosts.push(...this.opts.mirrors.map(hostOnly));
+    const mirrors: string[] = [];
+    if (reg === 'docker.io') mirrors.push(...this.opts.mirrors);
     for (const [from, to] of Object.entries(this.opts.registryMap)) {
-      if (normalizeRegistry(stripScheme(from)) === reg) hosts.push(...to.map(hostOnly));
+      if (normalizeRegistry(stripScheme(from)) === reg) mirrors.push(...to);
     }
-    if (!this.opts.skipDefaultRegistryFallback || hosts.length === 0)
-      hosts.push(registryApiHost(ref.registry));
-    return [...new Set(hosts.filter((h) => h !== ''))];
+    for (const m of mirrors) {
+      const [host = '', ...rest] = stripScheme(m).split('/');
+      const prefix = rest.filter(Boolean).join('/');
+      if (host === '') continue;
+      const repository = prefix ? `${prefix}/${ref.repository}` : ref.repository;
+      out.push({ host, ref: { ...ref, registry: host, repository } });
+    }
+    if (!this.opts.skipDefaultRegistryFallback || out.length === 0)
+      out.push({ host: registryApiHost(ref.registry), ref });
+    const seen = new Set<string>();
+    return out.filter((e) => {
+      const k = `${e.host}/${e.ref.repository}`;
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
   }
 
-  /** Runs `fn` against each pull host in turn until one succeeds. */
-  async withPullHosts<T>(ref: Reference, fn: (host: string) => Promise<T>): Promise<T> {
-    const hosts = this.pullHosts(ref);
+  /** The hosts of pullEndpoints, in order. */
+  pullHosts(ref: Reference): string[] {
+    return [...new Set(this.pullEndpoints(ref).map((e) => e.host))];
+  }
+
+  /** Runs `fn` against each pull endpoint in turn (the host and the reference there) until one succeeds. */
+  async withPullHosts<T>(ref: Reference, fn: (host: string, at: Reference) => Promise<T>): Promise<T> {
+    const eps = this.pullEndpoints(ref);
     let last: unknown;
-    for (let i = 0; i < hosts.length; i++) {
+    for (let i = 0; i < eps.length; i++) {
+      const ep = eps[i]!;
       try {
-        return await fn(hosts[i]!);
+        return await fn(ep.host, ep.ref);
       } catch (e) {
         last = e;
-        if (i < hosts.length - 1) {
+        const next = eps[i + 1];
+        if (next) {
           this.logger?.warn(
-            `mirror ${hosts[i]} failed for ${formatReference(ref)}: ${e instanceof Error ? e.message : String(e)}; trying ${hosts[i + 1]}`,
+            `mirror ${ep.host}/${ep.ref.repository} failed for ${formatReference(ref)}: ${e instanceof Error ? e.message : String(e)}; trying ${next.host}/${next.ref.repository}`,
           );
         }
       }

@@ -3,13 +3,14 @@
  * insecure registries, skip-verify, custom CA, client certificates), and retries with exponential
  * backoff plus jitter on 429, 5xx and connection errors, honouring Retry-After.
  */
-import { readFileSync } from 'node:fs';
-import { Agent, request as undiciRequest } from 'undici';
+import { Agent, ProxyAgent, request as undiciRequest } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import type { RegistryOptions } from './options.ts';
 import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
+import { caList, envCas, hostDirsIn, proxyFor, shownProxy, tlsFromPath } from './network.ts';
+import type { Env, TlsMaterial } from './network.ts';
 
 export type Mode = 'pull' | 'push';
 
@@ -40,6 +41,8 @@ export interface TransportOptions {
   maxDelayMs?: number;
   /** How long to wait for response headers, and between body bytes, before the attempt fails. Default 120 s. */
   timeoutMs?: number;
+  /** Where HTTP(S)_PROXY, NO_PROXY, SSL_CERT_FILE/DIR and NODE_EXTRA_CA_CERTS are read; default process.env. */
+  env?: Env;
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -129,7 +132,10 @@ export class Transport {
   readonly maxDelayMs: number;
   private readonly timeoutMs: number;
   private readonly logger: Logger | undefined;
-  private readonly agents = new Map<string, Agent>();
+  private readonly env: Env;
+  private readonly agents = new Map<string, Agent | ProxyAgent>();
+  private readonly tls = new Map<string, { ca?: (string | Buffer)[]; cert?: Buffer; key?: Buffer }>();
+  private envCaCache: Buffer[] | undefined;
 
   constructor(opts: TransportOptions) {
     this.registry = opts.registry;
@@ -137,6 +143,7 @@ export class Transport {
     this.baseDelayMs = opts.baseDelayMs ?? 500;
     this.maxDelayMs = opts.maxDelayMs ?? 30_000;
     this.timeoutMs = opts.timeoutMs ?? 120_000;
+    this.env = opts.env ?? process.env;
   }
 
   /** `http` when the host is listed insecure or the insecure flag for the mode is set, else `https`. */
@@ -163,28 +170,67 @@ export class Transport {
     );
   }
 
-  /** The undici Agent for a host with its TLS options (one per host and mode). */
-  dispatcher(host: string, mode: Mode = 'pull'): Dispatcher {
+  /**
+   * The CAs and client certificate for a host: Node's roots plus SSL_CERT_FILE/SSL_CERT_DIR, the
+   * certificate paths for every registry (and their `<host>/` subdirectories), then the host's own
+   * --registry-certificate and --registry-client-cert. No extra CA at all leaves Node's defaults.
+   */
+  private tlsFor(host: string): { ca?: (string | Buffer)[]; cert?: Buffer; key?: Buffer } {
+    const cached = this.tls.get(host);
+    if (cached) return cached;
+    const r = this.registry;
+    const why = 'the --registry-certificate / --registry-client-cert paths';
+    const parts: TlsMaterial[] = [];
+    for (const p of r.certificatePaths ?? []) {
+      parts.push(tlsFromPath(p, why));
+      const sub = hostDirsIn(p)[host];
+      if (sub) parts.push(tlsFromPath(sub, why));
+    }
+    const own = r.certificates[host];
+    if (own) parts.push(tlsFromPath(own, why));
+    this.envCaCache ??= envCas(this.env);
+    const out: { ca?: (string | Buffer)[]; cert?: Buffer; key?: Buffer } = {};
+    const ca = caList([...this.envCaCache, ...parts.flatMap((t) => t.ca)]);
+    if (ca) out.ca = ca;
+    const client = r.clientCerts[host];
+    const fromDir = parts.filter((t) => t.cert && t.key).at(-1);
+    if (client) {
+      out.cert = tlsFromPath(client.cert, why).ca[0];
+      out.key = tlsFromPath(client.key, why).ca[0];
+    } else if (fromDir) {
+      out.cert = fromDir.cert;
+      out.key = fromDir.key;
+    }
+    this.tls.set(host, out);
+    return out;
+  }
+
+  /**
+   * The undici dispatcher for a URL: an Agent with the host's TLS options, or a ProxyAgent (CONNECT
+   * tunnel, the same TLS options towards the registry) when HTTP(S)_PROXY applies and NO_PROXY does not
+   * exempt the host. One per host, TLS choice and proxy.
+   */
+  dispatcher(url: URL, mode: Mode = 'pull'): Dispatcher {
+    const host = url.host;
     const skip = this.skipVerify(host, mode);
-    const key = `${host}|${skip ? 'skip' : 'verify'}`;
+    const proxy = proxyFor(url, this.env);
+    const key = `${url.protocol}//${host}|${skip ? 'skip' : 'verify'}|${proxy?.uri ?? ''}`;
     let agent = this.agents.get(key);
     if (agent) return agent;
-    const connect: Record<string, unknown> = {};
+    const connect: Record<string, unknown> = { ...this.tlsFor(host) };
     if (skip) connect.rejectUnauthorized = false;
-    const caPath = this.registry.certificates[host];
-    if (caPath) connect.ca = readTlsFile(caPath, host, 'CA bundle');
-    const client = this.registry.clientCerts[host];
-    if (client) {
-      connect.cert = readTlsFile(client.cert, host, 'client certificate');
-      connect.key = readTlsFile(client.key, host, 'client key');
-    }
-    agent = new Agent({
-      connect,
+    const pool = {
       connections: 16,
       keepAliveTimeout: 10_000,
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
-    });
+    };
+    if (proxy) {
+      this.logger?.debug(`${url.protocol}//${host} through proxy ${shownProxy(proxy.uri)} (${proxy.from})`);
+      agent = new ProxyAgent({ uri: proxy.uri, requestTls: connect, ...pool });
+    } else {
+      agent = new Agent({ connect, ...pool });
+    }
     this.agents.set(key, agent);
     return agent;
   }
@@ -198,16 +244,21 @@ export class Transport {
         method: req.method as Dispatcher.HttpMethod,
         headers: req.headers ?? {},
         body: req.body ?? null,
-        dispatcher: this.dispatcher(u.host, mode),
+        dispatcher: this.dispatcher(u, mode),
       });
       return { status: res.statusCode, headers: res.headers, body: res.body, url: req.url };
     } catch (e) {
+      if (e instanceof KilnError) throw e;
+      const proxy = proxyFor(u, this.env);
+      const via = proxy
+        ? ` through the proxy ${shownProxy(proxy.uri)} (${proxy.from}; list the host in NO_PROXY to bypass it)`
+        : '';
       throw new KilnError(
         'registry',
         'NETWORK',
-        `${req.method} ${u.origin}${u.pathname} failed: ${describeError(e)}`,
+        `${req.method} ${u.origin}${u.pathname} failed${proxy ? ` via ${shownProxy(proxy.uri)}` : ''}: ${describeError(e)}`,
         {
-          hint: `check that ${u.host} is reachable${u.protocol === 'https:' ? ' and serves HTTPS (use --insecure-registry for plain HTTP)' : ''}`,
+          hint: `check that ${u.host} is reachable${via}${u.protocol === 'https:' ? ' and serves HTTPS with a certificate kiln trusts (--registry-certificate, SSL_CERT_FILE; --insecure-registry for plain HTTP)' : ''}`,
           cause: e,
         },
       );
@@ -252,17 +303,6 @@ export class Transport {
     const agents = [...this.agents.values()];
     this.agents.clear();
     await Promise.all(agents.map((a) => a.close().catch(() => a.destroy())));
-  }
-}
-
-function readTlsFile(path: string, host: string, what: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw new KilnError('usage', 'BAD_CERTIFICATE', `cannot read ${what} ${path} for ${host}`, {
-      hint: 'check the --registry-certificate / --registry-client-cert paths',
-      cause: e,
-    });
   }
 }
 

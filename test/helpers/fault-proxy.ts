@@ -91,7 +91,12 @@ function responseHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
   return out;
 }
 
-export async function startFaultProxy(target: string): Promise<FaultProxy> {
+export interface FaultProxyOptions {
+  /** Rewrites the request path before forwarding (e.g. a mirror's `/v2/prefix/...` to `/v2/...`). */
+  rewrite?: (path: string) => string;
+}
+
+export async function startFaultProxy(target: string, opts: FaultProxyOptions = {}): Promise<FaultProxy> {
   const m = /^(.+):(\d+)$/.exec(target);
   if (!m) {
     throw new SetupError('usage', 'TEST_PROXY_TARGET', `fault proxy target "${target}" is not host:port`, {
@@ -140,7 +145,14 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     }
 
     const up = httpRequest(
-      { host: targetHost, port: targetPort, method, path, headers: req.headers, agent },
+      {
+        host: targetHost,
+        port: targetPort,
+        method,
+        path: opts.rewrite ? opts.rewrite(path) : path,
+        headers: req.headers,
+        agent,
+      },
       (upRes) => {
         const status = upRes.statusCode ?? 502;
         const headers = responseHeaders(upRes.headers);

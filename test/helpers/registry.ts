@@ -17,9 +17,15 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { Agent, fetch as undiciFetch } from 'undici';
+import { gzipSync } from 'node:zlib';
+import { assembleImage } from '../../src/image/assemble.ts';
+import { MediaType } from '../../src/image/types.ts';
+import type { BuiltImage, LayerBlob } from '../../src/image/types.ts';
 import { SetupError } from './setup-error.ts';
 
 const execFileP = promisify(execFile);
+const sha256 = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 export type RegistryAuth = 'none' | 'htpasswd' | 'token';
 
@@ -45,6 +51,8 @@ export interface StartRegistryOptions {
   auth?: RegistryAuth;
   /** user -> password; defaults to `{ kiln: 'kiln-secret' }` when auth is not 'none'. */
   users?: Record<string, string>;
+  /** Serve HTTPS with this certificate and key; `caPath` is the CA that signed it (for the readiness check). */
+  tls?: { certPath: string; keyPath: string; caPath: string };
 }
 
 export const TOKEN_SERVICE = 'kiln-test-registry';
@@ -250,7 +258,13 @@ function yamlStr(s: string): string {
   return JSON.stringify(s); // a JSON string is a valid YAML double-quoted scalar
 }
 
-async function waitReady(url: string, child: ChildProcess, stderr: () => string): Promise<void> {
+async function waitReady(
+  url: string,
+  child: ChildProcess,
+  stderr: () => string,
+  caPath?: string,
+): Promise<void> {
+  const dispatcher = caPath ? new Agent({ connect: { ca: await readFile(caPath) } }) : undefined;
   const deadline = Date.now() + 20_000;
   let lastErr: unknown;
   while (Date.now() < deadline) {
@@ -260,9 +274,15 @@ async function waitReady(url: string, child: ChildProcess, stderr: () => string)
       });
     }
     try {
-      const r = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2000) });
+      const r = await undiciFetch(`${url}/v2/`, {
+        signal: AbortSignal.timeout(2000),
+        ...(dispatcher ? { dispatcher } : {}),
+      });
       await r.arrayBuffer();
-      if (r.status === 200 || r.status === 401) return;
+      if (r.status === 200 || r.status === 401) {
+        await dispatcher?.close();
+        return;
+      }
       lastErr = new Error(`status ${r.status}`);
     } catch (e) {
       lastErr = e;
@@ -281,7 +301,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
   const rootDir = await mkdtemp(join(tmpdir(), 'kiln-test-registry-'));
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
-  const url = `http://${host}`;
+  const url = `${opts.tls ? 'https' : 'http'}://${host}`;
 
   let tokenServer: { state: TokenServer; server: Server } | undefined;
   const authLines: string[] = [];
@@ -318,6 +338,9 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
     'http:',
     `  addr: ${host}`,
     '  secret: kiln-test-secret',
+    ...(opts.tls
+      ? ['  tls:', `    certificate: ${yamlStr(opts.tls.certPath)}`, `    key: ${yamlStr(opts.tls.keyPath)}`]
+      : []),
     ...authLines,
     '',
   ].join('\n');
@@ -354,7 +377,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
   };
 
   try {
-    await waitReady(url, child, () => errText);
+    await waitReady(url, child, () => errText, opts.tls?.caPath);
   } catch (e) {
     await stop();
     throw e;
@@ -387,4 +410,40 @@ export async function authHeader(reg: TestRegistry, scopes: string[] = []): Prom
   }
   const body = (await r.json()) as { token: string };
   return `Bearer ${body.token}`;
+}
+
+/** A gzip "layer" of seeded random bytes (the registry checks digests, not tar contents). */
+function layer(rand: () => number, size: number, dir: string, name: string): Promise<LayerBlob> {
+  const raw = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) raw[i] = Math.floor(rand() * 256);
+  const gz = gzipSync(raw, { level: 1 });
+  const path = join(dir, `${name}.gz`);
+  return writeFile(path, gz).then(() => ({
+    descriptor: { mediaType: MediaType.OciLayerGzip, digest: sha256(gz), size: gz.length },
+    diffId: sha256(raw),
+    path,
+  }));
+}
+
+/** A small image of seeded random layers (one below 16 KiB, one above), OCI or Docker at random unless given. */
+export async function smallImage(
+  rand: () => number,
+  dir: string,
+  name: string,
+  format?: 'oci' | 'docker',
+): Promise<BuiltImage> {
+  // One layer below the 16 KiB monolithic limit set below, one above it (chunked PATCHes).
+  const l1 = await layer(rand, 2000 + Math.floor(rand() * 6000), dir, `${name}-a`);
+  const l2 = await layer(rand, 20_000 + Math.floor(rand() * 20_000), dir, `${name}-b`);
+  return assembleImage({
+    config: {
+      architecture: process.arch === 'x64' ? 'amd64' : process.arch,
+      os: 'linux',
+      config: { Labels: { op: name } },
+      rootfs: { type: 'layers', diff_ids: [] },
+    },
+    layers: [l1, l2],
+    format: format ?? (rand() < 0.5 ? 'oci' : 'docker'),
+    annotations: { 'org.opencontainers.image.title': name },
+  });
 }

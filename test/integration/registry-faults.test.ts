@@ -15,11 +15,9 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { gzipSync } from 'node:zlib';
-import { assembleImage } from '../../src/image/assemble.ts';
 import { canonicalJson } from '../../src/image/digest.ts';
 import { MediaType } from '../../src/image/types.ts';
-import type { BuiltImage, Descriptor, Index, LayerBlob, Manifest } from '../../src/image/types.ts';
+import type { Descriptor, Index, LayerBlob, Manifest } from '../../src/image/types.ts';
 import { memoryLogger } from '../../src/log/logger.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { CredentialStore } from '../../src/registry/credentials.ts';
@@ -30,7 +28,7 @@ import { kiln } from '../helpers/cli.ts';
 import { startFaultProxy } from '../helpers/fault-proxy.ts';
 import type { Fault, FaultProxy, FaultRule } from '../helpers/fault-proxy.ts';
 import { ociArch } from '../helpers/images.ts';
-import { startRegistry } from '../helpers/registry.ts';
+import { smallImage, startRegistry } from '../helpers/registry.ts';
 import type { TestRegistry } from '../helpers/registry.ts';
 
 const SEED = 0x6b696c6e; // "kiln"
@@ -162,41 +160,6 @@ function inject(proxy: FaultProxy, s: Schedule): void {
     if (f.fraction !== undefined) rule.fraction = f.fraction;
     proxy.inject(rule);
   }
-}
-
-/** A gzip "layer" of seeded random bytes (the registry checks digests, not tar contents). */
-function layer(rand: () => number, size: number, dir: string, name: string): Promise<LayerBlob> {
-  const raw = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) raw[i] = Math.floor(rand() * 256);
-  const gz = gzipSync(raw, { level: 1 });
-  const path = join(dir, `${name}.gz`);
-  return writeFile(path, gz).then(() => ({
-    descriptor: { mediaType: MediaType.OciLayerGzip, digest: sha256(gz), size: gz.length },
-    diffId: sha256(raw),
-    path,
-  }));
-}
-
-async function smallImage(
-  rand: () => number,
-  dir: string,
-  name: string,
-  format?: 'oci' | 'docker',
-): Promise<BuiltImage> {
-  // One layer below the 16 KiB monolithic limit set below, one above it (chunked PATCHes).
-  const l1 = await layer(rand, 2000 + Math.floor(rand() * 6000), dir, `${name}-a`);
-  const l2 = await layer(rand, 20_000 + Math.floor(rand() * 20_000), dir, `${name}-b`);
-  return assembleImage({
-    config: {
-      architecture: ARCH,
-      os: 'linux',
-      config: { Labels: { op: name } },
-      rootfs: { type: 'layers', diff_ids: [] },
-    },
-    layers: [l1, l2],
-    format: format ?? (rand() < 0.5 ? 'oci' : 'docker'),
-    annotations: { 'org.opencontainers.image.title': name },
-  });
 }
 
 function openLayer(l: LayerBlob): Readable {
