@@ -22,6 +22,7 @@ import { inInitialUserNamespace } from './isolation/tools.ts';
 import { invokingUser } from './isolation/userns.ts';
 import { createSnapshotter } from './fs/snapshotter.ts';
 import { ensureWorkDir } from './fs/work-dir.ts';
+import { createWalkSnapshotter } from './fs/snapshot-walk.ts';
 import { writeLayer } from './fs/layer-writer.ts';
 import { extractLayer } from './fs/extract.ts';
 import { removeTree, removeTreeInBackground } from './fs/remove-tree.ts';
@@ -147,6 +148,8 @@ async function buildInContext(
   const engine = probe.snapshot;
   const deps: ExecutorDeps = {
     createSnapshotter: (rootfs, scratch) => createSnapshotter(engine, rootfs, scratch),
+    // A whole-stage snapshot must survive the per-step overlays in between: only a walk can.
+    beginTreeSnapshot: (rootfs, exclude) => createWalkSnapshotter(rootfs).begin({ exclude }),
     sandbox,
     writeLayer,
     extractLayer: async (blobPath, rootfs, o) => {

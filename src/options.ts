@@ -96,6 +96,8 @@ export interface BuildOptions {
   cache: CacheOptions;
   git: GitContextOptions;
   reproducible: boolean;
+  /** Kaniko's --single-snapshot: one layer per image stage, taken at its end; steps make none. */
+  singleSnapshot: boolean;
   /** Unix seconds that clamps every mtime and the created times (`--timestamp`, SOURCE_DATE_EPOCH). */
   timestamp?: number;
   /** Paths never snapshotted (Kaniko `--ignore-path`). */
@@ -124,6 +126,7 @@ export function defaultBuildOptions(overrides: Partial<BuildOptions> = {}): Buil
     cache: { enabled: false, ttlHours: 336, copyLayers: true, runLayers: true, noPushCache: false },
     git: { recurseSubmodules: false, insecureSkipTls: false },
     reproducible: false,
+    singleSnapshot: false,
     ignorePaths: [],
     compression: 'gzip',
     compressionLevel: 1,

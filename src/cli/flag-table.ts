@@ -479,9 +479,9 @@ export const BUILD_FLAGS = {
   ),
   singleSnapshot: bool(
     '--single-snapshot',
-    'accepted for Kaniko compatibility (no effect: one layer per step)',
+    'one layer per image stage, taken at its end (no per-step layers, no layer cache)',
     IMG,
-    ignored('kiln writes one layer per filesystem step; the files in the image are the same', false),
+    to('singleSnapshot'),
   ),
   ignorePath: list('--ignore-path', 'path', 'path never snapshotted (repeatable)', IMG, to('ignorePaths'), {
     envSplit: 'newline',

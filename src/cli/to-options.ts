@@ -292,6 +292,7 @@ export function optionsFromFlags(v: FlagValues, env: NodeJS.ProcessEnv = process
     cache: cacheOptions(v),
     git: gitOptions(v, env),
     reproducible: v.reproducible ?? false,
+    singleSnapshot: v.singleSnapshot ?? false,
     ...(timestamp !== undefined ? { timestamp } : {}),
     ignorePaths: v.ignorePath,
     compression: v.compression,

@@ -116,6 +116,10 @@ export class BuildRun {
   /** A run with its work dir and the /etc/hosts and /etc/resolv.conf every RUN sees in place. */
   static async start(inp: ExecuteInputs): Promise<BuildRun> {
     const run = new BuildRun(inp);
+    if (inp.opts.singleSnapshot && inp.cache)
+      inp.logger.warn(
+        '--single-snapshot: the layer cache is not used (there are no per-step layers to reuse)',
+      );
     await mkdir(inp.workDir, { recursive: true });
     await writeFile(run.hostsFile, '127.0.0.1\tlocalhost kiln\n::1\tlocalhost ip6-localhost ip6-loopback\n');
     await writeFile(

@@ -3,7 +3,7 @@
  * the real implementations; nothing in the executor imports them directly, which keeps the data flow
  * one-way and lets each piece be tested on its own.
  */
-import type { Diff, LayerWriteOptions, Snapshotter, WrittenLayer } from '../fs/types.ts';
+import type { Diff, LayerWriteOptions, Snapshotter, StepSnapshot, WrittenLayer } from '../fs/types.ts';
 import type { Sandbox } from '../isolation/types.ts';
 
 export interface ExtractOptions {
@@ -13,6 +13,11 @@ export interface ExtractOptions {
 
 export interface ExecutorDeps {
   createSnapshotter(rootfs: string, scratchDir: string): Snapshotter;
+  /**
+   * A snapshot of a whole tree across many steps (--single-snapshot): indexes `rootfs` now, and
+   * `finish` compares it with the tree as it is then. The steps in between change `rootfs` itself.
+   */
+  beginTreeSnapshot(rootfs: string, exclude: string[]): Promise<StepSnapshot>;
   sandbox: Sandbox;
   writeLayer(diff: Diff, opts: LayerWriteOptions): Promise<WrittenLayer>;
   /** Applies one compressed or plain layer blob on top of `rootfs` (whiteouts honoured). */

@@ -58,6 +58,11 @@ export interface StageBuilderOptions {
    * or an ancestor of it): steps still change the tree, but no blob is written or compressed.
    */
   writeLayers?: boolean;
+  /**
+   * --single-snapshot: steps change the tree but make no layer of their own (history entries are
+   * empty); the stage's one layer is committed at its end with commitStageSnapshot.
+   */
+  deferLayers?: boolean;
   hostsFile?: string;
   resolvConfFile?: string;
 }
@@ -254,11 +259,26 @@ export class StageBuilder {
     this.history.push({ created: this.opts.createdAt(), created_by: history, empty_layer: true });
   }
 
-  private excludes(mountTargets: string[]): string[] {
+  /** --single-snapshot: the whole stage's change as its one layer. */
+  async commitStageSnapshot(diff: Diff, history: string): Promise<void> {
+    await this.writeOrSkip(diff, history);
+  }
+
+  /** Paths no snapshot of this stage may capture (plus a step's mount targets). */
+  excludes(mountTargets: string[] = []): string[] {
     return [...ALWAYS_EXCLUDED, ...this.opts.ignorePaths, ...mountTargets.map((t) => posix.normalize(t))];
   }
 
   private async commit(diff: Diff, history: string): Promise<void> {
+    if (this.opts.deferLayers) {
+      // The change stays in the tree; the stage's single snapshot will pick it up.
+      this.history.push({ created: this.opts.createdAt(), created_by: history, empty_layer: true });
+      return;
+    }
+    await this.writeOrSkip(diff, history);
+  }
+
+  private async writeOrSkip(diff: Diff, history: string): Promise<void> {
     if (diff.changed.length === 0 && diff.deleted.length === 0 && diff.opaque.length === 0) {
       this.history.push({ created: this.opts.createdAt(), created_by: history, empty_layer: true });
       return;

@@ -16,6 +16,7 @@ import { LazyRootfs } from './lazy-rootfs.ts';
 import { stageBase, type StageBase } from './stage-base.ts';
 import { StageBuilder } from './stage-builder.ts';
 import { chainMetadata } from './step-cache.ts';
+import type { StepSnapshot } from '../fs/types.ts';
 import type { StepContext } from './steps/context.ts';
 import type { StepModule } from './steps/module.ts';
 import { stepFor } from './steps/table.ts';
@@ -52,6 +53,8 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
   run.inp.progress?.done({ ...where, step: 1 }, fromReport);
   if (base.config.config) base.config.config.OnBuild = null;
   const builder = newBuilder(run, index, label, stageDir, base);
+  const single =
+    run.inp.opts.singleSnapshot && run.imageStages.has(index) ? new StageSnapshot(run, builder) : undefined;
   const tree = new LazyRootfs(
     async () => {
       const t = Date.now();
@@ -59,6 +62,7 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
       run.logger.debug(`[${label}] base tree ready in ${Date.now() - t} ms`);
     },
     (blob) => run.inp.deps.extractLayer(blob, rootfs, { skipDevices: run.inp.skipDevices }),
+    async () => single?.begin(),
   );
   run.trees.set(index, tree);
   const steps = new StageSteps(run, await stepContext(run, builder, stageDir, base), tree, where, base.chain);
@@ -74,6 +78,7 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
   }
   for (const [pi, p] of stage.instructions.entries())
     await steps.run(p.instruction, p.instruction.original, slotName(run.plan.file, label, String(pi)));
+  await single?.commit(`single snapshot of stage ${label}`);
   run.stageKeys.set(index, steps.chain);
   run.built.set(index, builder);
   run.last = builder;
@@ -108,7 +113,9 @@ function newBuilder(
       ignorePaths: opts.ignorePaths,
       createdAt: run.created,
       hostname: 'kiln',
-      writeLayers: run.inp.cache !== undefined || run.imageStages.has(index),
+      // With --single-snapshot nothing is cached, so only the image's stages need layers.
+      writeLayers: (run.inp.cache !== undefined && !opts.singleSnapshot) || run.imageStages.has(index),
+      deferLayers: opts.singleSnapshot,
       hostsFile: run.hostsFile,
       resolvConfFile: run.resolvConf,
     },
@@ -140,6 +147,31 @@ async function stepContext(
   return ctx;
 }
 
+/**
+ * --single-snapshot, as Kaniko does it: the stage's tree is indexed once it is real, and its one
+ * layer is the difference at the end of the stage. A stage that never touched its tree makes none.
+ */
+class StageSnapshot {
+  private snap: StepSnapshot | undefined;
+  private done = false;
+
+  constructor(
+    private readonly run: BuildRun,
+    private readonly builder: StageBuilder,
+  ) {}
+
+  async begin(): Promise<void> {
+    // Another stage reading this tree after it finished needs no baseline.
+    if (this.done) return;
+    this.snap = await this.run.inp.deps.beginTreeSnapshot(this.builder.rootfs, this.builder.excludes());
+  }
+
+  async commit(history: string): Promise<void> {
+    this.done = true;
+    if (this.snap) await this.builder.commitStageSnapshot(await this.snap.finish(), history);
+  }
+}
+
 /** The steps of one stage, in order, carrying the chain key from one to the next. */
 class StageSteps {
   constructor(
@@ -167,6 +199,7 @@ class StageSteps {
     const cache = this.build.inp.cache;
     const helpers = this.build.keyHelpers;
     const cacheable =
+      !this.build.inp.opts.singleSnapshot &&
       cache !== undefined &&
       helpers !== undefined &&
       mod.cache === 'layer' &&
