@@ -9,6 +9,7 @@ import { materializeBase } from './base.ts';
 import type { BuildRun } from './build-run.ts';
 import { DEFAULT_PATH } from './stage-builder.ts';
 import { copyTree } from './tree-copy.ts';
+import { startChain } from './step-cache.ts';
 
 export interface StageBase {
   config: ImageConfig;
@@ -39,6 +40,17 @@ export async function stageBase(
   label: string,
   rootfs: string,
 ): Promise<StageBase> {
+  const b = await baseOf(run, stage, label, rootfs);
+  // The FROM line itself (every flag) starts the chain, on top of what it resolved to.
+  return { ...b, chain: startChain(b.chain, stage.from) };
+}
+
+function baseOf(
+  run: BuildRun,
+  stage: PlannedStage,
+  label: string,
+  rootfs: string,
+): Promise<StageBase> | StageBase {
   const base = stage.base;
   if (base.kind === 'scratch') return scratchBase(run);
   if (base.kind === 'stage') return parentStageBase(run, base.index, rootfs);

@@ -29,9 +29,14 @@ export function canonicalInstruction(ins: Instruction): string {
   return canonicalJson(ins, NOT_SEMANTIC);
 }
 
-/** The chain after a step that only changed the config (or the first key of a stage). */
+/** The chain after a step that only changed the config. */
 export function chainMetadata(chain: string, ins: Instruction): string {
   return createHash('sha256').update(chain).update('\0').update(canonicalInstruction(ins)).digest('hex');
+}
+
+/** The first chain key of a stage: what its base resolved to, then its FROM line. */
+export function startChain(resolvedBase: string, from: Instruction): string {
+  return chainMetadata(resolvedBase, from);
 }
 
 /** A --from value as a key input: the stage's final chain key, else the image's pinned digest. */
