@@ -1,5 +1,5 @@
 /**
- * What the executor needs from the filesystem and isolation layers, as one typed bundle. run.ts wires
+ * What the executor needs from the filesystem and isolation layers, as one typed bundle. builder.ts wires
  * the real implementations; nothing in the executor imports them directly, which keeps the data flow
  * one-way and lets each piece be tested on its own.
  */

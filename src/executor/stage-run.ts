@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parseDockerfile } from '../dockerfile/parser.ts';
 import { parseInstruction, type Instruction } from '../dockerfile/instructions.ts';
 import { StageScope } from '../plan/scope.ts';
+import type { StepReport } from '../result.ts';
 import type { BuildRun, StepPosition } from './build-run.ts';
 import { runCached, type StepOutcome } from './cached-step.ts';
 import { getEnv } from './config-ops.ts';
@@ -20,6 +21,24 @@ import type { StepSnapshot } from '../fs/types.ts';
 import type { StepContext } from './steps/context.ts';
 import type { StepModule } from './steps/module.ts';
 import { stepFor } from './steps/table.ts';
+
+/** The one place a step report is made (FROM lines and instructions alike). */
+function stepReport(
+  stage: string,
+  instruction: string,
+  line: number,
+  started: number,
+  outcome: Pick<StepOutcome, 'cache' | 'cacheReason'>,
+): StepReport {
+  return {
+    stage,
+    instruction,
+    line,
+    cache: outcome.cache,
+    ...(outcome.cacheReason !== undefined ? { cacheReason: outcome.cacheReason } : {}),
+    durationMs: Date.now() - started,
+  };
+}
 
 /** A stable name for a step's position, so a later build can say why its key changed. */
 function slotName(file: string, stage: string, step: string): string {
@@ -42,13 +61,7 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
     stageCount: run.plan.order.length,
     stepCount: 1 + triggers.length + stage.instructions.length,
   };
-  const fromReport = {
-    stage: label,
-    instruction: stage.from.original,
-    line: stage.from.at.line,
-    cache: 'none' as const,
-    durationMs: Date.now() - t0,
-  };
+  const fromReport = stepReport(label, stage.from.original, stage.from.at.line, t0, { cache: 'none' });
   run.steps.push(fromReport);
   run.inp.progress?.done({ ...where, step: 1 }, fromReport);
   if (base.config.config) base.config.config.OnBuild = null;
@@ -220,14 +233,7 @@ class StageSteps {
           })
         : null) ?? (await this.runUncached(mod, ins, logText));
     this.chain = outcome.chain;
-    const report = {
-      stage: this.label,
-      instruction: text,
-      line: raw.at.line,
-      cache: outcome.cache,
-      ...(outcome.cacheReason !== undefined ? { cacheReason: outcome.cacheReason } : {}),
-      durationMs: Date.now() - t,
-    };
+    const report = stepReport(this.label, text, raw.at.line, t, outcome);
     this.build.steps.push(report);
     this.build.inp.progress?.done(pos, report);
   }
