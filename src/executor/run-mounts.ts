@@ -107,43 +107,9 @@ export async function resolveRunMounts(reqs: RunMountRequest[], ctx: MountContex
           mounts.push({ type: 'bind', source: dir, target, readonly: r.readonly });
           break;
         }
-        case 'bind': {
-          const root = await ctx.sourceRoot(r.from);
-          const src = await resolveInRoot(root, posix.join('/', r.source));
-          let source = src;
-          // The context as COPY sees it, as BuildKit does: what .dockerignore hides is not there.
-          const skip = r.from === undefined ? ctx.contextSkip : undefined;
-          if (!(await lstat(src).catch(() => null)) || skip?.(src)) {
-            const where = r.from === undefined ? 'the build context' : r.from;
-            throw new KilnError(
-              'context',
-              'MOUNT_SOURCE_MISSING',
-              `RUN --mount=type=bind: source ${r.source || '/'} is not in ${where}${skip?.(src) ? ' (.dockerignore excludes it)' : ''}`,
-              {
-                position: ctx.position,
-                hint: 'fix source= (it is relative to the context or the from= stage)',
-              },
-            );
-          }
-          if (r.readwrite || skip) {
-            const dir = await mkdtemp(join(ctx.tmpDir, 'bind-'));
-            temps.push(dir);
-            source = join(dir, 'copy');
-            await cp(src, source, {
-              recursive: true,
-              preserveTimestamps: true,
-              verbatimSymlinks: true,
-              ...(skip ? { filter: (p: string) => !skip(p) } : {}),
-            });
-          }
-          mounts.push({
-            type: 'bind',
-            source,
-            target: absTarget(r.target, ctx.workdir),
-            readonly: !r.readwrite,
-          });
+        case 'bind':
+          mounts.push(await bindMount(r, ctx, temps));
           break;
-        }
         case 'tmpfs':
           mounts.push({ type: 'tmpfs', target: absTarget(r.target, ctx.workdir), size: r.size });
           break;
@@ -167,6 +133,43 @@ export async function resolveRunMounts(reqs: RunMountRequest[], ctx: MountContex
     throw e;
   }
   return { mounts, env, secretValues, cleanup };
+}
+
+/** A bind mount: the source as COPY would see it; a throwaway copy when writable or filtered. */
+async function bindMount(
+  r: Extract<RunMountRequest, { type: 'bind' }>,
+  ctx: MountContext,
+  temps: string[],
+): Promise<MountSpec> {
+  const root = await ctx.sourceRoot(r.from);
+  const src = await resolveInRoot(root, posix.join('/', r.source));
+  let source = src;
+  // The context as COPY sees it, as BuildKit does: what .dockerignore hides is not there.
+  const skip = r.from === undefined ? ctx.contextSkip : undefined;
+  if (!(await lstat(src).catch(() => null)) || skip?.(src)) {
+    const where = r.from === undefined ? 'the build context' : r.from;
+    throw new KilnError(
+      'context',
+      'MOUNT_SOURCE_MISSING',
+      `RUN --mount=type=bind: source ${r.source || '/'} is not in ${where}${skip?.(src) ? ' (.dockerignore excludes it)' : ''}`,
+      {
+        position: ctx.position,
+        hint: 'fix source= (it is relative to the context or the from= stage)',
+      },
+    );
+  }
+  if (r.readwrite || skip) {
+    const dir = await mkdtemp(join(ctx.tmpDir, 'bind-'));
+    temps.push(dir);
+    source = join(dir, 'copy');
+    await cp(src, source, {
+      recursive: true,
+      preserveTimestamps: true,
+      verbatimSymlinks: true,
+      ...(skip ? { filter: (p: string) => !skip(p) } : {}),
+    });
+  }
+  return { type: 'bind', source, target: absTarget(r.target, ctx.workdir), readonly: !r.readwrite };
 }
 
 function absTarget(target: string, workdir: string): string {
