@@ -244,7 +244,7 @@ function planStage(d: Draft, index: number, p: StagePlanning): PlannedStage {
     const x = makeExpander(scope.lookup, p.escape, ins.at);
     if (ins.kind === 'arg') {
       for (const a of ins.args)
-        scope.declareArg(a.name, a.default === undefined ? undefined : x.word(a.default));
+        scope.declareArg(x.word(a.name), a.default === undefined ? undefined : x.word(a.default));
       instructions.push({ instruction: ins, expanded: ins });
       continue;
     }
@@ -365,8 +365,10 @@ export function planBuild(ast: DockerfileAst, opts: PlanOptions): BuildPlan {
   for (const ins of globalArgIns) {
     const x = makeExpander(global.lookup, escape, ins.at);
     for (const a of ins.args) {
-      global.declare(a.name, a.default === undefined ? undefined : x.word(a.default));
-      globalArgs.push({ name: a.name, value: global.values.get(a.name) });
+      // BuildKit's ArgCommand.Expand expands the name too (`ARG ${src}=...`).
+      const name = x.word(a.name);
+      global.declare(name, a.default === undefined ? undefined : x.word(a.default));
+      globalArgs.push({ name, value: global.values.get(name) });
     }
   }
   const planning: StagePlanning = {

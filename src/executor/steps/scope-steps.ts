@@ -13,7 +13,8 @@ export const argModule: StepModule<ArgInstruction> = {
   expand: (ins, ctx) => {
     const x = makeExpander(ctx.scope.lookup, ctx.escape, ins.at);
     for (const a of ins.args)
-      ctx.scope.declareArg(a.name, a.default === undefined ? undefined : x.word(a.default));
+      // BuildKit's ArgCommand.Expand expands the name too (`ARG ${src}=...`).
+      ctx.scope.declareArg(x.word(a.name), a.default === undefined ? undefined : x.word(a.default));
     return null;
   },
   touchesFilesystem: false,

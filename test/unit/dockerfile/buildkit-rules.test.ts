@@ -467,3 +467,21 @@ describe('predefined ARGs (BuildKit defaultArgs)', () => {
     assert.equal(p.targetStage, 'a');
   });
 });
+
+describe('ARG names are expanded (BuildKit ArgCommand.Expand)', () => {
+  const label = (text: string): string => {
+    const p = planFromText(text, 'Dockerfile', PLATFORMS);
+    const l = p.stages
+      .at(-1)!
+      .instructions.map((i) => i.expanded)
+      .find((i) => i.kind === 'label');
+    assert.ok(l && l.kind === 'label');
+    return l.pairs[0]![1];
+  };
+  test('an ARG whose name comes from an ENV declares that name', () => {
+    assert.equal(label('FROM scratch\nENV src=file3\nARG ${src}=dflt\nLABEL v=$file3\n'), 'dflt');
+  });
+  test('a global ARG whose name comes from an earlier global ARG', () => {
+    assert.equal(label('ARG N=name\nARG ${N}=val\nFROM scratch\nARG name\nLABEL v=$name\n'), 'val');
+  });
+});
