@@ -21,8 +21,22 @@ export interface KnownDifference {
   reason: string;
 }
 
+/**
+ * Where a third-party case comes from: the repository, the file and the commit it was read at, and
+ * how the case departs from it (bases moved to the local busybox/debian images, binaries that would
+ * be compiled or downloaded replaced by stand-ins, steps that need the internet dropped).
+ */
+export interface CaseSource {
+  repository: string;
+  path: string;
+  commit: string;
+  adaptation: string;
+}
+
 export interface CaseSpec {
   base: 'busybox' | 'debian';
+  /** Set for the third-party corpus (cases 50 and up). */
+  source?: CaseSource;
   buildArgs?: Record<string, string>;
   target?: string;
   /** Secret id -> value; written to files outside the context and passed to both builders. */

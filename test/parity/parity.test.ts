@@ -148,3 +148,20 @@ describe('parity with buildah', { skip, concurrency: 1 }, () => {
     });
   }
 });
+
+// Cheap and always run (no root needed): the third-party corpus names where each case comes from.
+describe('parity corpus sources', () => {
+  const all = readdirSync(CASES_DIR).filter((n) => existsSync(join(CASES_DIR, n, 'case.json')));
+  const thirdParty = all.filter((n) => Number(n.slice(0, 2)) >= 50);
+  test('at least 30 third-party cases', () => assert.ok(thirdParty.length >= 30, String(thirdParty.length)));
+  for (const name of thirdParty) {
+    test(`${name} names its source repository, path, commit and adaptation`, async () => {
+      const s = (await loadCase(name)).source;
+      assert.ok(s, 'case.json has no "source"');
+      assert.match(s.repository, /^[\w.-]+\/[\w.-]+$/);
+      assert.ok(s.path.length > 0);
+      assert.match(s.commit, /^[0-9a-f]{40}$/);
+      assert.ok(s.adaptation.length > 10);
+    });
+  }
+});
