@@ -196,7 +196,6 @@ async function buildInContext(
     const ctx = { image, dockerfileText, targetPlatform, buildPlatform, executed, started, supply };
     const { published, report } = await publishWithSupplyChain(opts, ctx, client, logger, images);
     const size = image.configBytes.length + image.layers.reduce((n, l) => n + l.descriptor.size, 0);
-    logger.info(`image digest ${image.digest}`);
     return {
       digest: published.digest,
       ...report,

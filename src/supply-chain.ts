@@ -193,6 +193,7 @@ export async function publishWithSupplyChain(
   const fetchLayer = (l: LayerBlob): Promise<string> => images.fetchLayer(l);
   const atts = await attestationsFor(opts, ctx, layerOpener(fetchLayer), logger);
   const published = await publish(ctx.image, opts.output, client, logger, fetchLayer, atts?.statements);
+  logger.info(`image digest ${ctx.image.digest}`);
   const report: Pick<BuildResult, 'imageDigest' | 'attestations' | 'signatures'> = {};
   if (published.digest !== ctx.image.digest) report.imageDigest = ctx.image.digest;
   if (atts?.statements.length) report.attestations = attestationReport(atts, published.attestationDigest);
