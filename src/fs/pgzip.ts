@@ -114,7 +114,8 @@ function deflateBlock(
   });
 }
 
-export function createParallelGzip(opts: ParallelGzipOptions): Transform {
+/** Level, block size and concurrency from the options, checked. */
+function gzipSettings(opts: ParallelGzipOptions): { level: number; blockSize: number; concurrency: number } {
   if (typeof opts.level !== 'number' || Number.isNaN(opts.level)) {
     throw new KilnError('usage', 'BAD_GZIP_LEVEL', `gzip level ${String(opts.level)} is not a number`, {
       hint: 'use a compression level from 0 to 9',
@@ -136,13 +137,67 @@ export function createParallelGzip(opts: ParallelGzipOptions): Transform {
     1,
     Math.trunc(opts.concurrency ?? Math.max(1, Math.min(4, availableParallelism()))) || 1,
   );
+  return { level, blockSize, concurrency };
+}
 
+/** Input not yet cut into blocks, as the chunks it arrived in. */
+class PieceQueue {
+  private pieces: Buffer[] = [];
+  length = 0;
+
+  push(buf: Buffer): void {
+    this.pieces.push(buf);
+    this.length += buf.length;
+  }
+
+  clear(): void {
+    this.pieces = [];
+    this.length = 0;
+  }
+
+  /** The first `n` bytes as one block. */
+  take(n: number): Buffer {
+    const block = Buffer.allocUnsafe(n);
+    let off = 0;
+    while (off < n) {
+      const p = this.pieces[0]!;
+      const want = n - off;
+      if (p.length <= want) {
+        p.copy(block, off);
+        off += p.length;
+        this.pieces.shift();
+      } else {
+        p.copy(block, off, 0, want);
+        off += want;
+        this.pieces[0] = p.subarray(want);
+      }
+    }
+    this.length -= n;
+    return block;
+  }
+}
+
+/** The next block's deflate window: the 32 KiB before it, which may span several small blocks. */
+function nextWindow(dict: Buffer | undefined, block: Buffer): Buffer {
+  if (block.length >= WINDOW) return Buffer.from(block.subarray(block.length - WINDOW));
+  const joined = dict ? Buffer.concat([dict, block]) : Buffer.from(block);
+  return joined.length > WINDOW ? Buffer.from(joined.subarray(joined.length - WINDOW)) : joined;
+}
+
+function gzipTrailer(crc: number, total: number): Buffer {
+  const trailer = Buffer.alloc(8);
+  trailer.writeUInt32LE(crc >>> 0, 0);
+  trailer.writeUInt32LE(total % 2 ** 32, 4);
+  return trailer;
+}
+
+export function createParallelGzip(opts: ParallelGzipOptions): Transform {
+  const { level, blockSize, concurrency } = gzipSettings(opts);
   const stats: ParallelGzipStats = { pendingBytes: 0, peakPendingBytes: 0 };
 
   // Input not yet cut into a block. A full block is held until one more byte arrives, so only the
   // true last block (cut in flush) gets Z_FINISH and BFINAL is set exactly once.
-  let pieces: Buffer[] = [];
-  let piecesLen = 0;
+  const pieces = new PieceQueue();
   let dictionary: Buffer | undefined;
   let crc = 0;
   let total = 0;
@@ -155,26 +210,6 @@ export function createParallelGzip(opts: ParallelGzipOptions): Transform {
   let finalSeq = -1;
   let failed = false;
   let destroyed = false;
-
-  const takeBlock = (n: number): Buffer => {
-    const block = Buffer.allocUnsafe(n);
-    let off = 0;
-    while (off < n) {
-      const p = pieces[0]!;
-      const want = n - off;
-      if (p.length <= want) {
-        p.copy(block, off);
-        off += p.length;
-        pieces.shift();
-      } else {
-        p.copy(block, off, 0, want);
-        off += want;
-        pieces[0] = p.subarray(want);
-      }
-    }
-    piecesLen -= n;
-    return block;
-  };
 
   const fail = (err: unknown): void => {
     if (failed || destroyed) return;
@@ -196,12 +231,7 @@ export function createParallelGzip(opts: ParallelGzipOptions): Transform {
     const seq = nextSeq++;
     if (last) finalSeq = seq;
     const dict = dictionary;
-    // The next block's window: the 32 KiB before it, which may span several small blocks.
-    if (block.length >= WINDOW) dictionary = Buffer.from(block.subarray(block.length - WINDOW));
-    else {
-      const joined = dict ? Buffer.concat([dict, block]) : Buffer.from(block);
-      dictionary = joined.length > WINDOW ? Buffer.from(joined.subarray(joined.length - WINDOW)) : joined;
-    }
+    dictionary = nextWindow(dict, block);
     inFlight++;
     deflateBlock(block, level, dict, last, level > 0 && incompressible(block)).then(
       (out) => {
@@ -219,7 +249,7 @@ export function createParallelGzip(opts: ParallelGzipOptions): Transform {
   };
 
   const pump = (): void => {
-    while (piecesLen > blockSize && inFlight < concurrency) dispatch(takeBlock(blockSize), false);
+    while (pieces.length > blockSize && inFlight < concurrency) dispatch(pieces.take(blockSize), false);
   };
 
   const drain = (): void => {
@@ -229,10 +259,7 @@ export function createParallelGzip(opts: ParallelGzipOptions): Transform {
       const seq = nextOut++;
       if (out.length > 0) stream.push(out);
       if (seq === finalSeq) {
-        const trailer = Buffer.alloc(8);
-        trailer.writeUInt32LE(crc >>> 0, 0);
-        trailer.writeUInt32LE(total % 2 ** 32, 4);
-        stream.push(trailer);
+        stream.push(gzipTrailer(crc, total));
         const cb = flushCb;
         flushCb = undefined;
         cb?.();
@@ -240,7 +267,7 @@ export function createParallelGzip(opts: ParallelGzipOptions): Transform {
       }
     }
     pump();
-    if (waiting && piecesLen <= blockSize) {
+    if (waiting && pieces.length <= blockSize) {
       const cb = waiting;
       waiting = undefined;
       cb();
@@ -255,24 +282,22 @@ export function createParallelGzip(opts: ParallelGzipOptions): Transform {
       crc = crc32(buf, crc);
       total += buf.length;
       pieces.push(buf);
-      piecesLen += buf.length;
       stats.pendingBytes += buf.length;
       if (stats.pendingBytes > stats.peakPendingBytes) stats.peakPendingBytes = stats.pendingBytes;
       pump();
       // Everything beyond one block is still queued: the threadpool slots are all busy, so hold the
       // writer back until a block finishes.
-      if (piecesLen > blockSize) waiting = cb;
+      if (pieces.length > blockSize) waiting = cb;
       else cb();
     },
     flush(cb) {
       if (failed) return cb();
       flushCb = cb;
-      dispatch(takeBlock(piecesLen), true);
+      dispatch(pieces.take(pieces.length), true);
     },
     destroy(err, cb) {
       destroyed = true;
-      pieces = [];
-      piecesLen = 0;
+      pieces.clear();
       done.clear();
       waiting = undefined;
       flushCb = undefined;

@@ -71,7 +71,6 @@ export const ERROR_CODES = {
     'DUPLICATE_FLAG',
     'DUPLICATE_STAGE',
     'EMPTY_BASE',
-    'INSECURE_NOT_ALLOWED',
     'LINE_TOO_LONG',
     'MISSING_ARGUMENT',
     'NO_STAGE',
@@ -201,7 +200,6 @@ export const ERROR_CODES = {
     'STAGE_NOT_BUILT',
     'UNEXPECTED',
     'UNEXPECTED_FROM',
-    'UNHANDLED_INSTRUCTION',
   ],
 } as const satisfies Record<ErrorCategory, readonly string[]>;
 
