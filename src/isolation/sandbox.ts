@@ -52,7 +52,11 @@ async function resolveMounts(root: string, spec: RunSpec): Promise<ResolvedMount
   for (const m of spec.mounts) {
     const host = await resolveInRoot(root, m.target);
     if (host === root) {
-      throw new KilnError('isolation', 'MOUNT_OVER_ROOT', `cannot mount over the root directory (${m.target})`);
+      throw new KilnError(
+        'isolation',
+        'MOUNT_OVER_ROOT',
+        `cannot mount over the root directory (${m.target})`,
+      );
     }
     let sourceIsDir = true;
     if (m.type === 'bind') {

@@ -4,18 +4,14 @@
  * blobs, manifests, images). This class only wires them together for callers that do both.
  */
 import type { Readable } from 'node:stream';
-import type { RegistryOptions } from './options.ts';
-import type { Logger } from '../log/logger.ts';
 import type { BuiltImage, Descriptor, LayerBlob, Platform } from '../image/types.ts';
-import type { CredentialStore } from './credentials.ts';
 import type { Reference } from './reference.ts';
 import { Puller } from './pull.ts';
 import type { ManifestResult, ResolvedImage } from './pull.ts';
 import { Pusher } from './push.ts';
 import type { PushBlobResult } from './push.ts';
-import { RegistrySession } from './session.ts';
+import { RegistrySession, type SessionOptions } from './session.ts';
 import type { Transport } from './transport.ts';
-import type { Env } from './network.ts';
 import type { BlobOpener } from './upload.ts';
 
 export { DEFAULT_ACCEPT } from './pull.ts';
@@ -24,16 +20,7 @@ export type { PushBlobResult } from './push.ts';
 export type { BlobOpener } from './upload.ts';
 export { choosePlatform, formatPlatform, normalizeArch, platformMatches } from './platform-match.ts';
 
-export interface RegistryClientOptions {
-  registry: RegistryOptions;
-  credentials: CredentialStore;
-  logger?: Logger;
-  /** First retry delay (default 500 ms); tests shorten it. */
-  baseDelayMs?: number;
-  /** Headers and body-idle timeout of one request (default 120 s); tests shorten it. */
-  timeoutMs?: number;
-  /** Proxy and CA variables (HTTP(S)_PROXY, NO_PROXY, SSL_CERT_FILE/DIR); default process.env. */
-  env?: Env;
+export interface RegistryClientOptions extends SessionOptions {
   /** Blobs up to this size are uploaded with one PUT; larger ones in PATCH chunks. Default 8 MiB. */
   monolithicMaxBytes?: number;
   /** PATCH chunk size for chunked uploads. Default 64 MiB. */

@@ -240,7 +240,6 @@ export class KilnError<C extends ErrorCategory = ErrorCategory> extends Error {
  * a RUN's output), whose escape sequences must not reach the terminal as such.
  */
 export function escapeControl(s: string): string {
-   
   return s.replace(
     /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g,
     (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,

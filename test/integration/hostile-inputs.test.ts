@@ -160,7 +160,7 @@ describe('bad input is a usage, Dockerfile or context error, never exit 70', { s
       assert.equal(r.code, c.code, r.stderr);
       assert.match(r.stderr, c.re);
       assert.doesNotMatch(r.stderr, /internal error|cannot start \/usr\/bin\/unshare/);
-       
+
       assert.doesNotMatch(r.stderr, /[\x00-\x08\x0b-\x1f\x7f]/, 'raw control characters printed');
     });
   }

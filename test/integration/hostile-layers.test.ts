@@ -9,8 +9,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdirSync, statSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -31,6 +31,7 @@ import {
   type HostileLayer,
   type HostileTarget,
 } from '../helpers/hostile-layers.ts';
+import { ensureUser } from '../helpers/runner-env.ts';
 
 const execFileP = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -44,20 +45,6 @@ let target: HostileTarget;
 let layers: HostileLayer[] = [];
 const solo: HostileLayer[] = [];
 const report: string[] = [];
-
-async function ensureUser(name: string, subids: string): Promise<void> {
-  try {
-    await execFileP('id', ['-u', name]);
-  } catch {
-    await execFileP('useradd', ['-M', '-s', '/bin/sh', name]);
-  }
-  for (const f of ['/etc/subuid', '/etc/subgid']) {
-    const text = existsSync(f) ? await readFile(f, 'utf8') : '';
-    const lines = text.split('\n').filter((l) => l.trim() !== '');
-    if (!lines.some((l) => l.split(':')[0] === name))
-      await writeFile(f, [...lines, `${name}:${subids}`].join('\n') + '\n');
-  }
-}
 
 async function ids(name: string): Promise<{ uid: number; gid: number }> {
   const uid = Number((await execFileP('id', ['-u', name])).stdout.trim());

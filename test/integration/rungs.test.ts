@@ -19,6 +19,7 @@ import { startRegistry } from '../helpers/registry.ts';
 import type { TestRegistry } from '../helpers/registry.ts';
 import { pushBusyboxImage } from '../helpers/images.ts';
 import { kiln as runKiln, type CliResult } from '../helpers/cli.ts';
+import { ensureUser } from '../helpers/runner-env.ts';
 
 const execFileP = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -41,25 +42,6 @@ interface KilnRun {
 /** Runs the real CLI entry in a child process. */
 function kiln(args: string[], o: KilnRun = {}): Promise<CliResult> {
   return runKiln(args, o.env ?? {}, o.user ? { user: o.user } : {});
-}
-
-async function ensureUser(name: string, subids: string | undefined): Promise<void> {
-  try {
-    await execFileP('id', ['-u', name]);
-  } catch {
-    await execFileP('useradd', ['-M', '-s', '/bin/sh', name]);
-  }
-  for (const f of ['/etc/subuid', '/etc/subgid']) {
-    const text = existsSync(f) ? await readFile(f, 'utf8') : '';
-    const lines = text.split('\n').filter((l) => l.trim() !== '');
-    const mine = lines.filter((l) => l.split(':')[0] === name);
-    if (subids === undefined) {
-      // useradd may have added a range on its own: this user must have none.
-      if (mine.length > 0) await writeFile(f, lines.filter((l) => !mine.includes(l)).join('\n') + '\n');
-    } else if (mine.length === 0) {
-      await writeFile(f, [...lines, `${name}:${subids}`].join('\n') + '\n');
-    }
-  }
 }
 
 async function uidOf(name: string): Promise<number> {
