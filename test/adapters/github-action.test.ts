@@ -104,7 +104,7 @@ describe('action inputs', () => {
       '--destination', 'r.example/a:1', '--destination', 'r.example/a:latest',
       '--build-arg', 'A=1,2', '--build-arg', 'B=x=y', '--label', 'org.opencontainers.image.title=a',
       '--secret', 'id=npm,src=/tmp/npmrc', '--platform', 'linux/arm64', '--isolation', 'chroot',
-      '--cache=true', '--cache-dir', 'C', '--cache-repo', 'r.example/a/cache', '--reproducible=true',
+      '--cache=true', '--cache-dir', 'C', '--cache-repo', 'r.example/a/cache', '--reproducible=true', '--attest', 'type=provenance',
       '--insecure-registry', '127.0.0.1:5000', '--digest-file', 'D', '--image-name-with-digest-file', 'N',
       '--result-file', 'R', '--verbosity', 'debug',
     ]); // prettier-ignore

@@ -17,6 +17,10 @@ export interface ActionInputs {
   buildArgs: string[];
   target: string;
   push: boolean;
+  /** build-push-action's provenance/sbom inputs as kiln --attest values ('' = none). */
+  provenance: string;
+  sbom: string;
+  sign: boolean;
   labels: string[];
   secrets: string[];
   platform: string;
@@ -191,6 +195,9 @@ export function readInputs(get: InputGetter): ActionInputs {
       hint: 'set tags (one image reference per line) or push: false',
     });
   return {
+    provenance: attestInput('provenance', g('provenance'), push),
+    sbom: attestInput('sbom', g('sbom'), false),
+    sign: parseBoolInput('sign', get('sign'), false),
     context: g('context') || '.',
     file: g('file'),
     tags,
@@ -212,6 +219,19 @@ export function readInputs(get: InputGetter): ActionInputs {
     insecureRegistries: parseList(get('insecure-registries')),
     extraArgs: splitArgs(get('extra-args')),
   };
+}
+
+/**
+ * build-push-action's `provenance` / `sbom`: empty is the default (provenance mode=min when the
+ * image is pushed, as buildx adds it; no SBOM), true/false, or BuildKit attest parameters
+ * (`mode=max`, `generator=...`).
+ */
+function attestInput(name: 'provenance' | 'sbom', v: string, dflt: boolean): string {
+  const type = `type=${name}`;
+  if (v === '') return dflt ? type : '';
+  if (/^(true|1)$/i.test(v)) return type;
+  if (/^(false|0)$/i.test(v)) return '';
+  return `${type},${v}`;
 }
 
 export interface OutputFiles {
@@ -239,6 +259,8 @@ export function toKilnArgs(inputs: ActionInputs, files: OutputFiles): string[] {
     ...(inputs.cache && files.cacheDir ? { cacheDir: files.cacheDir } : {}),
     ...(inputs.cacheRepo ? { cacheRepo: inputs.cacheRepo } : {}),
     ...(inputs.reproducible ? { reproducible: true } : {}),
+    attest: [inputs.provenance, inputs.sbom].filter((a) => a !== ''),
+    ...(inputs.sign ? { sign: true } : {}),
     insecureRegistry: inputs.insecureRegistries,
     digestFile: files.digestFile,
     imageNameWithDigestFile: files.imageNameWithDigestFile,

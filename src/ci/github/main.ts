@@ -222,6 +222,8 @@ export async function run(): Promise<void> {
     core.setOutput('image', images[0] ?? '');
     core.setOutput('imageid', result.imageId);
     core.setOutput('metadata', JSON.stringify(metadata(result)));
+    core.setOutput('attestation-digest', result.attestations?.manifest ?? '');
+    core.setOutput('signatures', (result.signatures ?? []).map((x) => x.tag).join('\n'));
     core.setOutput('isolation', result.isolation.rung);
     core.saveState(STATE.built, 'true');
 

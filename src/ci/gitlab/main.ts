@@ -40,6 +40,10 @@ export function gitlabInputs(env: Env): ReturnType<typeof readInputs> {
   return readInputs((name) => {
     if (name === 'tags') return tags;
     if (name === 'registry' || name === 'username' || name === 'password') return '';
+    // The component's one `attestation` input (Kimia's off|min|max) stands for provenance + SBOM.
+    const level = env.KILN_ATTESTATION_LEVEL ?? 'off';
+    if (name === 'provenance') return level === 'off' ? 'false' : `mode=${level}`;
+    if (name === 'sbom') return level === 'off' ? 'false' : 'true';
     const key = INPUT_ENV[name] ?? `KILN_${name.toUpperCase().replace(/-/g, '_')}`;
     return env[key] ?? '';
   });
@@ -63,6 +67,8 @@ export const TEMPLATE_VARIABLES = [
   'KILN_REPRODUCIBLE',
   'KILN_INSECURE_REGISTRIES',
   'KILN_EXTRA_ARGS',
+  'KILN_ATTESTATION_LEVEL',
+  'KILN_SIGN',
   'KILN_DOTENV',
 ] as const;
 
@@ -113,6 +119,8 @@ export function dotenv(result: BuildResult, images: string[]): string {
     KILN_IMAGE_REF: result.destinations[0] ?? '',
     KILN_IMAGE_ID: result.imageId,
     KILN_ISOLATION: result.isolation.rung,
+    KILN_ATTESTATION_DIGEST: result.attestations?.manifest ?? '',
+    KILN_SIGNATURES: (result.signatures ?? []).map((x) => x.tag).join(','),
   };
   return Object.entries(vars)
     .map(([k, v]) => `${k}=${v}`)
