@@ -846,6 +846,9 @@ function readInputs(get) {
       hint: "set tags (one image reference per line) or push: false"
     });
   return {
+    provenance: attestInput("provenance", g("provenance"), push),
+    sbom: attestInput("sbom", g("sbom"), false),
+    sign: parseBoolInput("sign", get("sign"), false),
     context: g("context") || ".",
     file: g("file"),
     tags,
@@ -868,6 +871,13 @@ function readInputs(get) {
     extraArgs: splitArgs(get("extra-args"))
   };
 }
+function attestInput(name, v, dflt) {
+  const type = `type=${name}`;
+  if (v === "") return dflt ? type : "";
+  if (/^(true|1)$/i.test(v)) return type;
+  if (/^(false|0)$/i.test(v)) return "";
+  return `${type},${v}`;
+}
 function toKilnArgs(inputs, files) {
   const args = flagArgv({
     context: inputs.context,
@@ -884,6 +894,8 @@ function toKilnArgs(inputs, files) {
     ...inputs.cache && files.cacheDir ? { cacheDir: files.cacheDir } : {},
     ...inputs.cacheRepo ? { cacheRepo: inputs.cacheRepo } : {},
     ...inputs.reproducible ? { reproducible: true } : {},
+    attest: [inputs.provenance, inputs.sbom].filter((a) => a !== ""),
+    ...inputs.sign ? { sign: true } : {},
     insecureRegistry: inputs.insecureRegistries,
     digestFile: files.digestFile,
     imageNameWithDigestFile: files.imageNameWithDigestFile,
@@ -912,6 +924,9 @@ function gitlabInputs(env) {
   return readInputs((name) => {
     if (name === "tags") return tags;
     if (name === "registry" || name === "username" || name === "password") return "";
+    const level = env.KILN_ATTESTATION_LEVEL ?? "off";
+    if (name === "provenance") return level === "off" ? "false" : `mode=${level}`;
+    if (name === "sbom") return level === "off" ? "false" : "true";
     const key = INPUT_ENV[name] ?? `KILN_${name.toUpperCase().replace(/-/g, "_")}`;
     return env[key] ?? "";
   });
@@ -933,6 +948,8 @@ var TEMPLATE_VARIABLES = [
   "KILN_REPRODUCIBLE",
   "KILN_INSECURE_REGISTRIES",
   "KILN_EXTRA_ARGS",
+  "KILN_ATTESTATION_LEVEL",
+  "KILN_SIGN",
   "KILN_DOTENV"
 ];
 function dockerConfig(env, existing) {
@@ -969,7 +986,9 @@ function dotenv(result, images) {
     KILN_IMAGE: images[0] ?? "",
     KILN_IMAGE_REF: result.destinations[0] ?? "",
     KILN_IMAGE_ID: result.imageId,
-    KILN_ISOLATION: result.isolation.rung
+    KILN_ISOLATION: result.isolation.rung,
+    KILN_ATTESTATION_DIGEST: result.attestations?.manifest ?? "",
+    KILN_SIGNATURES: (result.signatures ?? []).map((x) => x.tag).join(",")
   };
   return Object.entries(vars).map(([k, v]) => `${k}=${v}`).join("\n").concat("\n");
 }

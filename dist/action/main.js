@@ -68922,6 +68922,9 @@ function readInputs(get) {
       hint: "set tags (one image reference per line) or push: false"
     });
   return {
+    provenance: attestInput("provenance", g("provenance"), push),
+    sbom: attestInput("sbom", g("sbom"), false),
+    sign: parseBoolInput("sign", get("sign"), false),
     context: g("context") || ".",
     file: g("file"),
     tags: tags2,
@@ -68944,6 +68947,13 @@ function readInputs(get) {
     extraArgs: splitArgs(get("extra-args"))
   };
 }
+function attestInput(name, v, dflt) {
+  const type = `type=${name}`;
+  if (v === "") return dflt ? type : "";
+  if (/^(true|1)$/i.test(v)) return type;
+  if (/^(false|0)$/i.test(v)) return "";
+  return `${type},${v}`;
+}
 function toKilnArgs(inputs, files) {
   const args = flagArgv({
     context: inputs.context,
@@ -68960,6 +68970,8 @@ function toKilnArgs(inputs, files) {
     ...inputs.cache && files.cacheDir ? { cacheDir: files.cacheDir } : {},
     ...inputs.cacheRepo ? { cacheRepo: inputs.cacheRepo } : {},
     ...inputs.reproducible ? { reproducible: true } : {},
+    attest: [inputs.provenance, inputs.sbom].filter((a) => a !== ""),
+    ...inputs.sign ? { sign: true } : {},
     insecureRegistry: inputs.insecureRegistries,
     digestFile: files.digestFile,
     imageNameWithDigestFile: files.imageNameWithDigestFile,
@@ -69339,6 +69351,8 @@ async function run() {
     setOutput("image", images[0] ?? "");
     setOutput("imageid", result.imageId);
     setOutput("metadata", JSON.stringify(metadata2(result)));
+    setOutput("attestation-digest", result.attestations?.manifest ?? "");
+    setOutput("signatures", (result.signatures ?? []).map((x) => x.tag).join("\n"));
     setOutput("isolation", result.isolation.rung);
     saveState(STATE.built, "true");
     await summary.addHeading("kiln build", 2).addTable(imageTable(result, result.pushed ? images : [])).addHeading("Steps", 3).addTable(stepsTable(result)).write();
