@@ -11,28 +11,16 @@ import * as tar from 'tar-stream';
 import { extractLayer } from '../../../src/fs/extract.ts';
 import { writeLayer } from '../../../src/fs/layer-writer.ts';
 import { KilnError } from '../../../src/util/errors.ts';
-import { hostileLayers, makeCanary, newTarget, snapshotHost } from '../../helpers/hostile-layers.ts';
+import {
+  hostileLayers,
+  makeCanary,
+  makeTar,
+  newTarget,
+  snapshotHost,
+  type LayerEntry,
+} from '../../helpers/hostile-layers.ts';
 
-type Entry = Partial<tar.Header> & { name: string; content?: string | Buffer; pax?: Record<string, string> };
-
-/** A tar made with tar-stream, from a list of entries. */
-async function makeTar(entries: Entry[]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const done = (async () => {
-    for await (const c of pack) chunks.push(Buffer.from(c as Uint8Array));
-  })();
-  for (const { content, ...h } of entries) {
-    await new Promise<void>((resolve, reject) =>
-      pack.entry({ mtime: new Date(1_000_000_000), ...h }, content ?? '', (err) =>
-        err ? reject(err) : resolve(),
-      ),
-    );
-  }
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
+type Entry = LayerEntry;
 
 async function tmp(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `kiln-${prefix}-`));
