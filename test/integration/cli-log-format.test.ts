@@ -84,7 +84,7 @@ function kilnOnPty(args: string[]): Promise<{ code: number; screen: string }> {
 
 describe('--log-format', { skip: !isRoot && 'needs root (chroot rung)' }, () => {
   test('json: every stderr line of a build is one JSON object', { timeout: 120_000 }, async () => {
-    const r = await kiln(buildArgs('--log-format', 'json', '--single-snapshot'));
+    const r = await kiln(buildArgs('--log-format', 'json', '--use-new-run'));
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stderr.split('\n').filter((l) => l !== '');
     assert.ok(lines.length >= 5, r.stderr);
@@ -102,7 +102,7 @@ describe('--log-format', { skip: !isRoot && 'needs root (chroot rung)' }, () => 
         run.some((m) => m.includes(want)),
         `${want} in ${JSON.stringify(run)}`,
       );
-    assert.ok(events.some((e) => e.level === 'warn' && /^--single-snapshot /.test(String(e.msg))));
+    assert.ok(events.some((e) => e.level === 'warn' && /^--use-new-run /.test(String(e.msg))));
     // Progress for tools: one step-done event per step, numbered, with its duration.
     const done = events.filter((e) => e.event === 'step-done');
     assert.deepEqual(
