@@ -27,6 +27,9 @@ await build({
   splitting: false,
   legalComments: 'none',
   logLevel: 'warning',
+  // Worktrees link node_modules from the main checkout: keep the link's path, not the target's, so
+  // the bundle's module comments are the same wherever it is built.
+  preserveSymlinks: true,
   // Some CommonJS dependencies call require() or read __dirname/__filename (@cyclonedx's resource
   // paths): give the ESM bundle real ones.
   banner: {
