@@ -89,7 +89,7 @@ export interface SupplyChain {
 export async function prepareSupplyChain(opts: BuildOptions, logger: Logger): Promise<SupplyChain> {
   checkSupplyChainOptions(opts);
   for (const s of [opts.sign.password, opts.sign.idToken, opts.sign.tokenRequest?.token]) logger.addSecret(s);
-  const signer = await prepareSigner(opts.sign);
+  const signer = await prepareSigner(opts.sign, (s) => logger.addSecret(s));
   return signer ? { signer } : {};
 }
 

@@ -20,45 +20,105 @@ import {
 
 const AUDIENCE = 'sigstore';
 
+/** The error and its causes (sigstore wraps the HTTP failure), one line. */
+function causeText(e: unknown): string {
+  const parts: string[] = [];
+  for (let c: unknown = e; c && parts.length < 4; c = (c as { cause?: unknown }).cause)
+    parts.push(c instanceof Error ? c.message : String(c));
+  return parts.join(': ');
+}
+
 function pem(der: Buffer): string {
   const b64 = der.toString('base64').replace(/.{1,64}/g, '$&\n');
   return `-----BEGIN CERTIFICATE-----\n${b64}-----END CERTIFICATE-----\n`;
 }
 
-/** The job's OIDC token: given as is (GitLab), or requested from the Actions token service (GitHub). */
-export function identityProvider(sign: SignOptions): IdentityProvider {
+/**
+ * The job's OIDC token: given as is (GitLab), or requested once from the Actions token service
+ * (GitHub). A fetched token is handed to `onSecret` so the logger redacts it like the others.
+ */
+export function identityProvider(
+  sign: SignOptions,
+  onSecret: (s: string) => void = () => {},
+): IdentityProvider {
+  let fetched: Promise<string> | undefined;
   return {
-    getToken: async () => {
-      if (sign.idToken) return sign.idToken;
-      const req = sign.tokenRequest;
-      if (!req) throw new KilnError('usage', 'SIGN_NO_IDENTITY', 'no OIDC token for keyless signing');
-      const url = new URL(req.url);
-      url.searchParams.set('audience', AUDIENCE);
-      const res = await fetch(url, {
-        headers: { authorization: `Bearer ${req.token}`, accept: 'application/json' },
-      });
-      if (!res.ok)
-        throw new KilnError(
-          'registry',
-          'SIGN_KEYLESS_FAILED',
-          `the OIDC token request answered HTTP ${res.status}`,
-          {
-            hint: 'give the job `permissions: id-token: write`',
-          },
-        );
-      const body = (await res.json()) as { value?: unknown };
-      if (typeof body.value !== 'string')
-        throw new KilnError('registry', 'SIGN_KEYLESS_FAILED', 'the OIDC token response has no token');
-      return body.value;
+    getToken: () => {
+      if (sign.idToken) return Promise.resolve(sign.idToken);
+      fetched ??= requestToken(sign).then((t) => (onSecret(t), t));
+      return fetched;
     },
   };
 }
 
-/** Signs `payload` keylessly; returns the cosign layer annotations. */
-export async function signKeyless(payload: Buffer, sign: SignOptions): Promise<Record<string, string>> {
+async function requestToken(sign: SignOptions): Promise<string> {
+  const req = sign.tokenRequest;
+  if (!req) throw new KilnError('usage', 'SIGN_NO_IDENTITY', 'no OIDC token for keyless signing');
+  const url = new URL(req.url);
+  url.searchParams.set('audience', AUDIENCE);
+  const res = await fetch(url, {
+    headers: { authorization: `Bearer ${req.token}`, accept: 'application/json' },
+  });
+  if (!res.ok)
+    throw new KilnError(
+      'registry',
+      'SIGN_KEYLESS_FAILED',
+      `the OIDC token request answered HTTP ${res.status}`,
+      {
+        hint: 'give the job `permissions: id-token: write`',
+      },
+    );
+  const body = (await res.json()) as { value?: unknown };
+  if (typeof body.value !== 'string')
+    throw new KilnError('registry', 'SIGN_KEYLESS_FAILED', 'the OIDC token response has no token');
+  return body.value;
+}
+
+/**
+ * Asks for a token before the build so a job without the permission fails before anything is
+ * pushed; the signing later asks again (a GitHub token is short-lived, a build may be long).
+ */
+export async function checkIdentity(
+  sign: SignOptions,
+  onSecret: (s: string) => void = () => {},
+): Promise<void> {
+  if (sign.idToken) return;
+  onSecret(await requestToken(sign));
+}
+
+/** A keyless signer: each payload gets an ephemeral key, a Fulcio certificate and a Rekor entry. */
+export function keylessSigner(
+  sign: SignOptions,
+  onSecret?: (s: string) => void,
+): (payload: Buffer) => Promise<Record<string, string>> {
+  const provider = identityProvider(sign, onSecret);
+  const tokens: string[] = [];
+  const recording: IdentityProvider = {
+    getToken: async () => {
+      const t = await provider.getToken();
+      if (!tokens.includes(t)) tokens.push(t);
+      return t;
+    },
+  };
+  return (payload) => signKeyless(payload, sign, recording, tokens);
+}
+
+/** The library's messages can quote the token (e.g. "invalid identity token: <jwt>"). */
+function scrub(text: string, secrets: string[]): string {
+  let out = text;
+  for (const s of secrets) if (s.length > 2) out = out.split(s).join('***');
+  return out;
+}
+
+async function signKeyless(
+  payload: Buffer,
+  sign: SignOptions,
+  provider: IdentityProvider,
+  tokens: string[],
+): Promise<Record<string, string>> {
   const signer = new FulcioSigner({
     fulcioBaseURL: sign.fulcioUrl ?? 'https://fulcio.sigstore.dev',
-    identityProvider: identityProvider(sign),
+    identityProvider: provider,
   });
   const witness = new RekorWitness({ rekorBaseURL: sign.rekorUrl ?? 'https://rekor.sigstore.dev' });
   let bundle;
@@ -67,14 +127,14 @@ export async function signKeyless(payload: Buffer, sign: SignOptions): Promise<R
       data: payload,
     });
   } catch (e) {
-    if (e instanceof KilnError) throw e;
+    // sigstore wraps what the identity provider threw (kiln's own error, with its hint).
+    for (let c: unknown = e; c; c = (c as { cause?: unknown }).cause) if (c instanceof KilnError) throw c;
     throw new KilnError(
       'registry',
       'SIGN_KEYLESS_FAILED',
-      `keyless signing failed: ${e instanceof Error ? e.message : String(e)}`,
+      `keyless signing failed: ${scrub(causeText(e), tokens)}`,
       {
         hint: 'check that Fulcio and Rekor are reachable and that the OIDC token is for the audience "sigstore"',
-        cause: e,
       },
     );
   }

@@ -13,7 +13,7 @@ import type { Reference } from '../registry/reference.ts';
 import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
 import { loadSigningKey, type SigningKey } from './cosign-key.ts';
-import { signKeyless } from './keyless.ts';
+import { checkIdentity, keylessSigner } from './keyless.ts';
 import {
   SIGNATURE_ANNOTATION,
   signatureImage,
@@ -35,10 +35,19 @@ export interface PushedSignature {
   keyless: boolean;
 }
 
-/** The signer the options ask for; the key is read and decrypted now. */
-export async function prepareSigner(sign: SignOptions): Promise<Signer | undefined> {
+/**
+ * The signer the options ask for; the key is read and decrypted now. `onSecret` receives secrets
+ * learnt later (the OIDC token fetched from the Actions token service) for redaction.
+ */
+export async function prepareSigner(
+  sign: SignOptions,
+  onSecret?: (s: string) => void,
+): Promise<Signer | undefined> {
   if (!sign.enabled) return undefined;
-  if (!sign.key) return { keyless: true, sign: (payload) => signKeyless(payload, sign) };
+  if (!sign.key) {
+    await checkIdentity(sign, onSecret);
+    return { keyless: true, sign: keylessSigner(sign, onSecret) };
+  }
   let text: string;
   try {
     text = await readFile(sign.key, 'utf8');
