@@ -2,100 +2,19 @@
  * The GitLab CI/CD component: its `spec:inputs` header and the job interpolated with a small
  * `$[[ inputs.x ]]` interpolator (GitLab's rules: typed defaults, options, regex, whole-value
  * interpolation keeps the type), both validated with ajv against GitLab's CI schema (draft-07, a copy
- * in fixtures/). Then a real pipeline run by gitlab-ci-local (shell executor) that includes the
- * component, builds and pushes to a loopback registry, and a downstream job that reads
- * KILN_IMAGE_DIGEST from the dotenv report.
+ * in fixtures/); the job script's pieces (default tags, OCI metadata, registry logins). Whole
+ * pipelines run by gitlab-ci-local are in gitlab-pipelines.test.ts.
  */
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
-import { Ajv } from 'ajv';
-import { parseAllDocuments } from 'yaml';
-import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
-import { pushBusyboxImage } from '../helpers/images.ts';
-import { destinations, dockerConfig, gitlabInputs, TEMPLATE_VARIABLES } from '../../src/ci/gitlab/main.ts';
-
-const execFileP = promisify(execFile);
-const ROOT = resolve(import.meta.dirname, '../..');
-const TEMPLATE = join(ROOT, 'gitlab/templates/build.yml');
-
-interface InputSpec {
-  type?: 'string' | 'boolean' | 'number' | 'array';
-  default?: unknown;
-  options?: unknown[];
-  regex?: string;
-  description?: string;
-}
-
-class InterpolationError extends Error {}
-
-/** GitLab's input rules, then `$[[ inputs.x ]]` replaced in every string of the parsed job YAML. */
-function interpolate(
-  spec: Record<string, InputSpec>,
-  body: unknown,
-  given: Record<string, unknown>,
-): unknown {
-  for (const name of Object.keys(given)) {
-    if (!(name in spec)) throw new InterpolationError(`unknown input: ${name}`);
-  }
-  const values: Record<string, unknown> = {};
-  for (const [name, s] of Object.entries(spec)) {
-    const v = name in given ? given[name] : s.default;
-    if (v === undefined)
-      throw new InterpolationError(`\`${name}\` input: required value has not been provided`);
-    const type = s.type ?? 'string';
-    const actual = Array.isArray(v) ? 'array' : typeof v;
-    if (actual !== type) throw new InterpolationError(`\`${name}\` input: provided value is not a ${type}`);
-    if (s.options && !s.options.includes(v))
-      throw new InterpolationError(
-        `\`${name}\` input: \`${String(v)}\` cannot be used because it is not in the list of allowed options`,
-      );
-    if (s.regex && !new RegExp(s.regex).test(String(v)))
-      throw new InterpolationError(`\`${name}\` input: provided value does not match required RegEx pattern`);
-    values[name] = v;
-  }
-  const one = /^\$\[\[\s*inputs\.([\w-]+)\s*\]\]$/;
-  const any = /\$\[\[\s*inputs\.([\w-]+)\s*\]\]/g;
-  const lookup = (name: string): unknown => {
-    if (!(name in values)) throw new InterpolationError(`unknown interpolation key: \`${name}\``);
-    return values[name];
-  };
-  const walk = (node: unknown): unknown => {
-    if (typeof node === 'string') {
-      const m = one.exec(node);
-      if (m) return lookup(m[1]!);
-      return node.replace(any, (_, name: string) => String(lookup(name)));
-    }
-    if (Array.isArray(node)) return node.map(walk);
-    if (node && typeof node === 'object')
-      return Object.fromEntries(Object.entries(node).map(([k, v]) => [walk(k) as string, walk(v)]));
-    return node;
-  };
-  return walk(body);
-}
-
-function loadTemplate(): { header: { spec: { inputs: Record<string, InputSpec> } }; body: unknown } {
-  const docs = parseAllDocuments(readFileSync(TEMPLATE, 'utf8'));
-  assert.equal(docs.length, 2, 'a spec header, ---, then the jobs');
-  for (const d of docs) assert.deepEqual(d.errors, []);
-  return {
-    header: docs[0]!.toJS() as { spec: { inputs: Record<string, InputSpec> } },
-    body: docs[1]!.toJS() as unknown,
-  };
-}
-
-const schema = JSON.parse(
-  readFileSync(join(import.meta.dirname, 'fixtures/gitlab-ci.json'), 'utf8'),
-) as object;
-const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
-const validate = ajv.compile(schema);
-function schemaErrors(doc: unknown): string {
-  return validate(doc) ? '' : ajv.errorsText(validate.errors, { separator: '\n' });
-}
+import { join } from 'node:path';
+import { gitlabInputs, metadataArgs, TEMPLATE_VARIABLES } from '../../src/ci/gitlab/main.ts';
+import { destinations } from '../../src/ci/gitlab/tags.ts';
+import { jobLogins } from '../../src/ci/gitlab/auth.ts';
+import { ciMetadata } from '../../src/ci/gitlab/metadata.ts';
+import { interpolate, loadTemplate, schemaErrors, TEMPLATE } from './fixtures/gitlab-template.ts';
 
 describe('GitLab component template', () => {
   const { header, body } = loadTemplate();
@@ -122,11 +41,18 @@ describe('GitLab component template', () => {
     [
       'everything set',
       {
+        'job-name': 'build api',
         stage: 'package',
         image: 'registry.example.com/kiln:1',
         context: 'app',
         dockerfile: 'app/Dockerfile',
         destinations: 'r.example/a:1 r.example/a:2',
+        repository: 'r.example/a',
+        'tag-commit-sha': false,
+        'tag-commit-tag': false,
+        'tag-latest': false,
+        'tag-ref-slug': true,
+        'oci-labels': false,
         'build-args': 'A=1\nB=2',
         target: 'prod',
         labels: 'x=y',
@@ -147,7 +73,9 @@ describe('GitLab component template', () => {
     test(`interpolated job is valid GitLab CI: ${name}`, () => {
       const job = interpolate(spec, body, given) as Record<string, Record<string, unknown>>;
       assert.equal(schemaErrors(job), '');
-      const k = job['kiln-build']!;
+      const name = (given['job-name'] as string | undefined) ?? 'kiln-build';
+      assert.deepEqual(Object.keys(job), [name], 'one job, named by the job-name input');
+      const k = job[name]!;
       assert.equal((k.image as { name: string }).name, given.image ?? spec.image!.default);
       assert.deepEqual((k.artifacts as { reports: unknown }).reports, { dotenv: 'kiln.env' });
       const vars = k.variables as Record<string, unknown>;
@@ -161,6 +89,8 @@ describe('GitLab component template', () => {
     ['platform not os/arch', { platform: 'amd64' }, /RegEx/],
     ['push not a boolean', { push: 'yes' }, /not a boolean/],
     ['unknown input', { tags: 'x' }, /unknown input: tags/],
+    ['a job name that is not a job name', { 'job-name': '.hidden' }, /RegEx/],
+    ['tag-latest not a boolean', { 'tag-latest': 'no' }, /not a boolean/],
   ];
   for (const [name, given, re] of bad) {
     test(`interpolation rejects ${name}`, () => assert.throws(() => interpolate(spec, body, given), re));
@@ -175,23 +105,59 @@ describe('GitLab component template', () => {
 });
 
 describe('GitLab job script pieces', () => {
+  const CI = {
+    CI_REGISTRY_IMAGE: 'reg/g/p',
+    CI_COMMIT_SHORT_SHA: 'abc12345',
+    CI_COMMIT_REF_SLUG: 'feature-x',
+    CI_DEFAULT_BRANCH: 'main',
+  };
   const dest: [string, NodeJS.ProcessEnv, string[]][] = [
     [
-      'given',
-      { KILN_DESTINATIONS: 'a/b:1 a/b:2,a/b:3\na/b:4', CI_REGISTRY_IMAGE: 'x' },
+      'given, split on spaces, commas and newlines',
+      { ...CI, KILN_DESTINATIONS: 'a/b:1 a/b:2,a/b:3\na/b:4' },
       ['a/b:1', 'a/b:2', 'a/b:3', 'a/b:4'],
     ],
-    ['default sha', { CI_REGISTRY_IMAGE: 'reg/g/p', CI_COMMIT_SHORT_SHA: 'abc123' }, ['reg/g/p:abc123']],
+    ['feature branch: the sha only', { ...CI, CI_COMMIT_BRANCH: 'feature/x' }, ['reg/g/p:abc12345']],
     [
-      'default sha + tag',
-      { CI_REGISTRY_IMAGE: 'reg/g/p', CI_COMMIT_SHORT_SHA: 'abc123', CI_COMMIT_TAG: 'v1.0' },
-      ['reg/g/p:abc123', 'reg/g/p:v1.0'],
+      'default branch: sha and latest',
+      { ...CI, CI_COMMIT_BRANCH: 'main', CI_COMMIT_REF_SLUG: 'main' },
+      ['reg/g/p:abc12345', 'reg/g/p:latest'],
     ],
-    ['nothing', {}, []],
+    [
+      'tag pipeline: sha and the tag, no latest',
+      { ...CI, CI_COMMIT_TAG: 'v1.2.0', CI_COMMIT_REF_SLUG: 'v1-2-0' },
+      ['reg/g/p:abc12345', 'reg/g/p:v1.2.0'],
+    ],
+    [
+      'ref slug on, sha and latest off, own repository',
+      {
+        ...CI,
+        CI_COMMIT_BRANCH: 'main',
+        CI_COMMIT_REF_SLUG: 'main',
+        KILN_REPOSITORY: 'reg/g/p/api',
+        KILN_TAG_REF_SLUG: 'true',
+        KILN_TAG_COMMIT_SHA: 'false',
+        KILN_TAG_LATEST: 'false',
+      },
+      ['reg/g/p/api:main'],
+    ],
+    [
+      'tag off on a tag pipeline',
+      { ...CI, CI_COMMIT_TAG: 'v1', KILN_TAG_COMMIT_TAG: 'false' },
+      ['reg/g/p:abc12345'],
+    ],
+    ['no registry', {}, []],
   ];
   for (const [name, env, want] of dest) {
     test(`destinations: ${name}`, () => assert.deepEqual(destinations(env), want));
   }
+  test('destinations: a repository with a tag, or a bad boolean, is a usage error naming the input', () => {
+    assert.throws(() => destinations({ ...CI, KILN_REPOSITORY: 'reg/g/p:v1' }), /input repository/);
+    assert.throws(() => destinations({ ...CI, KILN_TAG_LATEST: 'yes' }), /input tag-latest/);
+    assert.deepEqual(destinations({ ...CI, KILN_REPOSITORY: '127.0.0.1:5000/g/p' }), [
+      '127.0.0.1:5000/g/p:abc12345',
+    ]);
+  });
 
   test('template variables parse through the typed inputs', () => {
     const i = gitlabInputs({
@@ -215,132 +181,97 @@ describe('GitLab job script pieces', () => {
     );
   });
 
-  test('docker config gets the job registry and dependency proxy logins, existing entries win', () => {
+  const PROJECT = {
+    CI_PROJECT_NAME: 'shop',
+    CI_PROJECT_DESCRIPTION: 'The shop\nsecond line',
+    CI_PROJECT_URL: 'https://gitlab.example.com/g/shop',
+    CI_COMMIT_SHA: 'f'.repeat(40),
+    CI_COMMIT_REF_SLUG: 'main',
+    CI_COMMIT_TIMESTAMP: '2026-01-02T03:04:05+00:00',
+  };
+  test('OCI metadata from CI variables: metadata-action keys, commit time when reproducible', () => {
+    const now = new Date('2026-02-03T04:05:06.000Z');
+    const oci = 'org.opencontainers.image';
+    assert.deepEqual(ciMetadata(PROJECT, { reproducible: false, now }), [
+      `${oci}.title=shop`,
+      `${oci}.description=The shop`,
+      `${oci}.url=https://gitlab.example.com/g/shop`,
+      `${oci}.source=https://gitlab.example.com/g/shop`,
+      `${oci}.version=main`,
+      `${oci}.created=2026-02-03T04:05:06.000Z`,
+      `${oci}.revision=${'f'.repeat(40)}`,
+    ]);
+    const tagged = ciMetadata({ ...PROJECT, CI_COMMIT_TAG: 'v2.0.0' }, { reproducible: true });
+    assert.ok(tagged.includes(`${oci}.version=v2.0.0`));
+    assert.ok(tagged.includes(`${oci}.created=2026-01-02T03:04:05+00:00`));
+    assert.deepEqual(ciMetadata({}, { reproducible: true }), []);
+  });
+
+  test('OCI metadata argv: labels and annotations before the user labels, off with oci-labels false', () => {
+    const args = metadataArgs(PROJECT, false);
+    assert.ok(args.includes('--label') && args.includes('--annotation'));
+    assert.equal(args.filter((a) => a === '--label').length, args.filter((a) => a === '--annotation').length);
+    assert.deepEqual(metadataArgs({ ...PROJECT, KILN_OCI_LABELS: 'false' }, false), []);
+    assert.throws(() => metadataArgs({ ...PROJECT, KILN_OCI_LABELS: 'nope' }, false), /input oci-labels/);
+  });
+
+  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+  const TOKENS = {
+    CI_REGISTRY: 'registry.example.com',
+    CI_REGISTRY_USER: 'gitlab-ci-token',
+    CI_REGISTRY_PASSWORD: 'job-token',
+    CI_DEPENDENCY_PROXY_SERVER: 'gitlab.example.com:443',
+    CI_DEPENDENCY_PROXY_USER: 'gitlab-ci-token',
+    CI_DEPENDENCY_PROXY_PASSWORD: 'proxy-token',
+  };
+  test('logins: DOCKER_AUTH_CONFIG, then the runner config, then the job tokens; earlier wins', () => {
     const env = {
-      CI_REGISTRY: 'registry.example.com',
-      CI_REGISTRY_USER: 'gitlab-ci-token',
-      CI_REGISTRY_PASSWORD: 'job-token',
-      CI_DEPENDENCY_PROXY_SERVER: 'gitlab.example.com:443',
-      CI_DEPENDENCY_PROXY_USER: 'gitlab-ci-token',
-      CI_DEPENDENCY_PROXY_PASSWORD: 'proxy-token',
+      ...TOKENS,
+      DOCKER_AUTH_CONFIG: JSON.stringify({
+        auths: { 'quay.io': { auth: b64('q:1') }, 'registry.example.com': { auth: b64('mine:2') } },
+        credHelpers: { '123.dkr.ecr.eu-west-1.amazonaws.com': 'ecr-login' },
+      }),
     };
-    const c = dockerConfig(env, {
-      auths: { 'gitlab.example.com:443': { auth: 'bWluZTp4' } },
-      credsStore: 'x',
+    const got = jobLogins(env, {
+      auths: { 'ghcr.io': { auth: b64('g:3') }, 'quay.io': { auth: b64('x:x') } },
+      credsStore: 'pass',
     });
-    assert.deepEqual(c, {
-      credsStore: 'x',
+    assert.deepEqual(got?.config, {
+      credsStore: 'pass',
       auths: {
-        'gitlab.example.com:443': { auth: 'bWluZTp4' },
-        'registry.example.com': { auth: Buffer.from('gitlab-ci-token:job-token').toString('base64') },
+        'quay.io': { auth: b64('q:1') },
+        'registry.example.com': { auth: b64('mine:2') },
+        'ghcr.io': { auth: b64('g:3') },
+        'gitlab.example.com:443': { auth: b64('gitlab-ci-token:proxy-token') },
+        'gitlab.example.com': { auth: b64('gitlab-ci-token:proxy-token') },
       },
+      credHelpers: { '123.dkr.ecr.eu-west-1.amazonaws.com': 'ecr-login' },
     });
-    assert.equal(dockerConfig({}, {}), null);
+    assert.deepEqual(got?.hosts, {
+      'quay.io': 'DOCKER_AUTH_CONFIG',
+      'registry.example.com': 'DOCKER_AUTH_CONFIG',
+      '123.dkr.ecr.eu-west-1.amazonaws.com': 'DOCKER_AUTH_CONFIG (credential helper ecr-login)',
+      'ghcr.io': 'Docker config',
+      'gitlab.example.com:443': 'CI_DEPENDENCY_PROXY_USER',
+      'gitlab.example.com': 'CI_DEPENDENCY_PROXY_USER',
+    });
+    assert.ok(!JSON.stringify(got?.hosts).includes('token'), 'no secret in what is logged');
+    assert.equal(jobLogins({}, {}), null);
+  });
+
+  test('logins: DOCKER_AUTH_CONFIG as a File-type variable; bad JSON does not echo it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-gl-auth-'));
+    const file = join(dir, 'DOCKER_AUTH_CONFIG');
+    writeFileSync(file, JSON.stringify({ auths: { 'quay.io': { auth: b64('q:1') } } }));
+    const got = jobLogins({ ...TOKENS, DOCKER_AUTH_CONFIG: file }, {});
+    assert.equal(got?.hosts['quay.io'], 'DOCKER_AUTH_CONFIG');
+    assert.equal(got?.hosts['registry.example.com'], 'CI_REGISTRY_USER');
+    const secret = '{"auths": {"x": {"auth": "c2VjcmV0"}},';
+    assert.throws(
+      () => jobLogins({ DOCKER_AUTH_CONFIG: secret }, {}),
+      (e: Error) =>
+        /DOCKER_AUTH_CONFIG is not a JSON Docker config/.test(e.message) && !e.message.includes('c2VjcmV0'),
+    );
+    rmSync(dir, { recursive: true, force: true });
   });
 });
-
-// gitlab-ci-local copies the project into its build dir with rsync (Debian package rsync).
-const HAS_RSYNC = spawnSync('rsync', ['--version'], { stdio: 'ignore' }).status === 0;
-
-describe(
-  'pipeline with the component, run by gitlab-ci-local (shell executor)',
-  {
-    timeout: 600_000,
-    skip: HAS_RSYNC ? false : 'rsync is not installed (gitlab-ci-local needs it: apt-get install rsync)',
-  },
-  () => {
-    let reg: TestRegistry;
-    let work: string;
-    let dist: string;
-    const PASSWORD = 'gitlab-registry-secret';
-
-    before(async () => {
-      work = mkdtempSync(join(tmpdir(), 'kiln-gitlab-test-'));
-      dist = join(work, 'dist');
-      await execFileP(process.execPath, [join(ROOT, 'scripts/bundle.mjs'), dist], { cwd: ROOT });
-      reg = await startRegistry({ auth: 'htpasswd', users: { ci: PASSWORD } });
-      await pushBusyboxImage(reg, 'base/busybox', 'latest');
-    });
-    after(async () => {
-      await reg?.stop();
-      rmSync(work, { recursive: true, force: true });
-    });
-
-    test('kiln-build pushes; a downstream job reads KILN_IMAGE_DIGEST from the dotenv report', async () => {
-      const project = join(work, 'project');
-      mkdirSync(join(project, 'templates'), { recursive: true });
-      cpSync(TEMPLATE, join(project, 'templates/build.yml'));
-      writeFileSync(
-        join(project, 'Dockerfile'),
-        `FROM ${reg.host}/base/busybox:latest\nARG GREETING\nRUN echo "$GREETING" > /greeting\nCOPY hello.txt /hello.txt\n`,
-      );
-      writeFileSync(join(project, 'hello.txt'), 'hello from gitlab\n');
-      const git = (...args: string[]): Promise<{ stdout: string }> =>
-        execFileP('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd: project });
-      await git('init', '-q', '-b', 'main');
-      await git('remote', 'add', 'origin', 'git@gitlab.example.com:kiln/kiln.git');
-      await git('add', '.');
-      await git('commit', '-q', '-m', 'component');
-      const sha = (await git('rev-parse', 'HEAD')).stdout.trim();
-      // A component of this very project at this commit: gitlab-ci-local reads templates/ locally.
-      writeFileSync(
-        join(project, '.gitlab-ci.yml'),
-        [
-          'include:',
-          `  - component: gitlab.example.com/kiln/kiln/build@${sha}`,
-          '    inputs:',
-          '      image: kiln-runner:test',
-          `      insecure-registries: ${reg.host}`,
-          '      build-args: GREETING=from gitlab',
-          '      isolation: auto',
-          'stages: [build, verify]',
-          'verify:',
-          '  stage: verify',
-          '  needs: [kiln-build]',
-          '  script:',
-          '    - echo "got digest $KILN_IMAGE_DIGEST for $KILN_IMAGE_REF"',
-          '    - echo "$KILN_IMAGE_DIGEST" > digest-from-dotenv.txt',
-          '    - test -n "$KILN_IMAGE_DIGEST"',
-          '  artifacts:',
-          '    paths: [digest-from-dotenv.txt]',
-          '',
-        ].join('\n'),
-      );
-      const args = [
-        '--force-shell-executor',
-        '--ignore-predefined-vars',
-        'CI_REGISTRY,CI_REGISTRY_IMAGE',
-        '--artifacts-to-source',
-        '--variable',
-        `KILN_HOME=${dist}`,
-        '--variable',
-        `CI_REGISTRY=${reg.host}`,
-        '--variable',
-        `CI_REGISTRY_IMAGE=${reg.host}/kiln/app`,
-        '--variable',
-        'CI_REGISTRY_USER=ci',
-        '--variable',
-        `CI_REGISTRY_PASSWORD=${PASSWORD}`,
-      ];
-      const child = spawn(join(ROOT, 'node_modules/.bin/gitlab-ci-local'), args, {
-        cwd: project,
-        env: { ...process.env, FORCE_COLOR: '0', HOME: join(work, 'home') },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-      const code = await new Promise<number>((r) => child.on('close', (c) => r(c ?? 1)));
-      assert.equal(code, 0, out);
-
-      const { stdout } = await execFileP('skopeo', [
-      'inspect', '--tls-verify=false', '--creds', `ci:${PASSWORD}`, `docker://${reg.host}/kiln/app:${sha.slice(0, 8)}`,
-    ]); // prettier-ignore
-      const digest = (JSON.parse(stdout) as { Digest: string }).Digest;
-      assert.match(digest, /^sha256:[a-f0-9]{64}$/);
-      assert.ok(out.includes(`got digest ${digest} for ${reg.host}/kiln/app:${sha.slice(0, 8)}`), out);
-      assert.equal(readFileSync(join(project, 'digest-from-dotenv.txt'), 'utf8').trim(), digest);
-      assert.ok(!out.includes(PASSWORD), 'the registry password is not printed');
-    });
-  },
-);

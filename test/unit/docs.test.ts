@@ -211,7 +211,7 @@ describe('README workflow snippets', () => {
   });
 
   test('the GitLab quick start uses only inputs the component declares, and KILN_IMAGE_DIGEST', () => {
-    const spec = parseAllDocuments(read('gitlab/templates/build.yml'))[0]!.toJS() as Obj;
+    const spec = parseAllDocuments(read('templates/build.yml'))[0]!.toJS() as Obj;
     const inputs = Object.keys(obj(obj(spec.spec, 'spec').inputs, 'inputs'));
     const ci = blocks.map((b) => parse(b) as unknown).find((d) => JSON.stringify(d).includes('component'));
     assert.ok(ci, 'a .gitlab-ci.yml with include: component');

@@ -1,33 +1,24 @@
 /**
  * The GitLab CI/CD component's job script (bundled as dist/gitlab.js): KILN_* variables set by
- * gitlab/templates/build.yml → `kiln build` (the bundled CLI beside this file, as a child process) →
+ * templates/build.yml → `kiln build` (the bundled CLI beside this file, as a child process) →
  * a dotenv report (KILN_IMAGE_DIGEST, KILN_IMAGE, KILN_IMAGE_REF, ...) for later jobs.
- * Registry credentials come from CI_REGISTRY_* and CI_DEPENDENCY_PROXY_* (written to a private Docker
- * config, never to argv) and DOCKER_AUTH_CONFIG (read by kiln itself).
+ * Registry logins (auth.ts) go to a private Docker config, never to argv; default tags (tags.ts) and
+ * OCI labels from CI variables (metadata.ts) are added here.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BuildResult } from '../../result.ts';
 import { KilnError, isKilnError, EXIT_CODES } from '../../util/errors.ts';
-import { parseList, readInputs, toKilnArgs } from '../github/inputs.ts';
+import { flagArgv } from '../../cli/argv.ts';
+import { readInputs, toKilnArgs, parseBoolInput } from '../github/inputs.ts';
+import { jobLogins, readConfigDir } from './auth.ts';
+import { ciMetadata } from './metadata.ts';
+import { destinations } from './tags.ts';
 
 type Env = NodeJS.ProcessEnv;
-
-/** Destinations: KILN_DESTINATIONS, else $CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA (+ :$CI_COMMIT_TAG). */
-export function destinations(env: Env): string[] {
-  const given = parseList((env.KILN_DESTINATIONS ?? '').replace(/[ \t]+/g, '\n'));
-  if (given.length) return given;
-  const image = env.CI_REGISTRY_IMAGE;
-  if (!image) return [];
-  const out: string[] = [];
-  if (env.CI_COMMIT_SHORT_SHA) out.push(`${image}:${env.CI_COMMIT_SHORT_SHA}`);
-  if (env.CI_COMMIT_TAG) out.push(`${image}:${env.CI_COMMIT_TAG}`);
-  return out;
-}
 
 const INPUT_ENV: Record<string, string> = {
   file: 'KILN_DOCKERFILE',
@@ -70,45 +61,22 @@ export const TEMPLATE_VARIABLES = [
   'KILN_ATTESTATION_LEVEL',
   'KILN_SIGN',
   'KILN_DOTENV',
+  'KILN_REPOSITORY',
+  'KILN_TAG_COMMIT_SHA',
+  'KILN_TAG_COMMIT_TAG',
+  'KILN_TAG_LATEST',
+  'KILN_TAG_REF_SLUG',
+  'KILN_OCI_LABELS',
 ] as const;
 
-interface AuthEntry {
-  auth?: string;
-  [k: string]: unknown;
-}
-
 /**
- * A Docker config with the job's own registry and dependency proxy logins added (existing entries
- * win), or null when there is nothing to add.
+ * --label/--annotation argv for the OCI metadata (input oci-labels). Written before the user's own
+ * labels and extra-args so theirs win: kiln keeps the last value of a repeated key.
  */
-export function dockerConfig(env: Env, existing: Record<string, unknown>): Record<string, unknown> | null {
-  const add: [string | undefined, string | undefined, string | undefined][] = [
-    [env.CI_REGISTRY, env.CI_REGISTRY_USER, env.CI_REGISTRY_PASSWORD],
-    [env.CI_DEPENDENCY_PROXY_SERVER, env.CI_DEPENDENCY_PROXY_USER, env.CI_DEPENDENCY_PROXY_PASSWORD],
-  ];
-  const auths: Record<string, AuthEntry> = {
-    ...((existing.auths as Record<string, AuthEntry> | undefined) ?? {}),
-  };
-  let changed = false;
-  for (const [host, user, password] of add) {
-    if (!host || !user || !password || auths[host]) continue;
-    auths[host] = { auth: Buffer.from(`${user}:${password}`).toString('base64') };
-    changed = true;
-  }
-  return changed ? { ...existing, auths } : null;
-}
-
-function readExistingConfig(dir: string): Record<string, unknown> {
-  const file = join(dir, 'config.json');
-  if (!existsSync(file)) return {};
-  try {
-    const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
-    return parsed && typeof parsed === 'object' ? (parsed as Record<string, unknown>) : {};
-  } catch {
-    throw new KilnError('registry', 'BAD_DOCKER_CONFIG', `Docker config ${file} is not valid JSON`, {
-      hint: 'fix the file or unset DOCKER_CONFIG',
-    });
-  }
+export function metadataArgs(env: Env, reproducible: boolean): string[] {
+  if (!parseBoolInput('oci-labels', env.KILN_OCI_LABELS ?? '', true)) return [];
+  const items = ciMetadata(env, { reproducible });
+  return flagArgv({ label: items, annotation: items });
 }
 
 /** dotenv lines for the report; values are single-line by construction. */
@@ -164,15 +132,18 @@ export async function main(env: Env = process.env): Promise<number> {
     const childEnv: Env = { ...env };
     // Already turned into argv; kiln would otherwise read some of them again as KILN_<FLAG> variables.
     for (const name of TEMPLATE_VARIABLES) delete childEnv[name];
-    const configDir = env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker');
-    const config = dockerConfig(env, readExistingConfig(configDir));
-    if (config) {
+    const logins = jobLogins(env, readConfigDir(env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker')));
+    if (logins) {
       const dir = join(work, 'docker');
       await mkdir(dir, { mode: 0o700 });
-      await writeFile(join(dir, 'config.json'), JSON.stringify(config), { mode: 0o600 });
+      await writeFile(join(dir, 'config.json'), JSON.stringify(logins.config), { mode: 0o600 });
       childEnv.DOCKER_CONFIG = dir;
+      // Merged into the file above; kiln would otherwise read it first and skip the job tokens' order.
+      delete childEnv.DOCKER_AUTH_CONFIG;
+      const list = Object.entries(logins.hosts).map(([h, o]) => `${h} (${o})`);
+      if (list.length) process.stdout.write(`kiln: registry logins: ${list.join(', ')}\n`);
     }
-    const args = toKilnArgs(inputs, files);
+    const args = [...metadataArgs(env, inputs.reproducible), ...toKilnArgs(inputs, files)];
     process.stdout.write(`$ kiln build ${args.join(' ')}\n`);
     const code = await runKiln(cliPath(env), args, childEnv);
     if (code !== 0) return code;
