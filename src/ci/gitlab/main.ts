@@ -20,9 +20,28 @@ import { destinations } from './tags.ts';
 
 type Env = NodeJS.ProcessEnv;
 
+/**
+ * The action inputs the template has a variable for. Any other input the shared parser asks about
+ * gets '' (its default): the component does not offer it, and an unrelated KILN_* variable of the
+ * pipeline must not turn it on.
+ */
 const INPUT_ENV: Record<string, string> = {
+  context: 'KILN_CONTEXT',
   file: 'KILN_DOCKERFILE',
+  'build-args': 'KILN_BUILD_ARGS',
+  target: 'KILN_TARGET',
+  labels: 'KILN_LABELS',
+  secrets: 'KILN_SECRETS',
+  push: 'KILN_PUSH',
   platforms: 'KILN_PLATFORM',
+  isolation: 'KILN_ISOLATION',
+  cache: 'KILN_CACHE',
+  'cache-dir': 'KILN_CACHE_DIR',
+  'cache-repo': 'KILN_CACHE_REPO',
+  reproducible: 'KILN_REPRODUCIBLE',
+  sign: 'KILN_SIGN',
+  'insecure-registries': 'KILN_INSECURE_REGISTRIES',
+  'extra-args': 'KILN_EXTRA_ARGS',
 };
 
 /** The template's variables, read through the action's typed input parser. */
@@ -30,13 +49,12 @@ export function gitlabInputs(env: Env): ReturnType<typeof readInputs> {
   const tags = destinations(env).join('\n');
   return readInputs((name) => {
     if (name === 'tags') return tags;
-    if (name === 'registry' || name === 'username' || name === 'password') return '';
     // The component's one `attestation` input (Kimia's off|min|max) stands for provenance + SBOM.
     const level = env.KILN_ATTESTATION_LEVEL ?? 'off';
     if (name === 'provenance') return level === 'off' ? 'false' : `mode=${level}`;
     if (name === 'sbom') return level === 'off' ? 'false' : 'true';
-    const key = INPUT_ENV[name] ?? `KILN_${name.toUpperCase().replace(/-/g, '_')}`;
-    return env[key] ?? '';
+    const key = INPUT_ENV[name];
+    return key ? (env[key] ?? '') : '';
   });
 }
 
