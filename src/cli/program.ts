@@ -26,6 +26,7 @@ import { formatProbe, probeIsolation } from '../isolation/probe.ts';
 import { defaultWorkDir } from '../fs/work-dir.ts';
 import type { IsolationWant } from '../isolation/probe.ts';
 import { isReexecuted, reexecInUserNamespace, selfArgv } from '../isolation/userns.ts';
+import { passwordFileForChild } from './credential-file.ts';
 
 type Out = (s: string) => void;
 
@@ -69,10 +70,14 @@ function addBuildCommand(program: Command, out: Out): void {
       // Like `buildah unshare`: the whole build runs as root of a user namespace.
       logger.debug(`not root (uid ${euid}): re-executing kiln in a user namespace`);
       // Without a subuid range only the user's own id is mapped; runBuild warns about it.
-      // The password was taken out of process.env when read (envCredentials): hand it back to the child only.
+      // The password was taken out of process.env when read (envCredentials): hand it to the child
+      // in a file of its own, never in its environment (readable in /proc/<pid>/environ).
       const password = opts.registry.credentials[0]?.password;
-      const env = password ? { ...process.env, KILN_REGISTRY_PASSWORD: password } : process.env;
-      const code = await reexecInUserNamespace(selfArgv(), env, { allowSingleIdMap: true });
+      const cred = password ? passwordFileForChild(password) : undefined;
+      const env = cred ? { ...process.env, ...cred.env } : process.env;
+      const code = await reexecInUserNamespace(selfArgv(), env, { allowSingleIdMap: true }).finally(() =>
+        cred?.remove(),
+      );
       exitCodes.set(program, code);
       return;
     }

@@ -17,6 +17,7 @@ import {
 } from './flag-table.ts';
 import { keyValues, parseBool, parseDurationHours, parseSecretFlag } from './flag-values.ts';
 import { placeAnnotations } from '../image/annotations.ts';
+import { takePasswordFile } from './credential-file.ts';
 import { hostPlatform, parsePlatform } from '../image/platform.ts';
 import { attestOptions, signOptions } from './attest-flags.ts';
 
@@ -120,11 +121,12 @@ export function compatNotes(
 /**
  * Explicit registry credentials from KILN_REGISTRY_USERNAME / KILN_REGISTRY_PASSWORD for the host in
  * KILN_REGISTRY (default docker.io). CI adapters use these instead of a flag so the password is never
- * in argv (and so never in the process list).
+ * in argv (and so never in the process list); KILN_REGISTRY_PASSWORD_FILE keeps it out of kiln's
+ * environment too (credential-file.ts).
  */
 export function envCredentials(env: NodeJS.ProcessEnv): RegistryCredential[] {
   const username = env.KILN_REGISTRY_USERNAME ?? '';
-  const password = env.KILN_REGISTRY_PASSWORD ?? '';
+  const password = takePasswordFile(env) ?? env.KILN_REGISTRY_PASSWORD ?? '';
   if (username === '' && password === '') return [];
   if (username === '' || password === '')
     throw new KilnError(

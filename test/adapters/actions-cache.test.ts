@@ -422,6 +422,25 @@ describe('kiln action main + post with the real @actions/cache client', { timeou
     assert.ok(readdirSync(work).length > 0);
   });
 
+  test('no cache service (GHES without one, act): one warning, no request, no retries', async () => {
+    const app = join(work, 'app-noservice');
+    fillDir(app, { Dockerfile: `FROM ${reg.host}/base/busybox:latest\nRUN echo alone > /a.txt\n` });
+    const before = srv.requests.length;
+    const t0 = Date.now();
+    const r = await job('301', app, { ACTIONS_RESULTS_URL: '', ACTIONS_CACHE_URL: '' });
+    const ms = Date.now() - t0;
+    assert.equal(r.main.code, 0, r.main.out);
+    const warnings = r.main.out.match(/^::warning.*$/gm) ?? [];
+    assert.equal(warnings.length, 1, r.main.out);
+    assert.match(warnings[0]!, /no GitHub Actions cache service here/);
+    assert.doesNotMatch(r.main.out + r.post.out, /retry|Failed to restore|Failed to save/i);
+    assert.match(r.outputs.digest ?? '', /^sha256:[a-f0-9]{64}$/);
+    assert.equal(r.post.code, 0, r.post.out);
+    assert.doesNotMatch(r.post.out, /^::(warning|error)/m, r.post.out);
+    assert.equal(srv.requests.length, before, 'no request reached a cache service');
+    console.log(`# no-cache-service job (main + post): ${ms} ms`);
+  });
+
   test('a cache service that refuses the token costs the cache, never the job', async () => {
     const app = join(work, 'app-denied');
     fillDir(app, {

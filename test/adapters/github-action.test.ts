@@ -13,138 +13,27 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { pushBusyboxImage } from '../helpers/images.ts';
-import { parseList, readInputs, splitArgs, splitCsvLine, toKilnArgs } from '../../src/ci/github/inputs.ts';
-import { lastKilnError } from '../../src/ci/github/main.ts';
 import { cacheKeys, listingHash } from '../../src/ci/github/cache-dir.ts';
-import { envCredentials } from '../../src/cli/build-flags.ts';
-import { KilnError } from '../../src/util/errors.ts';
 
 const execFileP = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
 const PASSWORD = 'kiln-secret';
 
-describe('action inputs', () => {
-  const cases: [string, string, boolean, string[]][] = [
-    ['newlines', 'a\nb\n\nc', false, ['a', 'b', 'c']],
-    ['commas', 'a, b,c', false, ['a', 'b', 'c']],
-    ['mixed + comments', '# tags\na,b\n  # x\nc', false, ['a', 'b', 'c']],
-    ['quoted csv', '"a,b",c', false, ['a,b', 'c']],
-    ['quoted quote', '"say ""hi""",x', false, ['say "hi"', 'x']],
-    ['ignoreComma keeps commas', 'id=a,src=/f\nid=b,env=B', true, ['id=a,src=/f', 'id=b,env=B']],
-    ['CRLF', 'A=1\r\nB=2\r\n', true, ['A=1', 'B=2']],
-  ];
-  for (const [name, text, ignoreComma, want] of cases) {
-    test(`parseList: ${name}`, () => assert.deepEqual(parseList(text, ignoreComma), want));
+test('cache keys and listing hash', async () => {
+  const k = cacheKeys('', 'linux-x64', 'abc', '42', '1');
+  assert.equal(k.primary, 'kiln-linux-x64-abc-42-1');
+  assert.deepEqual(k.restore, ['kiln-linux-x64-abc-', 'kiln-linux-x64-']);
+  const d = mkdtempSync(join(tmpdir(), 'kiln-lh-'));
+  try {
+    assert.equal(await listingHash(join(d, 'missing')), '');
+    writeFileSync(join(d, 'a'), 'x');
+    const h1 = await listingHash(d);
+    assert.equal(await listingHash(d), h1);
+    writeFileSync(join(d, 'b'), 'y');
+    assert.notEqual(await listingHash(d), h1);
+  } finally {
+    rmSync(d, { recursive: true, force: true });
   }
-
-  test('splitCsvLine keeps empty fields', () => assert.deepEqual(splitCsvLine('a,,b'), ['a', '', 'b']));
-
-  const argCases: [string, string[]][] = [
-    ['--a b', ['--a', 'b']],
-    [`--label "x=a b" --y='c d'`, ['--label', 'x=a b', '--y=c d']],
-    ['  --e ""  ', ['--e', '']],
-    ['a\\ b', ['a b']],
-  ];
-  for (const [text, want] of argCases) {
-    test(`splitArgs ${JSON.stringify(text)}`, () => assert.deepEqual(splitArgs(text), want));
-  }
-
-  const get =
-    (m: Record<string, string>) =>
-    (n: string): string =>
-      m[n] ?? '';
-
-  const bad: [string, Record<string, string>, RegExp][] = [
-    ['malformed build-arg', { tags: 'x/y:1', 'build-args': 'A=1\nNOVALUE' }, /build-args: item 2 "NOVALUE"/],
-    ['two platforms', { tags: 'x/y:1', platforms: 'linux/amd64,linux/arm64' }, /kiln builds one platform/],
-    ['bad platform', { tags: 'x/y:1', platforms: 'amd64' }, /not os\/arch/],
-    ['push without tags', {}, /tags is empty but push is true/],
-    ['bad bool', { tags: 'x/y:1', push: 'yes' }, /input push is "yes"/],
-    ['bad isolation', { tags: 'x/y:1', isolation: 'docker' }, /isolation "docker"/],
-    ['bad secret', { tags: 'x/y:1', secrets: 'src=/x' }, /input secrets/],
-    ['bad extra-args', { tags: 'x/y:1', 'extra-args': '--a "b' }, /unterminated/],
-  ];
-  for (const [name, inputs, re] of bad) {
-    test(`readInputs rejects ${name}`, () => {
-      assert.throws(
-        () => readInputs(get(inputs)),
-        (e: unknown) => e instanceof KilnError && e.category === 'usage' && re.test(e.message),
-      );
-    });
-  }
-
-  test('readInputs → kiln argv', () => {
-    const inputs = readInputs(
-      get({
-        context: 'app',
-        file: 'app/Dockerfile.prod',
-        tags: 'r.example/a:1\nr.example/a:latest',
-        'build-args': 'A=1,2\n# comment\nB=x=y',
-        labels: 'org.opencontainers.image.title=a',
-        secrets: 'id=npm,src=/tmp/npmrc',
-        platforms: 'linux/arm64',
-        isolation: 'chroot',
-        cache: 'true',
-        'cache-repo': 'r.example/a/cache',
-        reproducible: 'true',
-        'insecure-registries': '127.0.0.1:5000',
-        'extra-args': '--verbosity debug',
-        password: 'not-in-argv',
-        username: 'u',
-      }),
-    );
-    const args = toKilnArgs(inputs, {
-      digestFile: 'D',
-      imageNameWithDigestFile: 'N',
-      resultFile: 'R',
-      cacheDir: 'C',
-    });
-    assert.deepEqual(args, [
-      '--context', 'app', '--dockerfile', 'app/Dockerfile.prod',
-      '--destination', 'r.example/a:1', '--destination', 'r.example/a:latest',
-      '--build-arg', 'A=1,2', '--build-arg', 'B=x=y', '--label', 'org.opencontainers.image.title=a',
-      '--secret', 'id=npm,src=/tmp/npmrc', '--platform', 'linux/arm64', '--isolation', 'chroot',
-      '--cache=true', '--cache-dir', 'C', '--cache-repo', 'r.example/a/cache', '--reproducible=true', '--attest', 'type=provenance',
-      '--insecure-registry', '127.0.0.1:5000', '--digest-file', 'D', '--image-name-with-digest-file', 'N',
-      '--result-file', 'R', '--verbosity', 'debug',
-    ]); // prettier-ignore
-    assert.ok(!args.join(' ').includes('not-in-argv'));
-  });
-
-  test('KILN_REGISTRY_* env → explicit credentials', () => {
-    assert.deepEqual(envCredentials({}), []);
-    assert.deepEqual(envCredentials({ KILN_REGISTRY_USERNAME: 'u', KILN_REGISTRY_PASSWORD: 'p' }), [
-      { registry: 'docker.io', username: 'u', password: 'p' },
-    ]);
-    assert.deepEqual(
-      envCredentials({ KILN_REGISTRY: 'ghcr.io', KILN_REGISTRY_USERNAME: 'u', KILN_REGISTRY_PASSWORD: 'p' }),
-      [{ registry: 'ghcr.io', username: 'u', password: 'p' }],
-    );
-    assert.throws(() => envCredentials({ KILN_REGISTRY_USERNAME: 'u' }), /KILN_REGISTRY_PASSWORD is empty/);
-  });
-
-  test('lastKilnError takes the last error block with its hint', () => {
-    const stderr = 'info: x\nerror: Dockerfile:3: unknown instruction FRM\n  hint: did you mean FROM?\n';
-    assert.equal(lastKilnError(stderr), 'Dockerfile:3: unknown instruction FRM\nhint: did you mean FROM?');
-    assert.equal(lastKilnError('boom\n'), 'boom');
-  });
-
-  test('cache keys and listing hash', async () => {
-    const k = cacheKeys('', 'linux-x64', 'abc', '42', '1');
-    assert.equal(k.primary, 'kiln-linux-x64-abc-42-1');
-    assert.deepEqual(k.restore, ['kiln-linux-x64-abc-', 'kiln-linux-x64-']);
-    const d = mkdtempSync(join(tmpdir(), 'kiln-lh-'));
-    try {
-      assert.equal(await listingHash(join(d, 'missing')), '');
-      writeFileSync(join(d, 'a'), 'x');
-      const h1 = await listingHash(d);
-      assert.equal(await listingHash(d), h1);
-      writeFileSync(join(d, 'b'), 'y');
-      assert.notEqual(await listingHash(d), h1);
-    } finally {
-      rmSync(d, { recursive: true, force: true });
-    }
-  });
 });
 
 test('action.yml passes @action-validator/cli', async () => {
@@ -173,6 +62,8 @@ interface ActionRun {
   out: string;
   outputs: Record<string, string>;
   errors: string[];
+  /** The `file=...,line=...` part of each ::error that has one. */
+  errorParams: string[];
   summary: string;
 }
 
@@ -245,13 +136,14 @@ describe('GitHub Action via @github/local-action', { timeout: 600_000 }, () => {
     const outputs: Record<string, string> = {};
     for (const m of out.matchAll(/^::set-output name=([\w-]+)::(.*)$/gm)) outputs[m[1]!] = m[2]!;
     const errors = [...out.matchAll(/^::error(?: [^:]*)?::(.*)$/gm)].map((m) => m[1]!);
+    const errorParams = [...out.matchAll(/^::error ([^:]*)::/gm)].map((m) => m[1]!);
     let summaryText = '';
     try {
       summaryText = readFileSync(summary, 'utf8');
     } catch {
       summaryText = '';
     }
-    return { code, out, outputs, errors, summary: summaryText };
+    return { code, out, outputs, errors, errorParams, summary: summaryText };
   }
 
   const dockerfile = (host: string): string =>
@@ -269,6 +161,7 @@ describe('GitHub Action via @github/local-action', { timeout: 600_000 }, () => {
     const r = await runAction('ok', {
       context: dir,
       'cache-dir': join(work, 'kiln-cache'),
+      push: 'true',
       tags: `${ref}:1, ${ref}:latest`,
       'build-args': 'GREETING=hi there',
       labels: 'org.opencontainers.image.title=kiln-action-test',
@@ -315,6 +208,17 @@ describe('GitHub Action via @github/local-action', { timeout: 600_000 }, () => {
     assert.ok(result.steps.some((s) => s.instruction.startsWith('RUN')));
 
     assert.match(r.summary, /<table>/);
+    // The summary lists the two tags, each once, and not repo@digest.
+    assert.ok(
+      r.summary.includes(`<code>${ref}:1</code>`) && r.summary.includes(`<code>${ref}:latest</code>`),
+      r.summary,
+    );
+    assert.ok(!r.summary.includes(`${ref}@sha256`), r.summary);
+    const desc = meta['containerimage.descriptor'] as { digest: string; mediaType: string };
+    assert.equal(desc.digest, r.outputs.digest);
+    assert.match(desc.mediaType, /^application\/vnd\.oci\.image\.(index|manifest)\.v1\+json$/);
+    assert.match(String(meta['buildx.build.ref']), /^kiln\//);
+    assert.equal(meta['image.name'], `${ref}:1,${ref}:latest`);
     assert.ok(r.summary.includes(r.outputs.digest!), 'summary names the digest');
     assert.match(r.summary, /Isolation/);
     assert.match(r.summary, /COPY hello.txt \/hello.txt/);
@@ -332,6 +236,7 @@ describe('GitHub Action via @github/local-action', { timeout: 600_000 }, () => {
     const r = await runAction('again', {
       context: dir,
       'cache-dir': join(work, 'kiln-cache'),
+      push: 'true',
       tags: `${reg.host}/app/action:2`,
       'build-args': 'GREETING=hi there',
       labels: 'org.opencontainers.image.title=kiln-action-test',
@@ -369,19 +274,32 @@ describe('GitHub Action via @github/local-action', { timeout: 600_000 }, () => {
       }),
       /Dockerfile not found: .*no-dockerfile\/Dockerfile/,
     ],
-    [
-      'a RUN step that fails',
-      () => ({
-        context: appDir('run-fails', `FROM ${reg.host}/base/busybox:latest\nRUN exit 3\n`),
-        tags: `${reg.host}/a:1`,
-        username: 'kiln',
-        password: PASSWORD,
-        'insecure-registries': reg.host,
-        cache: 'false',
-      }),
-      /kiln build failed \(exit \d+\): .*RUN/,
-    ],
   ];
+  test('a failed RUN: one annotation on the Dockerfile line with the last output lines, secrets masked', async () => {
+    const dir = appDir(
+      'run-fails',
+      `FROM ${reg.host}/base/busybox:latest\nRUN --mount=type=secret,id=tok echo "first-marker"; cat /run/secrets/tok; echo; echo "last-marker"; exit 3\n`,
+    );
+    const r = await runAction('run-fails', {
+      context: dir,
+      tags: `${reg.host}/a:1`,
+      secrets: 'tok=run-secret-value',
+      username: 'kiln',
+      password: PASSWORD,
+      'insecure-registries': reg.host,
+      cache: 'false',
+    });
+    assert.equal(r.errors.length, 1, r.out);
+    assert.match(r.errors[0]!, /kiln build failed \(exit \d+\): .*:2: .*RUN/);
+    assert.equal(r.errorParams.length, 1, r.out);
+    assert.match(r.errorParams[0]!, /(^|,)file=[^,]*run-fails\/Dockerfile(,|$)/);
+    assert.match(r.errorParams[0]!, /(^|,)line=2(,|$)/);
+    const block = r.out.slice(r.out.indexOf('::error'));
+    assert.match(block, /hint: last output:\n.*first-marker[\s\S]*last-marker/, block);
+    assert.ok(!r.out.includes('run-secret-value'), 'the secret never appears');
+    assert.ok(!r.out.includes(PASSWORD));
+  });
+
   for (const [name, inputs, re] of failures) {
     test(`fails with one clear error annotation: ${name}`, async () => {
       const r = await runAction(name.replace(/\W+/g, '-'), inputs());

@@ -1,25 +1,31 @@
 /**
- * The GitHub Action's main step: inputs → `kiln build` (the bundled CLI, run as a child process so a
- * user-namespace re-exec works the same as on the command line) → outputs, job summary, and state for
- * the post step. Registry credentials go to the child in KILN_REGISTRY_* variables, never in argv.
- * `run()` is exported without side effects (for @github/local-action); entry-main.ts calls it.
+ * The GitHub Action's main step: build-push-action's inputs → plan.ts → `kiln build` (the bundled
+ * CLI, run as a child process so a user-namespace re-exec works the same as on the command line) →
+ * the exports kiln does not finish itself (docker load, an OCI tarball) → outputs, job summary, and
+ * state for the post step. Credentials reach the child in a 0600 file, never in argv or its
+ * environment (child-env.ts). `run()` is exported without side effects (for @github/local-action).
  */
 import * as core from '@actions/core';
 import * as cache from '@actions/cache';
 import * as exec from '@actions/exec';
-import { chooseLauncher, launchFacts, stringEnv, type Launcher } from './launcher.ts';
+import { chooseLauncher, launchFacts, type Launcher } from './launcher.ts';
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir, platform, arch } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BuildResult } from '../../result.ts';
 import { KilnError, isKilnError } from '../../util/errors.ts';
-import { readInputs, toKilnArgs, type ActionInputs } from './inputs.ts';
-import { DOCKER_HUB, parseReference } from '../../registry/reference.ts';
+import { readInputs, type ActionInputs } from './action-inputs.ts';
+import { planAction, type ActionPlan } from './plan.ts';
+import { childEnv } from './child-env.ts';
 import { cacheKeys, listingHash } from './cache-dir.ts';
+import { lastKilnError, placeOf, redact } from './failure.ts';
+import { finishExports } from './finish-exports.ts';
 import { imageTable, metadata, stepsTable } from './summary.ts';
+
+export { lastKilnError } from './failure.ts';
 
 export const STATE = {
   built: 'kiln-built',
@@ -34,10 +40,10 @@ export function cliPath(env: NodeJS.ProcessEnv = process.env): string {
   return fileURLToPath(new URL('../cli.js', import.meta.url));
 }
 
-/** The Dockerfile the build will read, for the cache key; null for remote contexts. */
-function localDockerfile(inputs: ActionInputs): string | null {
-  if (/^[a-z]+:\/\//.test(inputs.context) || inputs.context.startsWith('git@')) return null;
-  const ctx = inputs.context.replace(/^dir:\/\//, '');
+/** The Dockerfile the build will read (cache key, annotations); null for remote contexts. */
+export function localDockerfile(inputs: ActionInputs, context: string): string | null {
+  if (/^[a-z]+:\/\//.test(context) || context.startsWith('git@')) return null;
+  const ctx = context.replace(/^dir:\/\//, '');
   if (inputs.file) {
     if (existsSync(inputs.file)) return inputs.file;
     return isAbsolute(inputs.file) ? inputs.file : join(ctx, inputs.file);
@@ -45,17 +51,17 @@ function localDockerfile(inputs: ActionInputs): string | null {
   return join(ctx, 'Dockerfile');
 }
 
-async function dockerfileHash(inputs: ActionInputs): Promise<string> {
-  const path = localDockerfile(inputs);
+async function dockerfileHash(inputs: ActionInputs, context: string): Promise<string> {
+  const path = localDockerfile(inputs, context);
   const h = createHash('sha256');
   if (path === null) {
-    h.update(`${inputs.context}\0${inputs.file}`);
+    h.update(`${context}\0${inputs.file}`);
   } else {
     if (!existsSync(path) || !statSync(path).isFile()) {
       throw new KilnError('context', 'NO_DOCKERFILE', `Dockerfile not found: ${path}`, {
         hint: inputs.file
           ? 'check the file input (a path relative to the workspace or to the context)'
-          : `put a Dockerfile in the context (${inputs.context}) or set the file input`,
+          : `put a Dockerfile in the context (${context}) or set the file input`,
       });
     }
     h.update(await readFile(path));
@@ -63,79 +69,18 @@ async function dockerfileHash(inputs: ActionInputs): Promise<string> {
   return h.digest('hex').slice(0, 16);
 }
 
-/** Explicit credentials for the child's environment (KILN_REGISTRY*), masked in the log. */
-export function credentialEnv(inputs: ActionInputs, env: NodeJS.ProcessEnv): Record<string, string> {
-  if (inputs.username || inputs.password) {
-    if (!inputs.username || !inputs.password)
-      throw new KilnError(
-        'usage',
-        'BAD_INPUT',
-        `input ${inputs.username ? 'password' : 'username'} is empty`,
-        {
-          hint: 'give both username and password, or neither (then the Docker config is used)',
-        },
-      );
-    return {
-      KILN_REGISTRY: inputs.registry || registryOf(inputs.tags[0] ?? ''),
-      KILN_REGISTRY_USERNAME: inputs.username,
-      KILN_REGISTRY_PASSWORD: inputs.password,
-    };
-  }
-  // ghcr.io with the workflow token, when the workflow passes GITHUB_TOKEN in the environment.
-  const wantsGhcr = inputs.registry === 'ghcr.io' || inputs.tags.some((t) => registryOf(t) === 'ghcr.io');
-  if (wantsGhcr && env.GITHUB_TOKEN) {
-    return {
-      KILN_REGISTRY: 'ghcr.io',
-      KILN_REGISTRY_USERNAME: env.GITHUB_ACTOR || 'x-access-token',
-      KILN_REGISTRY_PASSWORD: env.GITHUB_TOKEN,
-    };
-  }
-  return {};
-}
-
-/** The `error: ...` block kiln printed last (its message and hint), for the failure annotation. */
-export function lastKilnError(stderr: string): string {
-  const lines = stderr.replace(/\r/g, '').split('\n');
-  let start = -1;
-  for (let i = lines.length - 1; i >= 0; i--) {
-    if (/^(error|internal error): /.test(lines[i]!)) {
-      start = i;
-      break;
-    }
-  }
-  if (start === -1) {
-    return (
-      lines
-        .filter((l) => l.trim() !== '')
-        .slice(-1)[0]
-        ?.trim() ?? ''
-    );
-  }
-  const out = [lines[start]!.replace(/^error: /, '')];
-  for (const l of lines.slice(start + 1)) {
-    if (/^\s+hint: /.test(l)) out.push(l.trim());
-    else break;
-  }
-  return out.join('\n');
-}
-
-/** Registry host of a tag, by the reference parser builds use (docker.io when there is no tag). */
-function registryOf(ref: string): string {
-  return ref === '' ? DOCKER_HUB : parseReference(ref).registry;
-}
-
 /** Runs the CLI with its output streamed to the job log, keeping the tail of stderr for the annotation. */
 async function runKiln(
   cli: string,
   args: string[],
-  env: NodeJS.ProcessEnv,
-  launcher: Launcher = { argv: [process.execPath] },
+  env: Record<string, string>,
+  launcher: Launcher,
 ): Promise<{ code: number; stderr: string }> {
   const [cmd, ...pre] = launcher.argv as [string, ...string[]];
   let stderr = '';
   try {
     const code = await exec.exec(cmd, [...pre, cli, 'build', ...args], {
-      env: stringEnv(env),
+      env,
       ignoreReturnCode: true,
       listeners: {
         stderr: (d: Buffer) => {
@@ -153,6 +98,19 @@ async function runKiln(
   }
 }
 
+/**
+ * Whether the runner has a cache service. @github/local-action's stand-in for @actions/cache has
+ * no isFeatureAvailable (it serves the cache from a local directory): treat it as available.
+ */
+function cacheServiceAvailable(): boolean {
+  const probe = (cache as { isFeatureAvailable?: () => boolean }).isFeatureAvailable;
+  return typeof probe === 'function' ? probe() : true;
+}
+
+function onPath(cmd: string): boolean {
+  return (process.env.PATH ?? '').split(':').some((d) => d !== '' && existsSync(join(d, cmd)));
+}
+
 async function readOptional(path: string): Promise<string> {
   try {
     return (await readFile(path, 'utf8')).trim();
@@ -161,79 +119,143 @@ async function readOptional(path: string): Promise<string> {
   }
 }
 
-async function restore(dir: string, primary: string, restoreKeys: string[]): Promise<void> {
-  try {
-    const hit = await cache.restoreCache([dir], primary, restoreKeys);
-    core.info(hit ? `kiln cache restored from ${hit}` : 'kiln cache: no entry yet');
-  } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    if (cache.isFeatureAvailable()) core.warning(`kiln cache not restored: ${msg}`);
-    else core.info(`kiln cache not restored (no cache service here): ${msg}`);
+/** Reports for inputs kiln cannot honour; false when one is an error (the build must not start). */
+function emitReports(plan: ActionPlan): boolean {
+  let ok = true;
+  for (const r of plan.reports) {
+    const text = `input ${r.input}: ${r.message}`;
+    if (r.level === 'error') {
+      core.error(text, { title: `kiln: ${r.input}` });
+      ok = false;
+    } else if (r.level === 'warning') core.warning(text, { title: `kiln: ${r.input}` });
+    else core.notice(text);
+  }
+  return ok;
+}
+
+/** Restores the Actions cache entry into the cache dir; one warning and no request without the service. */
+async function setupCache(inputs: ActionInputs, plan: ActionPlan, context: string): Promise<void> {
+  const c = plan.cache;
+  if (!c.dir) return;
+  if (c.seedFrom && existsSync(c.seedFrom)) await cp(c.seedFrom, c.dir, { recursive: true, force: false });
+  if (!c.gha) return;
+  if (!cacheServiceAvailable()) {
+    core.warning(
+      'kiln cache: no GitHub Actions cache service here (ACTIONS_CACHE_URL / ACTIONS_RESULTS_URL unset, as on GHES without it or act): the layer cache stays in this job only',
+      { title: 'kiln: cache' },
+    );
+    return;
+  }
+  const keys = cacheKeys(
+    c.gha.prefix,
+    `${platform()}-${arch()}`,
+    await dockerfileHash(inputs, context),
+    process.env.GITHUB_RUN_ID ?? '',
+    process.env.GITHUB_RUN_ATTEMPT ?? '',
+  );
+  if (c.gha.restore) {
+    try {
+      const hit = await cache.restoreCache([c.dir], keys.primary, keys.restore);
+      core.info(hit ? `kiln cache restored from ${hit}` : 'kiln cache: no entry yet');
+    } catch (e) {
+      core.warning(`kiln cache not restored: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  if (c.gha.save) {
+    core.saveState(STATE.cacheDir, c.dir);
+    core.saveState(STATE.cacheKey, keys.primary);
+    core.saveState(STATE.cacheHash, await listingHash(c.dir));
   }
 }
 
+async function setOutputs(result: BuildResult, plan: ActionPlan, inputs: ActionInputs): Promise<void> {
+  const digest = (await readOptional(plan.files.digestFile)) || result.digest;
+  const images = (await readOptional(plan.files.imageNameWithDigestFile)).split('\n').filter(Boolean);
+  const size = await finishExports(plan, inputs.tags);
+  const env = process.env;
+  core.setOutput('imageid', result.imageId);
+  core.setOutput('digest', digest);
+  core.setOutput(
+    'metadata',
+    JSON.stringify(
+      metadata(result, {
+        format: inputs.oci === 'false' ? 'docker' : 'oci',
+        ...(size !== undefined ? { size } : {}),
+        buildRef: `kiln/${env.RUNNER_NAME || 'local'}/${env.GITHUB_RUN_ID || 'run'}-${env.GITHUB_RUN_ATTEMPT || '1'}-${digest.slice(7, 19)}`,
+      }),
+    ),
+  );
+  core.setOutput('image', images[0] ?? '');
+  // buildah-build's outputs: the tags as words, and the first tag.
+  core.setOutput('tags', inputs.tags.join(' '));
+  core.setOutput('image-with-tag', inputs.tags[0] ?? '');
+  core.setOutput('attestation-digest', result.attestations?.manifest ?? '');
+  core.setOutput('signatures', (result.signatures ?? []).map((x) => x.tag).join('\n'));
+  core.setOutput('isolation', result.isolation.rung);
+}
+
+async function build(inputs: ActionInputs, work: string, masks: string[]): Promise<void> {
+  const temp = process.env.RUNNER_TEMP || tmpdir();
+  const plan = planAction(inputs, { env: process.env, work, temp });
+  for (const v of plan.masks) core.setSecret(v);
+  masks.push(...plan.masks);
+  if (plan.exports.load && !onPath('docker'))
+    plan.reports.push({
+      level: 'error',
+      input: 'load',
+      message:
+        'no docker CLI on this runner, so there is no daemon to load the image into; write it with outputs: type=docker,dest=image.tar (docker load it where a daemon runs) or push it',
+    });
+  if (!emitReports(plan)) {
+    core.setFailed('kiln: the inputs above cannot be honoured (see their annotations); nothing was built');
+    return;
+  }
+  await setupCache(inputs, plan, plan.context);
+  const env = childEnv(inputs, process.env, work);
+  const cli = cliPath();
+  const launcher = chooseLauncher(process.execPath, await launchFacts(cli, inputs.isolation, env));
+  if (launcher.note) core.info(launcher.note);
+  const { code, stderr } = await runKiln(cli, plan.args, env, launcher);
+  if (code !== 0) {
+    core.setOutput('isolation', '');
+    const message = redact(lastKilnError(stderr) || 'see the log above', masks);
+    const dockerfile = localDockerfile(inputs, plan.context);
+    const place = placeOf(message, dockerfile, process.env.GITHUB_WORKSPACE || process.cwd());
+    core.error(`kiln build failed (exit ${code}): ${message}`, { title: 'kiln build', ...place });
+    process.exitCode = 1;
+    return;
+  }
+  const result = JSON.parse(await readFile(plan.files.resultFile, 'utf8')) as BuildResult;
+  await setOutputs(result, plan, inputs);
+  core.saveState(STATE.built, 'true');
+  await core.summary
+    .addHeading('kiln build', 2)
+    .addTable(imageTable(result))
+    .addHeading('Steps', 3)
+    .addTable(stepsTable(result))
+    .write();
+}
+
 export async function run(): Promise<void> {
+  const masks: string[] = [];
+  let work = '';
   try {
-    const password = core.getInput('password');
-    if (password) core.setSecret(password);
+    for (const name of ['password', 'github-token']) {
+      const v = core.getInput(name);
+      if (v) {
+        core.setSecret(v);
+        masks.push(v);
+      }
+    }
     if (process.env.GITHUB_TOKEN) core.setSecret(process.env.GITHUB_TOKEN);
     const inputs = readInputs((n) => core.getInput(n));
-    const temp = process.env.RUNNER_TEMP || tmpdir();
-    const work = await mkdtemp(join(temp, 'kiln-action-'));
-    const files = {
-      digestFile: join(work, 'digest'),
-      imageNameWithDigestFile: join(work, 'image-name-with-digest'),
-      resultFile: join(work, 'result.json'),
-      ...(inputs.cache ? { cacheDir: resolve(inputs.cacheDir || join(temp, 'kiln-cache')) } : {}),
-    };
-    const dfHash = await dockerfileHash(inputs);
-
-    if (files.cacheDir) {
-      const keys = cacheKeys(
-        inputs.cacheKey,
-        `${platform()}-${arch()}`,
-        dfHash,
-        process.env.GITHUB_RUN_ID ?? '',
-        process.env.GITHUB_RUN_ATTEMPT ?? '',
-      );
-      await restore(files.cacheDir, keys.primary, keys.restore);
-      core.saveState(STATE.cacheDir, files.cacheDir);
-      core.saveState(STATE.cacheKey, keys.primary);
-      core.saveState(STATE.cacheHash, await listingHash(files.cacheDir));
-    }
-
-    const args = toKilnArgs(inputs, files);
-    const env: NodeJS.ProcessEnv = { ...process.env, ...credentialEnv(inputs, process.env) };
-    delete env.INPUT_PASSWORD;
-    const cli = cliPath();
-    const launcher = chooseLauncher(process.execPath, await launchFacts(cli, inputs.isolation, env));
-    if (launcher.note) core.info(launcher.note);
-    const { code, stderr } = await runKiln(cli, args, env, launcher);
-    if (code !== 0) {
-      core.setOutput('isolation', '');
-      core.setFailed(`kiln build failed (exit ${code}): ${lastKilnError(stderr) || 'see the log above'}`);
-      return;
-    }
-
-    const result = JSON.parse(await readFile(files.resultFile, 'utf8')) as BuildResult;
-    const digest = (await readOptional(files.digestFile)) || result.digest;
-    const images = (await readOptional(files.imageNameWithDigestFile)).split('\n').filter(Boolean);
-    core.setOutput('digest', digest);
-    core.setOutput('image', images[0] ?? '');
-    core.setOutput('imageid', result.imageId);
-    core.setOutput('metadata', JSON.stringify(metadata(result)));
-    core.setOutput('attestation-digest', result.attestations?.manifest ?? '');
-    core.setOutput('signatures', (result.signatures ?? []).map((x) => x.tag).join('\n'));
-    core.setOutput('isolation', result.isolation.rung);
-    core.saveState(STATE.built, 'true');
-
-    await core.summary
-      .addHeading('kiln build', 2)
-      .addTable(imageTable(result, result.pushed ? images : []))
-      .addHeading('Steps', 3)
-      .addTable(stepsTable(result))
-      .write();
+    work = await mkdtemp(join(process.env.RUNNER_TEMP || tmpdir(), 'kiln-action-'));
+    await build(inputs, work, masks);
   } catch (e) {
-    core.setFailed(isKilnError(e) ? e.format() : e instanceof Error ? e.message : String(e));
+    const text = isKilnError(e) ? e.format() : e instanceof Error ? e.message : String(e);
+    core.setFailed(redact(text, masks));
+  } finally {
+    // The secret value files, the git token and the password file live here.
+    if (work) await rm(work, { recursive: true, force: true });
   }
 }

@@ -27,16 +27,18 @@ export function formatMs(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
-/** Rows of the image table: what was built, where it went, and how. */
-export function imageTable(result: BuildResult, images: string[]): SummaryRow[] {
+/** Rows of the image table: what was built, which tags name it, where it went, and how. */
+export function imageTable(result: BuildResult): SummaryRow[] {
   const hits = result.steps.filter((s) => s.cache === 'hit').length;
   const cached = result.steps.filter((s) => s.cache !== 'none').length;
+  const tags = result.destinations;
   return [
     [
       { data: 'Field', header: true },
       { data: 'Value', header: true },
     ],
-    ['Image', images.length ? images.map(esc).join('<br>') : '(not pushed)'],
+    ['Tags', tags.length ? tags.map((t) => `<code>${esc(t)}</code>`).join('<br>') : '(none)'],
+    ['Pushed', result.pushed ? 'yes' : 'no'],
     ['Digest', `<code>${result.digest}</code>`],
     ['Image ID', `<code>${result.imageId}</code>`],
     ['Size', formatBytes(result.size)],
@@ -67,11 +69,39 @@ export function stepsTable(result: BuildResult): SummaryRow[] {
   ];
 }
 
-/** The `metadata` output: build-push-action's keys plus kiln's result. */
-export function metadata(result: BuildResult): Record<string, unknown> {
+const MEDIA = {
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+} as const;
+
+/** What the digest names: an index when attestations (or platforms) sit beside the image. */
+export function digestMediaType(result: BuildResult, format: 'oci' | 'docker'): string {
+  const index = result.imageDigest !== undefined && result.imageDigest !== result.digest;
+  if (format === 'docker') return index ? MEDIA.dockerList : MEDIA.dockerManifest;
+  return index ? MEDIA.ociIndex : MEDIA.ociManifest;
+}
+
+export interface MetadataFacts {
+  format: 'oci' | 'docker';
+  /** The descriptor's size, when an OCI layout written by the build tells it. */
+  size?: number;
+  /** buildx.build.ref: an id of this build (builder/node/ref in buildx). */
+  buildRef: string;
+}
+
+/** The `metadata` output: buildx's metadata-file keys, plus kiln's result. */
+export function metadata(result: BuildResult, f: MetadataFacts): Record<string, unknown> {
   return {
-    'containerimage.digest': result.digest,
+    'buildx.build.ref': f.buildRef,
     'containerimage.config.digest': result.imageId,
+    'containerimage.descriptor': {
+      mediaType: digestMediaType(result, f.format),
+      digest: result.digest,
+      ...(f.size !== undefined ? { size: f.size } : {}),
+    },
+    'containerimage.digest': result.digest,
     'image.name': result.destinations.join(','),
     'kiln.result': result,
   };
