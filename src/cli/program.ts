@@ -18,6 +18,7 @@ import {
 import type { CliSettings } from './to-options.ts';
 import { printPlan } from './plan-command.ts';
 import { addWarmCommand } from './warm-command.ts';
+import { addInspectCommand } from './inspect-command.ts';
 import { stepProgress } from './progress.ts';
 import { formatSummary } from './summary.ts';
 import { runBuild } from '../builder.ts';
@@ -165,6 +166,7 @@ export function buildProgram(out: Out = (s) => process.stdout.write(s)): Command
   addPlanCommand(program, out);
   addProbeCommand(program, out);
   addWarmCommand(program, out);
+  addInspectCommand(program, out);
   return program;
 }
 

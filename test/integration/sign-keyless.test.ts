@@ -22,6 +22,7 @@ import { pushBusyboxImage } from '../helpers/images.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { startSigstore, type SigstoreStandIn } from '../helpers/sigstore.ts';
 import type { Index, Manifest } from '../../src/image/types.ts';
+import type { InspectReport } from '../../src/inspect/report.ts';
 
 const execFileP = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -209,6 +210,32 @@ describe(
       );
     });
 
+    test('kiln inspect reports the keyless identity, issuer and Rekor entry of each signature', async () => {
+      const r = await kiln([
+        'inspect',
+        `${reg.host}/k/gh:1`,
+        '--insecure-registry',
+        reg.host,
+        '--format',
+        'json',
+      ]);
+      outputs.push(r);
+      assert.equal(r.code, 0, r.stderr.slice(-2000));
+      const report = JSON.parse(r.stdout) as InspectReport;
+      assert.equal(report.signatures.length, 3);
+      for (const s of report.signatures) {
+        assert.equal(s.status, 'certificate');
+        assert.equal(s.keyless, true);
+        assert.equal(s.identity, sigstore.subject);
+        assert.equal(s.issuer, sigstore.issuer);
+        assert.equal(typeof s.rekorLogIndex, 'number');
+      }
+      const text = await kiln(['inspect', `${reg.host}/k/gh:1`, '--insecure-registry', reg.host]);
+      outputs.push(text);
+      console.log(text.stdout);
+      assert.match(text.stdout, new RegExp(`keyless, identity ${sigstore.subject.replace(/[.]/g, '\\.')}`));
+    });
+
     test('GitLab: SIGSTORE_ID_TOKEN as is; the image manifest signed', async () => {
       const before = sigstore.fulcioRequests;
       const r = await build('k/gl', ['--sign'], { SIGSTORE_ID_TOKEN: sigstore.idToken, GITLAB_CI: 'true' });
@@ -242,7 +269,7 @@ describe(
         for (const t of texts) for (const s of secrets) assert.ok(!t.includes(s), path);
       }
       assert.ok(files > 10, `the registry holds the pushed blobs (${files} files)`);
-      assert.ok(outputs.length >= 3);
+      assert.ok(outputs.length >= 5);
       for (const o of outputs) for (const s of secrets) assert.ok(!(o.stdout + o.stderr).includes(s));
     });
   },
