@@ -229,6 +229,72 @@ describe('GitHub Action via @github/local-action', { timeout: 600_000 }, () => {
     assert.match(r.out, /kiln post: cache saved as kiln-/);
   });
 
+  test("the registry password is in no environment a RUN or the host can read: not kiln's, not the RUN's", async () => {
+    // The RUN dumps every environment it can see (its own, pid 1's, every /proc/<pid>/environ) into
+    // the image; meanwhile the test reads /proc/<pid>/environ of every kiln process on the host.
+    const dir = appDir(
+      'no-leak',
+      [
+        `FROM ${reg.host}/base/busybox:latest`,
+        'RUN sleep 3; (env; cat /proc/1/environ; for f in /proc/[0-9]*/environ; do cat "$f"; echo; done) 2>/dev/null | tr "\\0" "\\n" > /envs.txt; wc -l /envs.txt',
+        '',
+      ].join('\n'),
+    );
+    const layout = join(work, 'no-leak-layout');
+    const seen: string[] = [];
+    let polling = true;
+    const poll = (async () => {
+      const { readdirSync } = await import('node:fs');
+      while (polling) {
+        for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+          try {
+            const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+            if (!cmd.includes(join(dist, 'cli.js')) || !cmd.includes('build')) continue;
+            seen.push(`${pid}\0${readFileSync(`/proc/${pid}/environ`, 'utf8')}`);
+          } catch {
+            // gone already
+          }
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
+    const r = await runAction('no-leak', {
+      context: dir,
+      push: 'true',
+      tags: `${reg.host}/app/noleak:1`,
+      outputs: `type=oci,dest=${layout},tar=false`,
+      username: 'kiln',
+      password: PASSWORD,
+      'insecure-registries': reg.host,
+      cache: 'false',
+    });
+    polling = false;
+    await poll;
+    assert.deepEqual(r.errors, [], r.out);
+    assert.ok(seen.length > 0, 'the test saw the kiln process');
+    for (const env of seen) {
+      assert.ok(!env.includes(PASSWORD), 'the password is not in a kiln process environment');
+      assert.doesNotMatch(env, /(^|\0)(KILN_REGISTRY_PASSWORD|INPUT_PASSWORD|INPUT_SECRETS)=/);
+      assert.match(
+        env,
+        /(^|\0)KILN_REGISTRY_USERNAME=kiln(\0|$)/,
+        'this is the build that got the credentials',
+      );
+    }
+    // What the RUN saw: /envs.txt from the image's layer blobs in the OCI layout the build wrote.
+    const { stdout: envs } = await execFileP('sh', [
+      '-c',
+      'for b in "$1"/blobs/sha256/*; do tar -xzOf "$b" envs.txt 2>/dev/null; done; true',
+      'sh',
+      layout,
+    ]);
+    assert.match(envs, /PATH=/, 'the RUN did read environments');
+    assert.ok(!envs.includes(PASSWORD), 'the RUN saw no password');
+    assert.doesNotMatch(envs, /KILN_REGISTRY|INPUT_/);
+    // And the push worked with those credentials.
+    assert.match(r.outputs.digest ?? '', /^sha256:/);
+  });
+
   test('a second run restores the cache from the first and hits it', async () => {
     const dir = appDir('ok', dockerfile(reg.host));
     // Like a fresh runner: the directory is gone and only the GitHub cache entry has it.
