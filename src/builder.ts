@@ -31,6 +31,7 @@ import { CredentialStore } from './registry/credentials.ts';
 import { RegistryImageSource } from './executor/registry-source.ts';
 import { LocalCacheStore } from './cache/local-store.ts';
 import { BaseImageCache } from './cache/base-cache.ts';
+import { TreeStore } from './cache/tree-store.ts';
 import { RegistryCacheStore, TieredCache } from './cache/registry-store.ts';
 import { StatIndex } from './cache/sources-digest.ts';
 import type { LayerCache } from './cache/types.ts';
@@ -184,7 +185,7 @@ async function buildInContext(
       onOutput,
       ...(hooks.progress ? { progress: hooks.progress } : {}),
       ...(cache ? { cache } : {}),
-      linkBaseTrees: engine === 'overlay',
+      ...baseTreeSharing(opts, engine, probe.chosen, wantsInsecure(plan), logger),
     });
     await cache?.index.save();
     const image = assembleImage({
@@ -298,4 +299,31 @@ async function ensureCacheDir(dir: string): Promise<void> {
       },
     );
   }
+}
+
+/**
+ * Hard-link clones of base trees, within the build and, with a cache dir, across builds through the
+ * extracted-tree store in `<cache-dir>/trees`: only with the overlay engine, whose stage trees are never
+ * written in place, so shared files stay intact.
+ */
+function baseTreeSharing(
+  opts: BuildOptions,
+  engine: string,
+  rung: string,
+  createDevices: boolean,
+  logger: Logger,
+): { linkBaseTrees: boolean; trees?: TreeStore } {
+  if (engine !== 'overlay') return { linkBaseTrees: false };
+  if (!opts.cache.dir || opts.cache.treeStoreMiB <= 0) return { linkBaseTrees: true };
+  const devices =
+    rung === 'rootless' || !inInitialUserNamespace() ? 'nodev' : createDevices ? 'mknod' : 'dev';
+  return {
+    linkBaseTrees: true,
+    trees: new TreeStore({
+      dir: join(resolve(opts.cache.dir), 'trees'),
+      identity: `uid${process.getuid?.() ?? 0}-${rung}-${devices}`,
+      maxBytes: opts.cache.treeStoreMiB * 1024 * 1024,
+      debug: (m) => logger.debug(m),
+    }),
+  };
 }

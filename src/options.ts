@@ -22,6 +22,8 @@ export interface CacheOptions {
   repo?: string;
   ttlHours: number;
   maxSizeBytes?: number;
+  /** Cap of the extracted-tree store in `<dir>/trees` (MiB); 0 turns the store off. */
+  treeStoreMiB: number;
   copyLayers: boolean;
   runLayers: boolean;
   noPushCache: boolean;
@@ -123,7 +125,14 @@ export function defaultBuildOptions(overrides: Partial<BuildOptions> = {}): Buil
     network: 'default',
     output: { destinations: [], noPush: false, format: 'oci' },
     registry: defaultRegistryOptions(),
-    cache: { enabled: false, ttlHours: 336, copyLayers: true, runLayers: true, noPushCache: false },
+    cache: {
+      enabled: false,
+      ttlHours: 336,
+      treeStoreMiB: 4096,
+      copyLayers: true,
+      runLayers: true,
+      noPushCache: false,
+    },
     git: { recurseSubmodules: false, insecureSkipTls: false },
     reproducible: false,
     singleSnapshot: false,

@@ -436,6 +436,14 @@ export const BUILD_FLAGS = {
     default: '336h',
     sample: '6h',
   }),
+  treeCacheSize: int(
+    '--tree-cache-size',
+    'MiB',
+    'cap of the extracted-tree store in <cache-dir>/trees (0: off)',
+    CACHE,
+    to('cache.treeStoreMiB'),
+    { default: 4096, sample: '512' },
+  ),
   cacheCopyLayers: bool('--cache-copy-layers', 'cache COPY layers', CACHE, to('cache.copyLayers'), {
     sample: 'false',
   }),

@@ -253,6 +253,7 @@ function cacheOptions(v: FlagValues): BuildOptions['cache'] {
     ...(v.cacheDir ? { dir: v.cacheDir } : {}),
     ...(v.cacheRepo ? { repo: v.cacheRepo } : {}),
     ttlHours: parseDurationHours(v.cacheTtl),
+    treeStoreMiB: v.treeCacheSize,
     copyLayers: v.cacheCopyLayers ?? true,
     runLayers: v.cacheRunLayers ?? true,
     noPushCache: v.noPushCache ?? false,

@@ -11,6 +11,7 @@ import type { ContextSource } from '../context/sources.ts';
 import type { LayerBlob, Platform } from '../image/types.ts';
 import { formatPlatform } from '../image/platform.ts';
 import type { LayerCache } from '../cache/types.ts';
+import type { TreeStore } from '../cache/tree-store.ts';
 import type { StatIndex } from '../cache/sources-digest.ts';
 import type { Logger } from '../log/logger.ts';
 import type { BuildOptions } from '../options.ts';
@@ -46,6 +47,8 @@ export interface ExecuteInputs {
    * a new inode moved in from the upper dir, so the shared files are never modified.
    */
   linkBaseTrees?: boolean;
+  /** Trees kept between builds (only with linkBaseTrees: the same no-write-in-place rule). */
+  trees?: TreeStore;
 }
 
 /** Where a step is: `[stage 2/3] [4/9]` (stage among the needed ones, step within its stage, FROM first). */

@@ -61,7 +61,7 @@ export async function runCached<I extends Instruction>(c: CachedRun<I>): Promise
 async function restoreHit<I extends Instruction>(c: CachedRun<I>, hit: CacheHit): Promise<void> {
   c.ctx.builder.applyCached(hit.entry, hit.blobPath);
   // Once the tree is real (an earlier step ran), a cached layer must land in it now.
-  if (hit.blobPath) await c.tree.addLayer(hit.blobPath);
+  if (hit.blobPath) await c.tree.addLayer(hit.blobPath, hit.entry.layer?.diffId);
   c.mod.restore?.(c.ins, c.ctx);
 }
 

@@ -1,10 +1,27 @@
 /**
  * A stage's rootfs made real only when something needs it: a step that touches the filesystem, or
  * another stage reading it (COPY --from, RUN --mount from=). Until then cache hits only queue their
- * layer blobs, so a fully cached stage never extracts its base image at all.
+ * layer blobs, so a fully cached stage never extracts its base image at all. With a tree store the
+ * tree is cloned from an earlier build's extraction of the same layers when one is kept.
  */
+
+/** Trees kept between builds, by the diff ids of the layers that give them (src/cache/tree-store.ts). */
+export interface TreeReuse {
+  /** The diff ids whose layers give the base tree; undefined when layers do not describe it. */
+  baseLayers: readonly string[] | undefined;
+  /** Clones the kept tree of these layers into the (empty) rootfs; false when none is kept. */
+  restore(diffIds: readonly string[]): Promise<boolean>;
+  /** Keeps the rootfs, the tree these layers give, for later builds. */
+  keep(diffIds: readonly string[]): Promise<void>;
+}
+
+interface PendingLayer {
+  blob: string;
+  diffId: string | undefined;
+}
+
 export class LazyRootfs {
-  private readonly pending: string[] = [];
+  private readonly pending: PendingLayer[] = [];
   private real: Promise<void> | undefined;
 
   constructor(
@@ -14,6 +31,7 @@ export class LazyRootfs {
     private readonly extract: (blob: string) => Promise<void>,
     /** Called once the tree is real and complete (the single-snapshot baseline). */
     private readonly onReal: () => Promise<void> = async () => undefined,
+    private readonly reuse?: TreeReuse,
   ) {}
 
   /** True once making the tree real has started. */
@@ -24,18 +42,42 @@ export class LazyRootfs {
   /** Makes the tree real: base, then every queued layer in order. Safe to call many times. */
   ensure(): Promise<void> {
     this.real ??= (async () => {
-      await this.materializeBase();
-      for (const blob of this.pending) await this.extract(blob);
+      const skip = await this.restoreKept();
+      if (skip === undefined) await this.materializeBase();
+      for (const p of this.pending.slice(skip ?? 0)) await this.extract(p.blob);
+      const ids = this.layerIds();
+      if (ids && ids.length > 0 && skip !== this.pending.length) await this.reuse!.keep(ids);
       this.pending.length = 0;
       await this.onReal();
     })();
     return this.real;
   }
 
+  /** The diff ids of base + queued layers, when every one is known. */
+  private layerIds(): string[] | undefined {
+    const base = this.reuse?.baseLayers;
+    if (!base || this.pending.some((p) => p.diffId === undefined)) return undefined;
+    return [...base, ...this.pending.map((p) => p.diffId!)];
+  }
+
+  /**
+   * Clones the longest kept prefix: base + every queued layer, else the base alone. Returns how
+   * many queued layers that covers, or undefined when nothing was kept (then the base is built).
+   */
+  private async restoreKept(): Promise<number | undefined> {
+    const ids = this.layerIds();
+    if (!ids || !this.reuse) return undefined;
+    const baseCount = ids.length - this.pending.length;
+    if (ids.length > 0 && (await this.reuse.restore(ids))) return this.pending.length;
+    if (this.pending.length > 0 && baseCount > 0 && (await this.reuse.restore(ids.slice(0, baseCount))))
+      return 0;
+    return undefined;
+  }
+
   /** A cached layer: queued while the tree is not real, applied at once when it is. */
-  async addLayer(blob: string): Promise<void> {
+  async addLayer(blob: string, diffId?: string): Promise<void> {
     if (!this.real) {
-      this.pending.push(blob);
+      this.pending.push({ blob, diffId });
       return;
     }
     await this.real;

@@ -18,6 +18,8 @@ export interface StageBase {
   history: HistoryEntry[];
   /** Cache chain key of the state the stage starts from. */
   chain: string;
+  /** The diff ids of the layers that give the base tree exactly; undefined when layers do not. */
+  treeLayers: readonly string[] | undefined;
   /** Puts the base's tree into the stage's (empty) rootfs. */
   materialize(): Promise<void>;
 }
@@ -64,6 +66,7 @@ function scratchBase(run: BuildRun): StageBase {
     layers: [],
     history: [],
     chain: `scratch:${formatPlatform(run.inp.targetPlatform)}`,
+    treeLayers: [],
     materialize: async () => undefined,
   };
 }
@@ -76,6 +79,9 @@ function parentStageBase(run: BuildRun, parentIndex: number, rootfs: string): St
     layers: [...parent.layers],
     history: [...parent.history],
     chain: `stage:${run.stageKeys.get(parentIndex)!}`,
+    // A stage whose layers were never written (it does not reach the image) has a tree its layers
+    // do not describe.
+    treeLayers: undefined,
     materialize: async () => {
       await run.trees.get(parentIndex)!.ensure();
       await copyTree(parent.rootfs, rootfs, false);
@@ -98,6 +104,7 @@ async function imageBase(run: BuildRun, ref: string, rootfs: string): Promise<St
     layers,
     history: [...(base.config.history ?? [])],
     chain: `image:${base.digest}:${formatPlatform(inp.targetPlatform)}`,
+    treeLayers: layers.map((l) => l.diffId),
     materialize: async () => {
       let got: LayerBlob[];
       if (inp.linkBaseTrees) {

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parseDockerfile } from '../dockerfile/parser.ts';
 import { parseInstruction, type Instruction } from '../dockerfile/instructions.ts';
 import { StageScope } from '../plan/scope.ts';
@@ -13,7 +13,7 @@ import type { StepReport } from '../result.ts';
 import type { BuildRun, StepPosition } from './build-run.ts';
 import { runCached, type StepOutcome } from './cached-step.ts';
 import { getEnv } from './config-ops.ts';
-import { LazyRootfs } from './lazy-rootfs.ts';
+import { LazyRootfs, type TreeReuse } from './lazy-rootfs.ts';
 import { stageBase, type StageBase } from './stage-base.ts';
 import { StageBuilder } from './stage-builder.ts';
 import { chainMetadata } from './step-cache.ts';
@@ -74,8 +74,15 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
       await base.materialize();
       run.logger.debug(`[${label}] base tree ready in ${Date.now() - t} ms`);
     },
-    (blob) => run.inp.deps.extractLayer(blob, rootfs, { skipDevices: run.inp.skipDevices }),
+    async (blob) => {
+      const t = Date.now();
+      await run.inp.deps.extractLayer(blob, rootfs, { skipDevices: run.inp.skipDevices });
+      run.logger.debug(
+        `[${label}] cached layer ${basename(blob).slice(0, 19)} restored in ${Date.now() - t} ms`,
+      );
+    },
     async () => single?.begin(),
+    treeReuse(run, base, rootfs),
   );
   run.trees.set(index, tree);
   const steps = new StageSteps(run, await stepContext(run, builder, stageDir, base), tree, where, base.chain);
@@ -248,4 +255,15 @@ class StageSteps {
     await mod.run(ins, this.ctx);
     return { cache: 'none', chain: chainMetadata(this.chain, ins) };
   }
+}
+
+/** The build's tree store, for a stage whose base tree its layers describe. */
+function treeReuse(run: BuildRun, base: StageBase, rootfs: string): TreeReuse | undefined {
+  const store = run.inp.trees;
+  if (!store || !base.treeLayers) return undefined;
+  return {
+    baseLayers: base.treeLayers,
+    restore: (ids) => store.restore(ids, rootfs),
+    keep: (ids) => store.keep(ids, rootfs),
+  };
 }

@@ -214,7 +214,14 @@ test('cache: --cache-run-layers=false runs RUN steps uncached and keeps COPY cac
   const dir = await tempDir();
   const df = `FROM scratch\nCOPY --chown=${OWN} a.txt /a\nRUN write /r 1\n`;
   const opts = {
-    cache: { enabled: true, ttlHours: 1, copyLayers: true, runLayers: false, noPushCache: false },
+    cache: {
+      enabled: true,
+      ttlHours: 1,
+      treeStoreMiB: 0,
+      copyLayers: true,
+      runLayers: false,
+      noPushCache: false,
+    },
   };
   await fakeBuild({ dockerfile: df, files: { 'a.txt': 'a' }, cache, dir, opts });
   const b = await fakeBuild({ dockerfile: df, files: { 'a.txt': 'a' }, cache, dir, opts });
