@@ -41,12 +41,15 @@ import { assembleImage } from './image/assemble.ts';
 import { prepareSupplyChain, publishWithSupplyChain, type SupplyChain } from './supply-chain.ts';
 import type { ExecutorDeps } from './executor/deps.ts';
 import type { StepProgress } from './executor/build-run.ts';
+import type { TransferProgress } from './log/transfer.ts';
 
 export interface RunBuildHooks {
   /** RUN output (already redacted). Default: stderr. */
   onOutput?: (chunk: Buffer) => void;
   /** Step numbering and step-end lines (the CLI's). */
   progress?: StepProgress;
+  /** Bytes of pulls, pushes and base extractions (the CLI's bar or progress lines). */
+  transfers?: TransferProgress;
 }
 
 export async function runBuild(
@@ -155,13 +158,13 @@ async function buildInContext(
     writeLayer,
     extractLayer: async (blobPath, rootfs, o) => {
       await extractLayer(createReadStream(blobPath), rootfs, {
-        skipDevices: o.skipDevices,
+        ...o, // skipDevices, onRead
         createDevices: wantsInsecure(plan),
         onSkipped: (p, why) => logger.debug(`device node ${p}: ${why}`),
       });
     },
   };
-  const client = new RegistryClient({ registry: opts.registry, credentials: credentialStore(opts), logger });
+  const client = buildClient(opts, logger, hooks);
   try {
     const images = new RegistryImageSource(
       client,
@@ -182,8 +185,8 @@ async function buildInContext(
       buildPlatform,
       // No mknod in a user namespace, whatever the id map.
       skipDevices: probe.chosen === 'rootless' || !inInitialUserNamespace(),
+      ...hooks, // progress (step numbers), transfers (bytes)
       onOutput,
-      ...(hooks.progress ? { progress: hooks.progress } : {}),
       ...(cache ? { cache } : {}),
       ...baseTreeSharing(opts, engine, probe.chosen, wantsInsecure(plan), logger),
     });
@@ -216,6 +219,17 @@ async function buildInContext(
     else if (!process.env.KILN_KEEP_WORKDIR && !(await removeTreeInBackground(workDir)))
       await removeTree(workDir);
   }
+}
+
+/** The build's registry client; the hooks hear of the bytes of its pulls and pushes. */
+function buildClient(opts: BuildOptions, logger: Logger, hooks: RunBuildHooks): RegistryClient {
+  const progress = hooks.transfers;
+  return new RegistryClient({
+    registry: opts.registry,
+    credentials: credentialStore(opts),
+    logger,
+    progress,
+  });
 }
 
 /**

@@ -558,6 +558,14 @@ export const BUILD_FLAGS = {
     { cli: 'log.format' },
     { sample: 'json' },
   ),
+  progressInterval: str(
+    '--progress-interval',
+    'seconds',
+    'pull, push and extraction progress in logs and JSON: at most one line or event per blob group this often (default 5), besides one per quarter of the bytes',
+    LOG,
+    { cli: 'progress.intervalMs' },
+    { sample: '0.5' },
+  ),
   logTimestamp: bool('--log-timestamp', 'timestamps on log lines', LOG, { cli: 'log.timestamps' }),
 
   // Supply chain (Kimia's names; parsed in attest-flags.ts).

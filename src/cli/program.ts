@@ -19,7 +19,7 @@ import type { CliSettings } from './to-options.ts';
 import { printPlan } from './plan-command.ts';
 import { addWarmCommand } from './warm-command.ts';
 import { addInspectCommand } from './inspect-command.ts';
-import { stepProgress } from './progress.ts';
+import { buildOutput, stepProgress, transferBoard } from './progress.ts';
 import { formatSummary } from './summary.ts';
 import { runBuild } from '../builder.ts';
 import { Logger, colorFor } from '../log/logger.ts';
@@ -41,8 +41,13 @@ const exitCodes = new WeakMap<Command, number>();
 /** The logger of the command that ran, so that its error is printed in its format. */
 const loggers = new WeakMap<Command, Logger>();
 
-function loggerFor(program: Command, log: CliSettings['log']): Logger {
-  const logger = new Logger({ ...log, timestamps: log.timestamps, color: colorFor(process.stderr) });
+function loggerFor(program: Command, log: CliSettings['log'], sink?: (line: string) => void): Logger {
+  const logger = new Logger({
+    ...log,
+    timestamps: log.timestamps,
+    color: colorFor(process.stderr),
+    ...(sink ? { sink } : {}),
+  });
   loggers.set(program, logger);
   return logger;
 }
@@ -59,9 +64,11 @@ function addBuildCommand(program: Command, out: Out): void {
   build.action(async (o: Record<string, unknown>) => {
     const flags = readFlags(o);
     const settings = cliSettings(flags);
-    const logger = loggerFor(program, settings.log);
+    const view = buildOutput(settings);
+    const logger = loggerFor(program, settings.log, (line) => view.write(`${line}\n`));
     const opts = optionsFromFlags(flags);
     for (const note of [...compatNotes(flags), ...annotationNotes(opts)]) logger.warn(note);
+    if (view.note) logger.warn(view.note);
     if (settings.dryRun) {
       await printPlan(opts, out);
       return;
@@ -82,9 +89,13 @@ function addBuildCommand(program: Command, out: Out): void {
       exitCodes.set(program, code);
       return;
     }
-    const output = logger.outputWriter('run', (c) => void process.stderr.write(c));
-    const hooks = { onOutput: (c: Buffer) => output.write(c), progress: stepProgress(logger) };
-    const result = await runBuild(opts, logger, hooks).finally(() => output.end());
+    const output = logger.outputWriter('run', (c) => view.write(c));
+    const transfers = transferBoard(view, logger, settings.progress.intervalMs);
+    const hooks = { onOutput: (c: Buffer) => output.write(c), progress: stepProgress(logger), transfers };
+    const result = await runBuild(opts, logger, hooks).finally(() => {
+      output.end();
+      transfers.close();
+    });
     const { resultFile } = readBuildOnlyFlags(o);
     if (resultFile) await writeFile(resultFile, `${JSON.stringify(result, null, 2)}\n`);
     // The summary goes to stderr so that stdout stays the digest alone, for scripts.

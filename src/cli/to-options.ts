@@ -64,13 +64,15 @@ export function readBuildOnlyFlags(o: Record<string, unknown>): BuildOnlyValues 
 export interface CliSettings {
   dryRun: boolean;
   log: { level: LogLevel; format: LogFormat; timestamps: boolean };
+  /** --progress as given (auto when not), and how often transfers are reported in lines and JSON. */
+  progress: { mode: 'auto' | 'plain' | 'tty' | 'json'; intervalMs: number };
 }
 
 const PROGRESS: Record<string, LogFormat> = { plain: 'text', tty: 'color', json: 'json', auto: 'color' };
 
 /** buildx's --progress as a log format; an explicit --log-format other than the default wins. */
 function logFormatOf(v: FlagValues): LogFormat {
-  if (v.progress === undefined || v.logFormat !== 'text') return v.logFormat;
+  if (v.progress === undefined) return v.logFormat;
   const f = PROGRESS[v.progress];
   if (!f)
     throw new KilnError(
@@ -82,14 +84,34 @@ function logFormatOf(v: FlagValues): LogFormat {
       },
     );
   // `auto` is colour where there is a terminal: the color format already falls back to plain text.
-  return f;
+  return v.logFormat !== 'text' ? v.logFormat : f;
 }
 
 export function cliSettings(v: FlagValues): CliSettings {
+  const format = logFormatOf(v);
   return {
     dryRun: v.dryRun ?? false,
-    log: { level: v.verbosity, format: logFormatOf(v), timestamps: v.logTimestamp ?? false },
+    log: { level: v.verbosity, format, timestamps: v.logTimestamp ?? false },
+    progress: {
+      mode: (v.progress as CliSettings['progress']['mode'] | undefined) ?? 'auto',
+      intervalMs: progressIntervalMs(v.progressInterval),
+    },
   };
+}
+
+function progressIntervalMs(text: string | undefined): number {
+  if (text === undefined) return 5000;
+  const s = Number(text);
+  if (text.trim() === '' || !Number.isFinite(s) || s < 0)
+    throw new KilnError(
+      'usage',
+      'BAD_FLAG_VALUE',
+      `--progress-interval "${text}" is not a number of seconds`,
+      {
+        hint: 'write --progress-interval 5 (seconds; decimals such as 0.5 are allowed)',
+      },
+    );
+  return Math.round(s * 1000);
 }
 
 function given(f: FlagSpec, v: unknown, quiet?: unknown): boolean {

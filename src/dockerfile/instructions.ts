@@ -148,6 +148,8 @@ const FLAGS: Record<string, FlagSpec> = {
     retries: 'string',
   },
 };
+/** Every instruction's flags, by instruction (a test checks that kiln's messages name only real ones). */
+export { FLAGS as INSTRUCTION_FLAGS };
 
 const STAGE_NAME_RE = /^[a-z][a-z0-9_.-]*$/;
 

@@ -14,6 +14,7 @@ import type { LayerCache } from '../cache/types.ts';
 import type { TreeStore } from '../cache/tree-store.ts';
 import type { StatIndex } from '../cache/sources-digest.ts';
 import type { Logger } from '../log/logger.ts';
+import type { TransferProgress } from '../log/transfer.ts';
 import type { BuildOptions } from '../options.ts';
 import type { StepReport } from '../result.ts';
 import { KilnError } from '../util/errors.ts';
@@ -39,6 +40,8 @@ export interface ExecuteInputs {
   onOutput?: (chunk: Buffer) => void;
   /** How steps are numbered in the log, and who hears when each ends (the CLI's progress lines). */
   progress?: StepProgress;
+  /** Told of the bytes of each base layer extracted (the CLI's bars and progress lines). */
+  transfers?: TransferProgress;
   /** The layer cache, when --cache is on. */
   cache?: { store: LayerCache; index: StatIndex };
   /**
@@ -168,15 +171,17 @@ export class BuildRun {
           'rootfs',
         );
         await rm(root, { recursive: true, force: true });
-        const t = Date.now();
         const layers = await materializeBase(
           base,
           this.inp.images,
           root,
           this.inp.deps,
           this.inp.skipDevices,
+          {
+            logger: this.logger,
+            transfers: this.inp.transfers,
+          },
         );
-        this.logger.debug(`base ${base.pinned} extracted in ${Date.now() - t} ms`);
         return { root, layers };
       })();
       this.baseTrees.set(base.digest, p);

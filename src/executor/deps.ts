@@ -9,6 +9,8 @@ import type { Sandbox } from '../isolation/types.ts';
 export interface ExtractOptions {
   /** Device nodes cannot be made in a user namespace: skip them (with a note) instead of failing. */
   skipDevices: boolean;
+  /** Told the blob bytes read so far (the extraction's progress). */
+  onRead?: (bytes: number) => void;
 }
 
 export interface ExecutorDeps {

@@ -111,7 +111,11 @@ async function imageBase(run: BuildRun, ref: string, rootfs: string): Promise<St
         const shared = await run.baseTree(base);
         await copyTree(shared.root, rootfs, true);
         got = shared.layers;
-      } else got = await materializeBase(base, inp.images, rootfs, inp.deps, inp.skipDevices);
+      } else
+        got = await materializeBase(base, inp.images, rootfs, inp.deps, inp.skipDevices, {
+          logger: run.logger,
+          transfers: inp.transfers,
+        });
       // The builder shares these objects: give them their local paths for the push.
       got.forEach((l, i) => {
         if (layers[i]) layers[i]!.path = l.path;

@@ -57,6 +57,8 @@ export interface ExtractOptions {
   /** Placeholders even when createDevices is set (a user namespace: no mknod whatever is wanted). */
   skipDevices?: boolean;
   onSkipped?: (path: string, reason: string) => void;
+  /** Told the number of blob bytes read so far, as they are read (progress of a base extraction). */
+  onRead?: (bytes: number) => void;
 }
 
 const WH = '.wh.';
@@ -226,6 +228,12 @@ export async function extractLayer(
   body.on('error', (err) => decoder.destroy(err));
   decoder.on('error', (err) => ex.destroy(err));
   body.pipe(decoder).pipe(ex);
+  const onRead = opts.onRead;
+  if (onRead) {
+    let read = 0;
+    // A second listener beside the pipe: it sees the same chunks and pauses with it.
+    body.on('data', (c: Buffer) => onRead((read += c.length)));
+  }
 
   const applier = new LayerApplier(root, opts);
   let entries = 0;

@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { MediaType } from '../image/types.ts';
 import type { Descriptor, ImageConfig, Index, Manifest, Platform } from '../image/types.ts';
+import { meterStream, NO_METER, shortSubject } from '../log/transfer.ts';
 import { KilnError } from '../util/errors.ts';
 import { repositoryScope } from './auth.ts';
 import { choosePlatform, formatPlatform, platformMatches } from './platform-match.ts';
@@ -288,22 +289,36 @@ export class Puller {
 
   /** Downloads a blob to `destPath` (through a temp file), verifying size and digest. */
   async fetchBlob(repoRef: Reference, descriptor: Descriptor, destPath: string): Promise<void> {
-    await this.retryPull(repoRef, `blob ${descriptor.digest}`, async (host, at) => {
-      const tmp = `${destPath}.partial-${randomBytes(6).toString('hex')}`;
-      try {
-        const body = await this.blobStream(host, at, descriptor);
-        await pipeline(
-          body,
-          new VerifyStream(descriptor, `blob ${descriptor.digest} of ${repoRef.repository}`),
-          // Large writes: fewer syscalls and thread-pool hops per downloaded MB.
-          createWriteStream(tmp, { highWaterMark: 1 << 20 }),
-        );
-        await rename(tmp, destPath);
-      } catch (e) {
-        await rm(tmp, { force: true });
-        throw e;
-      }
+    // Bytes and rate for the person watching (each attempt counts again from 0).
+    const meter = this.session.progress?.begin({
+      phase: 'pull',
+      subject: shortSubject(repoRef.registry, repoRef.repository),
+      blob: descriptor.digest,
+      total: descriptor.size,
     });
+    let ok = false;
+    try {
+      await this.retryPull(repoRef, `blob ${descriptor.digest}`, async (host, at) => {
+        const tmp = `${destPath}.partial-${randomBytes(6).toString('hex')}`;
+        try {
+          const body = await this.blobStream(host, at, descriptor);
+          await pipeline(
+            body,
+            meterStream(meter ?? NO_METER),
+            new VerifyStream(descriptor, `blob ${descriptor.digest} of ${repoRef.repository}`),
+            // Large writes: fewer syscalls and thread-pool hops per downloaded MB.
+            createWriteStream(tmp, { highWaterMark: 1 << 20 }),
+          );
+          await rename(tmp, destPath);
+        } catch (e) {
+          await rm(tmp, { force: true });
+          throw e;
+        }
+      });
+      ok = true;
+    } finally {
+      meter?.end(ok);
+    }
   }
 
   /** A blob as a stream, verified at the end (the stream errors with DIGEST_MISMATCH). */

@@ -4,9 +4,11 @@
  * manifest is written only once every blob it references is verified present. go-containerregistry's
  * `remote` writer is the model.
  */
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { MediaType } from '../image/types.ts';
 import type { BuiltImage, Descriptor, LayerBlob } from '../image/types.ts';
+import { meterStream, shortSubject } from '../log/transfer.ts';
+import type { TransferMeter } from '../log/transfer.ts';
 import { KilnError } from '../util/errors.ts';
 import { formatReference, normalizeRegistry } from './reference.ts';
 import type { Reference } from './reference.ts';
@@ -93,6 +95,44 @@ export class Pusher {
   ): Promise<PushBlobResult> {
     const size = await this.headBlob(ref, descriptor.digest);
     if (size !== undefined) return 'exists';
+    const metered = this.metered(ref, descriptor, open);
+    try {
+      const how = await this.pushBlobAttempts(ref, descriptor, metered.open, opts);
+      metered.meter?.end(true);
+      return how;
+    } finally {
+      metered.meter?.end(false);
+    }
+  }
+
+  /** The opener with its bytes counted for the progress display, from the first upload on. */
+  private metered(
+    ref: Reference,
+    desc: Descriptor,
+    open: BlobOpener,
+  ): { open: BlobOpener; meter: TransferMeter | undefined } {
+    const progress = this.session.progress;
+    if (!progress) return { open, meter: undefined };
+    const out: { open: BlobOpener; meter: TransferMeter | undefined } = { open, meter: undefined };
+    out.open = async () => {
+      out.meter ??= progress.begin({
+        phase: 'push',
+        subject: shortSubject(ref.registry, ref.repository),
+        blob: desc.digest,
+        total: desc.size,
+      });
+      // pipeline: an error of the source reaches the consumer, a consumer's destroy the source.
+      return pipeline(await open(), meterStream(out.meter), () => undefined);
+    };
+    return out;
+  }
+
+  private async pushBlobAttempts(
+    ref: Reference,
+    descriptor: Descriptor,
+    open: BlobOpener,
+    opts: { mountFrom?: string },
+  ): Promise<PushBlobResult> {
     const retries = Math.max(0, this.session.opts.pushRetry);
     let mountTried = false;
     for (let attempt = 0; ; attempt++) {

@@ -5,6 +5,7 @@
  */
 import type { RegistryOptions } from './options.ts';
 import type { Logger } from '../log/logger.ts';
+import type { TransferProgress } from '../log/transfer.ts';
 import { KilnError } from '../util/errors.ts';
 import { Authenticator, registryMessage } from './auth.ts';
 import type { CredentialStore } from './credentials.ts';
@@ -20,6 +21,8 @@ export interface SessionOptions {
   registry: RegistryOptions;
   credentials: CredentialStore;
   logger?: Logger;
+  /** Told of the bytes of each blob pulled or pushed (the CLI's bars and progress lines). */
+  progress?: TransferProgress;
   /** First retry delay (default 500 ms); tests shorten it. */
   baseDelayMs?: number;
   /** Headers and body-idle timeout of one request (default 120 s); tests shorten it. */
@@ -67,11 +70,13 @@ export class RegistrySession {
   readonly transport: Transport;
   readonly opts: RegistryOptions;
   readonly logger: Logger | undefined;
+  readonly progress: TransferProgress | undefined;
   private readonly auth: Authenticator;
 
   constructor(opts: SessionOptions) {
     this.opts = opts.registry;
     this.logger = opts.logger;
+    this.progress = opts.progress;
     this.transport = new Transport({
       registry: opts.registry,
       logger: opts.logger,

@@ -174,10 +174,12 @@ test('flags: -v, --log-format, --log-timestamp and --dry-run are settings of the
   assert.deepEqual(cliSettings(flags([])), {
     dryRun: false,
     log: { level: 'info', format: 'text', timestamps: false },
+    progress: { mode: 'auto', intervalMs: 5000 },
   });
   assert.deepEqual(cliSettings(flags(['-v', 'debug', '--log-format=json', '--log-timestamp', '--dry-run'])), {
     dryRun: true,
     log: { level: 'debug', format: 'json', timestamps: true },
+    progress: { mode: 'auto', intervalMs: 5000 },
   });
 });
 
