@@ -2,7 +2,7 @@
  * Every message a user may see names only flags that exist. The test reads every string of src/
  * that is prose (has a space) and names a `--flag` (hints, errors, warnings, help), and accepts each
  * flag only as one of:
- *  - a kiln flag (`kiln build`, `plan`, `warm`), with a value among its choices when it has them,
+ *  - a kiln flag (`kiln build`, `plan`, `warm`, or another command's own option), with a value among its choices when it has them,
  *    and never, in a hint, a flag that is refused or does nothing;
  *  - a Dockerfile instruction's flag (RUN --mount, COPY --chown, …) that kiln's parser accepts;
  *  - another tool's flag, in a string that names that tool.
@@ -16,6 +16,7 @@ import { join, relative } from 'node:path';
 import ts from 'typescript';
 import { allFlags, WARM_FLAGS } from '../../../src/cli/flag-table.ts';
 import type { FlagSpec } from '../../../src/cli/flag-table.ts';
+import { buildProgram } from '../../../src/cli/program.ts';
 import { INSTRUCTION_FLAGS } from '../../../src/dockerfile/instructions.ts';
 
 const REPO = new URL('../../..', import.meta.url).pathname;
@@ -38,7 +39,10 @@ for (const [, f] of [...allFlags(), ...(Object.entries(WARM_FLAGS) as Array<[str
   kiln.set(f.long, f);
   for (const a of f.aliases ?? []) kiln.set(a, f);
 }
+// Options that commands declare to commander themselves (probe's, inspect's), besides the table's.
 const PROGRAM = new Set(['--help', '--version']);
+for (const c of buildProgram(() => undefined).commands)
+  for (const o of c.options) if (o.long && !kiln.has(o.long)) PROGRAM.add(o.long);
 const dockerfileFlags = new Set(Object.values(INSTRUCTION_FLAGS).flatMap((fs) => Object.keys(fs)));
 const INSTRUCTION = /\b(FROM|RUN|COPY|ADD|HEALTHCHECK)\b/;
 
