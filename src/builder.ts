@@ -13,7 +13,7 @@ import { loadDockerfile } from './plan/load.ts';
 import { planFromText, type BuildPlan } from './plan/plan.ts';
 import { hostPlatform, parsePlatform } from './image/platform.ts';
 import type { Platform } from './image/types.ts';
-import { IgnoreMatcher, loadIgnoreFile } from './context/dockerignore.ts';
+import { contextIgnore, IgnoreMatcher } from './context/dockerignore.ts';
 import { ContextSource } from './context/sources.ts';
 import { materializeContext } from './context/fetch.ts';
 import { probeIsolation, formatProbe } from './isolation/probe.ts';
@@ -115,8 +115,8 @@ async function buildInContext(
   if (plan.unusedBuildArgs.length) {
     logger.warn(`build arg(s) ${plan.unusedBuildArgs.join(', ')} were passed but no ARG declares them`);
   }
-  const ignore = await loadIgnoreFile(contextDir, dockerfilePath);
-  const context = new ContextSource(contextDir, new IgnoreMatcher(ignore.patterns));
+  const patterns = await contextIgnore(contextDir, dockerfilePath, opts.cache.dir);
+  const context = new ContextSource(contextDir, new IgnoreMatcher(patterns));
 
   const workDir = resolve(opts.workDir, `build-${process.pid}-${Date.now()}`);
   // Only the build user may enter the build trees: they hold the image's setuid-root files.

@@ -506,3 +506,28 @@ export async function listContextFiles(contextDir: string, matcher: IgnoreMatche
   await walk(path.resolve(contextDir), '');
   return out.sort(byteOrder);
 }
+
+/**
+ * The context's ignore patterns: the .dockerignore's, plus kiln's own layer cache when it lies
+ * inside the context (GitLab caches only paths inside the project, which is often the context): it
+ * must never be COPYed into the image it caches. Added last, so no `!` line brings it back.
+ */
+export async function contextIgnore(
+  contextDir: string,
+  dockerfilePath: string,
+  cacheDir: string | undefined,
+): Promise<IgnorePattern[]> {
+  return excludeOwnDir((await loadIgnoreFile(contextDir, dockerfilePath)).patterns, contextDir, cacheDir);
+}
+
+/** `patterns` plus one leaving out `dir` when it lies strictly inside `contextDir`. */
+export function excludeOwnDir(
+  patterns: IgnorePattern[],
+  contextDir: string,
+  dir: string | undefined,
+): IgnorePattern[] {
+  if (!dir) return patterns;
+  const rel = path.relative(path.resolve(contextDir), path.resolve(dir));
+  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return patterns;
+  return [...patterns, { pattern: rel.split(path.sep).join('/'), exclusion: false }];
+}

@@ -75,6 +75,30 @@ describe(
         }
       ).annotations ?? {};
 
+    /** Every path in the image's layers (skopeo copies it to an OCI layout). */
+    async function imageFiles(ref: string): Promise<string[]> {
+      const dir = mkdtempSync(join(work, 'oci-'));
+      await execFileP('skopeo', [
+        'copy',
+        '--src-tls-verify=false',
+        '--src-creds',
+        `ci:${PASSWORD}`,
+        `docker://${reg.host}/${ref}`,
+        `oci:${dir}:x`,
+      ]);
+      const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as {
+        manifests: { digest: string }[];
+      };
+      const blob = (d: string): string => join(dir, 'blobs', ...d.split(':'));
+      const manifest = JSON.parse(readFileSync(blob(index.manifests[0]!.digest), 'utf8')) as {
+        layers: { digest: string }[];
+      };
+      const out: string[] = [];
+      for (const l of manifest.layers)
+        out.push(...(await execFileP('tar', ['-tzf', blob(l.digest)])).stdout.split('\n').filter(Boolean));
+      return out.map((f) => f.replace(/^\.\//, ''));
+    }
+
     /** Runs the pipeline with CI_REGISTRY_IMAGE = <registry>/<ns>/shop. */
     async function pipeline(
       ns: string,
@@ -122,6 +146,8 @@ describe(
       writeFileSync(join(project, 'api/hello.txt'), 'hello from api\n');
       mkdirSync(join(project, 'worker'));
       writeFileSync(join(project, 'worker/Containerfile'), `${from}RUN echo worker > /which\n`);
+      // Context `.`: the project dir, where GitLab restores the layer cache (.kiln-cache).
+      writeFileSync(join(project, 'site.Dockerfile'), `${from}COPY . /src/\n`);
       mkdirSync(join(project, 'docs'));
       writeFileSync(join(project, 'docs/index.md'), '# no image here\n');
       await git('init', '-q', '-b', 'main');
@@ -148,6 +174,7 @@ describe(
             'tag-ref-slug: true',
           ]),
           ...include('docs', ['context: docs', 'repository: $CI_REGISTRY_IMAGE/docs']),
+          ...include('site', ['dockerfile: site.Dockerfile', 'repository: $CI_REGISTRY_IMAGE/site']),
           'stages: [build, verify]',
           'verify:',
           '  stage: verify',
@@ -170,7 +197,7 @@ describe(
 
     test('default branch: two includes build two images, sha + latest, OCI labels, dotenv', async () => {
       const out = await pipeline('main');
-      assert.deepEqual(passedJobs(out).sort(), ['api', 'verify', 'worker'], out);
+      assert.deepEqual(passedJobs(out).sort(), ['api', 'site', 'verify', 'worker'], out);
       const short = sha.slice(0, 8);
       assert.deepEqual(await tags('main/shop/api'), [short, 'latest'].sort());
       assert.deepEqual(await tags('main/shop/worker'), [short, 'latest', 'main'].sort());
@@ -199,6 +226,15 @@ describe(
 
     test('tag pipeline: sha + the Git tag, no latest; version label is the tag', async () => {
       await pipeline('tagged', ['--unset-variable', 'CI_COMMIT_BRANCH'], { CI_COMMIT_TAG: 'v1.2.0' });
+      // The second run restored the first run's layer cache into the context: COPY . left it out.
+      const files = await imageFiles(`tagged/shop/site:${sha.slice(0, 8)}`);
+      assert.ok(files.includes('src/api/hello.txt'), files.join(' '));
+      assert.ok(files.includes('src/site.Dockerfile'));
+      assert.deepEqual(
+        files.filter((f) => f.includes('.kiln-cache')),
+        [],
+        'the layer cache is not part of the context',
+      );
       const short = sha.slice(0, 8);
       assert.deepEqual(await tags('tagged/shop/api'), [short, 'v1.2.0'].sort());
       const api = await inspect('tagged/shop/api:v1.2.0');
