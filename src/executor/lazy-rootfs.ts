@@ -74,6 +74,17 @@ export class LazyRootfs {
     return undefined;
   }
 
+  /**
+   * Keeps the tree as it is now, which these layers give (base + every step so far): after a step
+   * that is slow to run again (a RUN that missed the cache), so the next build clones it.
+   */
+  async keepNow(diffIds: readonly string[]): Promise<void> {
+    if (this.real && this.reuse && diffIds.length > 0) {
+      await this.real;
+      await this.reuse.keep(diffIds);
+    }
+  }
+
   /** A cached layer: queued while the tree is not real, applied at once when it is. */
   async addLayer(blob: string, diffId?: string): Promise<void> {
     if (!this.real) {

@@ -240,6 +240,10 @@ class StageSteps {
           })
         : null) ?? (await this.runUncached(mod, ins, logText));
     this.chain = outcome.chain;
+    // A miss means the layer cache is on, so every step of this stage wrote its layer (or an empty
+    // one): the diff ids describe the tree exactly.
+    if (outcome.cache === 'miss' && raw.kind === 'run')
+      await this.tree.keepNow(this.ctx.builder.config.rootfs.diff_ids);
     const report = stepReport(this.label, text, raw.at.line, t, outcome);
     this.build.steps.push(report);
     this.build.inp.progress?.done(pos, report);
