@@ -6,7 +6,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { pushBusyboxImage } from '../helpers/images.ts';
 import { cacheKeys, listingHash } from '../../src/ci/github/cache-dir.ts';
+import { runLocalAction, type ActionRun } from './fixtures/local-action.ts';
 
 const execFileP = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -57,16 +58,6 @@ test('action.yml passes @action-validator/cli', async () => {
   }
 });
 
-interface ActionRun {
-  code: number;
-  out: string;
-  outputs: Record<string, string>;
-  errors: string[];
-  /** The `file=...,line=...` part of each ::error that has one. */
-  errorParams: string[];
-  summary: string;
-}
-
 describe('GitHub Action via @github/local-action', { timeout: 600_000 }, () => {
   let reg: TestRegistry;
   let work: string;
@@ -95,56 +86,8 @@ describe('GitHub Action via @github/local-action', { timeout: 600_000 }, () => {
     return dir;
   }
 
-  async function runAction(name: string, inputs: Record<string, string>): Promise<ActionRun> {
-    const runDir = join(work, `run-${name}`);
-    mkdirSync(runDir, { recursive: true });
-    const summary = join(runDir, 'summary.md');
-    const envFile = join(runDir, '.env');
-    // Inputs go through the dotenv file: local-action starts through a shell, which drops variables
-    // whose names have a dash (INPUT_BUILD-ARGS). Single quotes keep newlines and backslashes.
-    const lines = Object.entries(inputs).map(([k, v]) => {
-      assert.ok(!v.includes("'"), 'test inputs must not hold single quotes');
-      return `INPUT_${k.toUpperCase()}='${v}'`;
-    });
-    writeFileSync(envFile, `${lines.join('\n')}\n`);
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      FORCE_COLOR: '0',
-      NO_COLOR: '1',
-      KILN_CLI: join(dist, 'cli.js'),
-      RUNNER_TEMP: runDir,
-      GITHUB_STEP_SUMMARY: summary,
-      GITHUB_RUN_ID: name,
-      LOCAL_ACTION_WORKSPACE: work,
-      LOCAL_ACTION_CACHE_PATH: cacheStore,
-      DOCKER_CONFIG: join(runDir, 'docker-config'),
-    };
-    const bin = join(ROOT, 'node_modules/.bin/local-action');
-    const child = spawn(
-      bin,
-      ['run', ROOT, 'src/ci/github/main.ts', envFile, '--post', 'src/ci/github/post.ts'],
-      {
-        cwd: ROOT,
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const code = await new Promise<number>((r) => child.on('close', (c) => r(c ?? 1)));
-    const outputs: Record<string, string> = {};
-    for (const m of out.matchAll(/^::set-output name=([\w-]+)::(.*)$/gm)) outputs[m[1]!] = m[2]!;
-    const errors = [...out.matchAll(/^::error(?: [^:]*)?::(.*)$/gm)].map((m) => m[1]!);
-    const errorParams = [...out.matchAll(/^::error ([^:]*)::/gm)].map((m) => m[1]!);
-    let summaryText = '';
-    try {
-      summaryText = readFileSync(summary, 'utf8');
-    } catch {
-      summaryText = '';
-    }
-    return { code, out, outputs, errors, errorParams, summary: summaryText };
-  }
+  const runAction = (name: string, inputs: Record<string, string>): Promise<ActionRun> =>
+    runLocalAction({ work, dist, cacheStore, name, inputs });
 
   const dockerfile = (host: string): string =>
     [

@@ -68,6 +68,7 @@ describe('list rules (build-push-action getInputList)', () => {
     ['quoted quote', '"say ""hi""",x', false, ['say "hi"', 'x']],
     ['ignoreComma keeps commas', 'id=a,src=/f\nid=b,env=B', true, ['id=a,src=/f', 'id=b,env=B']],
     ['CRLF', 'A=1\r\nB=2\r\n', true, ['A=1', 'B=2']],
+    ['ignoreComma: a quoted line loses its quotes', '"S=a b, c"\nT="x"', true, ['S=a b, c', 'T="x"']],
   ];
   for (const [name, text, ignoreComma, want] of cases) {
     test(`parseList: ${name}`, () => assert.deepEqual(parseList(text, ignoreComma), want));

@@ -42,7 +42,10 @@ export function parseList(text: string, ignoreComma = false): string[] {
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) continue;
-    const items = ignoreComma ? [line] : splitCsvLine(line);
+    // A whole line in double quotes is one item with the quotes taken off, as the CSV reader
+    // build-push-action uses does (its README quotes secrets that hold spaces or commas).
+    const quoted = ignoreComma && /^"(?:[^"]|"")*"$/.test(line);
+    const items = ignoreComma ? [quoted ? line.slice(1, -1).replace(/""/g, '"') : line] : splitCsvLine(line);
     for (const item of items) {
       const v = ignoreComma ? item : item.trim();
       if (v !== '') out.push(v);
