@@ -14,6 +14,7 @@ import { planFromText } from '../plan/plan.ts';
 import { KilnError } from '../util/errors.ts';
 import { WARM_FLAGS } from './flag-table.ts';
 import { addFlags } from './build-flags.ts';
+import { buildOutput, transferBoard } from './progress.ts';
 import { keyValues } from './flag-values.ts';
 import { cliSettings, compatNotes, readFlags, readWarmFlags, registryOptions } from './to-options.ts';
 
@@ -46,8 +47,10 @@ export function addWarmCommand(program: Command, out: (s: string) => void, env =
   warm.action(async (o: Record<string, unknown>) => {
     const w = readWarmFlags(o);
     const shared = readFlags(o);
-    const { log } = cliSettings(shared);
-    const logger = new Logger({ ...log, color: colorFor(process.stderr) });
+    const settings = cliSettings(shared);
+    const view = buildOutput(settings);
+    const sink = (line: string): void => view.write(`${line}\n`);
+    const logger = new Logger({ ...settings.log, color: colorFor(process.stderr), sink });
     for (const note of compatNotes(w, WARM_FLAGS)) logger.warn(note);
     const platform = w.platform ?? w.customPlatform ?? undefined;
     const target = platform ? parsePlatform(platform) : hostPlatform();
@@ -65,12 +68,14 @@ export function addWarmCommand(program: Command, out: (s: string) => void, env =
       throw new KilnError('usage', 'NO_IMAGES', 'kiln warm needs at least one --image or a --dockerfile', {
         hint: 'pass e.g. --image debian:bookworm, or --dockerfile Dockerfile',
       });
+    const transfers = transferBoard(view, logger, settings.progress.intervalMs);
     const registry = registryOptions(shared, env);
     for (const c of registry.credentials) logger.addSecret(c.password);
     const client = new RegistryClient({
       registry,
       credentials: new CredentialStore({ explicit: {} }),
       logger,
+      progress: transfers,
     });
     try {
       const digests = await warmImages(client, images, w.cacheDir, target, {
@@ -79,6 +84,7 @@ export function addWarmCommand(program: Command, out: (s: string) => void, env =
       });
       images.forEach((img, i) => out(`${img} ${digests[i]}\n`));
     } finally {
+      transfers.close();
       await client.close();
     }
   });

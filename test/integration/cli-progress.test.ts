@@ -166,6 +166,21 @@ describe('transfer progress', { skip: !isRoot && 'needs root (chroot rung)' }, (
     assert.match(r.stdout, /^sha256:[0-9a-f]{64}\n$/);
   });
 
+  test('kiln warm shows its pulls too', { timeout: 120_000 }, async () => {
+    const r = await kiln([
+      'warm',
+      '-i',
+      `${base}:1`,
+      '--cache-dir',
+      join(work, 'warm-cache'),
+      '--insecure-registry',
+      reg!.host,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assertPaced(r.stderr, 'pull', 'pulled', base);
+    assert.ok(!r.stderr.includes(ESC));
+  });
+
   test(
     '--log-format json: every line is JSON, transfers are progress events',
     { timeout: 300_000 },
