@@ -232,7 +232,6 @@ describe(
       }
       const text = await kiln(['inspect', `${reg.host}/k/gh:1`, '--insecure-registry', reg.host]);
       outputs.push(text);
-      console.log(text.stdout);
       assert.match(text.stdout, new RegExp(`keyless, identity ${sigstore.subject.replace(/[.]/g, '\\.')}`));
     });
 
