@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { pairedBuilds, pairedSummary, writeSourceTree } from './builds.ts';
 import type { BenchEnv, ScenarioResult } from './env.ts';
 
-const SOURCE_FILES = 5000;
+export const SOURCE_FILES = 5000;
 
-function writeContext(ctx: string, base: string): void {
+export function writeContext(ctx: string, base: string): void {
   mkdirSync(ctx, { recursive: true });
   writeSourceTree(ctx, SOURCE_FILES);
   writeFileSync(

@@ -43,13 +43,18 @@ export function kilnArgv(env: BenchEnv, ctx: string, dest: string, work: string,
   ];
 }
 
-export async function kilnBuild(env: BenchEnv, ctx: string, dest: string): Promise<BuildRun> {
+export async function kilnBuild(
+  env: BenchEnv,
+  ctx: string,
+  dest: string,
+  extra: string[] = [],
+): Promise<BuildRun> {
   const work = join(env.scratch, `kiln-work-${Date.now()}`);
   const lines: TimedLine[] = [];
   try {
     const m = await measure(
       'kiln build',
-      kilnArgv(env, ctx, dest, work, ['-f', join(ctx, 'Dockerfile'), '-v', 'debug']),
+      kilnArgv(env, ctx, dest, work, ['-f', join(ctx, 'Dockerfile'), '-v', 'debug', ...extra]),
       { cwd: REPO_ROOT, onLine: (line, atMs) => lines.push({ line, atMs }) },
     );
     return { m, lines };

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- registry|tree|app|cache|snapshot ...]`: runs the scenarios (all by default) against a throwaway
+ * `npm run bench [-- registry|tree|app|cache|snapshot|attest ...]`: runs the scenarios (all by default) against a throwaway
  * registry, prints one table per scenario (kiln vs the reference tool: both wall times, kiln/ref and
  * kiln's peak RSS by GNU time) and writes everything as JSON to bench/results/latest.json.
  */
@@ -17,6 +17,7 @@ const SCENARIOS: Record<string, () => Promise<Runner>> = {
   app: async () => (await import('./app.ts')).run,
   cache: async () => (await import('./cache.ts')).run,
   snapshot: async () => (await import('./snapshot.ts')).run,
+  attest: async () => (await import('./attest.ts')).run,
 };
 
 const asked = process.argv.slice(2).filter((a) => a !== '--');

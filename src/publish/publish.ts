@@ -96,8 +96,14 @@ export async function publish(
   const reader = async (l: LayerBlob): Promise<NodeJS.ReadableStream> => await openLayer(l);
   const attached = attestations.length ? attachAttestations(image, attestations) : undefined;
   if (attached && (out.tarPath || out.ociLayoutPath)) {
+    // Not written into the files (BuildKit's OCI exporter does): say where they are, and are not.
+    const files = [out.tarPath ? '--tar-path' : '', out.ociLayoutPath ? '--oci-layout-path' : ''].filter(
+      Boolean,
+    );
+    const where =
+      !out.noPush && out.destinations.length ? 'are pushed with the image only' : 'are not pushed (no push)';
     logger.warn(
-      'attestations are pushed with the image only: the tarball and OCI layout hold the image alone',
+      `attestations ${where}: ${files.join(' and ')} hold the image alone; --sbom-output and --provenance-output write them to files`,
     );
   }
   if (out.tarPath) {
