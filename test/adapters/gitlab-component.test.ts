@@ -10,7 +10,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gitlabInputs, metadataArgs, TEMPLATE_VARIABLES } from '../../src/ci/gitlab/main.ts';
+import {
+  dotenv,
+  gitlabInputs,
+  jobPrefix,
+  metadataArgs,
+  TEMPLATE_VARIABLES,
+} from '../../src/ci/gitlab/main.ts';
+import type { BuildResult } from '../../src/result.ts';
 import { destinations } from '../../src/ci/gitlab/tags.ts';
 import { jobLogins } from '../../src/ci/gitlab/auth.ts';
 import { ciMetadata } from '../../src/ci/gitlab/metadata.ts';
@@ -273,5 +280,26 @@ describe('GitLab job script pieces', () => {
         /DOCKER_AUTH_CONFIG is not a JSON Docker config/.test(e.message) && !e.message.includes('c2VjcmV0'),
     );
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('dotenv: the generic names, then the same under the job-name prefix', () => {
+    assert.equal(jobPrefix('api'), 'KILN_API_');
+    assert.equal(jobPrefix('build worker:arm64'), 'KILN_BUILD_WORKER_ARM64_');
+    assert.equal(jobPrefix('kiln-build'), 'KILN_BUILD_');
+    assert.equal(jobPrefix(undefined), '');
+    const result = {
+      digest: 'sha256:' + 'a'.repeat(64),
+      destinations: ['r/x:1'],
+      imageId: 'sha256:' + 'b'.repeat(64),
+      isolation: { rung: 'plain' },
+    } as unknown as BuildResult;
+    const lines = dotenv(result, ['r/x@sha256:' + 'a'.repeat(64)], 'api')
+      .trim()
+      .split('\n');
+    assert.equal(lines.length, 14, "within GitLab's dotenv variable limit");
+    assert.ok(lines.includes(`KILN_IMAGE_DIGEST=${result.digest}`));
+    assert.ok(lines.includes(`KILN_API_IMAGE_DIGEST=${result.digest}`));
+    assert.ok(lines.includes('KILN_API_IMAGE_REF=r/x:1'));
+    assert.equal(dotenv(result, [], undefined).trim().split('\n').length, 7);
   });
 });

@@ -185,6 +185,13 @@ describe(
           '    - test -n "$KILN_IMAGE_DIGEST"',
           '  artifacts:',
           '    paths: [digest-from-dotenv.txt]',
+          'verify-both:',
+          '  stage: verify',
+          '  needs: [api, worker]',
+          '  script:',
+          '    - echo "$KILN_API_IMAGE_DIGEST $KILN_WORKER_IMAGE_DIGEST $KILN_WORKER_IMAGE" > both.txt',
+          '  artifacts:',
+          '    paths: [both.txt]',
           '',
         ].join('\n'),
       );
@@ -197,7 +204,7 @@ describe(
 
     test('default branch: two includes build two images, sha + latest, OCI labels, dotenv', async () => {
       const out = await pipeline('main');
-      assert.deepEqual(passedJobs(out).sort(), ['api', 'site', 'verify', 'worker'], out);
+      assert.deepEqual(passedJobs(out).sort(), ['api', 'site', 'verify', 'verify-both', 'worker'], out);
       const short = sha.slice(0, 8);
       assert.deepEqual(await tags('main/shop/api'), [short, 'latest'].sort());
       assert.deepEqual(await tags('main/shop/worker'), [short, 'latest', 'main'].sort());
@@ -221,6 +228,11 @@ describe(
       assert.ok(out.includes(`${base.host} (DOCKER_AUTH_CONFIG)`), 'the login list names the base registry');
       assert.ok(out.includes(`got digest ${api.Digest} for ${reg.host}/main/shop/api:${short}`), out);
       assert.equal(readFileSync(join(project, 'digest-from-dotenv.txt'), 'utf8').trim(), api.Digest);
+      assert.equal(
+        readFileSync(join(project, 'both.txt'), 'utf8').trim(),
+        `${api.Digest} ${worker.Digest} ${reg.host}/main/shop/worker@${worker.Digest}`,
+        'a job that needs both kiln jobs gets each one under its job-name prefix',
+      );
       assert.ok(!/\bdocs\b.*starting/.test(out), 'rules: exists dropped the job without a Dockerfile');
     });
 

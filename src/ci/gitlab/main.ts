@@ -97,8 +97,22 @@ export function metadataArgs(env: Env, reproducible: boolean): string[] {
   return flagArgv({ label: items, annotation: items });
 }
 
+/**
+ * The job's own prefix for its report variables: KILN_API_ for a job named `api`. Jobs that need
+ * two kiln jobs get both sets; the unprefixed names would collide (the last report wins).
+ */
+export function jobPrefix(jobName: string | undefined): string {
+  const slug = (jobName ?? '')
+    .toUpperCase()
+    .replace(/[^A-Z0-9]+/g, '_')
+    .replace(/^_+|_+$/g, '');
+  if (!slug || slug === 'KILN') return '';
+  // kiln-build → KILN_BUILD_, not KILN_KILN_BUILD_.
+  return slug.startsWith('KILN_') ? `${slug}_` : `KILN_${slug}_`;
+}
+
 /** dotenv lines for the report; values are single-line by construction. */
-export function dotenv(result: BuildResult, images: string[]): string {
+export function dotenv(result: BuildResult, images: string[], jobName?: string): string {
   const vars: Record<string, string> = {
     KILN_IMAGE_DIGEST: result.digest,
     KILN_IMAGE: images[0] ?? '',
@@ -108,10 +122,10 @@ export function dotenv(result: BuildResult, images: string[]): string {
     KILN_ATTESTATION_DIGEST: result.attestations?.manifest ?? '',
     KILN_SIGNATURES: (result.signatures ?? []).map((x) => x.tag).join(','),
   };
-  return Object.entries(vars)
-    .map(([k, v]) => `${k}=${v}`)
-    .join('\n')
-    .concat('\n');
+  const prefix = jobPrefix(jobName);
+  const lines = Object.entries(vars).map(([k, v]) => `${k}=${v}`);
+  if (prefix) lines.push(...Object.entries(vars).map(([k, v]) => `${k.replace(/^KILN_/, prefix)}=${v}`));
+  return lines.join('\n').concat('\n');
 }
 
 function cliPath(env: Env): string {
@@ -170,7 +184,7 @@ export async function main(env: Env = process.env): Promise<number> {
       .split('\n')
       .filter(Boolean);
     const report = resolve(cwd, env.KILN_DOTENV || 'kiln.env');
-    await writeFile(report, dotenv(result, result.pushed ? images : []));
+    await writeFile(report, dotenv(result, result.pushed ? images : [], env.CI_JOB_NAME));
     process.stdout.write(
       `kiln: ${result.digest} (${result.layers} layers, ${result.size} bytes, isolation ${result.isolation.rung}); wrote ${report}\n`,
     );
