@@ -39,7 +39,8 @@ export function stepProgress(logger: Logger): StepProgress {
 
 /**
  * How transfers are shown: JSON events in JSON logs; a live line on a terminal (`--progress auto`
- * or `tty`); plain periodic lines otherwise (`--progress plain`, CI logs, pipes, TERM=dumb).
+ * or `tty`); plain periodic lines otherwise (`--progress plain`, CI logs, pipes, TERM=dumb), which
+ * the log level hides like any info line.
  */
 export function transferMode(
   settings: Pick<CliSettings, 'log' | 'progress'>,
@@ -47,7 +48,9 @@ export function transferMode(
   env: NodeJS.ProcessEnv = process.env,
 ): { mode: BoardMode; note?: string } {
   if (settings.log.format === 'json') return { mode: 'json' };
-  if (settings.progress.mode === 'plain') return { mode: 'plain' };
+  // Plain lines are info messages: `-v warn` and quieter show no progress, and no live line either.
+  const quiet = !['trace', 'debug', 'info'].includes(settings.log.level);
+  if (settings.progress.mode === 'plain' || quiet) return { mode: 'plain' };
   const terminal = stream.isTTY === true && env.TERM !== 'dumb';
   if (settings.progress.mode === 'tty' && !terminal)
     return {

@@ -37,6 +37,11 @@ test('plain is plain even on a terminal; json (either flag) is only JSON events'
   });
 });
 
+test('-v warn and quieter: no live line (the plain lines are info messages, hidden too)', () => {
+  assert.deepEqual(transferMode(settings(['-v', 'warn']), tty, term), { mode: 'plain' });
+  assert.deepEqual(transferMode(settings(['-v', 'debug']), tty, term), { mode: 'tty' });
+});
+
 test('tty without a terminal says so and falls back to plain lines', () => {
   const m = transferMode(settings(['--progress=tty']), pipe, term);
   assert.equal(m.mode, 'plain');

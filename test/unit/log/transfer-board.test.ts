@@ -149,6 +149,25 @@ test('tty: redrawn in place at most every 100 ms, cut to the width, other output
   board.close();
 });
 
+test('tty: groups in flight share the line (no bar); quiet levels print no plain lines', () => {
+  const c = clock();
+  const term = terminal();
+  term.columns = 200;
+  const status = new StatusLine(term, c.now);
+  const { logger } = memoryLogger('info');
+  const board = new TransferBoard({ mode: 'tty', logger, status, now: c.now });
+  board.begin({ phase: 'pull', subject: 'a', blob: blob('2'), total: MIB }).update(MIB / 2);
+  c.tick(1000);
+  board.begin({ phase: 'push', subject: 'r/b', blob: blob('3'), total: 2 * MIB });
+  assert.equal(term.out.at(-1), '\r\x1b[Kpull a: 0.5/1.0 MiB 512.0 KiB/s  push r/b: 0.0/2.0 MiB 0.0 KiB/s');
+  const quiet = memoryLogger('warn');
+  const plain = new TransferBoard({ mode: 'plain', logger: quiet.logger, now: c.now });
+  const m = plain.begin({ phase: 'pull', subject: 'a', blob: blob('4'), total: MIB });
+  m.update(MIB);
+  m.end(true);
+  assert.deepEqual(quiet.lines, []);
+});
+
 test('meterStream counts what passes through; shortSubject names Docker Hub images as typed', async () => {
   const seen: number[] = [];
   await pipeline(
