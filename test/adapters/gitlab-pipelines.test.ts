@@ -3,7 +3,8 @@
  * registries, asserting on what the registry holds (skopeo), not only on the job log:
  * - one project includes the component twice (job-name api and worker; worker's context has only a
  *   Containerfile) and a third time for a context without any Dockerfile, which `rules: exists`
- *   drops; the base image comes from a second registry whose login is only in DOCKER_AUTH_CONFIG;
+ *   drops; the base image comes from a second registry whose login is only in DOCKER_AUTH_CONFIG
+ *   (on the tag pipeline: only in the dependency proxy variables);
  * - the same project on the default branch (sha + latest), on a tag pipeline (sha + the tag) and on
  *   a feature branch (sha only, ref slug opted in for worker);
  * - OCI labels and manifest annotations from CI variables on the pushed images;
@@ -118,7 +119,11 @@ describe(
           DOCKER_AUTH_CONFIG: JSON.stringify({ auths: { [base.host]: { auth } } }),
           ...vars,
         },
-        ['--ignore-predefined-vars', 'CI_REGISTRY,CI_REGISTRY_IMAGE', ...extra],
+        [
+          '--ignore-predefined-vars',
+          'CI_REGISTRY,CI_REGISTRY_IMAGE,CI_DEPENDENCY_PROXY_SERVER,CI_DEPENDENCY_PROXY_USER',
+          ...extra,
+        ],
       );
       assert.equal(code, 0, out);
       assert.ok(!out.includes(PASSWORD) && !out.includes(BASE_PASSWORD), 'no password in the job log');
@@ -237,7 +242,16 @@ describe(
     });
 
     test('tag pipeline: sha + the Git tag, no latest; version label is the tag', async () => {
-      await pipeline('tagged', ['--unset-variable', 'CI_COMMIT_BRANCH'], { CI_COMMIT_TAG: 'v1.2.0' });
+      // The base registry's login comes from the dependency proxy variables this time.
+      const out = await pipeline('tagged', ['--unset-variable', 'CI_COMMIT_BRANCH'], {
+        CI_COMMIT_TAG: 'v1.2.0',
+        DOCKER_AUTH_CONFIG: '',
+        CI_DEPENDENCY_PROXY_SERVER: base.host,
+        CI_DEPENDENCY_PROXY_USER: 'puller',
+        CI_DEPENDENCY_PROXY_PASSWORD: BASE_PASSWORD,
+      });
+      assert.ok(out.includes(`${base.host} (CI_DEPENDENCY_PROXY_USER)`), out);
+      assert.ok(!out.includes('(DOCKER_AUTH_CONFIG)'), out);
       // The second run restored the first run's layer cache into the context: COPY . left it out.
       const files = await imageFiles(`tagged/shop/site:${sha.slice(0, 8)}`);
       assert.ok(files.includes('src/api/hello.txt'), files.join(' '));
