@@ -57,7 +57,7 @@ test('stages from one base: extracted once, and no stage sees what another chang
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /shared-base-ok/);
   assert.match(r.stderr, /direct change: apply/, 'COPY took the no-snapshot path');
-  assert.equal(r.stderr.match(/DEBUG base \S+ extracted in/g)?.length, 1, 'one extraction for three stages');
+  assert.equal(r.stderr.match(/extracted base \S+ in/g)?.length, 1, 'one extraction for three stages');
   // a and b feed the image only through COPY --from: their layers are never written.
   assert.match(r.stderr, /no layer written: stage a is not part of the image/);
   assert.match(r.stderr, /no layer written: stage b is not part of the image/);
