@@ -31,7 +31,7 @@ import { CredentialStore } from './registry/credentials.ts';
 import { RegistryImageSource } from './executor/registry-source.ts';
 import { LocalCacheStore } from './cache/local-store.ts';
 import { BaseImageCache } from './cache/base-cache.ts';
-import { TreeStore } from './cache/tree-store.ts';
+import { TREE_STORE_DIR, TreeStore } from './cache/tree-store.ts';
 import { RegistryCacheStore, TieredCache } from './cache/registry-store.ts';
 import { StatIndex } from './cache/sources-digest.ts';
 import type { LayerCache } from './cache/types.ts';
@@ -334,7 +334,7 @@ function baseTreeSharing(
   return {
     linkBaseTrees: true,
     trees: new TreeStore({
-      dir: join(resolve(opts.cache.dir), 'trees'),
+      dir: join(resolve(opts.cache.dir), TREE_STORE_DIR),
       identity: `uid${process.getuid?.() ?? 0}-${rung}-${devices}`,
       maxBytes: opts.cache.treeStoreMiB * 1024 * 1024,
       debug: (m) => logger.debug(m),

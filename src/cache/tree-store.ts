@@ -18,6 +18,9 @@ import { removeTree } from '../fs/remove-tree.ts';
 import { runCommand } from '../util/command.ts';
 
 /** OCI image spec: ChainID(L0) = DiffID(L0); ChainID(L0..n) = SHA256(ChainID(L0..n-1) + " " + DiffID(Ln)). */
+/** The store's folder inside `--cache-dir`; CI caches that keep only blobs leave it out. */
+export const TREE_STORE_DIR = 'trees';
+
 export function chainId(diffIds: readonly string[]): string | undefined {
   let chain: string | undefined;
   for (const d of diffIds) {

@@ -8,7 +8,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -243,6 +243,19 @@ describe('@actions/cache v6 against the loopback cache service', () => {
 });
 
 /** `name<<delim ... delim` (and `name=value`) entries of a GITHUB_OUTPUT / GITHUB_STATE file. */
+/** The paths in a cache entry's archive (tar, zstd or gzip: GNU tar tells which from the file). */
+function listArchive(data: Buffer): string[] {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-cache-archive-'));
+  try {
+    writeFileSync(join(dir, 'entry.tar'), data);
+    const r = spawnSync('tar', ['-tf', join(dir, 'entry.tar')], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.split('\n').filter(Boolean);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function parseCommandFile(path: string): Record<string, string> {
   const out: Record<string, string> = {};
   if (!existsSync(path)) return out;
@@ -400,6 +413,15 @@ describe('kiln action main + post with the real @actions/cache client', { timeou
     const saved = srv.entries.filter((e) => e.finalized);
     assert.equal(saved.length, 1);
     assert.ok(saved[0]!.sizeBytes > 0);
+    // The build kept extracted trees in the cache dir; the entry holds the blobs, not the trees.
+    const cacheDir = join(work, 'runner', 'temp', 'kiln-cache');
+    assert.ok(existsSync(join(cacheDir, 'trees')), `run 1 kept trees in ${cacheDir}`);
+    const listing = listArchive(srv.archive(saved[0]!));
+    assert.ok(
+      listing.some((p) => /kiln-cache\/blobs\//.test(p)),
+      listing.join('\n'),
+    );
+    assert.ok(!listing.some((p) => /kiln-cache\/trees(\/|$)/.test(p)), 'trees/ left out of the cache entry');
 
     const r2 = await job('102', app);
     assert.equal(r2.main.code, 0, r2.main.out);

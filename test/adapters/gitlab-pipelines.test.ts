@@ -13,7 +13,16 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -25,6 +34,21 @@ const execFileP = promisify(execFile);
 // gitlab-ci-local copies the project into its build dir with rsync (Debian package rsync).
 const HAS_RSYNC = spawnSync('rsync', ['--version'], { stdio: 'ignore' }).status === 0;
 const OCI = 'org.opencontainers.image';
+
+/** Every directory called `name` under root (gitlab-ci-local keeps job copies and its cache there). */
+function findDirs(root: string, name: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (!e.isDirectory()) continue;
+      const p = join(d, e.name);
+      if (e.name === name) out.push(p);
+      else if (e.name !== '.git') walk(p);
+    }
+  };
+  walk(root);
+  return out;
+}
 
 interface Inspect {
   Digest: string;
@@ -231,6 +255,13 @@ describe(
       assert.equal(ann[`${OCI}.source`], 'https://gitlab.example.com/acme/shop');
 
       assert.ok(out.includes(`${base.host} (DOCKER_AUTH_CONFIG)`), 'the login list names the base registry');
+      // The job cache holds the layer blobs, never the extracted-tree store (GitLab would zip it).
+      const cacheDirs = findDirs(project, '.kiln-cache');
+      assert.ok(cacheDirs.length > 0, 'gitlab-ci-local kept a .kiln-cache');
+      for (const d of cacheDirs) {
+        assert.ok(existsSync(join(d, 'blobs')), `${d} holds blobs`);
+        assert.ok(!existsSync(join(d, 'trees')), `${d} holds no trees/`);
+      }
       assert.ok(out.includes(`got digest ${api.Digest} for ${reg.host}/main/shop/api:${short}`), out);
       assert.equal(readFileSync(join(project, 'digest-from-dotenv.txt'), 'utf8').trim(), api.Digest);
       assert.equal(

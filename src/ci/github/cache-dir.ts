@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, lstat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
+import { TREE_STORE_DIR } from '../../cache/tree-store.ts';
 
 export interface CacheKeys {
   primary: string;
@@ -31,6 +32,17 @@ export function cacheKeys(
 }
 
 /**
+ * The paths saved and restored (the same list both ways: it is part of the entry's version). The
+ * extracted-tree store stays out: it is the blobs uncompressed again, so it would multiply the
+ * entry's size, and a cold runner rebuilds the part it needs from the blobs. `dir` alone would
+ * take everything, since the cache client hands matched directories to tar whole; so the entries
+ * of dir are listed one by one and the store is taken out of that list.
+ */
+export function cachePaths(dir: string): string[] {
+  return [join(dir, '*'), `!${join(dir, TREE_STORE_DIR)}`];
+}
+
+/**
  * sha256 over `relpath type size` of every entry under dir; '' when dir does not exist. Not mtimes:
  * kiln touches the entries and blobs it hits (its TTL clock), so a build served wholly from the
  * cache would otherwise look changed and upload the whole directory again as a new entry.
@@ -47,6 +59,7 @@ export async function listingHash(dir: string): Promise<string> {
       throw e;
     }
     for (const name of names) {
+      if (d === dir && name === TREE_STORE_DIR) continue; // not saved (cachePaths), so not compared
       const p = join(d, name);
       const st = await lstat(p);
       const type = st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : 'f';

@@ -20,7 +20,7 @@ import { KilnError, isKilnError } from '../../util/errors.ts';
 import { readInputs, type ActionInputs } from './action-inputs.ts';
 import { planAction, type ActionPlan } from './plan.ts';
 import { childEnv } from './child-env.ts';
-import { cacheKeys, listingHash } from './cache-dir.ts';
+import { cacheKeys, cachePaths, listingHash } from './cache-dir.ts';
 import { lastKilnError, placeOf, redact } from './failure.ts';
 import { finishExports } from './finish-exports.ts';
 import { imageTable, metadata, stepsTable } from './summary.ts';
@@ -155,7 +155,7 @@ async function setupCache(inputs: ActionInputs, plan: ActionPlan, context: strin
   );
   if (c.gha.restore) {
     try {
-      const hit = await cache.restoreCache([c.dir], keys.primary, keys.restore);
+      const hit = await cache.restoreCache(cachePaths(c.dir), keys.primary, keys.restore);
       core.info(hit ? `kiln cache restored from ${hit}` : 'kiln cache: no entry yet');
     } catch (e) {
       core.warning(`kiln cache not restored: ${e instanceof Error ? e.message : String(e)}`);

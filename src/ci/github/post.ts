@@ -5,7 +5,7 @@
  */
 import * as core from '@actions/core';
 import * as cache from '@actions/cache';
-import { listingHash } from './cache-dir.ts';
+import { cachePaths, listingHash } from './cache-dir.ts';
 import { STATE } from './main.ts';
 
 export async function run(): Promise<void> {
@@ -28,7 +28,7 @@ export async function run(): Promise<void> {
     const key = core.getState(STATE.cacheKey);
     // The v2 client does not throw when the service refuses or the upload fails: it logs a warning
     // (or an info line when the key already exists) and returns -1.
-    const id = await cache.saveCache([dir], key);
+    const id = await cache.saveCache(cachePaths(dir), key);
     if (id === -1) {
       core.info(`kiln post: cache not saved as ${key} (see the cache client's message above)`);
       return;

@@ -176,6 +176,9 @@ export async function main(env: Env = process.env): Promise<number> {
       if (list.length) process.stdout.write(`kiln: registry logins: ${list.join(', ')}\n`);
     }
     const args = [...metadataArgs(env, inputs.reproducible), ...toKilnArgs(inputs, files)];
+    // GitLab's job cache zips every path under cache-dir and cannot leave a folder out: the
+    // extracted-tree store (the blobs uncompressed again) would multiply the upload, so it is off.
+    if (cacheDir) args.push('--tree-cache-size', '0');
     process.stdout.write(`$ kiln build ${args.join(' ')}\n`);
     const code = await runKiln(cliPath(env), args, childEnv);
     if (code !== 0) return code;
