@@ -10,13 +10,22 @@ import type { BuildResult } from './result.ts';
 import type { Logger } from './log/logger.ts';
 import { KilnError } from './util/errors.ts';
 import { loadDockerfile } from './plan/load.ts';
-import { planFromText, type BuildPlan } from './plan/plan.ts';
-import { hostPlatform, parsePlatform } from './image/platform.ts';
-import type { Platform } from './image/types.ts';
+import type { BuildPlan } from './plan/plan.ts';
+import { hostPlatform } from './image/platform.ts';
+import type { LayerBlob, Platform } from './image/types.ts';
+import {
+  assemblePlatforms,
+  checkEmulation,
+  checkMultiPlatformOptions,
+  planTargets,
+  publishPlatforms,
+  targetPlatforms,
+} from './platform-build.ts';
 import { contextIgnore, IgnoreMatcher } from './context/dockerignore.ts';
 import { ContextSource } from './context/sources.ts';
 import { materializeContext } from './context/fetch.ts';
 import { probeIsolation, formatProbe } from './isolation/probe.ts';
+import type { ProbeResult, Rung } from './isolation/types.ts';
 import { createSandbox } from './isolation/sandbox.ts';
 import { inInitialUserNamespace } from './isolation/tools.ts';
 import { invokingUser } from './isolation/userns.ts';
@@ -36,8 +45,7 @@ import { RegistryCacheStore, TieredCache } from './cache/registry-store.ts';
 import { StatIndex } from './cache/sources-digest.ts';
 import type { LayerCache } from './cache/types.ts';
 import { parseReference } from './registry/reference.ts';
-import { executePlan } from './executor/executor.ts';
-import { assembleImage } from './image/assemble.ts';
+import { executePlatforms, type PlatformTarget } from './executor/platforms.ts';
 import { prepareSupplyChain, publishWithSupplyChain, type SupplyChain } from './supply-chain.ts';
 import type { ExecutorDeps } from './executor/deps.ts';
 import type { StepProgress } from './executor/build-run.ts';
@@ -77,12 +85,15 @@ export async function runBuild(
   }
 }
 
-/** The Dockerfile found, planned for this build's platforms. */
+/** The Dockerfile found, planned for this build's platforms (one plan each; `plan` is the first's). */
 export async function planDockerfile(
   contextDir: string,
   opts: BuildOptions,
 ): Promise<{
   plan: BuildPlan;
+  targets: PlatformTarget[];
+  /** Whether --platform named the targets (else the one target is the host). */
+  explicit: boolean;
   dockerfilePath: string;
   dockerfileText: string;
   targetPlatform: Platform;
@@ -90,14 +101,17 @@ export async function planDockerfile(
 }> {
   const df = await loadDockerfile(contextDir, opts.dockerfile);
   const buildPlatform = hostPlatform();
-  const targetPlatform = opts.platform ? parsePlatform(opts.platform) : buildPlatform;
-  const plan = planFromText(df.text, df.path, {
-    buildArgs: opts.buildArgs,
-    ...(opts.target ? { target: opts.target } : {}),
-    targetPlatform,
+  const { platforms, explicit } = targetPlatforms(opts);
+  const targets = planTargets(df.text, df.path, opts, platforms, buildPlatform);
+  return {
+    plan: targets[0]!.plan,
+    targets,
+    explicit,
+    dockerfilePath: df.path,
+    dockerfileText: df.text,
+    targetPlatform: targets[0]!.platform,
     buildPlatform,
-  });
-  return { plan, dockerfilePath: df.path, dockerfileText: df.text, targetPlatform, buildPlatform };
+  };
 }
 
 async function buildInContext(
@@ -107,10 +121,10 @@ async function buildInContext(
   hooks: RunBuildHooks,
   { started, supply }: { started: number; supply: SupplyChain },
 ): Promise<BuildResult> {
-  const { plan, dockerfilePath, dockerfileText, targetPlatform, buildPlatform } = await planDockerfile(
-    contextDir,
-    opts,
-  );
+  const { plan, targets, explicit, dockerfilePath, dockerfileText, targetPlatform, buildPlatform } =
+    await planDockerfile(contextDir, opts);
+  checkMultiPlatformOptions(opts, targets.length);
+  checkEmulation(targets, buildPlatform, logger);
   for (const w of plan.warnings) logger.warn(`${w.at ? `${w.at.file}:${w.at.line}: ` : ''}${w.message}`);
   if (plan.unusedBuildArgs.length) {
     logger.warn(`build arg(s) ${plan.unusedBuildArgs.join(', ')} were passed but no ARG declares them`);
@@ -122,28 +136,7 @@ async function buildInContext(
   // Only the build user may enter the build trees: they hold the image's setuid-root files.
   await mkdir(workDir, { recursive: true, mode: 0o700 });
   await chmod(workDir, 0o700);
-  const probe = await probeIsolation({
-    want: opts.isolation,
-    workDir,
-    needZstd: opts.compression === 'zstd',
-  });
-  if (!probe.chosen) {
-    throw new KilnError('isolation', 'NO_ISOLATION', `no sandbox works here:\n${formatProbe(probe)}`, {
-      hint: 'run kiln as root, or allow user namespaces',
-    });
-  }
-  const chosen = probe.reports.find((r) => r.rung === probe.chosen)!;
-  logger.info(`isolation: ${probe.chosen} (${chosen.reason}); snapshots: ${probe.snapshot}`);
-  if (probe.snapshotFallback && probe.snapshotNote) logger.warn(probe.snapshotNote);
-  if (probe.chosen === 'rootless' && probe.fullIdMap === false) {
-    const user = invokingUser();
-    logger.warn(
-      `only one user id is mapped (no /etc/subuid range for ${user}): chown to other ids in RUN and files owned by other ids will fail; ` +
-        `add a range with: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user}`,
-    );
-  }
-  for (const r of probe.reports)
-    if (r.rung !== probe.chosen) logger.debug(`isolation ${r.rung}: ${r.ok ? 'available' : r.reason}`);
+  const { probe, chosen } = await chooseIsolation(opts, workDir, logger);
   const onOutput = hooks.onOutput ?? ((c: Buffer) => void process.stderr.write(c));
   const sandbox = createSandbox(probe.chosen, {
     workDir: join(workDir, 'sandbox'),
@@ -173,33 +166,50 @@ async function buildInContext(
       logger,
     );
     const cache = await openCache(opts, client, workDir, logger);
-    const executed = await executePlan({
-      plan,
-      opts,
-      deps,
-      images,
-      context,
-      logger,
-      workDir,
-      targetPlatform,
-      buildPlatform,
-      // No mknod in a user namespace, whatever the id map.
-      skipDevices: probe.chosen === 'rootless' || !inInitialUserNamespace(),
-      ...hooks, // progress (step numbers), transfers (bytes)
-      onOutput,
-      ...(cache ? { cache } : {}),
-      ...baseTreeSharing(opts, engine, probe.chosen, wantsInsecure(plan), logger),
-    });
+    const executedAll = await executePlatforms(
+      {
+        opts,
+        deps,
+        images,
+        context,
+        logger,
+        workDir,
+        buildPlatform,
+        // No mknod in a user namespace, whatever the id map.
+        skipDevices: probe.chosen === 'rootless' || !inInitialUserNamespace(),
+        ...hooks, // progress (step numbers), transfers (bytes)
+        onOutput,
+        ...(cache ? { cache } : {}),
+        ...baseTreeSharing(opts, engine, probe.chosen, wantsInsecure(plan), logger),
+      },
+      targets,
+    );
     await cache?.index.save();
-    const image = assembleImage({
-      config: executed.config,
-      layers: executed.layers,
-      format: opts.output.format,
-      ...(Object.keys(opts.annotations).length ? { annotations: opts.annotations } : {}),
-    });
+    const built = assemblePlatforms(opts, executedAll, explicit);
+    const isolation = { rung: probe.chosen, reason: chosen.reason };
+    const steps = executedAll.flatMap((e) => e.steps);
+    const size = built.reduce(
+      (n, image) => n + image.configBytes.length + image.layers.reduce((m, l) => m + l.descriptor.size, 0),
+      0,
+    );
+    if (built.length > 1) {
+      const fetchLayer = (l: LayerBlob): Promise<string> => images.fetchLayer(l);
+      const out = await publishPlatforms(opts, built, client, logger, fetchLayer, supply);
+      return {
+        ...out,
+        imageId: built[0]!.manifest.config.digest,
+        pushed: !opts.output.noPush && out.destinations.length > 0,
+        size,
+        layers: built[0]!.layers.length,
+        isolation,
+        steps,
+        durationMs: Date.now() - started,
+      };
+    }
+    const image = built[0]!;
+    const executed = executedAll[0]!;
     const ctx = { image, dockerfileText, targetPlatform, buildPlatform, executed, started, supply };
     const { published, report } = await publishWithSupplyChain(opts, ctx, client, logger, images);
-    const size = image.configBytes.length + image.layers.reduce((n, l) => n + l.descriptor.size, 0);
     return {
       digest: published.digest,
       ...report,
@@ -208,8 +218,8 @@ async function buildInContext(
       pushed: !opts.output.noPush && published.destinations.length > 0,
       size,
       layers: image.layers.length,
-      isolation: { rung: probe.chosen, reason: chosen.reason },
-      steps: executed.steps,
+      isolation,
+      steps,
       durationMs: Date.now() - started,
     };
   } finally {
@@ -219,6 +229,37 @@ async function buildInContext(
     else if (!process.env.KILN_KEEP_WORKDIR && !(await removeTreeInBackground(workDir)))
       await removeTree(workDir);
   }
+}
+
+/** The isolation rung and snapshot engine the probe chose, with what the user should know about them. */
+async function chooseIsolation(
+  opts: BuildOptions,
+  workDir: string,
+  logger: Logger,
+): Promise<{ probe: ProbeResult & { chosen: Rung }; chosen: { reason: string } }> {
+  const probe = await probeIsolation({
+    want: opts.isolation,
+    workDir,
+    needZstd: opts.compression === 'zstd',
+  });
+  if (!probe.chosen) {
+    throw new KilnError('isolation', 'NO_ISOLATION', `no sandbox works here:\n${formatProbe(probe)}`, {
+      hint: 'run kiln as root, or allow user namespaces',
+    });
+  }
+  const chosen = probe.reports.find((r) => r.rung === probe.chosen)!;
+  logger.info(`isolation: ${probe.chosen} (${chosen.reason}); snapshots: ${probe.snapshot}`);
+  if (probe.snapshotFallback && probe.snapshotNote) logger.warn(probe.snapshotNote);
+  if (probe.chosen === 'rootless' && probe.fullIdMap === false) {
+    const user = invokingUser();
+    logger.warn(
+      `only one user id is mapped (no /etc/subuid range for ${user}): chown to other ids in RUN and files owned by other ids will fail; ` +
+        `add a range with: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user}`,
+    );
+  }
+  for (const r of probe.reports)
+    if (r.rung !== probe.chosen) logger.debug(`isolation ${r.rung}: ${r.ok ? 'available' : r.reason}`);
+  return { probe: { ...probe, chosen: probe.chosen }, chosen };
 }
 
 /** The build's registry client; the hooks hear of the bytes of its pulls and pushes. */

@@ -87,8 +87,11 @@ export interface BuildOptions {
   buildArgs: Record<string, string>;
   labels: Record<string, string>;
   annotations: Record<string, string>;
-  /** `os/arch[/variant]`; default the host's. */
-  platform?: string;
+  /**
+   * `os/arch[/variant]` each; empty: the host's. One platform gives one image manifest, several
+   * give one image each, published as an image index.
+   */
+  platforms: string[];
   isolation: IsolationChoice;
   secrets: SecretSpec[];
   /** Default network for RUN (`--network` of a RUN overrides it). */
@@ -120,6 +123,7 @@ export function defaultBuildOptions(overrides: Partial<BuildOptions> = {}): Buil
     buildArgs: {},
     labels: {},
     annotations: {},
+    platforms: [],
     isolation: 'auto',
     secrets: [],
     network: 'default',

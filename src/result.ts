@@ -22,9 +22,21 @@ export interface SignatureReport {
   keyless: boolean;
 }
 
-export interface BuildResult {
-  /** What the tags name: the image manifest, or the index holding it and its attestations. */
+export interface PlatformImage {
+  /** `os/arch[/variant]` of the image's config. */
+  platform: string;
+  /** Its image manifest. */
   digest: Digest;
+}
+
+export interface BuildResult {
+  /**
+   * What the tags name: the image manifest, the index holding it and its attestations, or (several
+   * platforms) the image index of every platform's image.
+   */
+  digest: Digest;
+  /** A build of several platforms: each platform's image manifest, in the order asked. */
+  platforms?: PlatformImage[];
   /** The image manifest (equal to `digest` without attestations). */
   imageDigest?: Digest;
   attestations?: {
@@ -34,13 +46,14 @@ export interface BuildResult {
     packages?: number;
   };
   signatures?: SignatureReport[];
-  /** Config digest (docker's "image id"). */
+  /** Config digest (docker's "image id"); with several platforms, the first platform's. */
   imageId: Digest;
   /** Every destination, with tag, as given. */
   destinations: string[];
   pushed: boolean;
-  /** Compressed size of config + layers. */
+  /** Compressed size of config + layers (of every platform's image). */
   size: number;
+  /** Layers of the image (of the first platform's, with several). */
   layers: number;
   isolation: { rung: Rung; reason: string };
   steps: StepReport[];

@@ -46,6 +46,7 @@ export interface TreeStoreOptions {
 interface EntryMeta {
   version: 1;
   chain: string;
+  platform?: string;
   bytes: number;
   files: number;
 }
@@ -62,15 +63,17 @@ export class TreeStore {
     this.root = join(opts.dir, opts.identity);
   }
 
-  private entryDir(chain: string): string {
-    return join(this.root, chain.replace(/^sha256:/, ''));
+  /** An entry's directory: its chain id, and the platform its tree was made for when given. */
+  private entryDir(chain: string, platform: string | undefined): string {
+    const hex = chain.replace(/^sha256:/, '');
+    return join(this.root, platform ? `${hex}-${platform.replace(/\//g, '-')}` : hex);
   }
 
   /** Puts the kept tree of `diffIds` into the empty dir `dest` as hard links; false when there is none. */
-  async restore(diffIds: readonly string[], dest: string): Promise<boolean> {
+  async restore(diffIds: readonly string[], dest: string, platform?: string): Promise<boolean> {
     const chain = chainId(diffIds);
     if (!chain || !this.usable) return false;
-    const dir = this.entryDir(chain);
+    const dir = this.entryDir(chain, platform);
     const meta = join(dir, 'meta.json');
     if (!(await stat(meta).catch(() => null))) return false;
     const t = Date.now();
@@ -94,10 +97,10 @@ export class TreeStore {
   }
 
   /** Keeps a copy (hard links) of `src`, the tree `diffIds` give; a no-op when it is kept already. */
-  async keep(diffIds: readonly string[], src: string): Promise<void> {
+  async keep(diffIds: readonly string[], src: string, platform?: string): Promise<void> {
     const chain = chainId(diffIds);
     if (!chain || !this.usable) return;
-    const dir = this.entryDir(chain);
+    const dir = this.entryDir(chain, platform);
     if (await stat(join(dir, 'meta.json')).catch(() => null)) return;
     const t = Date.now();
     await mkdir(this.root, { recursive: true });
@@ -112,7 +115,7 @@ export class TreeStore {
       return;
     }
     const size = await treeSize(join(tmp, 'rootfs'));
-    const meta: EntryMeta = { version: 1, chain, ...size };
+    const meta: EntryMeta = { version: 1, chain, ...(platform ? { platform } : {}), ...size };
     await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta));
     try {
       await rename(tmp, dir);

@@ -266,15 +266,20 @@ export const BUILD_FLAGS = {
     IN,
     to('git.tokenUser'),
   ),
-  platform: str('--platform', 'os/arch[/variant]', 'target platform', IN, to('platform'), {
-    sample: 'linux/arm64',
-  }),
-  customPlatform: str(
+  platform: list(
+    '--platform',
+    'os/arch[/variant]',
+    'target platform(s): a,b or repeated; several build one image each, pushed as one index',
+    IN,
+    to('platforms'),
+    { sample: 'linux/arm64' },
+  ),
+  customPlatform: list(
     '--custom-platform',
     'os/arch[/variant]',
-    'target platform (Kaniko name)',
+    'target platform(s) (Kaniko name)',
     IN,
-    to('platform'),
+    to('platforms'),
     { aliases: ['--customPlatform'], sample: 'linux/arm64' },
   ),
   skipUnusedStages: bool(

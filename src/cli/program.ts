@@ -24,6 +24,8 @@ import { formatSummary } from './summary.ts';
 import { runBuild } from '../builder.ts';
 import { Logger, colorFor } from '../log/logger.ts';
 import { formatProbe, probeIsolation } from '../isolation/probe.ts';
+import { emulationFor, formatEmulation, PROBED_PLATFORMS } from '../isolation/emulation.ts';
+import { hostPlatform, parsePlatformList } from '../image/platform.ts';
 import { defaultWorkDir } from '../fs/work-dir.ts';
 import type { IsolationWant } from '../isolation/probe.ts';
 import { isReexecuted, reexecInUserNamespace, selfArgv } from '../isolation/userns.ts';
@@ -134,8 +136,13 @@ function addProbeCommand(program: Command, out: Out): void {
         .default('auto'),
     )
     .option('--work-dir <dir>', 'scratch directory', defaultWorkDir())
+    .option(
+      '--platform <list>',
+      'platforms whose RUN steps must execute here, a,b or repeated (exit 6 when one cannot)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .exitOverride()
-    .action(async (o: { isolation: IsolationWant; workDir: string }) => {
+    .action(async (o: { isolation: IsolationWant; workDir: string; platform?: string[] }) => {
       const euid = process.geteuid?.() ?? 0;
       if (euid !== 0 && !isReexecuted() && (o.isolation === 'auto' || o.isolation === 'rootless')) {
         // As `kiln build` does: the rootless rung's trial RUN happens inside the user namespace.
@@ -160,7 +167,29 @@ function addProbeCommand(program: Command, out: Out): void {
       out(`isolation: ${probe.chosen}\n`);
       out(`snapshots: ${probe.snapshot}\n`);
       if (probe.snapshotNote) out(`snapshots note: ${probe.snapshotNote}\n`);
+      probePlatforms(o.platform, out);
     });
+}
+
+/**
+ * Which platforms' RUN steps execute here (natively or through binfmt_misc), as the build checks
+ * them before it starts; the platforms named with --platform must all be able to.
+ */
+function probePlatforms(asked: string[] | undefined, out: Out): void {
+  const host = hostPlatform();
+  const wanted = asked?.length ? parsePlatformList(asked) : PROBED_PLATFORMS;
+  const reports = wanted.map((p) => emulationFor(p, host));
+  out(`platforms (RUN steps; COPY-only stages need none):\n${formatEmulation(reports)}\n`);
+  const bad = asked?.length ? reports.filter((r) => !r.ok) : [];
+  if (bad.length)
+    throw new KilnError(
+      'isolation',
+      'PLATFORM_CANNOT_RUN',
+      `RUN steps for ${bad.map((r) => r.platform).join(', ')} cannot execute here`,
+      {
+        hint: 'register QEMU with the F flag (docker/setup-qemu-action, tonistiigi/binfmt, or Debian qemu-user-static)',
+      },
+    );
 }
 
 export function buildProgram(out: Out = (s) => process.stdout.write(s)): Command {

@@ -13,7 +13,7 @@ import type { CliSettings } from './to-options.ts';
 import { humanDuration } from './summary.ts';
 
 export const stepPrefix = (p: StepPosition): string =>
-  `[stage ${p.stageNumber}/${p.stageCount}] [${p.step}/${p.stepCount}]`;
+  `[stage ${p.stageNumber}/${p.stageCount}${p.platform ? ` ${p.platform}` : ''}] [${p.step}/${p.stepCount}]`;
 
 export function stepProgress(logger: Logger): StepProgress {
   return {
@@ -26,6 +26,7 @@ export function stepProgress(logger: Logger): StepProgress {
       logger.log('info', `${stepPrefix(p)} done in ${humanDuration(r.durationMs)}${how}: ${text}`, {
         event: 'step-done',
         stage: p.stage,
+        ...(p.platform ? { platform: p.platform } : {}),
         stageNumber: p.stageNumber,
         stageCount: p.stageCount,
         step: p.step,

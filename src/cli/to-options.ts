@@ -18,7 +18,7 @@ import {
 import { keyValues, parseBool, parseDurationHours, parseSecretFlag } from './flag-values.ts';
 import { placeAnnotations } from '../image/annotations.ts';
 import { takePasswordFile } from './credential-file.ts';
-import { hostPlatform, parsePlatform } from '../image/platform.ts';
+import { formatPlatform, hostPlatform, parsePlatform, parsePlatformList } from '../image/platform.ts';
 import { attestOptions, signOptions } from './attest-flags.ts';
 
 /** commander's attribute name of a long flag: `--tar-path` and `--tarPath` are both `tarPath`. */
@@ -299,7 +299,7 @@ function outputOptions(v: FlagValues): BuildOptions['output'] {
 export function optionsFromFlags(v: FlagValues, env: NodeJS.ProcessEnv = process.env): BuildOptions {
   compatNotes(v);
   const timestamp = timestampOf(v, env);
-  const platform = v.platform ?? v.customPlatform;
+  const platforms = parsePlatformList([...v.platform, ...v.customPlatform]).map(formatPlatform);
   return defaultBuildOptions({
     context: v.context,
     ...(v.contextSubPath ? { contextSubPath: v.contextSubPath } : {}),
@@ -308,7 +308,7 @@ export function optionsFromFlags(v: FlagValues, env: NodeJS.ProcessEnv = process
     buildArgs: keyValues(v.buildArg, 'build-arg', env, true),
     labels: keyValues(v.label, 'label', env),
     annotations: keyValues(v.annotation, 'annotation', env),
-    ...(platform ? { platform } : {}),
+    platforms,
     isolation: v.isolation,
     secrets: v.secret.map(parseSecretFlag),
     network: v.network,
@@ -341,15 +341,20 @@ export function annotationNotes(opts: BuildOptions): string[] {
   if (keys.length === 0) return [];
   if (opts.output.format === 'docker')
     return [`--annotation ${keys.join(', ')}: Docker v2 manifests have no annotations (use --format oci)`];
-  const placed = placeAnnotations(
-    opts.annotations,
-    opts.platform ? parsePlatform(opts.platform) : hostPlatform(),
-  );
-  const notes = placed.otherPlatforms.map((k) => `--annotation ${k} is for other platforms: not written`);
-  const layoutOnly = [
-    ...Object.keys(placed.index).map((k) => `index:${k}`),
-    ...Object.keys(placed.manifestDescriptor).map((k) => `manifest-descriptor:${k}`),
-  ];
+  const platforms = opts.platforms.length ? opts.platforms.map(parsePlatform) : [hostPlatform()];
+  const each = platforms.map((p) => placeAnnotations(opts.annotations, p));
+  const placed = each[0]!;
+  // Several platforms push an index, whose entries hold the manifest descriptors' annotations.
+  const multi = platforms.length > 1;
+  const notes = placed.otherPlatforms
+    .filter((k) => each.every((e) => e.otherPlatforms.includes(k)))
+    .map((k) => `--annotation ${k} is for other platforms: not written`);
+  const layoutOnly = multi
+    ? []
+    : [
+        ...Object.keys(placed.index).map((k) => `index:${k}`),
+        ...Object.keys(placed.manifestDescriptor).map((k) => `manifest-descriptor:${k}`),
+      ];
   if (layoutOnly.length && !opts.output.ociLayoutPath)
     notes.push(
       `--annotation ${layoutOnly.join(', ')}: only an OCI layout has an index here (kiln pushes one manifest, no index): pass --oci-layout-path to write them`,

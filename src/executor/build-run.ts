@@ -10,6 +10,7 @@ import { BuildArgs, GlobalScope, platformArgs } from '../plan/scope.ts';
 import type { ContextSource } from '../context/sources.ts';
 import type { LayerBlob, Platform } from '../image/types.ts';
 import { formatPlatform } from '../image/platform.ts';
+import { stagePlatform } from '../plan/stage-platform.ts';
 import type { LayerCache } from '../cache/types.ts';
 import type { TreeStore } from '../cache/tree-store.ts';
 import type { StatIndex } from '../cache/sources-digest.ts';
@@ -52,11 +53,15 @@ export interface ExecuteInputs {
   linkBaseTrees?: boolean;
   /** Trees kept between builds (only with linkBaseTrees: the same no-write-in-place rule). */
   trees?: TreeStore;
+  /** Stage labels name the platform (a build of several platforms). */
+  labelPlatform?: boolean;
 }
 
 /** Where a step is: `[stage 2/3] [4/9]` (stage among the needed ones, step within its stage, FROM first). */
 export interface StepPosition {
   stage: string;
+  /** The stage's platform, in a build of several platforms. */
+  platform?: string;
   stageNumber: number;
   stageCount: number;
   step: number;
@@ -84,7 +89,7 @@ export function imageStages(plan: Pick<BuildPlan, 'target' | 'stages'>): Set<num
 export class BuildRun {
   readonly global: GlobalScope;
   readonly imageStages: Set<number>;
-  readonly keyHelpers: KeyHelpers | undefined;
+  private readonly keyHelpers: KeyHelpers | undefined;
   readonly built = new Map<number, StageBuilder>();
   /** Final chain key of each built stage: what COPY --from of it keys on. */
   readonly stageKeys = new Map<number, string>();
@@ -150,6 +155,49 @@ export class BuildRun {
     return o.reproducible ? new Date(0).toISOString() : new Date().toISOString();
   };
 
+  /**
+   * The platform a stage is built for: its FROM --platform, else the platform of the stage it is
+   * built FROM (as BuildKit does), else the target's.
+   */
+  stagePlatform(index: number): Platform {
+    return stagePlatform(this.plan, index, this.inp.targetPlatform);
+  }
+
+  /** The cache key helpers of a stage: its platform is part of every key. */
+  keyHelpersFor(index: number): KeyHelpers | undefined {
+    const h = this.keyHelpers;
+    if (!h) return undefined;
+    const platform = this.stagePlatform(index);
+    return {
+      ...h,
+      platform: formatPlatform(platform),
+      imageDigest: async (ref) => (await this.inp.images.resolve(ref, platform)).digest,
+    };
+  }
+
+  /** How logs and step reports name a stage: its name or index, and its platform in a multi-platform build. */
+  stageLabel(index: number): string {
+    const st = this.plan.stages[index]!;
+    const name = st.name ?? String(index);
+    return this.inp.labelPlatform ? `${name} ${formatPlatform(this.stagePlatform(index))}` : name;
+  }
+
+  /** Takes a stage another run built (one shared by every platform) as if this run had built it. */
+  adopt(from: BuildRun, index: number): void {
+    const b = from.built.get(index);
+    const key = from.stageKeys.get(index);
+    const tree = from.trees.get(index);
+    if (!b || !tree)
+      throw new KilnError(
+        'internal',
+        'STAGE_NOT_BUILT',
+        `shared stage ${index} was not built before it was used`,
+      );
+    this.built.set(index, b);
+    if (key !== undefined) this.stageKeys.set(index, key);
+    this.trees.set(index, tree);
+  }
+
   /** A --from value or FROM naming a stage: by name, else by index. */
   stageByRef(from: string): PlannedStage | undefined {
     const lower = from.toLowerCase();
@@ -189,8 +237,11 @@ export class BuildRun {
     return p;
   }
 
-  /** Tree for a `--from` value (stage, made real first; or image); the context when undefined. */
-  async sourceTree(from: string | undefined): Promise<SourceTree> {
+  /**
+   * Tree for a `--from` value (stage, made real first; or image, for the reading stage's platform);
+   * the context when undefined.
+   */
+  async sourceTree(from: string | undefined, platform: Platform): Promise<SourceTree> {
     if (from === undefined) return { root: this.inp.context.dir, preserveOwnership: false };
     const st = this.stageByRef(from);
     if (st) {
@@ -200,7 +251,7 @@ export class BuildRun {
         throw new KilnError('internal', 'STAGE_NOT_BUILT', `stage ${from} was not built before it was used`);
       return { root: b.rootfs, preserveOwnership: true };
     }
-    const base = await this.inp.images.resolve(from, this.inp.targetPlatform);
+    const base = await this.inp.images.resolve(from, platform);
     if (!this.baseImages.includes(base.pinned)) this.baseImages.push(base.pinned);
     return { root: (await this.baseTree(base)).root, preserveOwnership: true };
   }

@@ -8,7 +8,7 @@
  * cached-step.ts (hit, miss, restore), steps/table.ts (what each instruction does).
  */
 import { availableParallelism } from 'node:os';
-import type { ImageConfig, LayerBlob } from '../image/types.ts';
+import type { ImageConfig, LayerBlob, Platform } from '../image/types.ts';
 import { formatPlatform } from '../image/platform.ts';
 import type { StepReport } from '../result.ts';
 import { BuildRun, type ExecuteInputs } from './build-run.ts';
@@ -19,6 +19,8 @@ import { buildStage } from './stage-run.ts';
 export type { ExecuteInputs } from './build-run.ts';
 
 export interface ExecutedImage {
+  /** The target platform this image was built for. */
+  platform: Platform;
   config: ImageConfig;
   layers: LayerBlob[];
   steps: StepReport[];
@@ -33,7 +35,7 @@ export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
 }
 
 /** The target's config and layers; its tree is only on disk when something read it. */
-function targetImage(run: BuildRun): ExecutedImage {
+export function targetImage(run: BuildRun): ExecutedImage {
   const { inp } = run;
   const target = run.built.get(inp.plan.target) ?? run.last!;
   const config = target.config;
@@ -44,5 +46,11 @@ function targetImage(run: BuildRun): ExecutedImage {
   config.architecture = inp.targetPlatform.architecture;
   config.os = inp.targetPlatform.os;
   inp.logger.debug(`built ${formatPlatform(inp.targetPlatform)} image with ${target.layers.length} layers`);
-  return { config, layers: target.layers, steps: run.steps, baseImages: run.baseImages };
+  return {
+    platform: inp.targetPlatform,
+    config,
+    layers: target.layers,
+    steps: run.steps,
+    baseImages: run.baseImages,
+  };
 }

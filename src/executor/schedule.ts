@@ -11,6 +11,17 @@ export async function scheduleStages(
   buildStage: (index: number) => Promise<void>,
 ): Promise<void> {
   const slots = new Limiter(Math.max(1, parallel));
+  await scheduleStagesWith(plan, (index) => slots.run(() => buildStage(index)));
+}
+
+/**
+ * The same order with the caller bounding the work: `runStage` takes its own slot (several builds
+ * share one limiter), or none when it only waits for a stage another build runs.
+ */
+export async function scheduleStagesWith(
+  plan: Pick<BuildPlan, 'order' | 'stages'>,
+  runStage: (index: number) => Promise<void>,
+): Promise<void> {
   const done = new Map<number, Promise<void>>();
   for (const index of plan.order) {
     const deps = plan.stages[index]!.deps.map((d) => done.get(d)!);
@@ -18,7 +29,7 @@ export async function scheduleStages(
       index,
       (async () => {
         await Promise.all(deps);
-        await slots.run(() => buildStage(index));
+        await runStage(index);
       })(),
     );
   }
@@ -28,7 +39,7 @@ export async function scheduleStages(
 }
 
 /** At most `n` tasks at once. */
-class Limiter {
+export class Limiter {
   private active = 0;
   private readonly queue: Array<() => void> = [];
   constructor(private readonly n: number) {}

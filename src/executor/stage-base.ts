@@ -54,18 +54,19 @@ function baseOf(
   rootfs: string,
 ): Promise<StageBase> | StageBase {
   const base = stage.base;
-  if (base.kind === 'scratch') return scratchBase(run);
+  const platform = run.stagePlatform(stage.index);
+  if (base.kind === 'scratch') return scratchBase(platform);
   if (base.kind === 'stage') return parentStageBase(run, base.index, rootfs);
   run.logger.info(`[${label}] FROM ${base.ref}`);
-  return imageBase(run, base.ref, rootfs);
+  return imageBase(run, base.ref, platform, rootfs);
 }
 
-function scratchBase(run: BuildRun): StageBase {
+function scratchBase(platform: Platform): StageBase {
   return {
-    config: emptyConfig(run.inp.targetPlatform),
+    config: emptyConfig(platform),
     layers: [],
     history: [],
-    chain: `scratch:${formatPlatform(run.inp.targetPlatform)}`,
+    chain: `scratch:${formatPlatform(platform)}`,
     treeLayers: [],
     materialize: async () => undefined,
   };
@@ -89,9 +90,9 @@ function parentStageBase(run: BuildRun, parentIndex: number, rootfs: string): St
   };
 }
 
-async function imageBase(run: BuildRun, ref: string, rootfs: string): Promise<StageBase> {
+async function imageBase(run: BuildRun, ref: string, platform: Platform, rootfs: string): Promise<StageBase> {
   const { inp } = run;
-  const base = await inp.images.resolve(ref, inp.targetPlatform);
+  const base = await inp.images.resolve(ref, platform);
   run.baseImages.push(base.pinned);
   const layers = base.layers.map((l) => ({ ...l }));
   const config = structuredClone(base.config);
@@ -103,7 +104,7 @@ async function imageBase(run: BuildRun, ref: string, rootfs: string): Promise<St
     config,
     layers,
     history: [...(base.config.history ?? [])],
-    chain: `image:${base.digest}:${formatPlatform(inp.targetPlatform)}`,
+    chain: `image:${base.digest}:${formatPlatform(platform)}`,
     treeLayers: layers.map((l) => l.diffId),
     materialize: async () => {
       let got: LayerBlob[];

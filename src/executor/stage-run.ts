@@ -16,7 +16,8 @@ import { getEnv } from './config-ops.ts';
 import { LazyRootfs, type TreeReuse } from './lazy-rootfs.ts';
 import { stageBase, type StageBase } from './stage-base.ts';
 import { StageBuilder } from './stage-builder.ts';
-import { chainMetadata } from './step-cache.ts';
+import { chainMetadata, type KeyHelpers } from './step-cache.ts';
+import { formatPlatform } from '../image/platform.ts';
 import type { StepSnapshot } from '../fs/types.ts';
 import type { StepContext } from './steps/context.ts';
 import type { StepModule } from './steps/module.ts';
@@ -47,7 +48,7 @@ function slotName(file: string, stage: string, step: string): string {
 
 export async function buildStage(run: BuildRun, index: number): Promise<void> {
   const stage = run.plan.stages[index]!;
-  const label = stage.name ?? String(index);
+  const label = run.stageLabel(index);
   const stageDir = join(run.inp.workDir, 'stages', String(index));
   const rootfs = join(stageDir, 'rootfs');
   await rm(stageDir, { recursive: true, force: true });
@@ -57,6 +58,7 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
   const triggers = stage.base.kind === 'scratch' ? [] : (base.config.config?.OnBuild ?? []);
   const where = {
     stage: label,
+    ...(run.inp.labelPlatform ? { platform: formatPlatform(run.stagePlatform(index)) } : {}),
     stageNumber: run.plan.order.indexOf(index) + 1,
     stageCount: run.plan.order.length,
     stepCount: 1 + triggers.length + stage.instructions.length,
@@ -82,10 +84,11 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
       );
     },
     async () => single?.begin(),
-    treeReuse(run, base, rootfs),
+    treeReuse(run, base, rootfs, formatPlatform(run.stagePlatform(index))),
   );
   run.trees.set(index, tree);
-  const steps = new StageSteps(run, await stepContext(run, builder, stageDir, base), tree, where, base.chain);
+  const ctx = await stepContext(run, index, builder, stageDir, base);
+  const steps = new StageSteps(run, ctx, run.keyHelpersFor(index), tree, where, base.chain);
   for (const [ti, trigger] of triggers.entries()) {
     const ast = parseDockerfile(trigger, `${stage.from.at.file} (ONBUILD of ${stage.from.image})`);
     for (const raw of ast.instructions) {
@@ -147,6 +150,7 @@ function newBuilder(
 
 async function stepContext(
   run: BuildRun,
+  index: number,
   builder: StageBuilder,
   stageDir: string,
   base: StageBase,
@@ -156,7 +160,7 @@ async function stepContext(
     scope: new StageScope(run.global, getEnv(base.config)),
     escape: run.plan.escape,
     context: run.inp.context,
-    sourceTree: (from) => run.sourceTree(from),
+    sourceTree: (from) => run.sourceTree(from, run.stagePlatform(index)),
     opts: run.inp.opts,
     tmpDir: join(stageDir, 'tmp'),
     cacheDir: join(run.inp.workDir, 'cache'),
@@ -197,6 +201,7 @@ class StageSteps {
   constructor(
     private readonly build: BuildRun,
     private readonly ctx: StepContext,
+    private readonly helpers: KeyHelpers | undefined,
     private readonly tree: LazyRootfs,
     private readonly where: Omit<StepPosition, 'step'>,
     public chain: string,
@@ -217,7 +222,7 @@ class StageSteps {
     const head = this.build.inp.progress?.prefix(pos) ?? `[${this.label}]`;
     const logText = `${head} ${text.length > 120 ? text.slice(0, 120) + '…' : text}`;
     const cache = this.build.inp.cache;
-    const helpers = this.build.keyHelpers;
+    const helpers = this.helpers;
     const cacheable =
       !this.build.inp.opts.singleSnapshot &&
       cache !== undefined &&
@@ -261,13 +266,16 @@ class StageSteps {
   }
 }
 
-/** The build's tree store, for a stage whose base tree its layers describe. */
-function treeReuse(run: BuildRun, base: StageBase, rootfs: string): TreeReuse | undefined {
+/**
+ * The build's tree store, for a stage whose base tree its layers describe. Trees are kept per
+ * platform: one of another platform is never cloned, whatever its layers.
+ */
+function treeReuse(run: BuildRun, base: StageBase, rootfs: string, platform: string): TreeReuse | undefined {
   const store = run.inp.trees;
   if (!store || !base.treeLayers) return undefined;
   return {
     baseLayers: base.treeLayers,
-    restore: (ids) => store.restore(ids, rootfs),
-    keep: (ids) => store.keep(ids, rootfs),
+    restore: (ids) => store.restore(ids, rootfs, platform),
+    keep: (ids) => store.keep(ids, rootfs, platform),
   };
 }

@@ -109,6 +109,44 @@ export async function writeDockerArchive(
   image: BuiltImage,
   opts: DockerArchiveOptions,
 ): Promise<void> {
+  const top = {
+    mediaType: image.manifest.mediaType ?? MediaType.OciManifest,
+    digest: image.digest,
+    size: image.manifestBytes.length,
+  };
+  await writeArchive(tarPath, [image], top, [], 0, opts);
+}
+
+/**
+ * A multi-platform image: every platform's blobs, the index as a blob and index.json naming it (an
+ * OCI layout, as `oci-archive:` reads it), and in manifest.json, for `docker load`, the `tagged` image
+ * alone (the host's platform, else the first): docker loads one image per tag.
+ */
+export async function writeDockerArchiveIndex(
+  tarPath: string,
+  built: { images: BuiltImage[]; indexBytes: Buffer; digest: string; mediaType: string },
+  tagged: number,
+  opts: DockerArchiveOptions,
+): Promise<void> {
+  const top = { mediaType: built.mediaType, digest: built.digest, size: built.indexBytes.length };
+  await writeArchive(
+    tarPath,
+    built.images,
+    top,
+    [{ digest: built.digest, bytes: built.indexBytes }],
+    tagged,
+    opts,
+  );
+}
+
+async function writeArchive(
+  tarPath: string,
+  images: BuiltImage[],
+  top: Descriptor,
+  extraBlobs: Array<{ digest: string; bytes: Buffer }>,
+  tagged: number,
+  opts: DockerArchiveOptions,
+): Promise<void> {
   const tmp = join(dirname(tarPath), `.${basename(tarPath)}.tmp-${randomBytes(6).toString('hex')}`);
   const pack = tar.pack();
   const out = createWriteStream(tmp, { mode: 0o644 });
@@ -124,31 +162,33 @@ export async function writeDockerArchive(
     await addDir(pack, 'blobs/');
     await addDir(pack, 'blobs/sha256/');
     const written = new Set<string>();
-    for (const layer of image.layers) {
-      const d = layer.descriptor;
-      if (written.has(d.digest)) continue;
-      written.add(d.digest);
-      const src = await opts.blobReader(layer);
-      await addLayer(pack, d, src);
-      if (pipeErr) throw pipeErr;
+    const addBytes = async (digest: string, bytes: Buffer): Promise<void> => {
+      if (written.has(digest)) return;
+      written.add(digest);
+      await addBuffer(pack, blobPath(digest), bytes);
+    };
+    for (const image of images) {
+      for (const layer of image.layers) {
+        const d = layer.descriptor;
+        if (written.has(d.digest)) continue;
+        written.add(d.digest);
+        const src = await opts.blobReader(layer);
+        await addLayer(pack, d, src);
+        if (pipeErr) throw pipeErr;
+      }
+      await addBytes(image.manifest.config.digest, image.configBytes);
+      await addBytes(image.digest, image.manifestBytes);
     }
-    if (!written.has(image.manifest.config.digest)) {
-      await addBuffer(pack, blobPath(image.manifest.config.digest), image.configBytes);
-      written.add(image.manifest.config.digest);
-    }
-    if (!written.has(image.digest)) await addBuffer(pack, blobPath(image.digest), image.manifestBytes);
+    for (const b of extraBlobs) await addBytes(b.digest, b.bytes);
 
-    const manifestMediaType = image.manifest.mediaType ?? MediaType.OciManifest;
     const index: Index = {
       schemaVersion: 2,
       mediaType: MediaType.OciIndex,
       manifests:
         opts.repoTags.length === 0
-          ? [{ mediaType: manifestMediaType, digest: image.digest, size: image.manifestBytes.length }]
+          ? [top]
           : opts.repoTags.map((rt) => ({
-              mediaType: manifestMediaType,
-              digest: image.digest,
-              size: image.manifestBytes.length,
+              ...top,
               annotations: {
                 'io.containerd.image.name': rt,
                 [REF_NAME_ANNOTATION]: splitRepoTag(rt).tag,
@@ -157,18 +197,20 @@ export async function writeDockerArchive(
     };
     await addBuffer(pack, 'index.json', canonicalJson(index));
 
+    // docker load takes one image per tag: the tagged platform's alone.
+    const loaded = images[tagged]!;
     const dockerManifest = [
       {
-        Config: blobPath(image.manifest.config.digest),
+        Config: blobPath(loaded.manifest.config.digest),
         RepoTags: opts.repoTags,
-        Layers: image.layers.map((l) => blobPath(l.descriptor.digest)),
+        Layers: loaded.layers.map((l) => blobPath(l.descriptor.digest)),
       },
     ];
     await addBuffer(pack, 'manifest.json', JSON.stringify(dockerManifest));
     await addBuffer(pack, 'oci-layout', '{"imageLayoutVersion":"1.0.0"}');
 
     const repositories: Record<string, Record<string, string>> = {};
-    const last = image.layers[image.layers.length - 1];
+    const last = images[tagged]?.layers.at(-1);
     if (last) {
       for (const rt of opts.repoTags) {
         const { repo, tag } = splitRepoTag(rt);

@@ -154,12 +154,7 @@ async function ensureLayoutFile(dir: string): Promise<void> {
   }
 }
 
-/** Creates or adds to the OCI image layout at `dir`; returns the index entry written. */
-export async function writeOciLayout(
-  dir: string,
-  image: BuiltImage,
-  opts: OciLayoutOptions,
-): Promise<Descriptor> {
+async function openLayout(dir: string): Promise<string> {
   const blobDir = join(dir, 'blobs', 'sha256');
   try {
     await mkdir(blobDir, { recursive: true });
@@ -167,11 +162,23 @@ export async function writeOciLayout(
     throw fsError('create', blobDir, err);
   }
   await ensureLayoutFile(dir);
+  return blobDir;
+}
 
-  for (const layer of image.layers) await writeStreamBlob(blobDir, layer, opts.blobReader);
+async function writeImageBlobs(blobDir: string, image: BuiltImage, blobReader: BlobReader): Promise<void> {
+  for (const layer of image.layers) await writeStreamBlob(blobDir, layer, blobReader);
   await writeBytesBlob(blobDir, image.manifest.config.digest, image.configBytes);
   await writeBytesBlob(blobDir, image.digest, image.manifestBytes);
+}
 
+/** Creates or adds to the OCI image layout at `dir`; returns the index entry written. */
+export async function writeOciLayout(
+  dir: string,
+  image: BuiltImage,
+  opts: OciLayoutOptions,
+): Promise<Descriptor> {
+  const blobDir = await openLayout(dir);
+  await writeImageBlobs(blobDir, image, opts.blobReader);
   const entry: Descriptor = {
     mediaType: image.manifest.mediaType ?? MediaType.OciManifest,
     digest: image.digest,
@@ -182,17 +189,49 @@ export async function writeOciLayout(
       ...image.descriptorAnnotations,
       ...(opts.refName !== undefined ? { [REF_NAME_ANNOTATION]: opts.refName } : {}),
     };
+  await addIndexEntry(dir, entry, opts.refName, image.indexAnnotations);
+  return entry;
+}
 
+/**
+ * Adds a multi-platform image to the layout: every platform's blobs and manifest, the image index
+ * as a blob, and an entry in index.json naming that index.
+ */
+export async function writeOciLayoutIndex(
+  dir: string,
+  built: { images: BuiltImage[]; indexBytes: Buffer; digest: Digest; mediaType: string },
+  opts: OciLayoutOptions,
+): Promise<Descriptor> {
+  const blobDir = await openLayout(dir);
+  for (const image of built.images) await writeImageBlobs(blobDir, image, opts.blobReader);
+  await writeBytesBlob(blobDir, built.digest, built.indexBytes);
+  const entry: Descriptor = {
+    mediaType: built.mediaType,
+    digest: built.digest,
+    size: built.indexBytes.length,
+    ...(opts.refName !== undefined ? { annotations: { [REF_NAME_ANNOTATION]: opts.refName } } : {}),
+  };
+  await addIndexEntry(dir, entry, opts.refName, undefined);
+  return entry;
+}
+
+/** Replaces the entry of the same ref name (or the same unnamed digest) in index.json. */
+async function addIndexEntry(
+  dir: string,
+  entry: Descriptor,
+  refName: string | undefined,
+  indexAnnotations: Record<string, string> | undefined,
+): Promise<void> {
   const indexPath = join(dir, 'index.json');
   const index = await readIndex(indexPath);
   index.manifests = index.manifests.filter((d) => {
     const ref = d.annotations?.[REF_NAME_ANNOTATION];
-    if (opts.refName !== undefined) return ref !== opts.refName;
+    if (refName !== undefined) return ref !== refName;
     // Without a ref name, only an identical unnamed entry is a duplicate.
-    return !(ref === undefined && d.digest === image.digest);
+    return !(ref === undefined && d.digest === entry.digest);
   });
   index.manifests.push(entry);
-  if (image.indexAnnotations) index.annotations = { ...index.annotations, ...image.indexAnnotations };
+  if (indexAnnotations) index.annotations = { ...index.annotations, ...indexAnnotations };
 
   const tmp = tempName(dir, 'index');
   try {
@@ -202,5 +241,4 @@ export async function writeOciLayout(
     await unlink(tmp).catch(() => undefined);
     throw fsError('write', indexPath, err);
   }
-  return entry;
 }

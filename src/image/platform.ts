@@ -33,3 +33,18 @@ export function parsePlatform(spec: string): Platform {
 export function formatPlatform(p: Platform): string {
   return [p.os, p.architecture, p.variant].filter(Boolean).join('/');
 }
+
+/**
+ * `--platform` values as given (repeated flags, each a comma list, as buildah and BuildKit take
+ * them): every one checked, in order, the same platform once.
+ */
+export function parsePlatformList(values: readonly string[]): Platform[] {
+  const out: Platform[] = [];
+  for (const v of values)
+    for (const spec of v.split(',')) {
+      if (spec.trim() === '') continue;
+      const p = parsePlatform(spec);
+      if (!out.some((q) => formatPlatform(q) === formatPlatform(p))) out.push(p);
+    }
+  return out;
+}

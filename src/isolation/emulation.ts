@@ -161,3 +161,23 @@ export function emulationFor(want: Platform, host: Platform, dir = BINFMT_DIR): 
     reason: `no enabled binfmt_misc entry runs ${want.architecture} binaries: install qemu-user-static or run tonistiigi/binfmt / docker/setup-qemu-action`,
   };
 }
+
+/** The platforms `kiln probe` reports on when none are named: the ones registries publish most. */
+export const PROBED_PLATFORMS: readonly Platform[] = [
+  { os: 'linux', architecture: 'amd64' },
+  { os: 'linux', architecture: '386' },
+  { os: 'linux', architecture: 'arm64' },
+  { os: 'linux', architecture: 'arm', variant: 'v7' },
+  { os: 'linux', architecture: 'arm', variant: 'v6' },
+  { os: 'linux', architecture: 'ppc64le' },
+  { os: 'linux', architecture: 's390x' },
+  { os: 'linux', architecture: 'riscv64' },
+];
+
+/** One line per platform, as `kiln probe` prints them: `ok` or `FAIL` and why. */
+export function formatEmulation(reports: readonly EmulationReport[]): string {
+  const w = Math.max(...reports.map((r) => r.platform.length));
+  return reports
+    .map((r) => `  RUN for ${r.platform.padEnd(w)}  ${r.ok ? 'ok  ' : 'FAIL'}  ${r.reason}`)
+    .join('\n');
+}

@@ -5,6 +5,7 @@
  * defines (for the dry-run view and for resolving stage references); the executor expands them again
  * once the base image's ENV is known, through the same expandInstruction.
  */
+import { createHash } from 'node:crypto';
 import type { DockerfileAst } from '../dockerfile/ast.ts';
 import { parseDockerfile } from '../dockerfile/parser.ts';
 import { parseInstruction, type Instruction } from '../dockerfile/instructions.ts';
@@ -39,6 +40,12 @@ export interface PlannedStage {
   imageDeps: string[];
   /** False when --target does not need it. */
   needed: boolean;
+  /**
+   * What the stage does, as planned for this target platform: its expanded FROM and instructions and
+   * the value of every ARG it declares. Equal across the plans of several target platforms (and the
+   * same for its dependencies), the stage gives the same result for each and is built once.
+   */
+  fingerprint: string;
 }
 
 export interface PlanWarning {
@@ -240,11 +247,15 @@ function planStage(d: Draft, index: number, p: StagePlanning): PlannedStage {
   const scope = new StageScope(p.global, base.kind === 'stage' ? (p.stageEnv[base.index] ?? []) : []);
   p.stageEnv[index] = scope.env;
   const instructions: PlannedInstruction[] = [];
+  const argValues: Array<[string, string | undefined]> = [];
   for (const ins of d.body) {
     const x = makeExpander(scope.lookup, p.escape, ins.at);
     if (ins.kind === 'arg') {
-      for (const a of ins.args)
-        scope.declareArg(x.word(a.name), a.default === undefined ? undefined : x.word(a.default));
+      for (const a of ins.args) {
+        const name = x.word(a.name);
+        scope.declareArg(name, a.default === undefined ? undefined : x.word(a.default));
+        argValues.push([name, scope.lookup(name)]);
+      }
       instructions.push({ instruction: ins, expanded: ins });
       continue;
     }
@@ -273,6 +284,18 @@ function planStage(d: Draft, index: number, p: StagePlanning): PlannedStage {
     deps: [...deps].sort((a, b) => a - b),
     imageDeps,
     needed: false,
+    fingerprint: createHash('sha256')
+      .update(
+        JSON.stringify([
+          from,
+          base,
+          [...deps].sort(),
+          imageDeps,
+          argValues,
+          instructions.map((i) => i.expanded),
+        ]),
+      )
+      .digest('hex'),
   };
 }
 

@@ -47,7 +47,7 @@ export function layerOpener(
   };
 }
 
-function repositories(refs: Reference[]): Reference[] {
+export function repositories(refs: Reference[]): Reference[] {
   const seen = new Map<string, Reference>();
   for (const r of refs)
     seen.set(`${r.registry}/${r.repository}`, { registry: r.registry, repository: r.repository });

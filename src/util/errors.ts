@@ -143,6 +143,7 @@ export const ERROR_CODES = {
     'MOUNT_TARGET',
     'NO_ISOLATION',
     'NO_SUBUID',
+    'PLATFORM_CANNOT_RUN',
     'RESOLV_CONF',
     'ROOT_MISSING',
     'RUNG_UNAVAILABLE',

@@ -181,7 +181,7 @@ describe('GitLab job script pieces', () => {
     assert.deepEqual(i.tags, ['reg/g/p:abc']);
     assert.deepEqual(i.buildArgs, ['A=1', 'B=2']);
     assert.equal(i.cache, false);
-    assert.equal(i.platform, 'linux/amd64');
+    assert.deepEqual(i.platforms, ['linux/amd64']);
     assert.throws(
       () => gitlabInputs({ KILN_DESTINATIONS: 'a/b:1', KILN_BUILD_ARGS: 'oops' }),
       /not KEY=VALUE/,

@@ -1,5 +1,5 @@
 /**
- * kiln's first input set (push on by default, one platform, kiln's `id=,src=` secrets), parsed into
+ * kiln's first input set (push on by default, kiln's `id=,src=` secrets), parsed into
  * a typed object and turned into `kiln build` argv. The GitLab component's job script reads its
  * template variables through it; the GitHub Action itself reads build-push-action's inputs in
  * action-inputs.ts.
@@ -29,7 +29,8 @@ export interface ActionInputs {
   sign: boolean;
   labels: string[];
   secrets: string[];
-  platform: string;
+  /** Empty: the host's platform. */
+  platforms: string[];
   isolation: IsolationChoice;
   cache: boolean;
   cacheKey: string;
@@ -61,18 +62,13 @@ const ISOLATIONS: readonly IsolationChoice[] = ['auto', 'rootless', 'chroot', 'p
 /** Reads and validates every input; throws a usage KilnError naming the input on bad values. */
 export function readInputs(get: InputGetter): ActionInputs {
   const g = (n: string): string => get(n).trim();
+  // build-push-action's syntax: a comma or newline list; several build one image index.
   const platforms = parseList(get('platforms'));
-  if (platforms.length > 1)
-    throw new KilnError(
-      'usage',
-      'BAD_INPUT',
-      `input platforms lists ${platforms.length} platforms (${platforms.join(', ')}); kiln builds one platform per run`,
-      { hint: 'use a matrix job with one platform each, or give a single os/arch' },
-    );
-  if (platforms[0] && !/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(platforms[0]))
-    throw new KilnError('usage', 'BAD_INPUT', `input platforms "${platforms[0]}" is not os/arch[/variant]`, {
-      hint: 'write e.g. linux/amd64 or linux/arm64/v8',
-    });
+  for (const p of platforms)
+    if (!/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(p))
+      throw new KilnError('usage', 'BAD_INPUT', `input platforms "${p}" is not os/arch[/variant]`, {
+        hint: 'write e.g. linux/amd64 or linux/amd64,linux/arm64',
+      });
   const isolation = (g('isolation') || 'auto') as IsolationChoice;
   if (!ISOLATIONS.includes(isolation))
     throw new KilnError(
@@ -117,7 +113,7 @@ export function readInputs(get: InputGetter): ActionInputs {
     push,
     labels: keyValueLines('labels', parseList(get('labels'), true)),
     secrets,
-    platform: platforms[0] ?? '',
+    platforms,
     isolation,
     cache: parseBoolInput('cache', get('cache'), true),
     cacheKey: g('cache-key'),
@@ -164,7 +160,7 @@ export function toKilnArgs(inputs: ActionInputs, files: OutputFiles): string[] {
     ...(inputs.push ? {} : { noPush: true }),
     label: inputs.labels,
     secret: inputs.secrets,
-    ...(inputs.platform ? { platform: inputs.platform } : {}),
+    ...(inputs.platforms.length ? { platform: inputs.platforms } : {}),
     isolation: inputs.isolation,
     ...(inputs.cache || inputs.cacheRepo ? { cache: true } : {}),
     ...(inputs.cache && files.cacheDir ? { cacheDir: files.cacheDir } : {}),

@@ -157,7 +157,7 @@ export function planAction(i: ActionInputs, facts: PlanFacts): ActionPlan {
     annotation: i.annotations,
     secret: secrets.flags,
     ...gitToken(i, context, dflt, secrets.files, facts.work),
-    ...(i.platforms.length ? { platform: i.platforms.join(',') } : {}),
+    ...(i.platforms.length ? { platform: [i.platforms.join(',')] } : {}),
     isolation: i.isolation,
     ...(i.network && i.network !== 'default' ? { network: i.network as 'none' | 'host' } : {}),
     ...(cache.dir || registryCache(i).cacheRepo ? { cache: true } : {}),

@@ -71,7 +71,7 @@ const cases: Array<[string, string[], (o: BuildOptions) => unknown, unknown]> = 
     (o) => [o.registry.pushRetry, o.registry.pullRetry],
     [5, 2],
   ],
-  ['--custom-platform', ['--custom-platform', 'linux/arm64/v8'], (o) => o.platform, 'linux/arm64/v8'],
+  ['--custom-platform', ['--custom-platform', 'linux/arm64/v8'], (o) => o.platforms, ['linux/arm64/v8']],
   ['--target', ['--target', 'build'], (o) => o.target, 'build'],
   [
     '--tar-path and digest files',

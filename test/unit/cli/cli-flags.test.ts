@@ -132,7 +132,7 @@ describe('every Kaniko executor flag parses', () => {
 describe('aliases map to the flag they stand for', () => {
   const cases: Array<[string, string[], (o: BuildOptions) => unknown, unknown]> = [
     ['--tarPath', ['--tarPath', 'x.tar'], (o) => o.output.tarPath, 'x.tar'],
-    ['--customPlatform', ['--customPlatform', 'linux/arm/v7'], (o) => o.platform, 'linux/arm/v7'],
+    ['--customPlatform', ['--customPlatform', 'linux/arm/v7'], (o) => o.platforms, ['linux/arm/v7']],
     ['--snapshotMode checks choices', ['--snapshotMode', 'bogus'], () => 'unreachable', 'throws'],
   ];
   for (const [name, args, get, want] of cases) {

@@ -93,7 +93,7 @@ const KIMIA: Case[] = [
   [
     '--custom-platform',
     'works',
-    () => assert.equal(build(['--custom-platform=linux/arm64']).platform, 'linux/arm64'),
+    () => assert.deepEqual(build(['--custom-platform=linux/arm64']).platforms, ['linux/arm64']),
   ],
   [
     '--storage-driver',

@@ -1,0 +1,352 @@
+/**
+ * Multi-platform builds with real parts: QEMU registered in binfmt_misc (fix-binary flag), busybox
+ * bases for amd64, arm64 and arm/v7 from Debian packages pushed as one index, the real CLI, the
+ * test registry, and skopeo + umoci reading what kiln pushed and wrote.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { kiln } from '../helpers/cli.ts';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { ensureQemuBinfmt } from '../helpers/binfmt.ts';
+import { pushMultiPlatformBusybox, type TestPlatform } from '../helpers/foreign-images.ts';
+
+const execFileP = promisify(execFile);
+const PLATFORMS: TestPlatform[] = [
+  { architecture: 'amd64' },
+  { architecture: 'arm64' },
+  { architecture: 'arm', variant: 'v7' },
+];
+const UNAME: Record<string, string> = { amd64: 'x86_64', arm64: 'aarch64', arm: 'armv7l' };
+
+const isRoot = process.getuid?.() === 0;
+const amd64Host = process.arch === 'x64';
+const why = !isRoot
+  ? 'needs root (binfmt_misc, chroot isolation)'
+  : !amd64Host
+    ? 'written for an amd64 host'
+    : ensureQemuBinfmt(['arm64', 'arm']);
+
+interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  platform?: { os: string; architecture: string; variant?: string };
+}
+interface IndexDoc {
+  mediaType: string;
+  manifests: Descriptor[];
+}
+
+let work: string;
+let reg: TestRegistry;
+let ctx: string;
+
+const DOCKERFILE = `FROM --platform=$BUILDPLATFORM BASE AS tools
+ARG BUILDPLATFORM
+RUN uname -m > /built-on && echo "$BUILDPLATFORM" > /build-platform
+FROM BASE
+ARG TARGETPLATFORM
+ARG TARGETOS
+ARG TARGETARCH
+ARG TARGETVARIANT
+RUN uname -m > /arch && echo "$TARGETPLATFORM $TARGETOS $TARGETARCH $TARGETVARIANT" > /target
+COPY --from=tools /built-on /build-platform /
+`;
+
+function build(args: string[], dir = ctx): ReturnType<typeof kiln> {
+  return kiln([
+    'build',
+    '-c',
+    dir,
+    '--insecure-registry',
+    reg.host,
+    '--isolation',
+    'chroot',
+    '--reproducible',
+    ...args,
+  ]);
+}
+
+async function raw(path: string): Promise<{ bytes: Buffer; status: number; type: string }> {
+  const res = await fetch(`http://${reg.host}/v2/${path}`, {
+    headers: {
+      accept: [
+        'application/vnd.oci.image.index.v1+json',
+        'application/vnd.oci.image.manifest.v1+json',
+        'application/vnd.docker.distribution.manifest.list.v2+json',
+        'application/vnd.docker.distribution.manifest.v2+json',
+      ].join(', '),
+    },
+  });
+  return {
+    bytes: Buffer.from(await res.arrayBuffer()),
+    status: res.status,
+    type: res.headers.get('content-type') ?? '',
+  };
+}
+
+async function json<T>(path: string): Promise<T> {
+  const r = await raw(path);
+  assert.equal(r.status, 200, `GET ${path}`);
+  return JSON.parse(r.bytes.toString()) as T;
+}
+
+const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const plat = (p?: Descriptor['platform']): string =>
+  p ? [p.os, p.architecture, p.variant].filter(Boolean).join('/') : '?';
+
+describe('multi-platform builds', { skip: why }, () => {
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'kiln-multi-'));
+    await chmod(work, 0o755);
+    reg = await startRegistry();
+    await pushMultiPlatformBusybox(reg, 'base/busybox', 'multi', PLATFORMS);
+    ctx = join(work, 'ctx');
+    await mkdir(ctx);
+    await writeFile(join(ctx, 'Dockerfile'), DOCKERFILE.replaceAll('BASE', `${reg.host}/base/busybox:multi`));
+  });
+  after(async () => {
+    await reg?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  describe('three platforms, one index', () => {
+    let r: Awaited<ReturnType<typeof kiln>>;
+    before(async () => {
+      r = await build([
+        '--platform',
+        'linux/amd64,linux/arm64',
+        '--custom-platform',
+        'linux/arm/v7',
+        '-d',
+        `${reg.host}/app/multi:1`,
+        '-d',
+        `${reg.host}/app/multi:also`,
+        '--digest-file',
+        join(work, 'digest'),
+        '--oci-layout-path',
+        join(work, 'layout'),
+        '--tar-path',
+        join(work, 'image.tar'),
+      ]);
+    });
+
+    test('the build succeeds and the $BUILDPLATFORM stage runs once for all three', () => {
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /stages built once for all 3 platforms: tools linux\/amd64/);
+      assert.equal(r.stderr.match(/\] RUN uname -m > \/built-on/g)?.length, 1, r.stderr);
+      for (const p of ['linux/amd64', 'linux/arm64', 'linux/arm/v7'])
+        assert.match(r.stderr, new RegExp(`\\[stage 2/2 ${p}\\] \\[\\d+/\\d+\\] RUN uname -m > /arch`));
+    });
+
+    test('both tags name one OCI index of the three images; the digest file names the index', async () => {
+      const one = await raw('app/multi/manifests/1');
+      const also = await raw('app/multi/manifests/also');
+      assert.equal(one.type, 'application/vnd.oci.image.index.v1+json');
+      assert.deepEqual(one.bytes, also.bytes);
+      assert.equal(await readFile(join(work, 'digest'), 'utf8'), sha(one.bytes));
+      const { stdout } = await execFileP('skopeo', [
+        'inspect',
+        '--raw',
+        '--tls-verify=false',
+        `docker://${reg.host}/app/multi:1`,
+      ]);
+      const index = JSON.parse(stdout) as IndexDoc;
+      assert.deepEqual(
+        index.manifests.map((m) => plat(m.platform)),
+        ['linux/amd64', 'linux/arm64', 'linux/arm/v7'],
+      );
+    });
+
+    test("each image's /arch, /target and config match its platform; /built-on is the host's", async () => {
+      const index = await json<IndexDoc>('app/multi/manifests/1');
+      for (const [i, p] of PLATFORMS.entries()) {
+        const d = index.manifests[i]!;
+        const m = await json<{ config: { digest: string } }>(`app/multi/manifests/${d.digest}`);
+        const cfg = await json<{ architecture: string; os: string; variant?: string }>(
+          `app/multi/blobs/${m.config.digest}`,
+        );
+        assert.equal(cfg.architecture, p.architecture);
+        assert.equal(cfg.os, 'linux');
+        if (p.variant) assert.equal(cfg.variant, p.variant);
+        // One image at a time, as skopeo picks it for a platform, unpacked by umoci.
+        const oci = join(work, `oci-${i}`);
+        await execFileP('skopeo', [
+          '--override-arch',
+          p.architecture,
+          ...(p.variant ? ['--override-variant', p.variant] : []),
+          'copy',
+          '--src-tls-verify=false',
+          `docker://${reg.host}/app/multi:1`,
+          `oci:${oci}:x`,
+        ]);
+        const bundle = join(work, `bundle-${i}`);
+        await execFileP('umoci', ['unpack', '--image', `${oci}:x`, bundle], { maxBuffer: 64 << 20 });
+        const root = join(bundle, 'rootfs');
+        assert.equal((await readFile(join(root, 'arch'), 'utf8')).trim(), UNAME[p.architecture]);
+        const platform = ['linux', p.architecture, p.variant].filter(Boolean).join('/');
+        assert.equal(
+          (await readFile(join(root, 'target'), 'utf8')).trim(),
+          `${platform} linux ${p.architecture} ${p.variant ?? ''}`.trim(),
+        );
+        assert.equal((await readFile(join(root, 'built-on'), 'utf8')).trim(), 'x86_64');
+        assert.equal((await readFile(join(root, 'build-platform'), 'utf8')).trim(), 'linux/amd64');
+      }
+    });
+
+    test('skopeo copy --all takes the index and every image', async () => {
+      const all = join(work, 'all');
+      await execFileP('skopeo', [
+        'copy',
+        '--all',
+        '--src-tls-verify=false',
+        `docker://${reg.host}/app/multi:1`,
+        `oci:${all}:x`,
+      ]);
+      const { stdout } = await execFileP('skopeo', ['inspect', '--raw', `oci:${all}:x`]);
+      assert.equal(sha(Buffer.from(stdout)), await readFile(join(work, 'digest'), 'utf8'));
+      for (const m of (JSON.parse(stdout) as IndexDoc).manifests)
+        assert.ok(existsSync(join(all, 'blobs/sha256', m.digest.slice(7))), m.digest);
+    });
+
+    test('--oci-layout-path and --tar-path hold the index and every image', async () => {
+      const pushed = (await raw('app/multi/manifests/1')).bytes;
+      const layout = join(work, 'layout');
+      const { stdout } = await execFileP('skopeo', ['inspect', '--raw', `oci:${layout}:1`]);
+      assert.deepEqual(Buffer.from(stdout), pushed);
+      const extracted = join(work, 'tar-x');
+      await mkdir(extracted);
+      await execFileP('tar', ['-xf', join(work, 'image.tar'), '-C', extracted]);
+      const fromTar = await execFileP('skopeo', ['inspect', '--raw', `oci:${extracted}:1`]);
+      assert.deepEqual(Buffer.from(fromTar.stdout), pushed);
+      for (const dir of [layout, extracted])
+        for (const i of [0, 1, 2]) {
+          const p = PLATFORMS[i]!;
+          const oci = join(work, `from-${dir === layout ? 'layout' : 'tar'}-${i}`);
+          await execFileP('skopeo', [
+            '--override-arch',
+            p.architecture,
+            ...(p.variant ? ['--override-variant', p.variant] : []),
+            'copy',
+            `oci:${dir}:1`,
+            `oci:${oci}:x`,
+          ]);
+          const bundle = `${oci}-bundle`;
+          await execFileP('umoci', ['unpack', '--image', `${oci}:x`, bundle], { maxBuffer: 64 << 20 });
+          assert.equal((await readFile(join(bundle, 'rootfs/arch'), 'utf8')).trim(), UNAME[p.architecture]);
+        }
+      // docker load's view (manifest.json): the host's image carries the tags.
+      const info = await execFileP('skopeo', ['inspect', `docker-archive:${join(work, 'image.tar')}`]);
+      assert.equal((JSON.parse(info.stdout) as { Architecture: string }).Architecture, 'amd64');
+    });
+  });
+
+  test('the layer cache and the tree store keep each platform apart, and a second build hits for all', async () => {
+    const cache = join(work, 'cache');
+    const args = ['--platform', 'linux/amd64,linux/arm64', '--cache', '--cache-dir', cache];
+    const first = await build([...args, '-d', `${reg.host}/app/cached:1`]);
+    assert.equal(first.code, 0, first.stderr);
+    const second = await build([...args, '-d', `${reg.host}/app/cached:2`]);
+    assert.equal(second.code, 0, second.stderr);
+    assert.deepEqual(
+      (await raw('app/cached/manifests/2')).bytes,
+      (await raw('app/cached/manifests/1')).bytes,
+    );
+    const index = await json<IndexDoc>('app/cached/manifests/2');
+    const arm = await json<{ layers: Descriptor[] }>(`app/cached/manifests/${index.manifests[1]!.digest}`);
+    const amd = await json<{ layers: Descriptor[] }>(`app/cached/manifests/${index.manifests[0]!.digest}`);
+    // The RUN layers (holding /arch) differ: arm64 never took amd64's cached layer.
+    assert.notEqual(arm.layers.at(-2)!.digest, amd.layers.at(-2)!.digest);
+    const trees = await readdir(join(cache, 'trees')).catch(() => [] as string[]);
+    assert.ok(trees.length > 0, 'the tree store kept trees');
+    for (const id of trees) {
+      const entries = (await readdir(join(cache, 'trees', id))).filter((e) => !e.startsWith('.'));
+      for (const e of entries) assert.match(e, /^[0-9a-f]{64}-linux-(amd64|arm64)$/);
+    }
+  });
+
+  test('one --platform gives one image manifest, the same digest as no --platform at all', async () => {
+    const a = await build(['--platform', 'linux/amd64', '-d', `${reg.host}/app/one:a`]);
+    assert.equal(a.code, 0, a.stderr);
+    const b = await build(['-d', `${reg.host}/app/one:b`]);
+    assert.equal(b.code, 0, b.stderr);
+    const ma = await raw('app/one/manifests/a');
+    const mb = await raw('app/one/manifests/b');
+    assert.equal(ma.type, 'application/vnd.oci.image.manifest.v1+json');
+    assert.deepEqual(ma.bytes, mb.bytes);
+  });
+
+  test('--format docker pushes a Docker manifest list', async () => {
+    const r = await build([
+      '--platform',
+      'linux/amd64,linux/arm64',
+      '--format',
+      'docker',
+      '-d',
+      `${reg.host}/app/docker:1`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const m = await raw('app/docker/manifests/1');
+    assert.equal(m.type, 'application/vnd.docker.distribution.manifest.list.v2+json');
+    const list = JSON.parse(m.bytes.toString()) as IndexDoc;
+    assert.deepEqual(
+      list.manifests.map((d) => [d.mediaType, plat(d.platform)]),
+      [
+        ['application/vnd.docker.distribution.manifest.v2+json', 'linux/amd64'],
+        ['application/vnd.docker.distribution.manifest.v2+json', 'linux/arm64'],
+      ],
+    );
+  });
+
+  test('one platform failing fails the build and pushes nothing', async () => {
+    const dir = join(work, 'fail');
+    await mkdir(dir);
+    await writeFile(
+      join(dir, 'Dockerfile'),
+      `FROM ${reg.host}/base/busybox:multi\nRUN echo ok > /ok\nRUN [ "$(uname -m)" != aarch64 ]\n`,
+    );
+    const r = await build(['--platform', 'linux/amd64,linux/arm64', '-d', `${reg.host}/app/fail:1`], dir);
+    assert.equal(r.code, 7, r.stderr);
+    assert.equal((await raw('app/fail/manifests/1')).status, 404);
+    assert.equal((await raw('app/fail/tags/list')).status, 404, 'no manifest of any platform was pushed');
+  });
+
+  test('kiln probe says arm64 and arm/v7 RUN through binfmt_misc, and fails for a platform named that cannot', async () => {
+    const ok = await kiln([
+      'probe',
+      '--platform',
+      'linux/arm64,linux/arm/v7',
+      '--work-dir',
+      join(work, 'probe'),
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /RUN for linux\/arm64\s+ok\s+binfmt_misc qemu-aarch64 \(.*flags \w*F/);
+    assert.match(ok.stdout, /RUN for linux\/arm\/v7\s+ok\s+binfmt_misc qemu-arm /);
+    if (existsSync('/proc/sys/fs/binfmt_misc/qemu-s390x')) return;
+    const bad = await kiln(['probe', '--platform', 'linux/s390x', '--work-dir', join(work, 'probe')]);
+    assert.equal(bad.code, 6);
+    assert.match(bad.stdout, /RUN for linux\/s390x\s+FAIL\s+no enabled binfmt_misc entry/);
+  });
+
+  test('a RUN for a platform that cannot execute here fails before the build; COPY-only needs none', async (t) => {
+    if (existsSync('/proc/sys/fs/binfmt_misc/qemu-s390x')) return t.skip('s390x is registered here');
+    const dir = join(work, 's390x');
+    await mkdir(dir);
+    await writeFile(join(dir, 'f'), 'x');
+    await writeFile(join(dir, 'Dockerfile'), 'FROM scratch\nCOPY f /f\n');
+    const ok = await build(['--platform', 'linux/s390x', '--no-push'], dir);
+    assert.equal(ok.code, 0, ok.stderr);
+    await writeFile(join(dir, 'Dockerfile'), `FROM ${reg.host}/base/busybox:multi\nRUN true\n`);
+    const bad = await build(['--platform', 'linux/amd64,linux/s390x', '--no-push'], dir);
+    assert.equal(bad.code, 6, bad.stderr);
+    assert.match(bad.stderr, /Dockerfile:2: RUN steps for linux\/s390x cannot execute/);
+    assert.doesNotMatch(bad.stderr, /FROM .*busybox/, 'nothing was pulled');
+  });
+});
