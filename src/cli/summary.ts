@@ -76,7 +76,10 @@ export function formatSummary(result: BuildResult, options: SummaryOptions = {})
       field(i === 0 ? (result.destinations.length > 1 ? 'images' : 'image') : '', d),
     );
   field('pushed', result.pushed ? 'yes' : 'no');
-  field('digest', result.digest);
+  field('digest', result.platforms ? `${result.digest} (index)` : result.digest);
+  const platforms = result.platforms ?? [];
+  const pw = Math.max(0, ...platforms.map((p) => p.platform.length));
+  platforms.forEach((p, i) => field(i === 0 ? 'platforms' : '', `${p.platform.padEnd(pw)}  ${p.digest}`));
   field('image id', result.imageId);
   field('size', `${humanSize(result.size)} (${result.size} bytes)`);
   field('layers', String(result.layers));

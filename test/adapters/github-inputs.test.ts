@@ -455,3 +455,14 @@ describe('failure annotations', () => {
     assert.equal(lastKilnError('boom\n'), 'boom');
   });
 });
+
+test('platforms with load: the push holds every platform, and a warning says docker load takes one', () =>
+  withWork((work) => {
+    const env = { GITHUB_REPOSITORY: 'o/r', GITHUB_SHA: 'a'.repeat(40), GITHUB_REF: 'refs/heads/main' };
+    const m = { tags: 'r.example/app:1', context: '.', platforms: 'linux/amd64\nlinux/arm64', load: 'true' };
+    const p = planAction(readInputs(getter(m)), { env, work, temp: '/t' });
+    assert.ok(p.args.join(' ').includes('--platform linux/amd64,linux/arm64'), p.args.join(' '));
+    const r = p.reports.find((x) => x.input === 'load');
+    assert.equal(r?.level, 'warning');
+    assert.match(r!.message, /only the runner's .* is loaded/);
+  }));

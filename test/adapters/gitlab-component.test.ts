@@ -65,6 +65,7 @@ describe('GitLab component template', () => {
         labels: 'x=y',
         push: false,
         platform: 'linux/arm64/v8',
+        platforms: 'linux/amd64,linux/arm/v7',
         isolation: 'rootless',
         cache: false,
         'cache-key': 'k',
@@ -94,6 +95,7 @@ describe('GitLab component template', () => {
   const bad: [string, Record<string, unknown>, RegExp][] = [
     ['isolation outside options', { isolation: 'docker' }, /not in the list of allowed options/],
     ['platform not os/arch', { platform: 'amd64' }, /RegEx/],
+    ['platforms with one not os/arch', { platforms: 'linux/amd64,arm64' }, /RegEx/],
     ['push not a boolean', { push: 'yes' }, /not a boolean/],
     ['unknown input', { tags: 'x' }, /unknown input: tags/],
     ['a job name that is not a job name', { 'job-name': '.hidden' }, /RegEx/],
@@ -182,6 +184,14 @@ describe('GitLab job script pieces', () => {
     assert.deepEqual(i.buildArgs, ['A=1', 'B=2']);
     assert.equal(i.cache, false);
     assert.deepEqual(i.platforms, ['linux/amd64']);
+    assert.deepEqual(
+      gitlabInputs({ KILN_DESTINATIONS: 'a/b:1', KILN_PLATFORMS: 'linux/amd64,linux/arm64' }).platforms,
+      ['linux/amd64', 'linux/arm64'],
+    );
+    assert.throws(
+      () => gitlabInputs({ KILN_DESTINATIONS: 'a/b:1', KILN_PLATFORMS: 'linux/amd64,arm64' }),
+      /input platforms "arm64" is not os\/arch/,
+    );
     assert.throws(
       () => gitlabInputs({ KILN_DESTINATIONS: 'a/b:1', KILN_BUILD_ARGS: 'oops' }),
       /not KEY=VALUE/,
@@ -296,10 +306,25 @@ describe('GitLab job script pieces', () => {
     const lines = dotenv(result, ['r/x@sha256:' + 'a'.repeat(64)], 'api')
       .trim()
       .split('\n');
-    assert.equal(lines.length, 14, "within GitLab's dotenv variable limit");
+    assert.equal(lines.length, 16, "within GitLab's dotenv variable limit (20)");
     assert.ok(lines.includes(`KILN_IMAGE_DIGEST=${result.digest}`));
     assert.ok(lines.includes(`KILN_API_IMAGE_DIGEST=${result.digest}`));
     assert.ok(lines.includes('KILN_API_IMAGE_REF=r/x:1'));
-    assert.equal(dotenv(result, [], undefined).trim().split('\n').length, 7);
+    assert.equal(dotenv(result, [], undefined).trim().split('\n').length, 8);
+    assert.ok(lines.includes('KILN_PLATFORM_DIGESTS='), 'empty for one platform');
+    const multi = {
+      ...result,
+      platforms: [
+        { platform: 'linux/amd64', digest: 'sha256:' + 'c'.repeat(64) },
+        { platform: 'linux/arm/v7', digest: 'sha256:' + 'd'.repeat(64) },
+      ],
+    } as BuildResult;
+    assert.ok(
+      dotenv(multi, [], 'api')
+        .split('\n')
+        .includes(
+          `KILN_API_PLATFORM_DIGESTS=linux/amd64=sha256:${'c'.repeat(64)},linux/arm/v7=sha256:${'d'.repeat(64)}`,
+        ),
+    );
   });
 });

@@ -141,6 +141,10 @@ describe('multi-platform builds', { skip: why }, () => {
     test('the build succeeds and the $BUILDPLATFORM stage runs once for all three', () => {
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /stages built once for all 3 platforms: tools linux\/amd64/);
+      // The summary names each platform's image; stdout is the index digest alone.
+      for (const p of ['linux/amd64', 'linux/arm64', 'linux/arm/v7'])
+        assert.match(r.stderr, new RegExp(`${p}\\s+sha256:[0-9a-f]{64}`));
+      assert.match(r.stdout.trim(), /^sha256:[0-9a-f]{64}$/);
       assert.equal(r.stderr.match(/\] RUN uname -m > \/built-on/g)?.length, 1, r.stderr);
       for (const p of ['linux/amd64', 'linux/arm64', 'linux/arm/v7'])
         assert.match(r.stderr, new RegExp(`\\[stage 2/2 ${p}\\] \\[\\d+/\\d+\\] RUN uname -m > /arch`));

@@ -53,6 +53,11 @@ export function inputReports(i: ActionInputs): Report[] {
       'ssh',
       'kiln does not forward SSH agents or keys to RUN --mount=type=ssh; pass a deploy key with secret-files and RUN --mount=type=secret',
     );
+  if (i.load && i.platforms.length > 1)
+    warn(
+      'load',
+      `docker load takes one image per tag: of the ${i.platforms.length} platforms, only the runner's (else the first) is loaded; the push and outputs type=oci hold all of them`,
+    );
   if (i.call && i.call !== 'build')
     err(
       'call',

@@ -39,7 +39,15 @@ export function imageTable(result: BuildResult): SummaryRow[] {
     ],
     ['Tags', tags.length ? tags.map((t) => `<code>${esc(t)}</code>`).join('<br>') : '(none)'],
     ['Pushed', result.pushed ? 'yes' : 'no'],
-    ['Digest', `<code>${result.digest}</code>`],
+    ['Digest', `<code>${result.digest}</code>${result.platforms ? ' (image index)' : ''}`],
+    ...(result.platforms
+      ? [
+          [
+            'Platforms',
+            result.platforms.map((p) => `${esc(p.platform)}: <code>${p.digest}</code>`).join('<br>'),
+          ],
+        ]
+      : []),
     ['Image ID', `<code>${result.imageId}</code>`],
     ['Size', formatBytes(result.size)],
     ['Layers', String(result.layers)],
@@ -78,7 +86,9 @@ const MEDIA = {
 
 /** What the digest names: an index when attestations (or platforms) sit beside the image. */
 export function digestMediaType(result: BuildResult, format: 'oci' | 'docker'): string {
-  const index = result.imageDigest !== undefined && result.imageDigest !== result.digest;
+  const index =
+    (result.platforms?.length ?? 0) > 1 ||
+    (result.imageDigest !== undefined && result.imageDigest !== result.digest);
   if (format === 'docker') return index ? MEDIA.dockerList : MEDIA.dockerManifest;
   return index ? MEDIA.ociIndex : MEDIA.ociManifest;
 }
@@ -103,6 +113,8 @@ export function metadata(result: BuildResult, f: MetadataFacts): Record<string, 
     },
     'containerimage.digest': result.digest,
     'image.name': result.destinations.join(','),
+    // A build of several platforms: each platform's image manifest (the descriptor names the index).
+    ...(result.platforms ? { 'kiln.platforms': result.platforms } : {}),
     'kiln.result': result,
   };
 }

@@ -33,7 +33,6 @@ const INPUT_ENV: Record<string, string> = {
   labels: 'KILN_LABELS',
   secrets: 'KILN_SECRETS',
   push: 'KILN_PUSH',
-  platforms: 'KILN_PLATFORM',
   isolation: 'KILN_ISOLATION',
   cache: 'KILN_CACHE',
   'cache-dir': 'KILN_CACHE_DIR',
@@ -53,6 +52,9 @@ export function gitlabInputs(env: Env): ReturnType<typeof readInputs> {
     const level = env.KILN_ATTESTATION_LEVEL ?? 'off';
     if (name === 'provenance') return level === 'off' ? 'false' : `mode=${level}`;
     if (name === 'sbom') return level === 'off' ? 'false' : 'true';
+    // The `platform` input (one) and `platforms` (a list) both name target platforms.
+    if (name === 'platforms')
+      return [env.KILN_PLATFORM ?? '', env.KILN_PLATFORMS ?? ''].filter((v) => v.trim()).join(',');
     const key = INPUT_ENV[name];
     return key ? (env[key] ?? '') : '';
   });
@@ -69,6 +71,7 @@ export const TEMPLATE_VARIABLES = [
   'KILN_SECRETS',
   'KILN_PUSH',
   'KILN_PLATFORM',
+  'KILN_PLATFORMS',
   'KILN_ISOLATION',
   'KILN_CACHE',
   'KILN_CACHE_DIR',
@@ -121,6 +124,8 @@ export function dotenv(result: BuildResult, images: string[], jobName?: string):
     KILN_ISOLATION: result.isolation.rung,
     KILN_ATTESTATION_DIGEST: result.attestations?.manifest ?? '',
     KILN_SIGNATURES: (result.signatures ?? []).map((x) => x.tag).join(','),
+    // Several platforms: KILN_IMAGE_DIGEST names the index, this each platform's image.
+    KILN_PLATFORM_DIGESTS: (result.platforms ?? []).map((p) => `${p.platform}=${p.digest}`).join(','),
   };
   const prefix = jobPrefix(jobName);
   const lines = Object.entries(vars).map(([k, v]) => `${k}=${v}`);
