@@ -769,13 +769,17 @@ export const WARM_FLAGS = {
   buildArg: list('--build-arg', 'key=value', 'build arg for FROM lines of --dockerfile (repeatable)', IN, {
     cli: 'warm.buildArgs',
   }),
-  platform: str('--platform', 'os/arch[/variant]', 'platform to pull (default: this host)', IN, {
-    cli: 'warm.platform',
-  }),
-  customPlatform: str(
+  platform: list(
+    '--platform',
+    'os/arch[/variant]',
+    'platform(s) to pull, a,b or repeated (default: this host)',
+    IN,
+    { cli: 'warm.platform' },
+  ),
+  customPlatform: list(
     '--custom-platform',
     'os/arch[/variant]',
-    'platform to pull (Kaniko name)',
+    'platform(s) to pull (Kaniko name)',
     IN,
     { cli: 'warm.platform' },
     { aliases: ['--customPlatform'] },

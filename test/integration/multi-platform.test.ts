@@ -259,6 +259,9 @@ describe('multi-platform builds', { skip: why }, () => {
     assert.equal(first.code, 0, first.stderr);
     const second = await build([...args, '-d', `${reg.host}/app/cached:2`]);
     assert.equal(second.code, 0, second.stderr);
+    // Every RUN and COPY of both platforms and the shared stage's RUN came from the cache.
+    assert.match(second.stderr, /cache:\s+5 hit, 0 miss/);
+    assert.match(first.stderr, /cache:\s+0 hit, 5 miss/);
     assert.deepEqual(
       (await raw('app/cached/manifests/2')).bytes,
       (await raw('app/cached/manifests/1')).bytes,
@@ -274,6 +277,90 @@ describe('multi-platform builds', { skip: why }, () => {
       const entries = (await readdir(join(cache, 'trees', id))).filter((e) => !e.startsWith('.'));
       for (const e of entries) assert.match(e, /^[0-9a-f]{64}-linux-(amd64|arm64)$/);
     }
+  });
+
+  test('kiln warm pulls each platform of an index (and the host one for $BUILDPLATFORM); builds use it offline', async () => {
+    const own = await startRegistry();
+    try {
+      await pushMultiPlatformBusybox(own, 'base/busybox', 'multi', PLATFORMS);
+      const dir = join(work, 'warm');
+      await mkdir(dir);
+      await writeFile(
+        join(dir, 'Dockerfile'),
+        DOCKERFILE.replaceAll('BASE', `${own.host}/base/busybox:multi`),
+      );
+      const cache = join(work, 'warm-cache');
+      const w = await kiln([
+        'warm',
+        '--platform',
+        'linux/arm64,linux/arm/v7',
+        '-d',
+        join(dir, 'Dockerfile'),
+        '--cache-dir',
+        cache,
+        '--insecure-registry',
+        own.host,
+      ]);
+      assert.equal(w.code, 0, w.stderr);
+      const index = (await (
+        await fetch(`http://${own.host}/v2/base/busybox/manifests/multi`, {
+          headers: { accept: 'application/vnd.oci.image.index.v1+json' },
+        })
+      ).json()) as IndexDoc;
+      const want = index.manifests
+        .map((m) => `${own.host}/base/busybox:multi ${plat(m.platform)} ${m.digest}`)
+        .sort();
+      assert.deepEqual(
+        w.stdout.trim().split('\n').sort(),
+        want,
+        'amd64 for the $BUILDPLATFORM stage, arm64, arm/v7',
+      );
+      await own.stop();
+      const r = await build(
+        [
+          '--platform',
+          'linux/arm64,linux/arm/v7',
+          '--cache-dir',
+          cache,
+          '--no-push',
+          '--oci-layout-path',
+          join(work, 'warm-out'),
+        ],
+        dir,
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /using the warmed manifest/);
+      const { stdout } = await execFileP('skopeo', [
+        'inspect',
+        '--raw',
+        `oci:${join(work, 'warm-out')}:latest`,
+      ]);
+      assert.deepEqual(
+        (JSON.parse(stdout) as IndexDoc).manifests.map((m) => plat(m.platform)),
+        ['linux/arm64', 'linux/arm/v7'],
+      );
+    } finally {
+      await own.stop().catch(() => undefined);
+    }
+  });
+
+  test('the registry cache repo keeps per-platform entries: a fresh runner hits for every platform', async () => {
+    const args = [
+      '--platform',
+      'linux/amd64,linux/arm64',
+      '--cache',
+      '--cache-repo',
+      `${reg.host}/app/cache`,
+    ];
+    const first = await build([...args, '-d', `${reg.host}/app/repo-cached:1`]);
+    assert.equal(first.code, 0, first.stderr);
+    const second = await build([...args, '-d', `${reg.host}/app/repo-cached:2`]);
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stderr, /cache:\s+5 hit, 0 miss/);
+    assert.deepEqual(
+      (await raw('app/repo-cached/manifests/2')).bytes,
+      (await raw('app/repo-cached/manifests/1')).bytes,
+    );
   });
 
   test('one --platform gives one image manifest, the same digest as no --platform at all', async () => {

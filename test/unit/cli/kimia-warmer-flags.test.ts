@@ -5,6 +5,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { formatPlatform, hostPlatform, parsePlatform } from '../../../src/image/platform.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -281,11 +282,21 @@ const WARMER: Case[] = [
           df,
           'ARG BASE=alpine:3\nFROM ${BASE} AS a\nFROM a\nFROM scratch\nCOPY --from=busybox:1 /bin/sh /sh\n',
         );
-        assert.deepEqual(await dockerfileBaseImages(df, {}, 'linux/amd64'), ['alpine:3', 'busybox:1']);
-        assert.deepEqual(await dockerfileBaseImages(df, { BASE: 'debian:12' }, 'linux/amd64'), [
-          'debian:12',
-          'busybox:1',
-        ]);
+        const amd64 = parsePlatform('linux/amd64');
+        const images = async (args: Record<string, string>) =>
+          (await dockerfileBaseImages(df, args, amd64)).map((t) => t.image);
+        assert.deepEqual(await images({}), ['alpine:3', 'busybox:1']);
+        assert.deepEqual(await images({ BASE: 'debian:12' }), ['debian:12', 'busybox:1']);
+        // Each image for its stage's platform: $BUILDPLATFORM stages need the host's.
+        writeFileSync(
+          df,
+          'FROM --platform=$BUILDPLATFORM golang:1 AS b\nFROM alpine:3\nCOPY --from=b /x /x\n',
+        );
+        const arm = await dockerfileBaseImages(df, {}, parsePlatform('linux/arm64'));
+        assert.deepEqual(
+          arm.map((t) => `${t.image} ${formatPlatform(t.platform)}`),
+          [`golang:1 ${formatPlatform(hostPlatform())}`, 'alpine:3 linux/arm64'],
+        );
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
@@ -295,7 +306,7 @@ const WARMER: Case[] = [
   [
     '--customPlatform',
     'works',
-    () => assert.equal(warm(['--customPlatform', 'linux/arm64']).w.customPlatform, 'linux/arm64'),
+    () => assert.deepEqual(warm(['--customPlatform', 'linux/arm64']).w.customPlatform, ['linux/arm64']),
   ],
   ['--insecure-pull', 'works', () => assert.equal(reg(['--insecure-pull']).insecurePull, true)],
   [
