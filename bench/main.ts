@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- registry|tree|app|cache|snapshot|attest ...]`: runs the scenarios (all by default) against a throwaway
+ * `npm run bench [-- registry|tree|app|cache|partial|restore|snapshot|attest ...]`: runs the scenarios (all by default) against a throwaway
  * registry, prints one table per scenario (kiln vs the reference tool: both wall times, kiln/ref and
  * kiln's peak RSS by GNU time) and writes everything as JSON to bench/results/latest.json.
  */
@@ -16,6 +16,8 @@ const SCENARIOS: Record<string, () => Promise<Runner>> = {
   tree: async () => (await import('./run-tree.ts')).run,
   app: async () => (await import('./app.ts')).run,
   cache: async () => (await import('./cache.ts')).run,
+  partial: async () => (await import('./cache.ts')).runPartial,
+  restore: async () => (await import('./restore.ts')).run,
   snapshot: async () => (await import('./snapshot.ts')).run,
   attest: async () => (await import('./attest.ts')).run,
 };
