@@ -16,6 +16,9 @@ export interface SecretSpec {
   env?: string;
 }
 
+/** A `--build-context` value kiln reads (src/context/named.ts parses them). */
+export type NamedContext = { kind: 'image'; ref: string } | { kind: 'dir'; path: string };
+
 export interface CacheOptions {
   enabled: boolean;
   dir?: string;
@@ -94,6 +97,8 @@ export interface BuildOptions {
   platforms: string[];
   isolation: IsolationChoice;
   secrets: SecretSpec[];
+  /** `--build-context name=…` (lowercased names): read by FROM, COPY --from and RUN --mount from=. */
+  namedContexts: Record<string, NamedContext>;
   /** Default network for RUN (`--network` of a RUN overrides it). */
   network: 'default' | 'none' | 'host';
   output: OutputOptions;
@@ -126,6 +131,7 @@ export function defaultBuildOptions(overrides: Partial<BuildOptions> = {}): Buil
     platforms: [],
     isolation: 'auto',
     secrets: [],
+    namedContexts: {},
     network: 'default',
     output: { destinations: [], noPush: false, format: 'oci' },
     registry: defaultRegistryOptions(),

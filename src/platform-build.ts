@@ -44,6 +44,7 @@ export function planTargets(
       ...(opts.target ? { target: opts.target } : {}),
       targetPlatform: platform,
       buildPlatform,
+      namedContexts: opts.namedContexts,
     }),
   }));
 }

@@ -229,6 +229,14 @@ export const BUILD_FLAGS = {
     to('secrets'),
     { envSplit: 'newline', sample: 'id=s,src=/s' },
   ),
+  buildContext: list(
+    '--build-context',
+    'name=dir|docker-image://ref',
+    'named context for FROM, COPY --from and RUN --mount from= (repeatable; wins over a stage of that name)',
+    IN,
+    to('namedContexts'),
+    { envSplit: 'newline', sample: 'src=/tmp' },
+  ),
   git: str(
     '--git',
     'branch=x,single-branch=true,recurse-submodules=true',

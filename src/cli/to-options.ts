@@ -2,6 +2,7 @@
  * Parsed flag values (typed by the flag table) → BuildOptions and the command's own settings. No
  * commander here and no I/O apart from reading env for `--build-arg NAME` and SOURCE_DATE_EPOCH.
  */
+import { parseNamedContexts } from '../context/named.ts';
 import { defaultBuildOptions, type BuildOptions } from '../options.ts';
 import type { RegistryCredential } from '../registry/options.ts';
 import type { LogFormat, LogLevel } from '../log/logger.ts';
@@ -311,6 +312,7 @@ export function optionsFromFlags(v: FlagValues, env: NodeJS.ProcessEnv = process
     platforms,
     isolation: v.isolation,
     secrets: v.secret.map(parseSecretFlag),
+    namedContexts: parseNamedContexts(v.buildContext, process.cwd()),
     network: v.network,
     output: outputOptions(v),
     registry: registryOptions(v, env),

@@ -7,13 +7,15 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BuildPlan, PlannedStage } from '../plan/plan.ts';
 import { BuildArgs, GlobalScope, platformArgs } from '../plan/scope.ts';
-import type { ContextSource } from '../context/sources.ts';
+import { ContextSource } from '../context/sources.ts';
+import { IgnoreMatcher } from '../context/dockerignore.ts';
+import type { NamedContext } from '../options.ts';
 import type { LayerBlob, Platform } from '../image/types.ts';
 import { formatPlatform } from '../image/platform.ts';
 import { stagePlatform } from '../plan/stage-platform.ts';
 import type { LayerCache } from '../cache/types.ts';
 import type { TreeStore } from '../cache/tree-store.ts';
-import type { StatIndex } from '../cache/sources-digest.ts';
+import { sourcesDigest, type StatIndex } from '../cache/sources-digest.ts';
 import type { Logger } from '../log/logger.ts';
 import type { TransferProgress } from '../log/transfer.ts';
 import type { BuildOptions } from '../options.ts';
@@ -120,7 +122,11 @@ export class BuildRun {
         const st = this.stageByRef(from);
         return st ? this.stageKeys.get(st.index) : undefined;
       },
-      imageDigest: async (ref) => (await inp.images.resolve(ref, inp.targetPlatform)).digest,
+      imageDigest: async (ref) => {
+        const named = this.named(ref);
+        if (named?.kind === 'dir') return `dir:${await dirDigest(named.path, inp.cache!.index)}`;
+        return (await inp.images.resolve(named?.ref ?? ref, inp.targetPlatform)).digest;
+      },
     };
   }
 
@@ -171,7 +177,11 @@ export class BuildRun {
     return {
       ...h,
       platform: formatPlatform(platform),
-      imageDigest: async (ref) => (await this.inp.images.resolve(ref, platform)).digest,
+      imageDigest: async (ref) => {
+        const named = this.named(ref);
+        if (named?.kind === 'dir') return h.imageDigest(ref);
+        return (await this.inp.images.resolve(named?.ref ?? ref, platform)).digest;
+      },
     };
   }
 
@@ -198,8 +208,15 @@ export class BuildRun {
     this.trees.set(index, tree);
   }
 
+  /** The `--build-context` a --from value names: it wins over a stage of that name. */
+  named(from: string): NamedContext | undefined {
+    const n = from.toLowerCase();
+    return Object.hasOwn(this.inp.opts.namedContexts, n) ? this.inp.opts.namedContexts[n] : undefined;
+  }
+
   /** A --from value or FROM naming a stage: by name, else by index. */
   stageByRef(from: string): PlannedStage | undefined {
+    if (this.named(from)) return undefined;
     const lower = from.toLowerCase();
     const byName = this.plan.stages.find((s) => s.name === lower);
     if (byName) return byName;
@@ -243,6 +260,9 @@ export class BuildRun {
    */
   async sourceTree(from: string | undefined, platform: Platform): Promise<SourceTree> {
     if (from === undefined) return { root: this.inp.context.dir, preserveOwnership: false };
+    const named = this.named(from);
+    if (named?.kind === 'dir') return { root: named.path, preserveOwnership: false };
+    if (named?.kind === 'image') from = named.ref;
     const st = this.stageByRef(from);
     if (st) {
       await this.trees.get(st.index)?.ensure();
@@ -255,4 +275,11 @@ export class BuildRun {
     if (!this.baseImages.includes(base.pinned)) this.baseImages.push(base.pinned);
     return { root: (await this.baseTree(base)).root, preserveOwnership: true };
   }
+}
+
+/** Content digest of a directory named context (every file, as COPY of the whole context keys it). */
+async function dirDigest(dir: string, index: StatIndex): Promise<string> {
+  const ctx = new ContextSource(dir, new IgnoreMatcher([]));
+  const { sources } = await ctx.resolve('.', { file: dir, line: 0 });
+  return sourcesDigest(sources, index);
 }

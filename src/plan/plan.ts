@@ -12,6 +12,7 @@ import { parseInstruction, type Instruction } from '../dockerfile/instructions.t
 import { parseRunMount } from '../dockerfile/mounts.ts';
 import { closest } from '../dockerfile/suggest.ts';
 import type { Platform } from '../image/types.ts';
+import type { NamedContext } from '../options.ts';
 import type { EscapeToken } from '../dockerfile/words.ts';
 import { KilnError, type SourcePosition } from '../util/errors.ts';
 import { expandInstruction, makeExpander } from './expand-instruction.ts';
@@ -74,6 +75,8 @@ export interface PlanOptions {
   target?: string;
   targetPlatform: Platform;
   buildPlatform: Platform;
+  /** `--build-context` names (lowercased): they win over stages and images of the same name. */
+  namedContexts?: Record<string, NamedContext>;
 }
 
 /** One or two characters off a one- or two-letter name is no evidence of a typo (`FROM go` vs stage `g`). */
@@ -152,10 +155,15 @@ type ResolveRef = (
   before?: number,
 ) => number | null;
 
-function makeResolveRef(byName: Map<string, number>, stageCount: number): ResolveRef {
+function makeResolveRef(
+  byName: Map<string, number>,
+  stageCount: number,
+  namedContexts: Record<string, NamedContext>,
+): ResolveRef {
   const stageNames = [...byName.keys()];
   return (value, at, what, allowIndex, before = stageCount) => {
     const lower = value.toLowerCase();
+    if (Object.hasOwn(namedContexts, lower)) return null;
     const named = byName.get(lower);
     if (named !== undefined && named < before) return named;
     if (allowIndex && /^\d+$/.test(value)) {
@@ -195,6 +203,7 @@ interface StagePlanning {
   global: GlobalScope;
   escape: EscapeToken;
   resolveRef: ResolveRef;
+  named: Record<string, NamedContext>;
   /** Each stage's ENV at its end: a stage built FROM an earlier stage starts with it. */
   stageEnv: Array<Map<string, string>>;
   warn: (at: SourcePosition, code: string, message: string) => void;
@@ -213,6 +222,20 @@ function stageBase(
     });
   }
   if (from.image.toLowerCase() === 'scratch') return { kind: 'scratch' };
+  const named = Object.hasOwn(p.named, from.image.toLowerCase())
+    ? p.named[from.image.toLowerCase()]
+    : undefined;
+  if (named?.kind === 'image') return { kind: 'image', ref: named.ref };
+  if (named?.kind === 'dir')
+    throw new KilnError(
+      'dockerfile',
+      'NAMED_CONTEXT_BASE',
+      `FROM ${from.image}: the named context is a directory`,
+      {
+        position: d.from.at,
+        hint: `kiln reads a directory named context in COPY --from=${from.image} and RUN --mount from=${from.image}; as a base, pass --build-context ${from.image}=docker-image://<ref>`,
+      },
+    );
   const ref = p.resolveRef(from.image, d.from.at, `FROM ${from.image}`, false, index);
   return ref !== null ? { kind: 'stage', index: ref } : { kind: 'image', ref: from.image };
 }
@@ -221,6 +244,11 @@ function stageBase(
 function instructionDeps(ins: Instruction, expanded: Instruction, p: StagePlanning): Array<number | string> {
   const out: Array<number | string> = [];
   const add = (from: string, what: string): void => {
+    const named = Object.hasOwn(p.named, from.toLowerCase()) ? p.named[from.toLowerCase()] : undefined;
+    if (named) {
+      if (named.kind === 'image') out.push(named.ref);
+      return;
+    }
     const r = p.resolveRef(from, ins.at, what, true);
     out.push(r !== null ? r : from);
   };
@@ -397,7 +425,8 @@ export function planBuild(ast: DockerfileAst, opts: PlanOptions): BuildPlan {
   const planning: StagePlanning = {
     global,
     escape,
-    resolveRef: makeResolveRef(byName, drafts.length),
+    resolveRef: makeResolveRef(byName, drafts.length, opts.namedContexts ?? {}),
+    named: opts.namedContexts ?? {},
     stageEnv: [],
     warn,
   };

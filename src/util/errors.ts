@@ -73,6 +73,7 @@ export const ERROR_CODES = {
     'EMPTY_BASE',
     'LINE_TOO_LONG',
     'MISSING_ARGUMENT',
+    'NAMED_CONTEXT_BASE',
     'NO_STAGE',
     'REQUIRED_VAR',
     'STAGE_CYCLE',

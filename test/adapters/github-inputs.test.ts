@@ -154,7 +154,11 @@ describe('every build-push-action input is honoured or reported', () => {
     ],
     ['attests', 'type=sbom,format=cyclonedx', argv('--attest', 'type=sbom,format=cyclonedx')],
     ['build-args', 'A=1', argv('--build-arg', 'A=1')],
-    ['build-contexts', 'base=docker-image://alpine:3', reported('build-contexts', 'error')],
+    [
+      'build-contexts',
+      'base=docker-image://alpine:3',
+      argv('--build-context', 'base=docker-image://alpine:3'),
+    ],
     ['builder', 'builder-1', reported('builder', 'warning')],
     ['cache-from', 'type=gha', (p) => p.cache.gha?.restore === true && p.cache.gha.save === false],
     [

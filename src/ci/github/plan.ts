@@ -156,6 +156,9 @@ export function planAction(i: ActionInputs, facts: PlanFacts): ActionPlan {
     label: i.labels,
     annotation: i.annotations,
     secret: secrets.flags,
+    ...(i.buildContexts.length
+      ? { buildContext: i.buildContexts.map((c) => expandDefaultContext(c, dflt)) }
+      : {}),
     ...gitToken(i, context, dflt, secrets.files, facts.work),
     ...(i.platforms.length ? { platform: [i.platforms.join(',')] } : {}),
     isolation: i.isolation,

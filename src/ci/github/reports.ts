@@ -43,11 +43,6 @@ export function inputReports(i: ActionInputs): Report[] {
       'add-hosts',
       'kiln cannot add /etc/hosts entries to RUN steps yet; write them in the RUN itself (echo "1.2.3.4 name" >> /etc/hosts && ...) or use network: host',
     );
-  if (i.buildContexts.length)
-    err(
-      'build-contexts',
-      'named build contexts are not supported by kiln yet; use COPY --from=<image> with the image reference, or a multi-stage build',
-    );
   if (i.ssh.length)
     err(
       'ssh',
