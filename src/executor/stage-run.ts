@@ -100,7 +100,12 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
     }
   }
   for (const [pi, p] of stage.instructions.entries())
-    await steps.run(p.instruction, p.instruction.original, slotName(run.plan.file, label, String(pi)));
+    await steps.run(
+      p.instruction,
+      p.instruction.original,
+      slotName(run.plan.file, label, String(pi)),
+      pi === stage.instructions.length - 1,
+    );
   await single?.commit(`single snapshot of stage ${label}`);
   run.stageKeys.set(index, steps.chain);
   run.built.set(index, builder);
@@ -213,7 +218,8 @@ class StageSteps {
     return this.where.stage;
   }
 
-  async run(raw: Instruction, text: string, slot: string): Promise<void> {
+  /** `last`: the stage's last step, whose tree no later build starts from (nothing follows it). */
+  async run(raw: Instruction, text: string, slot: string, last = false): Promise<void> {
     const t = Date.now();
     const pos: StepPosition = { ...this.where, step: ++this.step };
     const mod = stepFor(raw);
@@ -246,8 +252,9 @@ class StageSteps {
         : null) ?? (await this.runUncached(mod, ins, logText));
     this.chain = outcome.chain;
     // A miss means the layer cache is on, so every step of this stage wrote its layer (or an empty
-    // one): the diff ids describe the tree exactly.
-    if (outcome.cache === 'miss' && raw.kind === 'run')
+    // one): the diff ids describe the tree exactly. After the last step the copy would only cost
+    // time (0.7-0.8 s for 7,000 files here): a later build resumes before a step, never after all.
+    if (outcome.cache === 'miss' && raw.kind === 'run' && !last)
       await this.tree.keepNow(this.ctx.builder.config.rootfs.diff_ids);
     const report = stepReport(this.label, text, raw.at.line, t, outcome);
     this.build.steps.push(report);
