@@ -2,10 +2,9 @@ import { createRequire as __kilnCreateRequire } from 'node:module'; const requir
 
 // src/ci/gitlab/main.ts
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { homedir, tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join as join2, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 // src/util/errors.ts
@@ -133,6 +132,14 @@ var BUILD_FLAGS = {
     to("secrets"),
     { envSplit: "newline", sample: "id=s,src=/s" }
   ),
+  buildContext: list(
+    "--build-context",
+    "name=dir|docker-image://ref",
+    "named context for FROM, COPY --from and RUN --mount from= (repeatable; wins over a stage of that name)",
+    IN,
+    to("namedContexts"),
+    { envSplit: "newline", sample: "src=/tmp" }
+  ),
   git: str(
     "--git",
     "branch=x,single-branch=true,recurse-submodules=true",
@@ -170,15 +177,20 @@ var BUILD_FLAGS = {
     IN,
     to("git.tokenUser")
   ),
-  platform: str("--platform", "os/arch[/variant]", "target platform", IN, to("platform"), {
-    sample: "linux/arm64"
-  }),
-  customPlatform: str(
+  platform: list(
+    "--platform",
+    "os/arch[/variant]",
+    "target platform(s): a,b or repeated; several build one image each, pushed as one index",
+    IN,
+    to("platforms"),
+    { sample: "linux/arm64" }
+  ),
+  customPlatform: list(
     "--custom-platform",
     "os/arch[/variant]",
-    "target platform (Kaniko name)",
+    "target platform(s) (Kaniko name)",
     IN,
-    to("platform"),
+    to("platforms"),
     { aliases: ["--customPlatform"], sample: "linux/arm64" }
   ),
   skipUnusedStages: bool(
@@ -337,6 +349,14 @@ var BUILD_FLAGS = {
     default: "336h",
     sample: "6h"
   }),
+  treeCacheSize: int(
+    "--tree-cache-size",
+    "MiB",
+    "cap of the extracted-tree store in <cache-dir>/trees (0: off)",
+    CACHE,
+    to("cache.treeStoreMiB"),
+    { default: 4096, sample: "512" }
+  ),
   cacheCopyLayers: bool("--cache-copy-layers", "cache COPY layers", CACHE, to("cache.copyLayers"), {
     sample: "false"
   }),
@@ -447,6 +467,14 @@ var BUILD_FLAGS = {
     LOG,
     { cli: "log.format" },
     { sample: "json" }
+  ),
+  progressInterval: str(
+    "--progress-interval",
+    "seconds",
+    "pull, push and extraction progress in logs and JSON: at most one line or event per blob group this often (default 5), besides one per quarter of the bytes",
+    LOG,
+    { cli: "progress.intervalMs" },
+    { sample: "0.5" }
   ),
   logTimestamp: bool("--log-timestamp", "timestamps on log lines", LOG, { cli: "log.timestamps" }),
   // Supply chain (Kimia's names; parsed in attest-flags.ts).
@@ -618,13 +646,17 @@ var WARM_FLAGS = {
   buildArg: list("--build-arg", "key=value", "build arg for FROM lines of --dockerfile (repeatable)", IN, {
     cli: "warm.buildArgs"
   }),
-  platform: str("--platform", "os/arch[/variant]", "platform to pull (default: this host)", IN, {
-    cli: "warm.platform"
-  }),
-  customPlatform: str(
+  platform: list(
+    "--platform",
+    "os/arch[/variant]",
+    "platform(s) to pull, a,b or repeated (default: this host)",
+    IN,
+    { cli: "warm.platform" }
+  ),
+  customPlatform: list(
     "--custom-platform",
     "os/arch[/variant]",
-    "platform to pull (Kaniko name)",
+    "platform(s) to pull (Kaniko name)",
     IN,
     { cli: "warm.platform" },
     { aliases: ["--customPlatform"] }
@@ -703,7 +735,7 @@ function parseSecretFlag(text) {
   return spec;
 }
 
-// src/ci/github/inputs.ts
+// src/ci/github/lists.ts
 function splitCsvLine(line) {
   const out = [];
   let cur = "";
@@ -735,7 +767,8 @@ function parseList(text, ignoreComma = false) {
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();
     if (line === "" || line.startsWith("#")) continue;
-    const items = ignoreComma ? [line] : splitCsvLine(line);
+    const quoted = ignoreComma && /^"(?:[^"]|"")*"$/.test(line);
+    const items = ignoreComma ? [quoted ? line.slice(1, -1).replace(/""/g, '"') : line] : splitCsvLine(line);
     for (const item of items) {
       const v = ignoreComma ? item : item.trim();
       if (v !== "") out.push(v);
@@ -788,6 +821,8 @@ function splitArgs(text) {
   if (has || cur !== "") out.push(cur);
   return out;
 }
+
+// src/ci/github/inputs.ts
 function keyValueLines(name, items) {
   items.forEach((item, i) => {
     const eq = item.indexOf("=");
@@ -802,17 +837,11 @@ var ISOLATIONS = ["auto", "rootless", "chroot", "plain"];
 function readInputs(get) {
   const g = (n) => get(n).trim();
   const platforms = parseList(get("platforms"));
-  if (platforms.length > 1)
-    throw new KilnError(
-      "usage",
-      "BAD_INPUT",
-      `input platforms lists ${platforms.length} platforms (${platforms.join(", ")}); kiln builds one platform per run`,
-      { hint: "use a matrix job with one platform each, or give a single os/arch" }
-    );
-  if (platforms[0] && !/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(platforms[0]))
-    throw new KilnError("usage", "BAD_INPUT", `input platforms "${platforms[0]}" is not os/arch[/variant]`, {
-      hint: "write e.g. linux/amd64 or linux/arm64/v8"
-    });
+  for (const p of platforms)
+    if (!/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(p))
+      throw new KilnError("usage", "BAD_INPUT", `input platforms "${p}" is not os/arch[/variant]`, {
+        hint: "write e.g. linux/amd64 or linux/amd64,linux/arm64"
+      });
   const isolation = g("isolation") || "auto";
   if (!ISOLATIONS.includes(isolation))
     throw new KilnError(
@@ -857,7 +886,7 @@ function readInputs(get) {
     push,
     labels: keyValueLines("labels", parseList(get("labels"), true)),
     secrets,
-    platform: platforms[0] ?? "",
+    platforms,
     isolation,
     cache: parseBoolInput("cache", get("cache"), true),
     cacheKey: g("cache-key"),
@@ -888,7 +917,7 @@ function toKilnArgs(inputs, files) {
     ...inputs.push ? {} : { noPush: true },
     label: inputs.labels,
     secret: inputs.secrets,
-    ...inputs.platform ? { platform: inputs.platform } : {},
+    ...inputs.platforms.length ? { platform: inputs.platforms } : {},
     isolation: inputs.isolation,
     ...inputs.cache || inputs.cacheRepo ? { cache: true } : {},
     ...inputs.cache && files.cacheDir ? { cacheDir: files.cacheDir } : {},
@@ -904,31 +933,165 @@ function toKilnArgs(inputs, files) {
   return [...args, ...inputs.extraArgs];
 }
 
-// src/ci/gitlab/main.ts
+// src/ci/gitlab/auth.ts
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+function parse(text, origin) {
+  try {
+    const v = JSON.parse(text);
+    if (v && typeof v === "object" && !Array.isArray(v)) return v;
+  } catch {
+  }
+  throw new KilnError("registry", "BAD_DOCKER_CONFIG", `${origin} is not a JSON Docker config`, {
+    hint: 'it must look like {"auths":{"registry.example.com":{"auth":"<base64 user:password>"}}}'
+  });
+}
+function authConfigFromEnv(env) {
+  const raw = env.DOCKER_AUTH_CONFIG?.trim();
+  if (!raw) return null;
+  if (!raw.startsWith("{") && existsSync(raw) && statSync(raw).isFile())
+    return parse(readFileSync(raw, "utf8"), `DOCKER_AUTH_CONFIG (file ${raw})`);
+  return parse(raw, "DOCKER_AUTH_CONFIG");
+}
+function readConfigDir(dir) {
+  const file = join(dir, "config.json");
+  if (!existsSync(file)) return {};
+  return parse(readFileSync(file, "utf8"), `Docker config ${file}`);
+}
+function tokenLogins(env) {
+  const out = [];
+  const add = (host, user, password, origin = "") => {
+    if (host && user && password) out.push([host, user, password, origin]);
+  };
+  add(env.CI_REGISTRY, env.CI_REGISTRY_USER, env.CI_REGISTRY_PASSWORD, "CI_REGISTRY_USER");
+  const proxy = env.CI_DEPENDENCY_PROXY_SERVER;
+  const [pu, pp] = [env.CI_DEPENDENCY_PROXY_USER, env.CI_DEPENDENCY_PROXY_PASSWORD];
+  add(proxy, pu, pp, "CI_DEPENDENCY_PROXY_USER");
+  if (proxy?.endsWith(":443")) add(proxy.slice(0, -4), pu, pp, "CI_DEPENDENCY_PROXY_USER");
+  return out;
+}
+function jobLogins(env, existing) {
+  const sources = [];
+  const fromEnv = authConfigFromEnv(env);
+  if (fromEnv) sources.push(["DOCKER_AUTH_CONFIG", fromEnv]);
+  sources.push(["Docker config", existing]);
+  const tokens = {};
+  const tokenOrigin = {};
+  for (const [host, user, password, origin] of tokenLogins(env)) {
+    tokens[host] ??= { auth: Buffer.from(`${user}:${password}`).toString("base64") };
+    tokenOrigin[host] ??= origin;
+  }
+  const config = {};
+  const auths = {};
+  const credHelpers = {};
+  const hosts = {};
+  for (const [origin, c] of sources) {
+    for (const [k, v] of Object.entries(c))
+      if (!["auths", "credHelpers"].includes(k) && !(k in config)) config[k] = v;
+    for (const [host, v] of Object.entries(c.auths ?? {})) {
+      if (host in auths) continue;
+      auths[host] = v;
+      hosts[host] = origin;
+    }
+    for (const [host, v] of Object.entries(c.credHelpers ?? {})) {
+      if (host in credHelpers) continue;
+      credHelpers[host] = v;
+      hosts[host] ??= `${origin} (credential helper ${v})`;
+    }
+  }
+  for (const [host, v] of Object.entries(tokens)) {
+    if (host in auths || host in credHelpers) continue;
+    auths[host] = v;
+    hosts[host] = tokenOrigin[host];
+  }
+  if (Object.keys(hosts).length === 0 && Object.keys(config).length === 0) return null;
+  return {
+    config: {
+      ...config,
+      ...Object.keys(auths).length ? { auths } : {},
+      ...Object.keys(credHelpers).length ? { credHelpers } : {}
+    },
+    hosts
+  };
+}
+
+// src/ci/gitlab/metadata.ts
+var PREFIX = "org.opencontainers.image.";
+function ciMetadata(env, opts) {
+  const created = opts.reproducible ? env.CI_COMMIT_TIMESTAMP : (opts.now ?? /* @__PURE__ */ new Date()).toISOString();
+  const values = [
+    ["title", env.CI_PROJECT_NAME],
+    ["description", env.CI_PROJECT_DESCRIPTION],
+    ["url", env.CI_PROJECT_URL],
+    ["source", env.CI_PROJECT_URL],
+    ["version", env.CI_COMMIT_TAG || env.CI_COMMIT_REF_SLUG],
+    ["created", created],
+    ["revision", env.CI_COMMIT_SHA]
+  ];
+  return values.map(([k, v]) => [k, (v ?? "").split(/\r?\n/)[0].trim()]).filter(([, v]) => v !== "").map(([k, v]) => `${PREFIX}${k}=${v}`);
+}
+
+// src/ci/gitlab/tags.ts
+var RULES = [
+  ["KILN_TAG_COMMIT_SHA", "tag-commit-sha", true],
+  ["KILN_TAG_COMMIT_TAG", "tag-commit-tag", true],
+  ["KILN_TAG_LATEST", "tag-latest", true],
+  ["KILN_TAG_REF_SLUG", "tag-ref-slug", false]
+];
+function rule(env, i) {
+  const [variable, input, dflt] = RULES[i];
+  return parseBoolInput(input, env[variable] ?? "", dflt);
+}
+function defaultTags(env) {
+  const [sha, gitTag, latest, refSlug] = RULES.map((_, i) => rule(env, i));
+  const tags = [];
+  if (sha && env.CI_COMMIT_SHORT_SHA) tags.push(env.CI_COMMIT_SHORT_SHA);
+  if (gitTag && env.CI_COMMIT_TAG) tags.push(env.CI_COMMIT_TAG);
+  if (latest && env.CI_COMMIT_BRANCH && env.CI_COMMIT_BRANCH === env.CI_DEFAULT_BRANCH) tags.push("latest");
+  if (refSlug && env.CI_COMMIT_REF_SLUG) tags.push(env.CI_COMMIT_REF_SLUG);
+  return [...new Set(tags)];
+}
 function destinations(env) {
   const given = parseList((env.KILN_DESTINATIONS ?? "").replace(/[ \t]+/g, "\n"));
   if (given.length) return given;
-  const image = env.CI_REGISTRY_IMAGE;
-  if (!image) return [];
-  const out = [];
-  if (env.CI_COMMIT_SHORT_SHA) out.push(`${image}:${env.CI_COMMIT_SHORT_SHA}`);
-  if (env.CI_COMMIT_TAG) out.push(`${image}:${env.CI_COMMIT_TAG}`);
-  return out;
+  const repository = (env.KILN_REPOSITORY ?? "").trim() || env.CI_REGISTRY_IMAGE || "";
+  if (!repository) return [];
+  if (/[@\s]|:[^/]*$/.test(repository))
+    throw new KilnError("usage", "BAD_INPUT", `input repository "${repository}" is not a repository name`, {
+      hint: "give the image name without a tag or digest (e.g. $CI_REGISTRY_IMAGE/app), or set destinations"
+    });
+  return defaultTags(env).map((t) => `${repository}:${t}`);
 }
+
+// src/ci/gitlab/main.ts
 var INPUT_ENV = {
+  context: "KILN_CONTEXT",
   file: "KILN_DOCKERFILE",
-  platforms: "KILN_PLATFORM"
+  "build-args": "KILN_BUILD_ARGS",
+  target: "KILN_TARGET",
+  labels: "KILN_LABELS",
+  secrets: "KILN_SECRETS",
+  push: "KILN_PUSH",
+  isolation: "KILN_ISOLATION",
+  cache: "KILN_CACHE",
+  "cache-dir": "KILN_CACHE_DIR",
+  "cache-repo": "KILN_CACHE_REPO",
+  reproducible: "KILN_REPRODUCIBLE",
+  sign: "KILN_SIGN",
+  "insecure-registries": "KILN_INSECURE_REGISTRIES",
+  "extra-args": "KILN_EXTRA_ARGS"
 };
 function gitlabInputs(env) {
   const tags = destinations(env).join("\n");
   return readInputs((name) => {
     if (name === "tags") return tags;
-    if (name === "registry" || name === "username" || name === "password") return "";
     const level = env.KILN_ATTESTATION_LEVEL ?? "off";
     if (name === "provenance") return level === "off" ? "false" : `mode=${level}`;
     if (name === "sbom") return level === "off" ? "false" : "true";
-    const key = INPUT_ENV[name] ?? `KILN_${name.toUpperCase().replace(/-/g, "_")}`;
-    return env[key] ?? "";
+    if (name === "platforms")
+      return [env.KILN_PLATFORM ?? "", env.KILN_PLATFORMS ?? ""].filter((v) => v.trim()).join(",");
+    const key = INPUT_ENV[name];
+    return key ? env[key] ?? "" : "";
   });
 }
 var TEMPLATE_VARIABLES = [
@@ -941,6 +1104,7 @@ var TEMPLATE_VARIABLES = [
   "KILN_SECRETS",
   "KILN_PUSH",
   "KILN_PLATFORM",
+  "KILN_PLATFORMS",
   "KILN_ISOLATION",
   "KILN_CACHE",
   "KILN_CACHE_DIR",
@@ -950,37 +1114,25 @@ var TEMPLATE_VARIABLES = [
   "KILN_EXTRA_ARGS",
   "KILN_ATTESTATION_LEVEL",
   "KILN_SIGN",
-  "KILN_DOTENV"
+  "KILN_DOTENV",
+  "KILN_REPOSITORY",
+  "KILN_TAG_COMMIT_SHA",
+  "KILN_TAG_COMMIT_TAG",
+  "KILN_TAG_LATEST",
+  "KILN_TAG_REF_SLUG",
+  "KILN_OCI_LABELS"
 ];
-function dockerConfig(env, existing) {
-  const add = [
-    [env.CI_REGISTRY, env.CI_REGISTRY_USER, env.CI_REGISTRY_PASSWORD],
-    [env.CI_DEPENDENCY_PROXY_SERVER, env.CI_DEPENDENCY_PROXY_USER, env.CI_DEPENDENCY_PROXY_PASSWORD]
-  ];
-  const auths = {
-    ...existing.auths ?? {}
-  };
-  let changed = false;
-  for (const [host, user, password] of add) {
-    if (!host || !user || !password || auths[host]) continue;
-    auths[host] = { auth: Buffer.from(`${user}:${password}`).toString("base64") };
-    changed = true;
-  }
-  return changed ? { ...existing, auths } : null;
+function metadataArgs(env, reproducible) {
+  if (!parseBoolInput("oci-labels", env.KILN_OCI_LABELS ?? "", true)) return [];
+  const items = ciMetadata(env, { reproducible });
+  return flagArgv({ label: items, annotation: items });
 }
-function readExistingConfig(dir) {
-  const file = join(dir, "config.json");
-  if (!existsSync(file)) return {};
-  try {
-    const parsed = JSON.parse(readFileSync(file, "utf8"));
-    return parsed && typeof parsed === "object" ? parsed : {};
-  } catch {
-    throw new KilnError("registry", "BAD_DOCKER_CONFIG", `Docker config ${file} is not valid JSON`, {
-      hint: "fix the file or unset DOCKER_CONFIG"
-    });
-  }
+function jobPrefix(jobName) {
+  const slug = (jobName ?? "").toUpperCase().replace(/[^A-Z0-9]+/g, "_").replace(/^_+|_+$/g, "");
+  if (!slug || slug === "KILN") return "";
+  return slug.startsWith("KILN_") ? `${slug}_` : `KILN_${slug}_`;
 }
-function dotenv(result, images) {
+function dotenv(result, images, jobName) {
   const vars = {
     KILN_IMAGE_DIGEST: result.digest,
     KILN_IMAGE: images[0] ?? "",
@@ -988,9 +1140,14 @@ function dotenv(result, images) {
     KILN_IMAGE_ID: result.imageId,
     KILN_ISOLATION: result.isolation.rung,
     KILN_ATTESTATION_DIGEST: result.attestations?.manifest ?? "",
-    KILN_SIGNATURES: (result.signatures ?? []).map((x) => x.tag).join(",")
+    KILN_SIGNATURES: (result.signatures ?? []).map((x) => x.tag).join(","),
+    // Several platforms: KILN_IMAGE_DIGEST names the index, this each platform's image.
+    KILN_PLATFORM_DIGESTS: (result.platforms ?? []).map((p) => `${p.platform}=${p.digest}`).join(",")
   };
-  return Object.entries(vars).map(([k, v]) => `${k}=${v}`).join("\n").concat("\n");
+  const prefix = jobPrefix(jobName);
+  const lines = Object.entries(vars).map(([k, v]) => `${k}=${v}`);
+  if (prefix) lines.push(...Object.entries(vars).map(([k, v]) => `${k.replace(/^KILN_/, prefix)}=${v}`));
+  return lines.join("\n").concat("\n");
 }
 function cliPath(env) {
   if (env.KILN_CLI) return resolve(env.KILN_CLI);
@@ -1012,28 +1169,32 @@ function runKiln(cli, args, env) {
   });
 }
 async function main(env = process.env) {
-  const work = await mkdtemp(join(tmpdir(), "kiln-gitlab-"));
+  const work = await mkdtemp(join2(tmpdir(), "kiln-gitlab-"));
   try {
     const cwd = process.cwd();
     const inputs = gitlabInputs(env);
     const cacheDir = inputs.cache ? resolve(cwd, inputs.cacheDir || ".kiln-cache") : void 0;
     const files = {
-      digestFile: join(work, "digest"),
-      imageNameWithDigestFile: join(work, "image-name-with-digest"),
-      resultFile: join(work, "result.json"),
+      digestFile: join2(work, "digest"),
+      imageNameWithDigestFile: join2(work, "image-name-with-digest"),
+      resultFile: join2(work, "result.json"),
       ...cacheDir ? { cacheDir } : {}
     };
     const childEnv = { ...env };
     for (const name of TEMPLATE_VARIABLES) delete childEnv[name];
-    const configDir = env.DOCKER_CONFIG || join(env.HOME || homedir(), ".docker");
-    const config = dockerConfig(env, readExistingConfig(configDir));
-    if (config) {
-      const dir = join(work, "docker");
+    const logins = jobLogins(env, readConfigDir(env.DOCKER_CONFIG || join2(env.HOME || homedir(), ".docker")));
+    if (logins) {
+      const dir = join2(work, "docker");
       await mkdir(dir, { mode: 448 });
-      await writeFile(join(dir, "config.json"), JSON.stringify(config), { mode: 384 });
+      await writeFile(join2(dir, "config.json"), JSON.stringify(logins.config), { mode: 384 });
       childEnv.DOCKER_CONFIG = dir;
+      delete childEnv.DOCKER_AUTH_CONFIG;
+      const list2 = Object.entries(logins.hosts).map(([h, o]) => `${h} (${o})`);
+      if (list2.length) process.stdout.write(`kiln: registry logins: ${list2.join(", ")}
+`);
     }
-    const args = toKilnArgs(inputs, files);
+    const args = [...metadataArgs(env, inputs.reproducible), ...toKilnArgs(inputs, files)];
+    if (cacheDir) args.push("--tree-cache-size", "0");
     process.stdout.write(`$ kiln build ${args.join(" ")}
 `);
     const code = await runKiln(cliPath(env), args, childEnv);
@@ -1041,7 +1202,7 @@ async function main(env = process.env) {
     const result = JSON.parse(await readFile(files.resultFile, "utf8"));
     const images = (await readFile(files.imageNameWithDigestFile, "utf8").catch(() => "")).split("\n").filter(Boolean);
     const report = resolve(cwd, env.KILN_DOTENV || "kiln.env");
-    await writeFile(report, dotenv(result, result.pushed ? images : []));
+    await writeFile(report, dotenv(result, result.pushed ? images : [], env.CI_JOB_NAME));
     process.stdout.write(
       `kiln: ${result.digest} (${result.layers} layers, ${result.size} bytes, isolation ${result.isolation.rung}); wrote ${report}
 `

@@ -2164,9 +2164,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve4, reject) => {
+          return new Promise((resolve6, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve4(data);
+              return err ? reject(err) : resolve6(data);
             });
           });
         }
@@ -2204,12 +2204,12 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve4, reject) => {
+          return new Promise((resolve6, reject) => {
             this.destroy(err, (err2, data) => {
               return err2 ? (
                 /* istanbul ignore next: should never error */
                 reject(err2)
-              ) : resolve4(data);
+              ) : resolve6(data);
             });
           });
         }
@@ -4476,8 +4476,8 @@ var require_util2 = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise = new Promise((resolve4, reject) => {
-        res = resolve4;
+      const promise = new Promise((resolve6, reject) => {
+        res = resolve6;
         rej = reject;
       });
       return { promise, resolve: res, reject: rej };
@@ -5200,8 +5200,8 @@ var require_formdata_parser = __commonJS({
         return false;
       }
       for (let i = 0; i < length; ++i) {
-        const cp = boundary.charCodeAt(i);
-        if (!(cp >= 48 && cp <= 57 || cp >= 65 && cp <= 90 || cp >= 97 && cp <= 122 || cp === 39 || cp === 45 || cp === 95)) {
+        const cp2 = boundary.charCodeAt(i);
+        if (!(cp2 >= 48 && cp2 <= 57 || cp2 >= 65 && cp2 <= 90 || cp2 >= 97 && cp2 <= 122 || cp2 === 39 || cp2 === 45 || cp2 === 95)) {
           return false;
         }
       }
@@ -6728,12 +6728,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve4, reject) => {
+      const waitForDrain = () => new Promise((resolve6, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve4;
+          callback = resolve6;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -7403,12 +7403,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve4, reject) => {
+      const waitForDrain = () => new Promise((resolve6, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve4;
+          callback = resolve6;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -7887,16 +7887,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       async [kClose]() {
-        return new Promise((resolve4) => {
+        return new Promise((resolve6) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve4;
+            this[kClosedResolve] = resolve6;
           } else {
-            resolve4(null);
+            resolve6(null);
           }
         });
       }
       async [kDestroy](err) {
-        return new Promise((resolve4) => {
+        return new Promise((resolve6) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request = requests[i];
@@ -7907,7 +7907,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve4(null);
+            resolve6(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -7958,7 +7958,7 @@ var require_client = __commonJS({
         });
       }
       try {
-        const socket = await new Promise((resolve4, reject) => {
+        const socket = await new Promise((resolve6, reject) => {
           client[kConnector]({
             host,
             hostname,
@@ -7970,7 +7970,7 @@ var require_client = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve4(socket2);
+              resolve6(socket2);
             }
           });
         });
@@ -8306,8 +8306,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           await Promise.all(this[kClients].map((c) => c.close()));
         } else {
-          await new Promise((resolve4) => {
-            this[kClosedResolve] = resolve4;
+          await new Promise((resolve6) => {
+            this[kClosedResolve] = resolve6;
           });
         }
       }
@@ -9576,7 +9576,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return null;
         }
-        return await new Promise((resolve4, reject) => {
+        return await new Promise((resolve6, reject) => {
           if (this[kContentLength] > limit) {
             this.destroy(new AbortError3());
           }
@@ -9589,7 +9589,7 @@ var require_readable = __commonJS({
             if (signal?.aborted) {
               reject(signal.reason ?? new AbortError3());
             } else {
-              resolve4(null);
+              resolve6(null);
             }
           }).on("error", noop).on("data", function(chunk) {
             limit -= chunk.length;
@@ -9608,7 +9608,7 @@ var require_readable = __commonJS({
     }
     async function consume(stream2, type) {
       assert(!stream2[kConsume]);
-      return new Promise((resolve4, reject) => {
+      return new Promise((resolve6, reject) => {
         if (isUnusable(stream2)) {
           const rState = stream2._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -9625,7 +9625,7 @@ var require_readable = __commonJS({
             stream2[kConsume] = {
               type,
               stream: stream2,
-              resolve: resolve4,
+              resolve: resolve6,
               reject,
               length: 0,
               body: []
@@ -9695,18 +9695,18 @@ var require_readable = __commonJS({
       return buffer3;
     }
     function consumeEnd(consume2) {
-      const { type, body: body2, resolve: resolve4, stream: stream2, length } = consume2;
+      const { type, body: body2, resolve: resolve6, stream: stream2, length } = consume2;
       try {
         if (type === "text") {
-          resolve4(chunksDecode(body2, length));
+          resolve6(chunksDecode(body2, length));
         } else if (type === "json") {
-          resolve4(JSON.parse(chunksDecode(body2, length)));
+          resolve6(JSON.parse(chunksDecode(body2, length)));
         } else if (type === "arrayBuffer") {
-          resolve4(chunksConcat(body2, length).buffer);
+          resolve6(chunksConcat(body2, length).buffer);
         } else if (type === "blob") {
-          resolve4(new Blob(body2, { type: stream2[kContentType] }));
+          resolve6(new Blob(body2, { type: stream2[kContentType] }));
         } else if (type === "bytes") {
-          resolve4(chunksConcat(body2, length));
+          resolve6(chunksConcat(body2, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -9963,9 +9963,9 @@ var require_api_request = __commonJS({
     };
     function request(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve6, reject) => {
           request.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve6(data);
           });
         });
       }
@@ -10188,9 +10188,9 @@ var require_api_stream = __commonJS({
     };
     function stream2(opts, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve6, reject) => {
           stream2.call(this, opts, factory, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve6(data);
           });
         });
       }
@@ -10475,9 +10475,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve6, reject) => {
           upgrade.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve6(data);
           });
         });
       }
@@ -10569,9 +10569,9 @@ var require_api_connect = __commonJS({
     };
     function connect(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve6, reject) => {
           connect.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve6(data);
           });
         });
       }
@@ -14434,7 +14434,7 @@ var require_fetch = __commonJS({
       function dispatch({ body: body2 }) {
         const url2 = requestCurrentURL(request);
         const agent = fetchParams.controller.dispatcher;
-        return new Promise((resolve4, reject) => agent.dispatch(
+        return new Promise((resolve6, reject) => agent.dispatch(
           {
             path: url2.pathname + url2.search,
             origin: url2.origin,
@@ -14510,7 +14510,7 @@ var require_fetch = __commonJS({
               }
               this.body = new Readable5({ read: resume });
               const onError = this.onError.bind(this);
-              resolve4({
+              resolve6({
                 status,
                 statusText,
                 headersList,
@@ -14553,7 +14553,7 @@ var require_fetch = __commonJS({
               for (let i = 0; i < rawHeaders.length; i += 2) {
                 headersList.append(bufferToLowerCasedHeaderName(rawHeaders[i]), rawHeaders[i + 1].toString("latin1"), true);
               }
-              resolve4({
+              resolve6({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -18294,8 +18294,8 @@ var require_util8 = __commonJS({
       return true;
     }
     function delay4(ms) {
-      return new Promise((resolve4) => {
-        setTimeout(resolve4, ms).unref();
+      return new Promise((resolve6) => {
+        setTimeout(resolve6, ms).unref();
       });
     }
     module.exports = {
@@ -20019,8 +20019,8 @@ var require_coerce = __commonJS({
       const minor = match3[3] || "0";
       const patch = match3[4] || "0";
       const prerelease = options.includePrerelease && match3[5] ? `-${match3[5]}` : "";
-      const build = options.includePrerelease && match3[6] ? `+${match3[6]}` : "";
-      return parse2(`${major}.${minor}.${patch}${prerelease}${build}`, options);
+      const build2 = options.includePrerelease && match3[6] ? `+${match3[6]}` : "";
+      return parse2(`${major}.${minor}.${patch}${prerelease}${build2}`, options);
     };
     module.exports = coerce;
   }
@@ -22189,8 +22189,8 @@ var require_helpers = __commonJS({
     function req(url2, opts = {}) {
       const href = typeof url2 === "string" ? url2 : url2.href;
       const req2 = (href.startsWith("https:") ? https3 : http3).request(url2, opts);
-      const promise = new Promise((resolve4, reject) => {
-        req2.once("response", resolve4).once("error", reject).end();
+      const promise = new Promise((resolve6, reject) => {
+        req2.once("response", resolve6).once("error", reject).end();
       });
       req2.then = promise.then.bind(promise);
       return req2;
@@ -22367,7 +22367,7 @@ var require_parse_proxy_response = __commonJS({
     var debug_1 = __importDefault(require_src());
     var debug2 = (0, debug_1.default)("https-proxy-agent:parse-proxy-response");
     function parseProxyResponse(socket) {
-      return new Promise((resolve4, reject) => {
+      return new Promise((resolve6, reject) => {
         let buffersLength = 0;
         const buffers = [];
         function read() {
@@ -22433,7 +22433,7 @@ var require_parse_proxy_response = __commonJS({
           }
           debug2("got proxy server response: %o %o", firstLine, headers);
           cleanup();
-          resolve4({
+          resolve6({
             connect: {
               statusCode,
               statusText,
@@ -26093,8 +26093,8 @@ var require_deferred = __commonJS({
        */
       constructor(preventUnhandledRejectionWarning = true) {
         this._state = DeferredState.PENDING;
-        this._promise = new Promise((resolve4, reject) => {
-          this._resolve = resolve4;
+        this._promise = new Promise((resolve6, reject) => {
+          this._resolve = resolve6;
           this._reject = reject;
         });
         if (preventUnhandledRejectionWarning) {
@@ -26309,11 +26309,11 @@ var require_unary_call = __commonJS({
     "use strict";
     var __awaiter15 = exports2 && exports2.__awaiter || function(thisArg, _arguments, P, generator) {
       function adopt(value) {
-        return value instanceof P ? value : new P(function(resolve4) {
-          resolve4(value);
+        return value instanceof P ? value : new P(function(resolve6) {
+          resolve6(value);
         });
       }
-      return new (P || (P = Promise))(function(resolve4, reject) {
+      return new (P || (P = Promise))(function(resolve6, reject) {
         function fulfilled(value) {
           try {
             step(generator.next(value));
@@ -26329,7 +26329,7 @@ var require_unary_call = __commonJS({
           }
         }
         function step(result) {
-          result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+          result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
         }
         step((generator = generator.apply(thisArg, _arguments || [])).next());
       });
@@ -26378,11 +26378,11 @@ var require_server_streaming_call = __commonJS({
     "use strict";
     var __awaiter15 = exports2 && exports2.__awaiter || function(thisArg, _arguments, P, generator) {
       function adopt(value) {
-        return value instanceof P ? value : new P(function(resolve4) {
-          resolve4(value);
+        return value instanceof P ? value : new P(function(resolve6) {
+          resolve6(value);
         });
       }
-      return new (P || (P = Promise))(function(resolve4, reject) {
+      return new (P || (P = Promise))(function(resolve6, reject) {
         function fulfilled(value) {
           try {
             step(generator.next(value));
@@ -26398,7 +26398,7 @@ var require_server_streaming_call = __commonJS({
           }
         }
         function step(result) {
-          result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+          result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
         }
         step((generator = generator.apply(thisArg, _arguments || [])).next());
       });
@@ -26448,11 +26448,11 @@ var require_client_streaming_call = __commonJS({
     "use strict";
     var __awaiter15 = exports2 && exports2.__awaiter || function(thisArg, _arguments, P, generator) {
       function adopt(value) {
-        return value instanceof P ? value : new P(function(resolve4) {
-          resolve4(value);
+        return value instanceof P ? value : new P(function(resolve6) {
+          resolve6(value);
         });
       }
-      return new (P || (P = Promise))(function(resolve4, reject) {
+      return new (P || (P = Promise))(function(resolve6, reject) {
         function fulfilled(value) {
           try {
             step(generator.next(value));
@@ -26468,7 +26468,7 @@ var require_client_streaming_call = __commonJS({
           }
         }
         function step(result) {
-          result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+          result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
         }
         step((generator = generator.apply(thisArg, _arguments || [])).next());
       });
@@ -26517,11 +26517,11 @@ var require_duplex_streaming_call = __commonJS({
     "use strict";
     var __awaiter15 = exports2 && exports2.__awaiter || function(thisArg, _arguments, P, generator) {
       function adopt(value) {
-        return value instanceof P ? value : new P(function(resolve4) {
-          resolve4(value);
+        return value instanceof P ? value : new P(function(resolve6) {
+          resolve6(value);
         });
       }
-      return new (P || (P = Promise))(function(resolve4, reject) {
+      return new (P || (P = Promise))(function(resolve6, reject) {
         function fulfilled(value) {
           try {
             step(generator.next(value));
@@ -26537,7 +26537,7 @@ var require_duplex_streaming_call = __commonJS({
           }
         }
         function step(result) {
-          result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+          result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
         }
         step((generator = generator.apply(thisArg, _arguments || [])).next());
       });
@@ -26585,11 +26585,11 @@ var require_test_transport = __commonJS({
     "use strict";
     var __awaiter15 = exports2 && exports2.__awaiter || function(thisArg, _arguments, P, generator) {
       function adopt(value) {
-        return value instanceof P ? value : new P(function(resolve4) {
-          resolve4(value);
+        return value instanceof P ? value : new P(function(resolve6) {
+          resolve6(value);
         });
       }
-      return new (P || (P = Promise))(function(resolve4, reject) {
+      return new (P || (P = Promise))(function(resolve6, reject) {
         function fulfilled(value) {
           try {
             step(generator.next(value));
@@ -26605,7 +26605,7 @@ var require_test_transport = __commonJS({
           }
         }
         function step(result) {
-          result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+          result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
         }
         step((generator = generator.apply(thisArg, _arguments || [])).next());
       });
@@ -26802,11 +26802,11 @@ var require_test_transport = __commonJS({
       responseTrailer: "test"
     };
     function delay4(ms, abort) {
-      return (v) => new Promise((resolve4, reject) => {
+      return (v) => new Promise((resolve6, reject) => {
         if (abort === null || abort === void 0 ? void 0 : abort.aborted) {
           reject(new rpc_error_1.RpcError("user cancel", "CANCELLED"));
         } else {
-          const id = setTimeout(() => resolve4(v), ms);
+          const id = setTimeout(() => resolve6(v), ms);
           if (abort) {
             abort.addEventListener("abort", (ev) => {
               clearTimeout(id);
@@ -27245,11 +27245,11 @@ var tunnel = __toESM(require_tunnel2(), 1);
 var import_undici = __toESM(require_undici(), 1);
 var __awaiter = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -27265,7 +27265,7 @@ var __awaiter = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -27338,26 +27338,26 @@ var HttpClientResponse = class {
   }
   readBody() {
     return __awaiter(this, void 0, void 0, function* () {
-      return new Promise((resolve4) => __awaiter(this, void 0, void 0, function* () {
+      return new Promise((resolve6) => __awaiter(this, void 0, void 0, function* () {
         let output = Buffer.alloc(0);
         this.message.on("data", (chunk) => {
           output = Buffer.concat([output, chunk]);
         });
         this.message.on("end", () => {
-          resolve4(output.toString());
+          resolve6(output.toString());
         });
       }));
     });
   }
   readBodyBuffer() {
     return __awaiter(this, void 0, void 0, function* () {
-      return new Promise((resolve4) => __awaiter(this, void 0, void 0, function* () {
+      return new Promise((resolve6) => __awaiter(this, void 0, void 0, function* () {
         const chunks = [];
         this.message.on("data", (chunk) => {
           chunks.push(chunk);
         });
         this.message.on("end", () => {
-          resolve4(Buffer.concat(chunks));
+          resolve6(Buffer.concat(chunks));
         });
       }));
     });
@@ -27560,14 +27560,14 @@ var HttpClient = class {
    */
   requestRaw(info2, data) {
     return __awaiter(this, void 0, void 0, function* () {
-      return new Promise((resolve4, reject) => {
+      return new Promise((resolve6, reject) => {
         function callbackForResult(err, res) {
           if (err) {
             reject(err);
           } else if (!res) {
             reject(new Error("Unknown error"));
           } else {
-            resolve4(res);
+            resolve6(res);
           }
         }
         this.requestRawWithCallback(info2, data, callbackForResult);
@@ -27811,12 +27811,12 @@ var HttpClient = class {
     return __awaiter(this, void 0, void 0, function* () {
       retryNumber = Math.min(ExponentialBackoffCeiling, retryNumber);
       const ms = ExponentialBackoffTimeSlice * Math.pow(2, retryNumber);
-      return new Promise((resolve4) => setTimeout(() => resolve4(), ms));
+      return new Promise((resolve6) => setTimeout(() => resolve6(), ms));
     });
   }
   _processResponse(res, options) {
     return __awaiter(this, void 0, void 0, function* () {
-      return new Promise((resolve4, reject) => __awaiter(this, void 0, void 0, function* () {
+      return new Promise((resolve6, reject) => __awaiter(this, void 0, void 0, function* () {
         const statusCode = res.message.statusCode || 0;
         const response = {
           statusCode,
@@ -27824,7 +27824,7 @@ var HttpClient = class {
           headers: {}
         };
         if (statusCode === HttpCodes.NotFound) {
-          resolve4(response);
+          resolve6(response);
         }
         function dateTimeDeserializer(key, value) {
           if (typeof value === "string") {
@@ -27863,7 +27863,7 @@ var HttpClient = class {
           err.result = response.result;
           reject(err);
         } else {
-          resolve4(response);
+          resolve6(response);
         }
       }));
     });
@@ -27874,11 +27874,11 @@ var lowercaseKeys = (obj) => Object.keys(obj).reduce((c, k) => (c[k.toLowerCase(
 // node_modules/@actions/http-client/lib/auth.js
 var __awaiter2 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -27894,7 +27894,7 @@ var __awaiter2 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -27927,11 +27927,11 @@ import { EOL as EOL3 } from "os";
 import { constants, promises } from "fs";
 var __awaiter3 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -27947,7 +27947,7 @@ var __awaiter3 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -28225,11 +28225,11 @@ import * as fs2 from "fs";
 import * as path from "path";
 var __awaiter4 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -28245,7 +28245,7 @@ var __awaiter4 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -28349,11 +28349,11 @@ function isUnixExecutable(stats) {
 // node_modules/@actions/io/lib/io.js
 var __awaiter5 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -28369,7 +28369,7 @@ var __awaiter5 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -28468,11 +28468,11 @@ function findInPath(tool) {
 import { setTimeout as setTimeout2 } from "timers";
 var __awaiter6 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -28488,7 +28488,7 @@ var __awaiter6 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -28707,7 +28707,7 @@ var ToolRunner = class extends events.EventEmitter {
         this.toolPath = path3.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
       }
       this.toolPath = yield which(this.toolPath, true);
-      return new Promise((resolve4, reject) => __awaiter6(this, void 0, void 0, function* () {
+      return new Promise((resolve6, reject) => __awaiter6(this, void 0, void 0, function* () {
         this._debug(`exec tool: ${this.toolPath}`);
         this._debug("arguments:");
         for (const arg of this.args) {
@@ -28725,10 +28725,10 @@ var ToolRunner = class extends events.EventEmitter {
           return reject(new Error(`The cwd: ${this.options.cwd} does not exist!`));
         }
         const fileName = this._getSpawnFileName();
-        const cp = child.spawn(fileName, this._getSpawnArgs(optionsNonNull), this._getSpawnOptions(this.options, fileName));
+        const cp2 = child.spawn(fileName, this._getSpawnArgs(optionsNonNull), this._getSpawnOptions(this.options, fileName));
         let stdbuffer = "";
-        if (cp.stdout) {
-          cp.stdout.on("data", (data) => {
+        if (cp2.stdout) {
+          cp2.stdout.on("data", (data) => {
             if (this.options.listeners && this.options.listeners.stdout) {
               this.options.listeners.stdout(data);
             }
@@ -28743,8 +28743,8 @@ var ToolRunner = class extends events.EventEmitter {
           });
         }
         let errbuffer = "";
-        if (cp.stderr) {
-          cp.stderr.on("data", (data) => {
+        if (cp2.stderr) {
+          cp2.stderr.on("data", (data) => {
             state3.processStderr = true;
             if (this.options.listeners && this.options.listeners.stderr) {
               this.options.listeners.stderr(data);
@@ -28760,19 +28760,19 @@ var ToolRunner = class extends events.EventEmitter {
             });
           });
         }
-        cp.on("error", (err) => {
+        cp2.on("error", (err) => {
           state3.processError = err.message;
           state3.processExited = true;
           state3.processClosed = true;
           state3.CheckComplete();
         });
-        cp.on("exit", (code) => {
+        cp2.on("exit", (code) => {
           state3.processExitCode = code;
           state3.processExited = true;
           this._debug(`Exit code ${code} received from tool '${this.toolPath}'`);
           state3.CheckComplete();
         });
-        cp.on("close", (code) => {
+        cp2.on("close", (code) => {
           state3.processExitCode = code;
           state3.processExited = true;
           state3.processClosed = true;
@@ -28786,18 +28786,18 @@ var ToolRunner = class extends events.EventEmitter {
           if (errbuffer.length > 0) {
             this.emit("errline", errbuffer);
           }
-          cp.removeAllListeners();
+          cp2.removeAllListeners();
           if (error2) {
             reject(error2);
           } else {
-            resolve4(exitCode);
+            resolve6(exitCode);
           }
         });
         if (this.options.input) {
-          if (!cp.stdin) {
+          if (!cp2.stdin) {
             throw new Error("child process missing stdin");
           }
-          cp.stdin.end(this.options.input);
+          cp2.stdin.end(this.options.input);
         }
       }));
     });
@@ -28913,11 +28913,11 @@ var ExecState = class _ExecState extends events.EventEmitter {
 // node_modules/@actions/exec/lib/exec.js
 var __awaiter7 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -28933,7 +28933,7 @@ var __awaiter7 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -28997,6 +28997,9 @@ function error(message, properties = {}) {
 }
 function warning(message, properties = {}) {
   issueCommand("warning", toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+function notice(message, properties = {}) {
+  issueCommand("notice", toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 function info(message) {
   process.stdout.write(message + os5.EOL);
@@ -31037,11 +31040,11 @@ var CacheReadDeniedMessagePrefix = "cache read denied:";
 // node_modules/@actions/cache/lib/internal/cacheUtils.js
 var __awaiter8 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -31057,7 +31060,7 @@ var __awaiter8 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -32357,9 +32360,9 @@ function isStreamComplete(stream2) {
   if (stream2.readable === false) {
     return Promise.resolve();
   }
-  return new Promise((resolve4) => {
+  return new Promise((resolve6) => {
     const handler = () => {
-      resolve4();
+      resolve6();
       stream2.removeListener("close", handler);
       stream2.removeListener("end", handler);
       stream2.removeListener("error", handler);
@@ -32397,7 +32400,7 @@ var ReportTransform = class extends Transform {
     this.progressCallback = progressCallback;
   }
 };
-function createRequestLifecycle(request, options, isInsecure, resolve4, reject) {
+function createRequestLifecycle(request, options, isInsecure, resolve6, reject) {
   let clientRequest;
   let response;
   let requestDone = false;
@@ -32413,7 +32416,7 @@ function createRequestLifecycle(request, options, isInsecure, resolve4, reject) 
   };
   const onResponse = (incomingResponse) => {
     response = incomingResponse;
-    resolve4({
+    resolve6({
       response: incomingResponse,
       requestComplete,
       isRequestComplete: () => requestDone,
@@ -32613,8 +32616,8 @@ var NodeHttpClient = class {
   }
   makeRequest(request, abortController, body2) {
     const { options, isInsecure } = this.getRequestOptions(request);
-    return new Promise((resolve4, reject) => {
-      const { createRequest, rejectRequest, abortRequest } = createRequestLifecycle(request, options, isInsecure, resolve4, reject);
+    return new Promise((resolve6, reject) => {
+      const { createRequest, rejectRequest, abortRequest } = createRequestLifecycle(request, options, isInsecure, resolve6, reject);
       const req = createRequest();
       req.once("error", rejectRequest);
       abortController.signal.addEventListener("abort", () => abortRequest(req));
@@ -32624,8 +32627,8 @@ var NodeHttpClient = class {
   makeRequestWithExpectContinue(request, abortController, prepareBody, knownBodyLength) {
     const { options, isInsecure } = this.getRequestOptions(request);
     addExpectContinueFraming(options, knownBodyLength);
-    return new Promise((resolve4, reject) => {
-      const { createRequest, onResponse, rejectRequest, abortRequest } = createRequestLifecycle(request, options, isInsecure, resolve4, reject);
+    return new Promise((resolve6, reject) => {
+      const { createRequest, onResponse, rejectRequest, abortRequest } = createRequestLifecycle(request, options, isInsecure, resolve6, reject);
       createExpectContinueRequest({
         abortSignal: abortController.signal,
         bodyStream: isReadableStream(request.body) ? request.body : void 0,
@@ -32757,7 +32760,7 @@ function pipeResponseStream(source, destination, abortSignal) {
   return source.pipe(destination);
 }
 function streamToText(stream2) {
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve6, reject) => {
     const buffer3 = [];
     const cleanupFinished = finished(stream2, { writable: false }, onComplete);
     function onData(chunk) {
@@ -32777,7 +32780,7 @@ function streamToText(stream2) {
           code: RestError.PARSE_ERROR
         }));
       } else {
-        resolve4(Buffer.concat(buffer3).toString("utf8"));
+        resolve6(Buffer.concat(buffer3).toString("utf8"));
       }
     }
     stream2.on("data", onData);
@@ -32865,7 +32868,7 @@ function calculateRetryDelay(retryAttempt, config) {
 // node_modules/@typespec/ts-http-runtime/dist/esm/util/helpers.js
 var StandardAbortMessage = "The operation was aborted.";
 function delay(delayInMs, value, options) {
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve6, reject) => {
     let timer = void 0;
     let onAborted = void 0;
     const rejectOnAbort = () => {
@@ -32888,7 +32891,7 @@ function delay(delayInMs, value, options) {
     }
     timer = setTimeout(() => {
       removeListeners();
-      resolve4(value);
+      resolve6(value);
     }, delayInMs);
     if (options?.abortSignal) {
       options.abortSignal.addEventListener("abort", onAborted);
@@ -33653,7 +33656,7 @@ var AbortError2 = class extends Error {
 // node_modules/@azure/core-util/dist/esm/createAbortablePromise.js
 function createAbortablePromise(buildPromise, options) {
   const { cleanupBeforeAbort, abortSignal, abortErrorMsg } = options ?? {};
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve6, reject) => {
     function rejectOnAbort() {
       reject(new AbortError2(abortErrorMsg ?? "The operation was aborted."));
     }
@@ -33671,7 +33674,7 @@ function createAbortablePromise(buildPromise, options) {
     try {
       buildPromise((x) => {
         removeListeners();
-        resolve4(x);
+        resolve6(x);
       }, (x) => {
         removeListeners();
         reject(x);
@@ -33688,8 +33691,8 @@ var StandardAbortMessage2 = "The delay was aborted.";
 function delay2(timeInMs, options) {
   let token;
   const { abortSignal, abortErrorMsg } = options ?? {};
-  return createAbortablePromise((resolve4) => {
-    token = setTimeout(resolve4, timeInMs);
+  return createAbortablePromise((resolve6) => {
+    token = setTimeout(resolve6, timeInMs);
   }, {
     cleanupBeforeAbort: () => clearTimeout(token),
     abortSignal,
@@ -37349,11 +37352,11 @@ var EntityDecoder = class {
    * @param {number} cp  — codepoint
    * @returns {number}   — minimum NCR_LEVEL value, or -1 for no restriction
    */
-  _classifyNCR(cp) {
-    if (cp === 0) return this._ncrNullLevel;
-    if (cp >= 55296 && cp <= 57343) return NCR_LEVEL.remove;
+  _classifyNCR(cp2) {
+    if (cp2 === 0) return this._ncrNullLevel;
+    if (cp2 >= 55296 && cp2 <= 57343) return NCR_LEVEL.remove;
     if (this._ncrXmlVersion === 1) {
-      if (cp >= 1 && cp <= 31 && !XML10_ALLOWED_C0.has(cp)) return NCR_LEVEL.remove;
+      if (cp2 >= 1 && cp2 <= 31 && !XML10_ALLOWED_C0.has(cp2)) return NCR_LEVEL.remove;
     }
     return -1;
   }
@@ -37369,10 +37372,10 @@ var EntityDecoder = class {
    *   - undefined                 → 'leave' (caller must skip past '&' only)
    *   - throws Error              → 'throw'
    */
-  _applyNCRAction(action5, token, cp) {
+  _applyNCRAction(action5, token, cp2) {
     switch (action5) {
       case NCR_LEVEL.allow:
-        return String.fromCodePoint(cp);
+        return String.fromCodePoint(cp2);
       case NCR_LEVEL.remove:
         return "";
       case NCR_LEVEL.leave:
@@ -37380,10 +37383,10 @@ var EntityDecoder = class {
       // signal: keep literal
       case NCR_LEVEL.throw:
         throw new Error(
-          `[EntityDecoder] Prohibited numeric character reference &${token}; (U+${cp.toString(16).toUpperCase().padStart(4, "0")})`
+          `[EntityDecoder] Prohibited numeric character reference &${token}; (U+${cp2.toString(16).toUpperCase().padStart(4, "0")})`
         );
       default:
-        return String.fromCodePoint(cp);
+        return String.fromCodePoint(cp2);
     }
   }
   /**
@@ -37404,17 +37407,17 @@ var EntityDecoder = class {
    */
   _resolveNCR(token) {
     const second = token.charCodeAt(1);
-    let cp;
+    let cp2;
     if (second === 120 || second === 88) {
-      cp = parseInt(token.slice(2), 16);
+      cp2 = parseInt(token.slice(2), 16);
     } else {
-      cp = parseInt(token.slice(1), 10);
+      cp2 = parseInt(token.slice(1), 10);
     }
-    if (Number.isNaN(cp) || cp < 0 || cp > 1114111) return void 0;
-    const minimum = this._classifyNCR(cp);
+    if (Number.isNaN(cp2) || cp2 < 0 || cp2 > 1114111) return void 0;
+    const minimum = this._classifyNCR(cp2);
     if (!this._numericAllowed && minimum < NCR_LEVEL.remove) return void 0;
     const effective = minimum === -1 ? this._ncrOnLevel : Math.max(this._ncrOnLevel, minimum);
-    return this._applyNCRAction(effective, token, cp);
+    return this._applyNCRAction(effective, token, cp2);
   }
 };
 
@@ -38077,11 +38080,11 @@ var TABLE_SIZE = LOW_MAX - LOW_MIN + 1;
 var TABLE = new Uint8Array(TABLE_SIZE).fill(NOT_DIGIT);
 for (const zero of SCRIPT_ZEROS) {
   for (let d = 0; d < 10; d++) {
-    const cp = zero + d;
-    if (cp <= LOW_MAX) {
-      TABLE[cp - TABLE_OFFSET] = d;
+    const cp2 = zero + d;
+    if (cp2 <= LOW_MAX) {
+      TABLE[cp2 - TABLE_OFFSET] = d;
     } else {
-      HIGH_MAP.set(cp, d);
+      HIGH_MAP.set(cp2, d);
     }
   }
 }
@@ -38110,8 +38113,8 @@ function anynum(str2) {
       if (i + 1 < len) {
         const low = str2.charCodeAt(i + 1);
         if (low >= 56320 && low <= 57343) {
-          const cp = 65536 + (cc - 55296 << 10) + (low - 56320);
-          if (HIGH_MAP.has(cp)) {
+          const cp2 = 65536 + (cc - 55296 << 10) + (low - 56320);
+          if (HIGH_MAP.has(cp2)) {
             firstHit = i;
             break;
           }
@@ -38141,8 +38144,8 @@ function anynum(str2) {
       if (i + 1 < len) {
         const low = str2.charCodeAt(i + 1);
         if (low >= 56320 && low <= 57343) {
-          const cp = 65536 + (cc - 55296 << 10) + (low - 56320);
-          const d2 = HIGH_MAP.get(cp);
+          const cp2 = 65536 + (cc - 55296 << 10) + (low - 56320);
+          const d2 = HIGH_MAP.get(cp2);
           if (d2 !== void 0) {
             chars.push(String.fromCharCode(d2 + 48));
             i++;
@@ -39832,9 +39835,9 @@ function decodeEntities(input) {
     if (name !== void 0) {
       return Object.prototype.hasOwnProperty.call(NAMED, name) ? NAMED[name] : match3;
     }
-    const cp = hex !== void 0 ? parseInt(hex, 16) : parseInt(dec, 10);
-    if (!Number.isFinite(cp) || cp > 1114111) return match3;
-    return String.fromCodePoint(cp);
+    const cp2 = hex !== void 0 ? parseInt(hex, 16) : parseInt(dec, 10);
+    if (!Number.isFinite(cp2) || cp2 > 1114111) return match3;
+    return String.fromCodePoint(cp2);
   });
 }
 
@@ -41820,7 +41823,7 @@ var BufferScheduler = class {
    *
    */
   async do() {
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve6, reject) => {
       this.readable.on("data", (data) => {
         data = typeof data === "string" ? Buffer.from(data, this.encoding) : data;
         this.appendUnresolvedData(data);
@@ -41848,11 +41851,11 @@ var BufferScheduler = class {
         if (this.isStreamEnd && this.executingOutgoingHandlers === 0) {
           if (this.unresolvedLength > 0 && this.unresolvedLength < this.bufferSize) {
             const buffer3 = this.shiftBufferFromUnresolvedDataArray();
-            this.outgoingHandler(() => buffer3.getReadableStream(), buffer3.size, this.offset).then(resolve4).catch(reject);
+            this.outgoingHandler(() => buffer3.getReadableStream(), buffer3.size, this.offset).then(resolve6).catch(reject);
           } else if (this.unresolvedLength >= this.bufferSize) {
             return;
           } else {
-            resolve4();
+            resolve6();
           }
         }
       });
@@ -41964,8 +41967,8 @@ var NativeCRC64 = (() => {
     NativeCRC642 = NativeCRC642 || {};
     var Module = typeof NativeCRC642 != "undefined" ? NativeCRC642 : {};
     var readyPromiseResolve, readyPromiseReject;
-    Module["ready"] = new Promise(function(resolve4, reject) {
-      readyPromiseResolve = resolve4;
+    Module["ready"] = new Promise(function(resolve6, reject) {
+      readyPromiseResolve = resolve6;
       readyPromiseReject = reject;
     });
     ["_malloc", "_free", "_emscripten_bind_VoidPtr___destroy___0", "_emscripten_bind_Crc64Hash_Crc64Hash_0", "_emscripten_bind_Crc64Hash_OnAppend_2", "_emscripten_bind_Crc64Hash_OnFinal_3", "_emscripten_bind_Crc64Hash___destroy___0", "_fflush", "onRuntimeInitialized"].forEach((prop) => {
@@ -44444,7 +44447,7 @@ function getURLQueries(url2) {
   return queries;
 }
 async function delay3(timeInMs, aborter, abortError) {
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve6, reject) => {
     let timeout;
     const abortHandler = () => {
       if (timeout !== void 0) {
@@ -44456,7 +44459,7 @@ async function delay3(timeInMs, aborter, abortError) {
       if (aborter !== void 0) {
         aborter.removeEventListener("abort", abortHandler);
       }
-      resolve4();
+      resolve6();
     };
     timeout = setTimeout(resolveHandler, timeInMs);
     if (aborter !== void 0) {
@@ -62234,7 +62237,7 @@ var AvroReadableFromStream = class extends AvroReadable {
       this._position += chunk.length;
       return this.toUint8Array(chunk);
     } else {
-      return new Promise((resolve4, reject) => {
+      return new Promise((resolve6, reject) => {
         const cleanUp = () => {
           this._readable.removeListener("readable", readableCallback);
           this._readable.removeListener("error", rejectCallback);
@@ -62249,7 +62252,7 @@ var AvroReadableFromStream = class extends AvroReadable {
           if (callbackChunk) {
             this._position += callbackChunk.length;
             cleanUp();
-            resolve4(this.toUint8Array(callbackChunk));
+            resolve6(this.toUint8Array(callbackChunk));
           }
         };
         const rejectCallback = () => {
@@ -62895,8 +62898,8 @@ var Poller = class {
     this.stopped = true;
     this.pollProgressCallbacks = [];
     this.operation = operation;
-    this.promise = new Promise((resolve4, reject) => {
-      this.resolve = resolve4;
+    this.promise = new Promise((resolve6, reject) => {
+      this.resolve = resolve6;
       this.reject = reject;
     });
     this.promise.catch(() => {
@@ -63301,8 +63304,8 @@ var Batch = class {
       return Promise.resolve();
     }
     this.parallelExecute();
-    return new Promise((resolve4, reject) => {
-      this.emitter.on("finish", resolve4);
+    return new Promise((resolve6, reject) => {
+      this.emitter.on("finish", resolve6);
       this.emitter.on("error", (error2) => {
         this.state = BatchStates.Error;
         reject(error2);
@@ -63349,12 +63352,12 @@ import util3 from "node:util";
 async function streamToBuffer(stream2, buffer3, offset, end, encoding) {
   let pos = 0;
   const count = end - offset;
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve6, reject) => {
     const timeout = setTimeout(() => reject(new Error(`The operation cannot be completed in timeout.`)), REQUEST_TIMEOUT);
     stream2.on("readable", () => {
       if (pos >= count) {
         clearTimeout(timeout);
-        resolve4();
+        resolve6();
         return;
       }
       let chunk = stream2.read();
@@ -63373,7 +63376,7 @@ async function streamToBuffer(stream2, buffer3, offset, end, encoding) {
       if (pos < count) {
         reject(new Error(`Stream drains before getting enough data needed. Data read: ${pos}, data need: ${count}`));
       }
-      resolve4();
+      resolve6();
     });
     stream2.on("error", (msg) => {
       clearTimeout(timeout);
@@ -63382,7 +63385,7 @@ async function streamToBuffer(stream2, buffer3, offset, end, encoding) {
   });
 }
 async function readStreamToLocalFile(rs, file) {
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve6, reject) => {
     const ws = fs4.createWriteStream(file);
     rs.on("error", (err) => {
       reject(err);
@@ -63390,7 +63393,7 @@ async function readStreamToLocalFile(rs, file) {
     ws.on("error", (err) => {
       reject(err);
     });
-    ws.on("close", resolve4);
+    ws.on("close", resolve6);
     rs.pipe(ws);
   });
 }
@@ -64302,7 +64305,7 @@ var BlobClient = class _BlobClient extends StorageClient2 {
    * @returns The SAS URI consisting of the URI to the resource represented by this client, followed by the generated SAS token.
    */
   generateSasUrl(options) {
-    return new Promise((resolve4) => {
+    return new Promise((resolve6) => {
       if (!(this.credential instanceof StorageSharedKeyCredential)) {
         throw new RangeError("Can only generate the SAS when the client is initialized with a shared key credential");
       }
@@ -64313,7 +64316,7 @@ var BlobClient = class _BlobClient extends StorageClient2 {
         versionId: this._versionId,
         ...options
       }, this.credential).toString();
-      resolve4(appendToURLQuery(this.url, sas));
+      resolve6(appendToURLQuery(this.url, sas));
     });
   }
   /**
@@ -64352,7 +64355,7 @@ var BlobClient = class _BlobClient extends StorageClient2 {
    * @returns The SAS URI consisting of the URI to the resource represented by this client, followed by the generated SAS token.
    */
   generateUserDelegationSasUrl(options, userDelegationKey) {
-    return new Promise((resolve4) => {
+    return new Promise((resolve6) => {
       const sas = generateBlobSASQueryParameters({
         containerName: this._containerName,
         blobName: this._name,
@@ -64360,7 +64363,7 @@ var BlobClient = class _BlobClient extends StorageClient2 {
         versionId: this._versionId,
         ...options
       }, userDelegationKey, this.accountName).toString();
-      resolve4(appendToURLQuery(this.url, sas));
+      resolve6(appendToURLQuery(this.url, sas));
     });
   }
   /**
@@ -66117,11 +66120,11 @@ import * as util4 from "util";
 // node_modules/@actions/cache/lib/internal/requestUtils.js
 var __awaiter9 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -66137,7 +66140,7 @@ var __awaiter9 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -66167,7 +66170,7 @@ function isRetryableStatusCode(statusCode) {
 }
 function sleep(milliseconds) {
   return __awaiter9(this, void 0, void 0, function* () {
-    return new Promise((resolve4) => setTimeout(resolve4, milliseconds));
+    return new Promise((resolve6) => setTimeout(resolve6, milliseconds));
   });
 }
 function retry(name_1, method_1, getStatusCode_1) {
@@ -66242,11 +66245,11 @@ function retryHttpClientResponse(name_1, method_1) {
 // node_modules/@actions/cache/lib/internal/downloadUtils.js
 var __awaiter10 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -66262,7 +66265,7 @@ var __awaiter10 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -66541,8 +66544,8 @@ function downloadCacheStorageSDK(archiveLocation, archivePath, options) {
 }
 var promiseWithTimeout = (timeoutMs, promise) => __awaiter10(void 0, void 0, void 0, function* () {
   let timeoutHandle;
-  const timeoutPromise = new Promise((resolve4) => {
-    timeoutHandle = setTimeout(() => resolve4("timeout"), timeoutMs);
+  const timeoutPromise = new Promise((resolve6) => {
+    timeoutHandle = setTimeout(() => resolve6("timeout"), timeoutMs);
   });
   return Promise.race([promise, timeoutPromise]).then((result) => {
     clearTimeout(timeoutHandle);
@@ -66637,11 +66640,11 @@ function getUserAgentString2() {
 // node_modules/@actions/cache/lib/internal/cacheHttpClient.js
 var __awaiter11 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -66657,7 +66660,7 @@ var __awaiter11 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -67436,11 +67439,11 @@ function maskSecretUrls(body2) {
 // node_modules/@actions/cache/lib/internal/shared/cacheTwirpClient.js
 var __awaiter12 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -67456,7 +67459,7 @@ var __awaiter12 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -67585,7 +67588,7 @@ var CacheServiceClient = class {
   }
   sleep(milliseconds) {
     return __awaiter12(this, void 0, void 0, function* () {
-      return new Promise((resolve4) => setTimeout(resolve4, milliseconds));
+      return new Promise((resolve6) => setTimeout(resolve6, milliseconds));
     });
   }
   getExponentialRetryTimeMilliseconds(attempt) {
@@ -67610,11 +67613,11 @@ import { existsSync as existsSync3, writeFileSync as writeFileSync2 } from "fs";
 import * as path6 from "path";
 var __awaiter13 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -67630,7 +67633,7 @@ var __awaiter13 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -67817,11 +67820,11 @@ function extractTar(archivePath, compressionMethod) {
 // node_modules/@actions/cache/lib/cache.js
 var __awaiter14 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve6) {
+      resolve6(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve6, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -67837,7 +67840,7 @@ var __awaiter14 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -68090,9 +68093,9 @@ async function launchFacts(cli, isolation, env) {
 // src/ci/github/main.ts
 import { createHash as createHash3 } from "node:crypto";
 import { existsSync as existsSync4, statSync as statSync2 } from "node:fs";
-import { mkdtemp, readFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile as readFile2, rm as rm2 } from "node:fs/promises";
 import { tmpdir, platform as platform2, arch as arch2 } from "node:os";
-import { isAbsolute, join as join7, resolve as resolve3 } from "node:path";
+import { isAbsolute as isAbsolute2, join as join11, resolve as resolve5 } from "node:path";
 import { fileURLToPath } from "node:url";
 
 // src/util/errors.ts
@@ -68125,6 +68128,196 @@ function escapeControl(s) {
 function isKilnError(e) {
   return e instanceof KilnError;
 }
+
+// src/ci/github/lists.ts
+function splitCsvLine(line) {
+  const out = [];
+  let cur = "";
+  let quoted = false;
+  let wasQuoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (quoted) {
+      if (c === '"' && line[i + 1] === '"') {
+        cur += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else cur += c;
+    } else if (c === '"' && cur.trim() === "") {
+      quoted = true;
+      wasQuoted = true;
+      cur = "";
+    } else if (c === ",") {
+      out.push(wasQuoted ? cur : cur.trim());
+      cur = "";
+      wasQuoted = false;
+    } else cur += c;
+  }
+  out.push(wasQuoted ? cur : cur.trim());
+  return out;
+}
+function parseList(text, ignoreComma = false) {
+  const out = [];
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const quoted = ignoreComma && /^"(?:[^"]|"")*"$/.test(line);
+    const items = ignoreComma ? [quoted ? line.slice(1, -1).replace(/""/g, '"') : line] : splitCsvLine(line);
+    for (const item of items) {
+      const v = ignoreComma ? item : item.trim();
+      if (v !== "") out.push(v);
+    }
+  }
+  return out;
+}
+function parseBoolInput(name, text, dflt) {
+  const v = text.trim();
+  if (v === "") return dflt;
+  if (["true", "True", "TRUE"].includes(v)) return true;
+  if (["false", "False", "FALSE"].includes(v)) return false;
+  throw new KilnError("usage", "BAD_INPUT", `input ${name} is "${v}", expected true or false`, {
+    hint: `set ${name}: true or ${name}: false`
+  });
+}
+function splitArgs(text) {
+  const out = [];
+  let cur = "";
+  let has = false;
+  let q = null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (q === "'") {
+      if (c === "'") q = null;
+      else cur += c;
+    } else if (q === '"') {
+      if (c === '"') q = null;
+      else if (c === "\\" && i + 1 < text.length && '"\\$`'.includes(text[i + 1])) cur += text[++i];
+      else cur += c;
+    } else if (c === "'" || c === '"') {
+      q = c;
+      has = true;
+    } else if (c === "\\" && i + 1 < text.length) {
+      cur += text[++i];
+      has = true;
+    } else if (/\s/.test(c)) {
+      if (has || cur !== "") out.push(cur);
+      cur = "";
+      has = false;
+    } else {
+      cur += c;
+      has = true;
+    }
+  }
+  if (q)
+    throw new KilnError("usage", "BAD_INPUT", `input extra-args has an unterminated ${q} quote`, {
+      hint: "close the quote or escape it with a backslash"
+    });
+  if (has || cur !== "") out.push(cur);
+  return out;
+}
+
+// src/ci/github/action-inputs.ts
+function keyValueLines(name, items) {
+  items.forEach((item, i) => {
+    const eq = item.indexOf("=");
+    if (eq <= 0)
+      throw new KilnError("usage", "BAD_INPUT", `input ${name}: item ${i + 1} "${item}" is not KEY=VALUE`, {
+        hint: `write one KEY=VALUE per line in ${name}`
+      });
+  });
+  return items;
+}
+var ISOLATIONS = ["auto", "rootless", "chroot", "plain"];
+var PLATFORM_RE = /^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/;
+function platformsInput(get) {
+  const platforms = parseList(get("platforms"));
+  for (const p of platforms)
+    if (!PLATFORM_RE.test(p))
+      throw new KilnError("usage", "BAD_INPUT", `input platforms: "${p}" is not os/arch[/variant]`, {
+        hint: "write e.g. linux/amd64,linux/arm64"
+      });
+  return platforms;
+}
+function tagsInput(get, image) {
+  const words = parseList(get("tags")).flatMap((t) => t.split(/\s+/).filter(Boolean));
+  if (!image) return words;
+  if (words.length === 0) return [`${image}:latest`];
+  return words.map((t) => /[:/@]/.test(t) ? t : `${image}:${t}`);
+}
+function bpaInputs(get, image) {
+  const g = (n) => get(n).trim();
+  return {
+    addHosts: parseList(get("add-hosts")),
+    allow: parseList(get("allow")),
+    annotations: parseList(get("annotations"), true),
+    attests: parseList(get("attests"), true),
+    buildArgs: keyValueLines("build-args", parseList(get("build-args"), true)),
+    buildContexts: parseList(get("build-contexts"), true),
+    builder: g("builder"),
+    cacheFrom: parseList(get("cache-from"), true),
+    cacheTo: parseList(get("cache-to"), true),
+    call: g("call"),
+    cgroupParent: g("cgroup-parent"),
+    context: g("context"),
+    file: g("file"),
+    labels: keyValueLines("labels", parseList(get("labels"), true)),
+    load: parseBoolInput("load", get("load"), false),
+    network: g("network"),
+    noCache: parseBoolInput("no-cache", get("no-cache"), false),
+    noCacheFilters: parseList(get("no-cache-filters")),
+    outputs: parseList(get("outputs"), true),
+    platforms: platformsInput(get),
+    provenance: g("provenance"),
+    pull: parseBoolInput("pull", get("pull"), false),
+    push: parseBoolInput("push", get("push"), false),
+    sbom: g("sbom"),
+    secrets: parseList(get("secrets"), true),
+    secretEnvs: parseList(get("secret-envs")),
+    secretFiles: parseList(get("secret-files"), true),
+    shmSize: g("shm-size"),
+    ssh: parseList(get("ssh")),
+    tags: tagsInput(get, image),
+    target: g("target"),
+    ulimit: parseList(get("ulimit"), true),
+    githubToken: g("github-token")
+  };
+}
+function readInputs(get) {
+  const g = (n) => get(n).trim();
+  const isolation = g("isolation") || "auto";
+  if (!ISOLATIONS.includes(isolation))
+    throw new KilnError(
+      "usage",
+      "BAD_INPUT",
+      `input isolation "${isolation}" is not one of ${ISOLATIONS.join(", ")}`,
+      {
+        hint: "leave it at auto unless the runner needs a specific rung"
+      }
+    );
+  const oci = g("oci");
+  const image = g("image");
+  return {
+    ...bpaInputs(get, image),
+    sign: parseBoolInput("sign", get("sign"), false),
+    isolation,
+    cache: parseBoolInput("cache", get("cache"), true),
+    cacheKey: g("cache-key"),
+    cacheDir: g("cache-dir"),
+    cacheRepo: g("cache-repo"),
+    reproducible: parseBoolInput("reproducible", get("reproducible"), false),
+    registry: g("registry"),
+    username: g("username"),
+    password: get("password"),
+    insecureRegistries: parseList(get("insecure-registries")),
+    extraArgs: splitArgs(get("extra-args")),
+    image,
+    oci: oci === "" ? "" : parseBoolInput("oci", oci, false) ? "true" : "false"
+  };
+}
+
+// src/ci/github/plan.ts
+import { join as join7, resolve as resolve3 } from "node:path";
+import { writeFileSync as writeFileSync4 } from "node:fs";
 
 // src/cli/flag-table.ts
 function envNameOf(long) {
@@ -68209,6 +68402,14 @@ var BUILD_FLAGS = {
     to("secrets"),
     { envSplit: "newline", sample: "id=s,src=/s" }
   ),
+  buildContext: list(
+    "--build-context",
+    "name=dir|docker-image://ref",
+    "named context for FROM, COPY --from and RUN --mount from= (repeatable; wins over a stage of that name)",
+    IN,
+    to("namedContexts"),
+    { envSplit: "newline", sample: "src=/tmp" }
+  ),
   git: str(
     "--git",
     "branch=x,single-branch=true,recurse-submodules=true",
@@ -68246,15 +68447,20 @@ var BUILD_FLAGS = {
     IN,
     to("git.tokenUser")
   ),
-  platform: str("--platform", "os/arch[/variant]", "target platform", IN, to("platform"), {
-    sample: "linux/arm64"
-  }),
-  customPlatform: str(
+  platform: list(
+    "--platform",
+    "os/arch[/variant]",
+    "target platform(s): a,b or repeated; several build one image each, pushed as one index",
+    IN,
+    to("platforms"),
+    { sample: "linux/arm64" }
+  ),
+  customPlatform: list(
     "--custom-platform",
     "os/arch[/variant]",
-    "target platform (Kaniko name)",
+    "target platform(s) (Kaniko name)",
     IN,
-    to("platform"),
+    to("platforms"),
     { aliases: ["--customPlatform"], sample: "linux/arm64" }
   ),
   skipUnusedStages: bool(
@@ -68413,6 +68619,14 @@ var BUILD_FLAGS = {
     default: "336h",
     sample: "6h"
   }),
+  treeCacheSize: int(
+    "--tree-cache-size",
+    "MiB",
+    "cap of the extracted-tree store in <cache-dir>/trees (0: off)",
+    CACHE,
+    to("cache.treeStoreMiB"),
+    { default: 4096, sample: "512" }
+  ),
   cacheCopyLayers: bool("--cache-copy-layers", "cache COPY layers", CACHE, to("cache.copyLayers"), {
     sample: "false"
   }),
@@ -68523,6 +68737,14 @@ var BUILD_FLAGS = {
     LOG,
     { cli: "log.format" },
     { sample: "json" }
+  ),
+  progressInterval: str(
+    "--progress-interval",
+    "seconds",
+    "pull, push and extraction progress in logs and JSON: at most one line or event per blob group this often (default 5), besides one per quarter of the bytes",
+    LOG,
+    { cli: "progress.intervalMs" },
+    { sample: "0.5" }
   ),
   logTimestamp: bool("--log-timestamp", "timestamps on log lines", LOG, { cli: "log.timestamps" }),
   // Supply chain (Kimia's names; parsed in attest-flags.ts).
@@ -68694,13 +68916,17 @@ var WARM_FLAGS = {
   buildArg: list("--build-arg", "key=value", "build arg for FROM lines of --dockerfile (repeatable)", IN, {
     cli: "warm.buildArgs"
   }),
-  platform: str("--platform", "os/arch[/variant]", "platform to pull (default: this host)", IN, {
-    cli: "warm.platform"
-  }),
-  customPlatform: str(
+  platform: list(
+    "--platform",
+    "os/arch[/variant]",
+    "platform(s) to pull, a,b or repeated (default: this host)",
+    IN,
+    { cli: "warm.platform" }
+  ),
+  customPlatform: list(
     "--custom-platform",
     "os/arch[/variant]",
-    "platform to pull (Kaniko name)",
+    "platform(s) to pull (Kaniko name)",
     IN,
     { cli: "warm.platform" },
     { aliases: ["--customPlatform"] }
@@ -68755,230 +68981,419 @@ function flagArgv(values) {
   return out;
 }
 
-// src/cli/flag-values.ts
-function parseSecretFlag(text) {
-  const spec = {};
-  for (const part of text.split(",")) {
-    const eq = part.indexOf("=");
-    const k = eq === -1 ? part : part.slice(0, eq);
-    const v = eq === -1 ? "" : part.slice(eq + 1);
-    if (k === "id") spec.id = v;
-    else if (k === "src" || k === "source") spec.src = v;
-    else if (k === "env") spec.env = v;
-    else if (k === "type") continue;
-    else
-      throw new KilnError("usage", "BAD_FLAG_VALUE", `--secret: unknown key "${k}"`, {
-        hint: "write --secret id=<id>,src=<file> or --secret id=<id>,env=<VAR>"
-      });
+// src/ci/github/attest-inputs.ts
+import { readFileSync } from "node:fs";
+var isFalse = (v) => /^(false|0)$/i.test(v);
+var isTrue = (v) => /^(true|1)$/i.test(v);
+function typeOf(attest) {
+  return /(?:^|,)\s*type=([^,]*)/.exec(attest)?.[1]?.trim() ?? "";
+}
+function shorthand(type, v) {
+  if (isTrue(v)) return `type=${type}`;
+  if (isFalse(v)) return `type=${type},disabled=true`;
+  return `type=${type},${v}`;
+}
+function repositoryIsPrivate(env) {
+  try {
+    const payload = JSON.parse(readFileSync(env.GITHUB_EVENT_PATH ?? "", "utf8"));
+    return payload.repository?.private !== false;
+  } catch {
+    return true;
   }
-  if (!spec.id)
-    throw new KilnError("usage", "BAD_FLAG_VALUE", "--secret needs id=<id>", {
-      hint: "write --secret id=<id>,src=<file>"
-    });
-  if (!spec.src && !spec.env) spec.env = spec.id;
-  return spec;
+}
+function attestArgs(f) {
+  const out = [];
+  const provInAttests = f.attests.some((a) => typeOf(a) === "provenance");
+  const noDefault = /^(true|1)$/i.test(f.env.BUILDX_NO_DEFAULT_ATTESTATIONS ?? "");
+  if (f.provenance) out.push(shorthand("provenance", f.provenance));
+  else if (!provInAttests && !noDefault && f.exportsImage && !f.dockerExporter)
+    out.push(`type=provenance,mode=${repositoryIsPrivate(f.env) ? "min" : "max"}`);
+  if (f.sbom) out.push(shorthand("sbom", f.sbom));
+  for (const a of f.attests) {
+    const t = typeOf(a);
+    if (t === "provenance" && f.provenance || t === "sbom" && f.sbom) continue;
+    out.push(a);
+  }
+  return out.filter((a) => !/(?:^|,)disabled=true(?:,|$)/.test(a));
 }
 
-// src/ci/github/inputs.ts
-function splitCsvLine(line) {
-  const out = [];
-  let cur = "";
-  let quoted = false;
-  let wasQuoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i];
-    if (quoted) {
-      if (c === '"' && line[i + 1] === '"') {
-        cur += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else cur += c;
-    } else if (c === '"' && cur.trim() === "") {
-      quoted = true;
-      wasQuoted = true;
-      cur = "";
-    } else if (c === ",") {
-      out.push(wasQuoted ? cur : cur.trim());
-      cur = "";
-      wasQuoted = false;
-    } else cur += c;
-  }
-  out.push(wasQuoted ? cur : cur.trim());
-  return out;
-}
-function parseList(text, ignoreComma = false) {
-  const out = [];
-  for (const raw of text.split(/\r?\n/)) {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#")) continue;
-    const items = ignoreComma ? [line] : splitCsvLine(line);
-    for (const item of items) {
-      const v = ignoreComma ? item : item.trim();
-      if (v !== "") out.push(v);
-    }
+// src/ci/github/exporters.ts
+function parseAttrs(item) {
+  const out = {};
+  for (const field of splitCsvLine(item)) {
+    if (field === "") continue;
+    const eq = field.indexOf("=");
+    if (eq === -1) {
+      if (Object.keys(out).length === 0 && !item.includes("=")) return { type: "registry", ref: field };
+      out[field] = "true";
+    } else out[field.slice(0, eq).trim().toLowerCase()] = field.slice(eq + 1).trim();
   }
   return out;
 }
-function parseBoolInput(name, text, dflt) {
-  const v = text.trim();
-  if (v === "") return dflt;
-  if (["true", "True", "TRUE"].includes(v)) return true;
-  if (["false", "False", "FALSE"].includes(v)) return false;
-  throw new KilnError("usage", "BAD_INPUT", `input ${name} is "${v}", expected true or false`, {
-    hint: `set ${name}: true or ${name}: false`
-  });
+var isTrue2 = (v) => v !== void 0 && /^(true|1)$/i.test(v);
+function usage(input, msg, hint) {
+  return new KilnError("usage", "BAD_INPUT", `input ${input}: ${msg}`, { hint });
 }
-function splitArgs(text) {
-  const out = [];
-  let cur = "";
-  let has = false;
-  let q = null;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (q === "'") {
-      if (c === "'") q = null;
-      else cur += c;
-    } else if (q === '"') {
-      if (c === '"') q = null;
-      else if (c === "\\" && i + 1 < text.length && '"\\$`'.includes(text[i + 1])) cur += text[++i];
-      else cur += c;
-    } else if (c === "'" || c === '"') {
-      q = c;
-      has = true;
-    } else if (c === "\\" && i + 1 < text.length) {
-      cur += text[++i];
-      has = true;
-    } else if (/\s/.test(c)) {
-      if (has || cur !== "") out.push(cur);
-      cur = "";
-      has = false;
-    } else {
-      cur += c;
-      has = true;
-    }
-  }
-  if (q)
-    throw new KilnError("usage", "BAD_INPUT", `input extra-args has an unterminated ${q} quote`, {
-      hint: "close the quote or escape it with a backslash"
-    });
-  if (has || cur !== "") out.push(cur);
-  return out;
-}
-function keyValueLines(name, items) {
-  items.forEach((item, i) => {
-    const eq = item.indexOf("=");
-    if (eq <= 0)
-      throw new KilnError("usage", "BAD_INPUT", `input ${name}: item ${i + 1} "${item}" is not KEY=VALUE`, {
-        hint: `write one KEY=VALUE per line in ${name}`
-      });
-  });
-  return items;
-}
-var ISOLATIONS = ["auto", "rootless", "chroot", "plain"];
-function readInputs(get) {
-  const g = (n) => get(n).trim();
-  const platforms = parseList(get("platforms"));
-  if (platforms.length > 1)
-    throw new KilnError(
-      "usage",
-      "BAD_INPUT",
-      `input platforms lists ${platforms.length} platforms (${platforms.join(", ")}); kiln builds one platform per run`,
-      { hint: "use a matrix job with one platform each, or give a single os/arch" }
-    );
-  if (platforms[0] && !/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(platforms[0]))
-    throw new KilnError("usage", "BAD_INPUT", `input platforms "${platforms[0]}" is not os/arch[/variant]`, {
-      hint: "write e.g. linux/amd64 or linux/arm64/v8"
-    });
-  const isolation = g("isolation") || "auto";
-  if (!ISOLATIONS.includes(isolation))
-    throw new KilnError(
-      "usage",
-      "BAD_INPUT",
-      `input isolation "${isolation}" is not one of ${ISOLATIONS.join(", ")}`,
-      {
-        hint: "leave it at auto unless the runner needs a specific rung"
-      }
-    );
-  const secrets = parseList(get("secrets"), true);
-  for (const s of secrets) {
-    try {
-      parseSecretFlag(s);
-    } catch (e) {
-      throw new KilnError(
-        "usage",
-        "BAD_INPUT",
-        `input secrets: "${s}" is not id=<id>,src=<file> or id=<id>,env=<VAR>`,
-        {
-          hint: "write one secret per line, e.g. id=npmrc,src=${{ runner.temp }}/npmrc",
-          cause: e
-        }
+function exportPlan(push, load, outputs) {
+  const plan = { push, load, dockerExporter: load };
+  for (const item of outputs) {
+    const a = parseAttrs(item);
+    const type = a.type ?? "";
+    const dest = a.dest ?? "";
+    if (dest === "-")
+      throw usage("outputs", `${type} to stdout (dest=-) is not supported`, "give dest=<file>");
+    if (type === "registry") plan.push = true;
+    else if (type === "image") plan.push ||= isTrue2(a.push);
+    else if (type === "docker") {
+      plan.dockerExporter = true;
+      if (dest) plan.dockerArchive = dest;
+      else plan.load = true;
+    } else if (type === "oci") {
+      if (!dest) throw usage("outputs", "type=oci needs dest=<file>", "write type=oci,dest=image.tar");
+      if (a.tar !== void 0 && !isTrue2(a.tar)) plan.ociLayoutDir = dest;
+      else plan.ociTarball = dest;
+    } else if (type === "cacheonly") continue;
+    else if (type === "tar" || type === "local")
+      throw usage(
+        "outputs",
+        `type=${type} (the image's files, not an image) is not something kiln writes`,
+        "use type=oci,dest=<file> or type=docker,dest=<file> and unpack that (umoci, skopeo), or COPY the files out in a later step"
       );
-    }
+    else
+      throw usage(
+        "outputs",
+        `unknown exporter "${type}"`,
+        "use type=registry, type=image,push=true, type=docker[,dest=], type=oci,dest="
+      );
   }
-  const tags2 = parseList(get("tags"));
-  const push = parseBoolInput("push", get("push"), true);
-  if (push && tags2.length === 0)
-    throw new KilnError("usage", "BAD_INPUT", "input tags is empty but push is true", {
-      hint: "set tags (one image reference per line) or push: false"
+  return plan;
+}
+function addRegistry(plan, input, ref, push) {
+  if (!ref)
+    throw usage(input, "type=registry needs ref=<repository>", "write type=registry,ref=ghcr.io/o/app:cache");
+  const repo = ref.replace(/(?<=\/[^/]*):[^/@]+$/, "");
+  if (plan.registry && plan.registry.ref !== repo)
+    throw usage(
+      input,
+      `two cache repositories (${plan.registry.ref}, ${repo})`,
+      "kiln reads and writes one cache repository: give the same ref in cache-from and cache-to"
+    );
+  plan.registry = { ref: repo, push: push || (plan.registry?.push ?? false) };
+}
+function cachePlan(from, to2) {
+  const plan = { notes: [] };
+  const each = (input, items) => {
+    const writing = input === "cache-to";
+    for (const item of items) {
+      const a = parseAttrs(item);
+      const type = a.type ?? "registry";
+      if (writing && a.mode === "min")
+        plan.notes.push(`${input} mode=min: kiln caches every step's layer (as mode=max does)`);
+      if (type === "gha") {
+        const scope = a.scope || "buildkit";
+        if (plan.gha && plan.gha.scope !== scope)
+          throw usage(
+            input,
+            `two gha scopes (${plan.gha.scope}, ${scope})`,
+            "use one scope for cache-from and cache-to"
+          );
+        plan.gha = {
+          scope,
+          restore: (plan.gha?.restore ?? false) || !writing,
+          save: (plan.gha?.save ?? false) || writing
+        };
+      } else if (type === "registry") addRegistry(plan, input, a.ref ?? "", writing);
+      else if (type === "local") {
+        const dir = writing ? a.dest : a.src;
+        if (!dir)
+          throw usage(
+            input,
+            `type=local needs ${writing ? "dest" : "src"}=<dir>`,
+            `write type=local,${writing ? "dest" : "src"}=/tmp/cache`
+          );
+        plan.local = { ...plan.local, [writing ? "dest" : "src"]: dir };
+      } else if (type === "inline")
+        plan.notes.push(
+          `${input} type=inline: kiln keeps no cache metadata inside the image; use type=registry,ref=<repo> for a shared cache`
+        );
+      else
+        throw usage(
+          input,
+          `cache type "${type}" is not supported`,
+          "kiln reads and writes type=gha, type=registry,ref=, type=local"
+        );
+    }
+  };
+  each("cache-from", from);
+  each("cache-to", to2);
+  return plan;
+}
+
+// src/ci/github/git-context.ts
+function defaultGitContext(env) {
+  const server = (env.GITHUB_SERVER_URL || "https://github.com").replace(/\/+$/, "");
+  const repo = env.GITHUB_REPOSITORY ?? "";
+  if (!repo) return "";
+  const ref = env.GITHUB_REF ?? "";
+  const sha = env.GITHUB_SHA ?? "";
+  const at = ref.startsWith("refs/pull/") || !sha ? ref : sha;
+  return `${server}/${repo}.git${at ? `#${at}` : ""}`;
+}
+function expandDefaultContext(text, dflt) {
+  return text.replace(/\{\{\s*defaultContext\s*\}\}/g, dflt);
+}
+
+// src/ci/github/reports.ts
+var KNOWN_ENTITLEMENTS = /* @__PURE__ */ new Set(["network.host", "security.insecure"]);
+function entitlementReports(allow) {
+  const out = [];
+  const known = allow.filter((a) => KNOWN_ENTITLEMENTS.has(a));
+  const other = allow.filter((a) => !KNOWN_ENTITLEMENTS.has(a));
+  if (known.length)
+    out.push({
+      level: "notice",
+      input: "allow",
+      message: `${known.join(", ")}: kiln needs no entitlement for RUN --network=host / --security=insecure (it warns on each such step)`
     });
+  if (other.length)
+    out.push({
+      level: "warning",
+      input: "allow",
+      message: `${other.join(", ")}: no such entitlement in kiln; only network.host and security.insecure exist (ignored)`
+    });
+  return out;
+}
+function inputReports(i) {
+  const r = [];
+  const err = (input, message) => r.push({ level: "error", input, message });
+  const warn = (input, message) => r.push({ level: "warning", input, message });
+  if (i.addHosts.length)
+    err(
+      "add-hosts",
+      'kiln cannot add /etc/hosts entries to RUN steps yet; write them in the RUN itself (echo "1.2.3.4 name" >> /etc/hosts && ...) or use network: host'
+    );
+  if (i.ssh.length)
+    err(
+      "ssh",
+      "kiln does not forward SSH agents or keys to RUN --mount=type=ssh; pass a deploy key with secret-files and RUN --mount=type=secret"
+    );
+  if (i.load && i.platforms.length > 1)
+    warn(
+      "load",
+      `docker load takes one image per tag: of the ${i.platforms.length} platforms, only the runner's (else the first) is loaded; the push and outputs type=oci hold all of them`
+    );
+  if (i.call && i.call !== "build")
+    err(
+      "call",
+      `call: ${i.call} is not supported (kiln only builds); run \`kiln plan\` in a step of its own to check a Dockerfile`
+    );
+  if (i.network && !["default", "none", "host"].includes(i.network))
+    err(
+      "network",
+      `network: ${i.network}: kiln's RUN networks are default, none and host (no named networks: there is no Docker daemon)`
+    );
+  if (i.builder)
+    warn(
+      "builder",
+      `builder: ${i.builder} is ignored: kiln is the builder (no buildx instance is used; setup-buildx-action is not needed)`
+    );
+  if (i.cgroupParent)
+    warn(
+      "cgroup-parent",
+      "ignored: kiln puts RUN steps in no cgroup of their own; limit the whole job instead"
+    );
+  if (i.shmSize)
+    warn(
+      "shm-size",
+      `shm-size: ${i.shmSize} is ignored: RUN steps get a 64 MiB /dev/shm; mount a bigger tmpfs with RUN --mount=type=tmpfs,target=/dev/shm,size=...`
+    );
+  if (i.ulimit.length)
+    warn(
+      "ulimit",
+      `${i.ulimit.join(", ")} ignored: RUN steps inherit the runner's limits; set them in the RUN (ulimit -n ...) where the limit allows`
+    );
+  if (i.noCacheFilters.length)
+    warn(
+      "no-cache-filters",
+      `kiln cannot skip the cache for single stages (${i.noCacheFilters.join(", ")}): the layer cache is off for this whole build`
+    );
+  r.push(...entitlementReports(i.allow));
+  return r;
+}
+
+// src/ci/github/secrets.ts
+import { writeFileSync as writeFileSync3 } from "node:fs";
+import { join as join6 } from "node:path";
+var ID_RE = /^[A-Za-z0-9_.-]+$/;
+function bad(input, i, what, hint) {
+  return new KilnError("usage", "BAD_INPUT", `input ${input}: item ${i + 1} ${what}`, { hint });
+}
+function isKilnForm(item) {
+  return /^id=[^,]*,(src|source|env)=/.test(item) || /^id=[^,=]+$/.test(item);
+}
+function splitId(input, item, i, example) {
+  const eq = item.indexOf("=");
+  if (eq <= 0) throw bad(input, i, "has no ID= before its value", `write one ${example} per line`);
+  const id = item.slice(0, eq).trim();
+  if (!ID_RE.test(id))
+    throw bad(input, i, "has an ID with characters other than letters, digits, _ . -", `write ${example}`);
+  return [id, item.slice(eq + 1)];
+}
+function resolveSecrets(inputs, dir) {
+  const out = { flags: [], ids: [], values: [], files: {} };
+  inputs.secrets.forEach((item, i) => {
+    if (isKilnForm(item)) {
+      out.flags.push(item);
+      out.ids.push(/^id=([^,]*)/.exec(item)[1]);
+      return;
+    }
+    const [id, value] = splitId("secrets", item, i, "ID=value (e.g. GIT_AUTH_TOKEN=${{ github.token }})");
+    const file = join6(dir, `secret-${out.flags.length}`);
+    writeFileSync3(file, value, { mode: 384 });
+    out.flags.push(`id=${id},src=${file}`);
+    out.ids.push(id);
+    out.files[id] = file;
+    if (value !== "") out.values.push(value);
+  });
+  inputs.secretFiles.forEach((item, i) => {
+    const [id, path8] = splitId("secret-files", item, i, "ID=path (e.g. npmrc=${{ runner.temp }}/npmrc)");
+    if (path8.trim() === "") throw bad("secret-files", i, `(${id}) has an empty path`, "write ID=path");
+    out.flags.push(`id=${id},src=${path8.trim()}`);
+    out.ids.push(id);
+  });
+  inputs.secretEnvs.forEach((item, i) => {
+    const [id, name] = splitId("secret-envs", item, i, "ID=VARIABLE (e.g. aws_key=AWS_ACCESS_KEY_ID)");
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name.trim()))
+      throw bad("secret-envs", i, `(${id}) does not name an environment variable`, "write ID=VARIABLE");
+    out.flags.push(`id=${id},env=${name.trim()}`);
+    out.ids.push(id);
+  });
+  return out;
+}
+
+// src/ci/github/plan.ts
+function cacheSetup(i, temp) {
+  const notes = [];
+  const explicit = i.cacheFrom.length > 0 || i.cacheTo.length > 0;
+  if (i.noCache || i.noCacheFilters.length) {
+    if (explicit && i.noCache)
+      notes.push({
+        level: "notice",
+        input: "no-cache",
+        message: "kiln neither reads nor writes its layer cache in this build: cache-from/cache-to are not used"
+      });
+    return { notes };
+  }
+  const defaultDir = (name) => resolve3(i.cacheDir || join7(temp, name));
+  if (!explicit)
+    return i.cache ? {
+      dir: defaultDir("kiln-cache"),
+      gha: { prefix: i.cacheKey || "kiln", restore: true, save: true },
+      notes
+    } : { notes };
+  const cp2 = cachePlan(i.cacheFrom, i.cacheTo);
+  for (const message of cp2.notes) notes.push({ level: "warning", input: message.split(" ")[0], message });
+  const out = { notes };
+  if (cp2.local) {
+    out.dir = resolve3(cp2.local.dest ?? join7(temp, "kiln-cache-local"));
+    if (cp2.local.src && resolve3(cp2.local.src) !== out.dir) out.seedFrom = resolve3(cp2.local.src);
+  }
+  if (cp2.gha) {
+    out.dir ??= defaultDir(`kiln-cache-${cp2.gha.scope}`);
+    out.gha = {
+      prefix: `${i.cacheKey || "kiln"}-${cp2.gha.scope}`,
+      restore: cp2.gha.restore,
+      save: cp2.gha.save
+    };
+  }
+  return out;
+}
+function registryCache(i) {
+  if (i.noCache || i.noCacheFilters.length) return {};
+  const cp2 = i.cacheFrom.length || i.cacheTo.length ? cachePlan(i.cacheFrom, i.cacheTo) : { notes: [] };
+  const repo = cp2.registry?.ref ?? i.cacheRepo;
+  if (!repo) return {};
+  return { cacheRepo: repo, ...cp2.registry && !cp2.registry.push ? { noPushCache: true } : {} };
+}
+function gitToken(i, context3, dflt, secretFiles, work) {
+  if (!/^https?:\/\//i.test(context3)) return {};
+  const host = new URL(context3.split("#")[0]).host;
+  const given = secretFiles[`GIT_AUTH_TOKEN.${host}`] ?? secretFiles.GIT_AUTH_TOKEN;
+  if (given) return { gitTokenFile: given, gitTokenUser: "x-access-token" };
+  if (!i.githubToken || i.githubToken.startsWith("${{") || !dflt || !context3.startsWith(dflt.split("#")[0]))
+    return {};
+  const file = join7(work, "git-token");
+  writeFileSync4(file, i.githubToken, { mode: 384 });
+  return { gitTokenFile: file, gitTokenUser: "x-access-token" };
+}
+function planAction(i, facts) {
+  const reports = inputReports(i);
+  const exports2 = exportPlan(i.push, i.load, i.outputs);
+  if (exports2.push && i.tags.length === 0)
+    throw new KilnError("usage", "BAD_INPUT", "input push is true but tags is empty", {
+      hint: "set tags (one image reference per line, e.g. from docker/metadata-action) or push: false"
+    });
+  const dflt = defaultGitContext(facts.env);
+  const context3 = i.context ? expandDefaultContext(i.context, dflt) : dflt || ".";
+  const secrets = resolveSecrets(i, facts.work);
+  const cache = cacheSetup(i, facts.temp);
+  const files = {
+    digestFile: join7(facts.work, "digest"),
+    imageNameWithDigestFile: join7(facts.work, "image-name-with-digest"),
+    resultFile: join7(facts.work, "result.json")
+  };
+  const ociLayoutTemp = exports2.ociTarball && !exports2.ociLayoutDir ? join7(facts.work, "oci-layout") : void 0;
+  const loadArchive = exports2.load && !exports2.dockerArchive ? join7(facts.work, "load.tar") : void 0;
+  const values = {
+    context: context3,
+    ...i.file ? { dockerfile: i.file } : {},
+    destination: i.tags,
+    buildArg: i.buildArgs,
+    ...i.target ? { target: i.target } : {},
+    ...exports2.push ? {} : { noPush: true },
+    label: i.labels,
+    annotation: i.annotations,
+    secret: secrets.flags,
+    ...i.buildContexts.length ? { buildContext: i.buildContexts.map((c) => expandDefaultContext(c, dflt)) } : {},
+    ...gitToken(i, context3, dflt, secrets.files, facts.work),
+    ...i.platforms.length ? { platform: [i.platforms.join(",")] } : {},
+    isolation: i.isolation,
+    ...i.network && i.network !== "default" ? { network: i.network } : {},
+    ...cache.dir || registryCache(i).cacheRepo ? { cache: true } : {},
+    ...cache.dir ? { cacheDir: cache.dir } : {},
+    ...registryCache(i),
+    ...exports2.dockerArchive || loadArchive ? { tarPath: exports2.dockerArchive ?? loadArchive } : {},
+    ...exports2.ociLayoutDir || ociLayoutTemp ? { ociLayoutPath: exports2.ociLayoutDir ?? ociLayoutTemp } : {},
+    ...i.oci === "false" ? { format: "docker" } : {},
+    ...i.reproducible ? { reproducible: true } : {},
+    attest: attestArgs({
+      provenance: i.provenance,
+      sbom: i.sbom,
+      attests: i.attests,
+      exportsImage: exports2.push || Boolean(exports2.ociLayoutDir || exports2.ociTarball),
+      dockerExporter: exports2.dockerExporter,
+      env: facts.env
+    }),
+    ...i.sign ? { sign: true } : {},
+    insecureRegistry: i.insecureRegistries,
+    ...files
+  };
   return {
-    provenance: attestInput("provenance", g("provenance"), push),
-    sbom: attestInput("sbom", g("sbom"), false),
-    sign: parseBoolInput("sign", get("sign"), false),
-    context: g("context") || ".",
-    file: g("file"),
-    tags: tags2,
-    buildArgs: keyValueLines("build-args", parseList(get("build-args"), true)),
-    target: g("target"),
-    push,
-    labels: keyValueLines("labels", parseList(get("labels"), true)),
-    secrets,
-    platform: platforms[0] ?? "",
-    isolation,
-    cache: parseBoolInput("cache", get("cache"), true),
-    cacheKey: g("cache-key"),
-    cacheDir: g("cache-dir"),
-    cacheRepo: g("cache-repo"),
-    reproducible: parseBoolInput("reproducible", get("reproducible"), false),
-    registry: g("registry"),
-    username: g("username"),
-    password: get("password"),
-    insecureRegistries: parseList(get("insecure-registries")),
-    extraArgs: splitArgs(get("extra-args"))
+    args: [...flagArgv(values), ...i.extraArgs],
+    reports: [...reports, ...cache.notes],
+    masks: secrets.values,
+    cache,
+    exports: exports2,
+    ...ociLayoutTemp ? { ociLayoutTemp } : {},
+    ...loadArchive ? { loadArchive } : {},
+    files,
+    context: context3
   };
 }
-function attestInput(name, v, dflt) {
-  const type = `type=${name}`;
-  if (v === "") return dflt ? type : "";
-  if (/^(true|1)$/i.test(v)) return type;
-  if (/^(false|0)$/i.test(v)) return "";
-  return `${type},${v}`;
-}
-function toKilnArgs(inputs, files) {
-  const args = flagArgv({
-    context: inputs.context,
-    ...inputs.file ? { dockerfile: inputs.file } : {},
-    destination: inputs.tags,
-    buildArg: inputs.buildArgs,
-    ...inputs.target ? { target: inputs.target } : {},
-    ...inputs.push ? {} : { noPush: true },
-    label: inputs.labels,
-    secret: inputs.secrets,
-    ...inputs.platform ? { platform: inputs.platform } : {},
-    isolation: inputs.isolation,
-    ...inputs.cache || inputs.cacheRepo ? { cache: true } : {},
-    ...inputs.cache && files.cacheDir ? { cacheDir: files.cacheDir } : {},
-    ...inputs.cacheRepo ? { cacheRepo: inputs.cacheRepo } : {},
-    ...inputs.reproducible ? { reproducible: true } : {},
-    attest: [inputs.provenance, inputs.sbom].filter((a) => a !== ""),
-    ...inputs.sign ? { sign: true } : {},
-    insecureRegistry: inputs.insecureRegistries,
-    digestFile: files.digestFile,
-    imageNameWithDigestFile: files.imageNameWithDigestFile,
-    resultFile: files.resultFile
-  });
-  return [...args, ...inputs.extraArgs];
-}
+
+// src/ci/github/child-env.ts
+import { writeFileSync as writeFileSync5 } from "node:fs";
+import { join as join8 } from "node:path";
 
 // src/registry/reference.ts
 var DOCKER_HUB = "docker.io";
@@ -68995,7 +69410,7 @@ var DIGEST_RE = /^([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*):([0-9a-f
 var IDENTIFIER_RE = /^[a-f0-9]{64}$/;
 var DIGEST_HEX_LENGTH = { sha256: 64, sha384: 96, sha512: 128 };
 var HINT = "use a reference like alpine:3.20, ghcr.io/owner/app:v1 or registry.example.com:5000/team/app@sha256:<64 hex digits>";
-function bad(text, why) {
+function bad2(text, why) {
   return new KilnError("usage", "BAD_REFERENCE", `invalid image reference ${JSON.stringify(text)}: ${why}`, {
     hint: HINT
   });
@@ -69010,10 +69425,10 @@ function normalizeRegistry(host) {
   return host;
 }
 function parseReference(text) {
-  if (typeof text !== "string" || text.length === 0) throw bad(String(text), "reference is empty");
-  if (text.trim() !== text) throw bad(text, "reference has leading or trailing whitespace");
+  if (typeof text !== "string" || text.length === 0) throw bad2(String(text), "reference is empty");
+  if (text.trim() !== text) throw bad2(text, "reference has leading or trailing whitespace");
   if (IDENTIFIER_RE.test(text)) {
-    throw bad(text, "a 64-character hexadecimal string is an image ID, not a repository name");
+    throw bad2(text, "a 64-character hexadecimal string is an image ID, not a repository name");
   }
   let rest = text;
   let digest;
@@ -69030,32 +69445,32 @@ function parseReference(text) {
     tag = rest.slice(colon + 1);
     rest = rest.slice(0, colon);
     if (!TAG_RE.test(tag)) {
-      throw bad(
+      throw bad2(
         text,
         tag.length > 128 ? "tag is longer than 128 characters" : `tag ${JSON.stringify(tag)} must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`
       );
     }
   }
-  if (rest.length === 0) throw bad(text, "repository name is empty");
+  if (rest.length === 0) throw bad2(text, "repository name is empty");
   let registry = DOCKER_HUB;
   let path8 = rest;
   const slash = rest.indexOf("/");
   if (slash !== -1 && looksLikeHost(rest.slice(0, slash))) {
     registry = rest.slice(0, slash);
     path8 = rest.slice(slash + 1);
-    if (!DOMAIN_RE.test(registry)) throw bad(text, `registry host ${JSON.stringify(registry)} is not valid`);
+    if (!DOMAIN_RE.test(registry)) throw bad2(text, `registry host ${JSON.stringify(registry)} is not valid`);
     const port = /:(\d+)$/.exec(registry)?.[1];
     if (port !== void 0 && !(Number(port) >= 1 && Number(port) <= 65535))
-      throw bad(text, `port ${port} is out of range (1-65535)`);
+      throw bad2(text, `port ${port} is out of range (1-65535)`);
   }
   registry = normalizeRegistry(registry);
-  if (path8.length === 0) throw bad(text, "repository name is empty");
-  if (path8.toLowerCase() !== path8) throw bad(text, "repository name must be lowercase");
+  if (path8.length === 0) throw bad2(text, "repository name is empty");
+  if (path8.toLowerCase() !== path8) throw bad2(text, "repository name must be lowercase");
   const components = path8.split("/");
   for (const c of components) {
-    if (c.length === 0) throw bad(text, "repository name has an empty path component");
+    if (c.length === 0) throw bad2(text, "repository name has an empty path component");
     if (!PATH_COMPONENT_RE.test(c)) {
-      throw bad(
+      throw bad2(
         text,
         `repository path component ${JSON.stringify(c)} must be lowercase letters and digits separated by '.', '_', '__' or '-'`
       );
@@ -69063,7 +69478,7 @@ function parseReference(text) {
   }
   if (registry === DOCKER_HUB && components.length === 1) path8 = OFFICIAL_PREFIX + path8;
   if (`${registry}/${path8}`.length > NAME_TOTAL_LENGTH_MAX) {
-    throw bad(text, `repository name must not be longer than ${NAME_TOTAL_LENGTH_MAX} characters`);
+    throw bad2(text, `repository name must not be longer than ${NAME_TOTAL_LENGTH_MAX} characters`);
   }
   const ref = { registry, repository: path8 };
   if (tag !== void 0) ref.tag = tag;
@@ -69072,26 +69487,88 @@ function parseReference(text) {
 }
 function validateDigest(text, digest) {
   const m = DIGEST_RE.exec(digest);
-  if (!m) throw bad(text, `digest ${JSON.stringify(digest)} must look like sha256:<64 hex digits>`);
+  if (!m) throw bad2(text, `digest ${JSON.stringify(digest)} must look like sha256:<64 hex digits>`);
   const algo = m[1];
   const hex = m[2];
   const want = DIGEST_HEX_LENGTH[algo];
-  if (want === void 0) throw bad(text, `unsupported digest algorithm ${JSON.stringify(algo)}`);
+  if (want === void 0) throw bad2(text, `unsupported digest algorithm ${JSON.stringify(algo)}`);
   if (hex.length !== want || !/^[a-f0-9]+$/.test(hex)) {
-    throw bad(text, `${algo} digest must be ${want} lowercase hex digits`);
+    throw bad2(text, `${algo} digest must be ${want} lowercase hex digits`);
   }
+}
+
+// src/ci/github/child-env.ts
+var DROP = [
+  /^INPUT_/,
+  /^STATE_/,
+  /^GITHUB_TOKEN$/,
+  /^ACTIONS_RUNTIME_TOKEN$/,
+  /^ACTIONS_RUNTIME_URL$/,
+  /^ACTIONS_CACHE_URL$/,
+  /^ACTIONS_RESULTS_URL$/,
+  /^KILN_REGISTRY_PASSWORD$/
+];
+function registryOf(ref) {
+  return ref === "" ? DOCKER_HUB : parseReference(ref).registry;
+}
+function credentials(i, env) {
+  if (i.username || i.password) {
+    if (!i.username || !i.password)
+      throw new KilnError("usage", "BAD_INPUT", `input ${i.username ? "password" : "username"} is empty`, {
+        hint: "give both username and password, or neither (then the Docker config from docker/login-action is used)"
+      });
+    return {
+      registry: i.registry || registryOf(i.tags[0] ?? ""),
+      username: i.username,
+      password: i.password
+    };
+  }
+  const wantsGhcr = i.registry === "ghcr.io" || i.tags.some((t) => registryOf(t) === "ghcr.io");
+  if (wantsGhcr && env.GITHUB_TOKEN)
+    return {
+      registry: "ghcr.io",
+      username: env.GITHUB_ACTOR || "x-access-token",
+      password: env.GITHUB_TOKEN
+    };
+  return null;
+}
+function childEnv(i, env, work) {
+  const out = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v === void 0 || DROP.some((re) => re.test(k))) continue;
+    if (!i.sign && /^ACTIONS_ID_TOKEN_REQUEST_/.test(k)) continue;
+    out[k] = v;
+  }
+  const c = credentials(i, env);
+  if (c) {
+    const file = join8(work, "registry-password");
+    writeFileSync5(file, c.password, { mode: 384 });
+    out.KILN_REGISTRY = c.registry;
+    out.KILN_REGISTRY_USERNAME = c.username;
+    out.KILN_REGISTRY_PASSWORD_FILE = file;
+  }
+  return out;
 }
 
 // src/ci/github/cache-dir.ts
 import { createHash as createHash2 } from "node:crypto";
 import { readdir as readdir2, lstat as lstat2 } from "node:fs/promises";
-import { join as join6, relative as relative3 } from "node:path";
+import { join as join9, relative as relative3 } from "node:path";
+
+// src/cache/tree-store.ts
+var TREE_STORE_DIR = "trees";
+var STALE_TMP_MS = 60 * 60 * 1e3;
+
+// src/ci/github/cache-dir.ts
 function cacheKeys(prefix2, os7, dockerfileHash2, runId, attempt) {
   const base2 = `${prefix2 || "kiln"}-${os7}`;
   return {
     primary: `${base2}-${dockerfileHash2}-${runId || "local"}-${attempt || "1"}`,
     restore: [`${base2}-${dockerfileHash2}-`, `${base2}-`]
   };
+}
+function cachePaths(dir) {
+  return [join9(dir, "*"), `!${join9(dir, TREE_STORE_DIR)}`];
 }
 async function listingHash(dir) {
   const h = createHash2("sha256");
@@ -69105,7 +69582,8 @@ async function listingHash(dir) {
       throw e;
     }
     for (const name of names) {
-      const p = join6(d, name);
+      if (d === dir && name === TREE_STORE_DIR) continue;
+      const p = join9(d, name);
       const st = await lstat2(p);
       const type = st.isDirectory() ? "d" : st.isSymbolicLink() ? "l" : "f";
       h.update(`${relative3(dir, p)}\0${type}\0${st.isDirectory() ? 0 : st.size}
@@ -69116,6 +69594,92 @@ async function listingHash(dir) {
   }
   await walk(dir);
   return n === 0 ? "" : h.digest("hex");
+}
+
+// src/ci/github/failure.ts
+import { basename as basename3, isAbsolute, relative as relative4, resolve as resolve4 } from "node:path";
+function lastKilnError(stderr) {
+  const lines = stderr.replace(/\r/g, "").split("\n");
+  let start = -1;
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (/^(error|internal error): /.test(lines[i])) {
+      start = i;
+      break;
+    }
+  }
+  if (start === -1) {
+    return lines.filter((l) => l.trim() !== "").slice(-1)[0]?.trim() ?? "";
+  }
+  const out = [lines[start].replace(/^error: /, "")];
+  for (const l of lines.slice(start + 1)) {
+    if (/^\s+\S/.test(l)) out.push(l.replace(/^ {2}/, ""));
+    else break;
+  }
+  return out.join("\n");
+}
+function redact(text, values) {
+  let out = text;
+  for (const v of [...values].sort((a, b) => b.length - a.length))
+    if (v.length >= 3) out = out.split(v).join("***");
+  return out;
+}
+function placeOf(message, dockerfile, workspace) {
+  const m = /^([^\s:][^:\n]*):(\d+)(?::\d+)?: /.exec(message);
+  if (!m) return {};
+  const named = m[1];
+  const line = Number(m[2]);
+  let file = named;
+  if (dockerfile && (named === dockerfile || basename3(named) === basename3(dockerfile) || resolve4(named) === resolve4(dockerfile)))
+    file = dockerfile;
+  if (isAbsolute(file) || file.startsWith(".")) {
+    const rel = relative4(workspace, resolve4(file));
+    if (!rel.startsWith("..")) file = rel;
+  }
+  return { file, startLine: line };
+}
+
+// src/ci/github/finish-exports.ts
+import { readFile } from "node:fs/promises";
+import { join as join10 } from "node:path";
+async function layoutSize(dir) {
+  try {
+    const index = JSON.parse(await readFile(join10(dir, "index.json"), "utf8"));
+    return index.manifests?.[0]?.size;
+  } catch {
+    return void 0;
+  }
+}
+async function must(cmd, args, what, hint) {
+  let code;
+  try {
+    code = await exec(cmd, args, { ignoreReturnCode: true });
+  } catch (e) {
+    throw new KilnError("usage", "BAD_INPUT", `${what}: cannot run ${cmd}`, { hint, cause: e });
+  }
+  if (code !== 0) throw new KilnError("usage", "BAD_INPUT", `${what}: ${cmd} exited ${code}`, { hint });
+}
+async function finishExports(plan, tags2) {
+  const layout = plan.exports.ociLayoutDir ?? plan.ociLayoutTemp;
+  const size = layout ? await layoutSize(layout) : void 0;
+  if (plan.ociLayoutTemp && plan.exports.ociTarball) {
+    await must(
+      "tar",
+      ["-cf", plan.exports.ociTarball, "-C", plan.ociLayoutTemp, "oci-layout", "index.json", "blobs"],
+      "input outputs: type=oci",
+      "the runner needs tar on PATH; or write type=oci,dest=<dir>,tar=false for the directory"
+    );
+  }
+  if (plan.exports.load) {
+    const archive = plan.exports.dockerArchive ?? plan.loadArchive;
+    await must(
+      "docker",
+      ["load", "--input", archive],
+      "input load",
+      "load needs a Docker daemon and the docker CLI on the runner; without one, write the image with outputs: type=docker,dest=image.tar (or push it)"
+    );
+    if (tags2.length === 0) process.stdout.write("kiln: loaded without a tag (give tags to name it)\n");
+  }
+  return size;
 }
 
 // src/ci/github/summary.ts
@@ -69136,16 +69700,24 @@ function formatBytes(n) {
 function formatMs(ms) {
   return ms < 1e3 ? `${Math.round(ms)} ms` : `${(ms / 1e3).toFixed(1)} s`;
 }
-function imageTable(result, images) {
+function imageTable(result) {
   const hits = result.steps.filter((s) => s.cache === "hit").length;
   const cached = result.steps.filter((s) => s.cache !== "none").length;
+  const tags2 = result.destinations;
   return [
     [
       { data: "Field", header: true },
       { data: "Value", header: true }
     ],
-    ["Image", images.length ? images.map(esc).join("<br>") : "(not pushed)"],
-    ["Digest", `<code>${result.digest}</code>`],
+    ["Tags", tags2.length ? tags2.map((t) => `<code>${esc(t)}</code>`).join("<br>") : "(none)"],
+    ["Pushed", result.pushed ? "yes" : "no"],
+    ["Digest", `<code>${result.digest}</code>${result.platforms ? " (image index)" : ""}`],
+    ...result.platforms ? [
+      [
+        "Platforms",
+        result.platforms.map((p) => `${esc(p.platform)}: <code>${p.digest}</code>`).join("<br>")
+      ]
+    ] : [],
     ["Image ID", `<code>${result.imageId}</code>`],
     ["Size", formatBytes(result.size)],
     ["Layers", String(result.layers)],
@@ -69172,11 +69744,30 @@ function stepsTable(result) {
     ])
   ];
 }
-function metadata2(result) {
+var MEDIA = {
+  ociIndex: "application/vnd.oci.image.index.v1+json",
+  ociManifest: "application/vnd.oci.image.manifest.v1+json",
+  dockerList: "application/vnd.docker.distribution.manifest.list.v2+json",
+  dockerManifest: "application/vnd.docker.distribution.manifest.v2+json"
+};
+function digestMediaType(result, format) {
+  const index = (result.platforms?.length ?? 0) > 1 || result.imageDigest !== void 0 && result.imageDigest !== result.digest;
+  if (format === "docker") return index ? MEDIA.dockerList : MEDIA.dockerManifest;
+  return index ? MEDIA.ociIndex : MEDIA.ociManifest;
+}
+function metadata2(result, f) {
   return {
-    "containerimage.digest": result.digest,
+    "buildx.build.ref": f.buildRef,
     "containerimage.config.digest": result.imageId,
+    "containerimage.descriptor": {
+      mediaType: digestMediaType(result, f.format),
+      digest: result.digest,
+      ...f.size !== void 0 ? { size: f.size } : {}
+    },
+    "containerimage.digest": result.digest,
     "image.name": result.destinations.join(","),
+    // A build of several platforms: each platform's image manifest (the descriptor names the index).
+    ...result.platforms ? { "kiln.platforms": result.platforms } : {},
     "kiln.result": result
   };
 }
@@ -69189,88 +69780,39 @@ var STATE = {
   cacheHash: "kiln-cache-hash"
 };
 function cliPath(env = process.env) {
-  if (env.KILN_CLI) return resolve3(env.KILN_CLI);
+  if (env.KILN_CLI) return resolve5(env.KILN_CLI);
   return fileURLToPath(new URL("../cli.js", import.meta.url));
 }
-function localDockerfile(inputs) {
-  if (/^[a-z]+:\/\//.test(inputs.context) || inputs.context.startsWith("git@")) return null;
-  const ctx = inputs.context.replace(/^dir:\/\//, "");
+function localDockerfile(inputs, context3) {
+  if (/^[a-z]+:\/\//.test(context3) || context3.startsWith("git@")) return null;
+  const ctx = context3.replace(/^dir:\/\//, "");
   if (inputs.file) {
     if (existsSync4(inputs.file)) return inputs.file;
-    return isAbsolute(inputs.file) ? inputs.file : join7(ctx, inputs.file);
+    return isAbsolute2(inputs.file) ? inputs.file : join11(ctx, inputs.file);
   }
-  return join7(ctx, "Dockerfile");
+  return join11(ctx, "Dockerfile");
 }
-async function dockerfileHash(inputs) {
-  const path8 = localDockerfile(inputs);
+async function dockerfileHash(inputs, context3) {
+  const path8 = localDockerfile(inputs, context3);
   const h = createHash3("sha256");
   if (path8 === null) {
-    h.update(`${inputs.context}\0${inputs.file}`);
+    h.update(`${context3}\0${inputs.file}`);
   } else {
     if (!existsSync4(path8) || !statSync2(path8).isFile()) {
       throw new KilnError("context", "NO_DOCKERFILE", `Dockerfile not found: ${path8}`, {
-        hint: inputs.file ? "check the file input (a path relative to the workspace or to the context)" : `put a Dockerfile in the context (${inputs.context}) or set the file input`
+        hint: inputs.file ? "check the file input (a path relative to the workspace or to the context)" : `put a Dockerfile in the context (${context3}) or set the file input`
       });
     }
-    h.update(await readFile(path8));
+    h.update(await readFile2(path8));
   }
   return h.digest("hex").slice(0, 16);
 }
-function credentialEnv(inputs, env) {
-  if (inputs.username || inputs.password) {
-    if (!inputs.username || !inputs.password)
-      throw new KilnError(
-        "usage",
-        "BAD_INPUT",
-        `input ${inputs.username ? "password" : "username"} is empty`,
-        {
-          hint: "give both username and password, or neither (then the Docker config is used)"
-        }
-      );
-    return {
-      KILN_REGISTRY: inputs.registry || registryOf(inputs.tags[0] ?? ""),
-      KILN_REGISTRY_USERNAME: inputs.username,
-      KILN_REGISTRY_PASSWORD: inputs.password
-    };
-  }
-  const wantsGhcr = inputs.registry === "ghcr.io" || inputs.tags.some((t) => registryOf(t) === "ghcr.io");
-  if (wantsGhcr && env.GITHUB_TOKEN) {
-    return {
-      KILN_REGISTRY: "ghcr.io",
-      KILN_REGISTRY_USERNAME: env.GITHUB_ACTOR || "x-access-token",
-      KILN_REGISTRY_PASSWORD: env.GITHUB_TOKEN
-    };
-  }
-  return {};
-}
-function lastKilnError(stderr) {
-  const lines = stderr.replace(/\r/g, "").split("\n");
-  let start = -1;
-  for (let i = lines.length - 1; i >= 0; i--) {
-    if (/^(error|internal error): /.test(lines[i])) {
-      start = i;
-      break;
-    }
-  }
-  if (start === -1) {
-    return lines.filter((l) => l.trim() !== "").slice(-1)[0]?.trim() ?? "";
-  }
-  const out = [lines[start].replace(/^error: /, "")];
-  for (const l of lines.slice(start + 1)) {
-    if (/^\s+hint: /.test(l)) out.push(l.trim());
-    else break;
-  }
-  return out.join("\n");
-}
-function registryOf(ref) {
-  return ref === "" ? DOCKER_HUB : parseReference(ref).registry;
-}
-async function runKiln(cli, args, env, launcher = { argv: [process.execPath] }) {
+async function runKiln(cli, args, env, launcher) {
   const [cmd, ...pre] = launcher.argv;
   let stderr = "";
   try {
     const code = await exec(cmd, [...pre, cli, "build", ...args], {
-      env: stringEnv(env),
+      env,
       ignoreReturnCode: true,
       listeners: {
         stderr: (d) => {
@@ -69287,77 +69829,144 @@ async function runKiln(cli, args, env, launcher = { argv: [process.execPath] }) 
     });
   }
 }
+function cacheServiceAvailable() {
+  const probe = isFeatureAvailable;
+  return typeof probe === "function" ? probe() : true;
+}
+function onPath(cmd) {
+  return (process.env.PATH ?? "").split(":").some((d) => d !== "" && existsSync4(join11(d, cmd)));
+}
 async function readOptional(path8) {
   try {
-    return (await readFile(path8, "utf8")).trim();
+    return (await readFile2(path8, "utf8")).trim();
   } catch {
     return "";
   }
 }
-async function restore(dir, primary, restoreKeys) {
-  try {
-    const hit = await restoreCache([dir], primary, restoreKeys);
-    info(hit ? `kiln cache restored from ${hit}` : "kiln cache: no entry yet");
-  } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    if (isFeatureAvailable()) warning(`kiln cache not restored: ${msg}`);
-    else info(`kiln cache not restored (no cache service here): ${msg}`);
+function emitReports(plan) {
+  let ok2 = true;
+  for (const r of plan.reports) {
+    const text = `input ${r.input}: ${r.message}`;
+    if (r.level === "error") {
+      error(text, { title: `kiln: ${r.input}` });
+      ok2 = false;
+    } else if (r.level === "warning") warning(text, { title: `kiln: ${r.input}` });
+    else notice(text);
+  }
+  return ok2;
+}
+async function setupCache(inputs, plan, context3) {
+  const c = plan.cache;
+  if (!c.dir) return;
+  if (c.seedFrom && existsSync4(c.seedFrom)) await cp(c.seedFrom, c.dir, { recursive: true, force: false });
+  if (!c.gha) return;
+  if (!cacheServiceAvailable()) {
+    warning(
+      "kiln cache: no GitHub Actions cache service here (ACTIONS_CACHE_URL / ACTIONS_RESULTS_URL unset, as on GHES without it or act): the layer cache stays in this job only",
+      { title: "kiln: cache" }
+    );
+    return;
+  }
+  const keys = cacheKeys(
+    c.gha.prefix,
+    `${platform2()}-${arch2()}`,
+    await dockerfileHash(inputs, context3),
+    process.env.GITHUB_RUN_ID ?? "",
+    process.env.GITHUB_RUN_ATTEMPT ?? ""
+  );
+  if (c.gha.restore) {
+    try {
+      const hit = await restoreCache(cachePaths(c.dir), keys.primary, keys.restore);
+      info(hit ? `kiln cache restored from ${hit}` : "kiln cache: no entry yet");
+    } catch (e) {
+      warning(`kiln cache not restored: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  if (c.gha.save) {
+    saveState(STATE.cacheDir, c.dir);
+    saveState(STATE.cacheKey, keys.primary);
+    saveState(STATE.cacheHash, await listingHash(c.dir));
   }
 }
+async function setOutputs(result, plan, inputs) {
+  const digest = await readOptional(plan.files.digestFile) || result.digest;
+  const images = (await readOptional(plan.files.imageNameWithDigestFile)).split("\n").filter(Boolean);
+  const size = await finishExports(plan, inputs.tags);
+  const env = process.env;
+  setOutput("imageid", result.imageId);
+  setOutput("digest", digest);
+  setOutput(
+    "metadata",
+    JSON.stringify(
+      metadata2(result, {
+        format: inputs.oci === "false" ? "docker" : "oci",
+        ...size !== void 0 ? { size } : {},
+        buildRef: `kiln/${env.RUNNER_NAME || "local"}/${env.GITHUB_RUN_ID || "run"}-${env.GITHUB_RUN_ATTEMPT || "1"}-${digest.slice(7, 19)}`
+      })
+    )
+  );
+  setOutput("image", images[0] ?? "");
+  setOutput("tags", inputs.tags.join(" "));
+  setOutput("image-with-tag", inputs.tags[0] ?? "");
+  setOutput("attestation-digest", result.attestations?.manifest ?? "");
+  setOutput("signatures", (result.signatures ?? []).map((x) => x.tag).join("\n"));
+  setOutput("isolation", result.isolation.rung);
+}
+async function build(inputs, work, masks) {
+  const temp = process.env.RUNNER_TEMP || tmpdir();
+  const plan = planAction(inputs, { env: process.env, work, temp });
+  for (const v of plan.masks) setSecret(v);
+  masks.push(...plan.masks);
+  if (plan.exports.load && !onPath("docker"))
+    plan.reports.push({
+      level: "error",
+      input: "load",
+      message: "no docker CLI on this runner, so there is no daemon to load the image into; write it with outputs: type=docker,dest=image.tar (docker load it where a daemon runs) or push it"
+    });
+  if (!emitReports(plan)) {
+    setFailed("kiln: the inputs above cannot be honoured (see their annotations); nothing was built");
+    return;
+  }
+  await setupCache(inputs, plan, plan.context);
+  const env = childEnv(inputs, process.env, work);
+  const cli = cliPath();
+  const launcher = chooseLauncher(process.execPath, await launchFacts(cli, inputs.isolation, env));
+  if (launcher.note) info(launcher.note);
+  const { code, stderr } = await runKiln(cli, plan.args, env, launcher);
+  if (code !== 0) {
+    setOutput("isolation", "");
+    const message = redact(lastKilnError(stderr) || "see the log above", masks);
+    const dockerfile = localDockerfile(inputs, plan.context);
+    const place = placeOf(message, dockerfile, process.env.GITHUB_WORKSPACE || process.cwd());
+    error(`kiln build failed (exit ${code}): ${message}`, { title: "kiln build", ...place });
+    process.exitCode = 1;
+    return;
+  }
+  const result = JSON.parse(await readFile2(plan.files.resultFile, "utf8"));
+  await setOutputs(result, plan, inputs);
+  saveState(STATE.built, "true");
+  await summary.addHeading("kiln build", 2).addTable(imageTable(result)).addHeading("Steps", 3).addTable(stepsTable(result)).write();
+}
 async function run() {
+  const masks = [];
+  let work = "";
   try {
-    const password = getInput("password");
-    if (password) setSecret(password);
+    for (const name of ["password", "github-token"]) {
+      const v = getInput(name);
+      if (v) {
+        setSecret(v);
+        masks.push(v);
+      }
+    }
     if (process.env.GITHUB_TOKEN) setSecret(process.env.GITHUB_TOKEN);
     const inputs = readInputs((n) => getInput(n));
-    const temp = process.env.RUNNER_TEMP || tmpdir();
-    const work = await mkdtemp(join7(temp, "kiln-action-"));
-    const files = {
-      digestFile: join7(work, "digest"),
-      imageNameWithDigestFile: join7(work, "image-name-with-digest"),
-      resultFile: join7(work, "result.json"),
-      ...inputs.cache ? { cacheDir: resolve3(inputs.cacheDir || join7(temp, "kiln-cache")) } : {}
-    };
-    const dfHash = await dockerfileHash(inputs);
-    if (files.cacheDir) {
-      const keys = cacheKeys(
-        inputs.cacheKey,
-        `${platform2()}-${arch2()}`,
-        dfHash,
-        process.env.GITHUB_RUN_ID ?? "",
-        process.env.GITHUB_RUN_ATTEMPT ?? ""
-      );
-      await restore(files.cacheDir, keys.primary, keys.restore);
-      saveState(STATE.cacheDir, files.cacheDir);
-      saveState(STATE.cacheKey, keys.primary);
-      saveState(STATE.cacheHash, await listingHash(files.cacheDir));
-    }
-    const args = toKilnArgs(inputs, files);
-    const env = { ...process.env, ...credentialEnv(inputs, process.env) };
-    delete env.INPUT_PASSWORD;
-    const cli = cliPath();
-    const launcher = chooseLauncher(process.execPath, await launchFacts(cli, inputs.isolation, env));
-    if (launcher.note) info(launcher.note);
-    const { code, stderr } = await runKiln(cli, args, env, launcher);
-    if (code !== 0) {
-      setOutput("isolation", "");
-      setFailed(`kiln build failed (exit ${code}): ${lastKilnError(stderr) || "see the log above"}`);
-      return;
-    }
-    const result = JSON.parse(await readFile(files.resultFile, "utf8"));
-    const digest = await readOptional(files.digestFile) || result.digest;
-    const images = (await readOptional(files.imageNameWithDigestFile)).split("\n").filter(Boolean);
-    setOutput("digest", digest);
-    setOutput("image", images[0] ?? "");
-    setOutput("imageid", result.imageId);
-    setOutput("metadata", JSON.stringify(metadata2(result)));
-    setOutput("attestation-digest", result.attestations?.manifest ?? "");
-    setOutput("signatures", (result.signatures ?? []).map((x) => x.tag).join("\n"));
-    setOutput("isolation", result.isolation.rung);
-    saveState(STATE.built, "true");
-    await summary.addHeading("kiln build", 2).addTable(imageTable(result, result.pushed ? images : [])).addHeading("Steps", 3).addTable(stepsTable(result)).write();
+    work = await mkdtemp(join11(process.env.RUNNER_TEMP || tmpdir(), "kiln-action-"));
+    await build(inputs, work, masks);
   } catch (e) {
-    setFailed(isKilnError(e) ? e.format() : e instanceof Error ? e.message : String(e));
+    const text = isKilnError(e) ? e.format() : e instanceof Error ? e.message : String(e);
+    setFailed(redact(text, masks));
+  } finally {
+    if (work) await rm2(work, { recursive: true, force: true });
   }
 }
 

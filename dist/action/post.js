@@ -68423,17 +68423,17 @@ function saveCacheV1(paths_1, key_1, options_1) {
     var _a2, _b, _c, _d, _e, _f;
     const compressionMethod = yield getCompressionMethod();
     let cacheId = -1;
-    const cachePaths = yield resolvePaths(paths);
+    const cachePaths2 = yield resolvePaths(paths);
     debug("Cache Paths:");
-    debug(`${JSON.stringify(cachePaths)}`);
-    if (cachePaths.length === 0) {
+    debug(`${JSON.stringify(cachePaths2)}`);
+    if (cachePaths2.length === 0) {
       throw new Error(`Path Validation Error: Path(s) specified in the action for caching do(es) not exist, hence no cache is being saved.`);
     }
     const archiveFolder = yield createTempDirectory();
     const archivePath = path11.join(archiveFolder, getCacheFileName(compressionMethod));
     debug(`Archive Path: ${archivePath}`);
     try {
-      yield createTar(archiveFolder, cachePaths, compressionMethod);
+      yield createTar(archiveFolder, cachePaths2, compressionMethod);
       if (isDebug()) {
         yield listTar(archivePath, compressionMethod);
       }
@@ -68492,17 +68492,17 @@ function saveCacheV2(paths_1, key_1, options_1) {
     const compressionMethod = yield getCompressionMethod();
     const twirpClient = internalCacheTwirpClient();
     let cacheId = -1;
-    const cachePaths = yield resolvePaths(paths);
+    const cachePaths2 = yield resolvePaths(paths);
     debug("Cache Paths:");
-    debug(`${JSON.stringify(cachePaths)}`);
-    if (cachePaths.length === 0) {
+    debug(`${JSON.stringify(cachePaths2)}`);
+    if (cachePaths2.length === 0) {
       throw new Error(`Path Validation Error: Path(s) specified in the action for caching do(es) not exist, hence no cache is being saved.`);
     }
     const archiveFolder = yield createTempDirectory();
     const archivePath = path11.join(archiveFolder, getCacheFileName(compressionMethod));
     debug(`Archive Path: ${archivePath}`);
     try {
-      yield createTar(archiveFolder, cachePaths, compressionMethod);
+      yield createTar(archiveFolder, cachePaths2, compressionMethod);
       if (isDebug()) {
         yield listTar(archivePath, compressionMethod);
       }
@@ -68579,6 +68579,15 @@ function saveCacheV2(paths_1, key_1, options_1) {
 import { createHash as createHash2 } from "node:crypto";
 import { readdir as readdir2, lstat as lstat2 } from "node:fs/promises";
 import { join as join7, relative as relative3 } from "node:path";
+
+// src/cache/tree-store.ts
+var TREE_STORE_DIR = "trees";
+var STALE_TMP_MS = 60 * 60 * 1e3;
+
+// src/ci/github/cache-dir.ts
+function cachePaths(dir) {
+  return [join7(dir, "*"), `!${join7(dir, TREE_STORE_DIR)}`];
+}
 async function listingHash(dir) {
   const h = createHash2("sha256");
   let n = 0;
@@ -68591,6 +68600,7 @@ async function listingHash(dir) {
       throw e;
     }
     for (const name of names) {
+      if (d === dir && name === TREE_STORE_DIR) continue;
       const p = join7(d, name);
       const st = await lstat2(p);
       const type = st.isDirectory() ? "d" : st.isSymbolicLink() ? "l" : "f";
@@ -68687,6 +68697,14 @@ var BUILD_FLAGS = {
     to("secrets"),
     { envSplit: "newline", sample: "id=s,src=/s" }
   ),
+  buildContext: list(
+    "--build-context",
+    "name=dir|docker-image://ref",
+    "named context for FROM, COPY --from and RUN --mount from= (repeatable; wins over a stage of that name)",
+    IN,
+    to("namedContexts"),
+    { envSplit: "newline", sample: "src=/tmp" }
+  ),
   git: str(
     "--git",
     "branch=x,single-branch=true,recurse-submodules=true",
@@ -68724,15 +68742,20 @@ var BUILD_FLAGS = {
     IN,
     to("git.tokenUser")
   ),
-  platform: str("--platform", "os/arch[/variant]", "target platform", IN, to("platform"), {
-    sample: "linux/arm64"
-  }),
-  customPlatform: str(
+  platform: list(
+    "--platform",
+    "os/arch[/variant]",
+    "target platform(s): a,b or repeated; several build one image each, pushed as one index",
+    IN,
+    to("platforms"),
+    { sample: "linux/arm64" }
+  ),
+  customPlatform: list(
     "--custom-platform",
     "os/arch[/variant]",
-    "target platform (Kaniko name)",
+    "target platform(s) (Kaniko name)",
     IN,
-    to("platform"),
+    to("platforms"),
     { aliases: ["--customPlatform"], sample: "linux/arm64" }
   ),
   skipUnusedStages: bool(
@@ -68891,6 +68914,14 @@ var BUILD_FLAGS = {
     default: "336h",
     sample: "6h"
   }),
+  treeCacheSize: int(
+    "--tree-cache-size",
+    "MiB",
+    "cap of the extracted-tree store in <cache-dir>/trees (0: off)",
+    CACHE,
+    to("cache.treeStoreMiB"),
+    { default: 4096, sample: "512" }
+  ),
   cacheCopyLayers: bool("--cache-copy-layers", "cache COPY layers", CACHE, to("cache.copyLayers"), {
     sample: "false"
   }),
@@ -69001,6 +69032,14 @@ var BUILD_FLAGS = {
     LOG,
     { cli: "log.format" },
     { sample: "json" }
+  ),
+  progressInterval: str(
+    "--progress-interval",
+    "seconds",
+    "pull, push and extraction progress in logs and JSON: at most one line or event per blob group this often (default 5), besides one per quarter of the bytes",
+    LOG,
+    { cli: "progress.intervalMs" },
+    { sample: "0.5" }
   ),
   logTimestamp: bool("--log-timestamp", "timestamps on log lines", LOG, { cli: "log.timestamps" }),
   // Supply chain (Kimia's names; parsed in attest-flags.ts).
@@ -69172,13 +69211,17 @@ var WARM_FLAGS = {
   buildArg: list("--build-arg", "key=value", "build arg for FROM lines of --dockerfile (repeatable)", IN, {
     cli: "warm.buildArgs"
   }),
-  platform: str("--platform", "os/arch[/variant]", "platform to pull (default: this host)", IN, {
-    cli: "warm.platform"
-  }),
-  customPlatform: str(
+  platform: list(
+    "--platform",
+    "os/arch[/variant]",
+    "platform(s) to pull, a,b or repeated (default: this host)",
+    IN,
+    { cli: "warm.platform" }
+  ),
+  customPlatform: list(
     "--custom-platform",
     "os/arch[/variant]",
-    "platform to pull (Kaniko name)",
+    "platform(s) to pull (Kaniko name)",
     IN,
     { cli: "warm.platform" },
     { aliases: ["--customPlatform"] }
@@ -69253,7 +69296,7 @@ async function run() {
       return;
     }
     const key = getState(STATE.cacheKey);
-    const id = await saveCache2([dir], key);
+    const id = await saveCache2(cachePaths(dir), key);
     if (id === -1) {
       info(`kiln post: cache not saved as ${key} (see the cache client's message above)`);
       return;
