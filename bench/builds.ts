@@ -87,15 +87,24 @@ export interface PairedRuns {
   ref: BuildRun[];
 }
 
-/** kiln and buildah alternately, RUNS times each, same context, each pushing to its own tag. */
-export async function pairedBuilds(env: BenchEnv, ctx: string, name: string): Promise<PairedRuns> {
+/**
+ * kiln and buildah alternately, RUNS times each, same context, each pushing to its own tag; with
+ * `platforms`, both build every platform in one run and push one index.
+ */
+export async function pairedBuilds(
+  env: BenchEnv,
+  ctx: string,
+  name: string,
+  platforms: string[] = [],
+): Promise<PairedRuns> {
   const tag = Date.now().toString(36);
   const out: PairedRuns = { kiln: [], ref: [] };
+  const kilnExtra = platforms.length ? ['--platform', platforms.join(',')] : [];
   for (let i = 0; i < RUNS; i++) {
-    const k = await kilnBuild(env, ctx, `${env.reg.host}/bench/${name}-kiln:${tag}-${i}`);
+    const k = await kilnBuild(env, ctx, `${env.reg.host}/bench/${name}-kiln:${tag}-${i}`, kilnExtra);
     if (k.m.exitCode !== 0) process.stderr.write(`[bench] kiln output tail:\n${tail(k.lines)}\n`);
     out.kiln.push(k);
-    const r = await buildahBuild(env, ctx, `${env.reg.host}/bench/${name}-buildah:${tag}-${i}`);
+    const r = await buildahBuild(env, ctx, `${env.reg.host}/bench/${name}-buildah:${tag}-${i}`, platforms);
     if (r.m.exitCode !== 0) process.stderr.write(`[bench] buildah output tail:\n${tail(r.lines)}\n`);
     out.ref.push(r);
   }
@@ -158,14 +167,25 @@ export function pairedSummary(
   };
 }
 
-export async function buildahBuild(env: BenchEnv, ctx: string, dest: string): Promise<BuildRun> {
+/**
+ * buildah build + push; with `platforms`, `buildah build --platform a,b --manifest` (every platform
+ * in one run, as buildah documents it) and `buildah manifest push --all` of the list.
+ */
+export async function buildahBuild(
+  env: BenchEnv,
+  ctx: string,
+  dest: string,
+  platforms: string[] = [],
+): Promise<BuildRun> {
   const root = join(env.scratch, `buildah-${Date.now()}`);
   mkdirSync(root, { recursive: true });
   const g = `--root ${root}/root --runroot ${root}/run --storage-driver ${env.buildahDriver}`;
   const local = 'localhost/kiln-bench:latest';
-  const script =
-    `buildah ${g} build --isolation chroot ${BUILDAH_LAYERS ? '--layers' : '--layers=false'} --tls-verify=false ` +
-    `-f ${ctx}/Dockerfile -t ${local} ${ctx} && buildah ${g} push --tls-verify=false ${local} docker://${dest}`;
+  const build = `buildah ${g} build --isolation chroot ${BUILDAH_LAYERS ? '--layers' : '--layers=false'} --tls-verify=false -f ${ctx}/Dockerfile`;
+  const script = platforms.length
+    ? `${build} --platform ${platforms.join(',')} --manifest ${local} ${ctx} && ` +
+      `buildah ${g} manifest push --all --tls-verify=false ${local} docker://${dest}`
+    : `${build} -t ${local} ${ctx} && buildah ${g} push --tls-verify=false ${local} docker://${dest}`;
   const lines: TimedLine[] = [];
   try {
     const m = await measure('buildah build+push', ['sh', '-c', script], {

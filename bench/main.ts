@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- registry|tree|app|cache|partial|restore|snapshot|attest ...]`: runs the scenarios (all by default) against a throwaway
+ * `npm run bench [-- registry|tree|app|cache|partial|restore|snapshot|attest|multi-platform ...]`: runs the scenarios (all by default) against a throwaway
  * registry, prints one table per scenario (kiln vs the reference tool: both wall times, kiln/ref and
  * kiln's peak RSS by GNU time) and writes everything as JSON to bench/results/latest.json.
  */
@@ -20,6 +20,7 @@ const SCENARIOS: Record<string, () => Promise<Runner>> = {
   restore: async () => (await import('./restore.ts')).run,
   snapshot: async () => (await import('./snapshot.ts')).run,
   attest: async () => (await import('./attest.ts')).run,
+  'multi-platform': async () => (await import('./multi-platform.ts')).run,
 };
 
 const asked = process.argv.slice(2).filter((a) => a !== '--');

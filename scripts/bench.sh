@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kiln benchmarks: `npm run bench [-- registry|tree|app|cache|partial|restore|snapshot|attest]` (all by default). Needs root (RUN isolation,
+# kiln benchmarks: `npm run bench [-- registry|tree|app|cache|partial|restore|snapshot|attest|multi-platform]` (all by default). Needs root (RUN isolation,
 # buildah) and the packages scripts/setup-system.sh installs; nothing else is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."

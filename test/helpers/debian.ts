@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { SetupError } from './setup-error.ts';
 import { ociArch } from './images.ts';
 import { registryCreds } from './registry.ts';
-import { writeImageLayout } from './oci-layout.ts';
+import { writeImageLayout, writeMultiPlatformLayout } from './oci-layout.ts';
 import type { TestRegistry } from './registry.ts';
 
 const execFileP = promisify(execFile);
@@ -61,18 +61,40 @@ function fail(code: string, message: string, e: unknown, hint: string): SetupErr
   });
 }
 
+/** The cached rootfs tarball of an architecture (the host's keeps its historical name). */
+export function rootfsTarball(arch: string = ociArch()): string {
+  return arch === ociArch()
+    ? DEBIAN_ROOTFS_TARBALL
+    : join(DEBIAN_CACHE, `debian-bookworm-minbase-${arch}.tar.gz`);
+}
+
+/**
+ * debootstrap of a foreign architecture: the first stage unpacks, the second runs the packages'
+ * scripts inside the root through QEMU (binfmt_misc with the F flag, see test/helpers/binfmt.ts).
+ */
+async function debootstrap(arch: string, rootfs: string, mirror: string): Promise<void> {
+  const opts = { maxBuffer: 256 << 20, timeout: 40 * 60_000 };
+  if (arch === ociArch()) {
+    await execFileP('debootstrap', ['--variant=minbase', SUITE, rootfs, mirror], opts);
+    return;
+  }
+  await execFileP(
+    'debootstrap',
+    ['--foreign', `--arch=${arch}`, '--variant=minbase', SUITE, rootfs, mirror],
+    opts,
+  );
+  await execFileP('chroot', [rootfs, '/debootstrap/debootstrap', '--second-stage'], opts);
+}
+
 /** debootstraps bookworm minbase and writes the rootfs tarball atomically (tmp file + rename). */
-async function buildRootfsTarball(): Promise<void> {
+async function buildRootfsTarball(arch: string = ociArch()): Promise<void> {
   await mkdir(DEBIAN_CACHE, { recursive: true });
   const work = await mkdtemp(join(DEBIAN_CACHE, 'debootstrap-'));
   const mirror = debianMirror();
   try {
     const rootfs = join(work, 'rootfs');
     try {
-      await execFileP('debootstrap', ['--variant=minbase', SUITE, rootfs, mirror], {
-        maxBuffer: 256 << 20,
-        timeout: 15 * 60_000,
-      });
+      await debootstrap(arch, rootfs, mirror);
     } catch (e) {
       throw fail(
         'TEST_DEBOOTSTRAP_FAILED',
@@ -110,7 +132,7 @@ async function buildRootfsTarball(): Promise<void> {
     } catch (e) {
       throw fail('TEST_ROOTFS_TAR_FAILED', 'tar of the debootstrapped rootfs failed', e, 'check free space');
     }
-    await rename(tmpTar, DEBIAN_ROOTFS_TARBALL);
+    await rename(tmpTar, rootfsTarball(arch));
   } finally {
     // A failed debootstrap can leave proc/sys mounted inside; never recurse into them.
     for (const m of ['proc', 'sys']) {
@@ -120,15 +142,73 @@ async function buildRootfsTarball(): Promise<void> {
   }
 }
 
+const DEBIAN_CONFIG = {
+  Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+  Cmd: ['bash'],
+};
+
 /** One-layer OCI layout from the rootfs tarball (whose gzip stream is used as the layer as is). */
 function buildLayout(dest: string): Promise<void> {
   return writeImageLayout(dest, {
     layers: [DEBIAN_ROOTFS_TARBALL],
-    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['bash'] },
+    config: DEBIAN_CONFIG,
     architecture: ociArch(),
     createdBy: 'kiln test: debootstrap --variant=minbase bookworm',
     refName: LAYOUT_REF,
   });
+}
+
+/**
+ * A cached OCI layout whose ref `bookworm` is an index of minbase images for every architecture
+ * given (each debootstrapped once, the foreign ones through QEMU: a slow first run).
+ */
+export async function multiArchDebianLayout(archs: string[]): Promise<string> {
+  const dest = join(DEBIAN_CACHE, `debian-bookworm-minbase-oci-${archs.join('_')}-v1`);
+  if (existsSync(join(dest, 'index.json'))) return dest;
+  for (const arch of archs) if (!existsSync(rootfsTarball(arch))) await buildRootfsTarball(arch);
+  await writeMultiPlatformLayout(
+    dest,
+    LAYOUT_REF,
+    archs.map((architecture) => ({
+      layers: [rootfsTarball(architecture)],
+      config: DEBIAN_CONFIG,
+      architecture,
+      createdBy: `kiln test: debootstrap --variant=minbase bookworm (${architecture})`,
+      refName: LAYOUT_REF,
+    })),
+  );
+  return dest;
+}
+
+/** Pushes the multi-architecture bookworm index (skopeo copy --all); returns the index digest. */
+export async function pushMultiArchDebian(
+  reg: TestRegistry,
+  repo: string,
+  tag: string,
+  archs: string[],
+): Promise<string> {
+  const layout = await multiArchDebianLayout(archs);
+  const work = await mkdtemp(join(DEBIAN_CACHE, 'push-'));
+  const digestFile = join(work, 'digest');
+  const args = ['--insecure-policy', 'copy', '--all', '--dest-tls-verify=false', '--digestfile', digestFile];
+  const creds = registryCreds(reg);
+  if (creds) args.push('--dest-creds', creds);
+  args.push(`oci:${layout}:${LAYOUT_REF}`, `docker://${reg.host}/${repo}:${tag}`);
+  try {
+    await execFileP('skopeo', args, { maxBuffer: 64 << 20 });
+    return (await readFile(digestFile, 'utf8')).trim();
+  } catch (e) {
+    throw new SetupError(
+      'registry',
+      'TEST_PUSH_FAILED',
+      `skopeo copy --all to ${reg.host}/${repo}:${tag} failed`,
+      {
+        cause: e,
+      },
+    );
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 }
 
 let layoutPromise: Promise<string> | undefined;

@@ -363,6 +363,16 @@ describe('multi-platform builds', { skip: why }, () => {
     );
   });
 
+  test('SBOM and provenance with several platforms are refused before the build (usage, exit 2)', async () => {
+    const r = await build(['--platform', 'linux/amd64,linux/arm64', '--attest', 'type=sbom', '--no-push']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /SBOM and provenance are made for one platform's image: this build has 2 platforms/,
+    );
+    assert.doesNotMatch(r.stderr, /\] RUN /, 'nothing ran');
+  });
+
   test('one --platform gives one image manifest, the same digest as no --platform at all', async () => {
     const a = await build(['--platform', 'linux/amd64', '-d', `${reg.host}/app/one:a`]);
     assert.equal(a.code, 0, a.stderr);
