@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { flagArgv, type FlagArgs } from '../../cli/argv.ts';
 import { KilnError } from '../../util/errors.ts';
 import type { ActionInputs } from './action-inputs.ts';
-import { attestArgs } from './attest-inputs.ts';
+import { attestArgs, defaultProvenanceApplies } from './attest-inputs.ts';
 import { cachePlan, exportPlan, type ExportPlan } from './exporters.ts';
 import { defaultGitContext, expandDefaultContext } from './git-context.ts';
 import { inputReports, type Report } from './reports.ts';
@@ -146,6 +146,20 @@ export function planAction(i: ActionInputs, facts: PlanFacts): ActionPlan {
   const ociLayoutTemp =
     exports.ociTarball && !exports.ociLayoutDir ? join(facts.work, 'oci-layout') : undefined;
   const loadArchive = exports.load && !exports.dockerArchive ? join(facts.work, 'load.tar') : undefined;
+  const attestFacts = {
+    provenance: i.provenance,
+    sbom: i.sbom,
+    attests: i.attests,
+    exportsImage: exports.push || Boolean(exports.ociLayoutDir || exports.ociTarball),
+    dockerExporter: exports.dockerExporter,
+    env: facts.env,
+  };
+  if (i.platforms.length > 1 && defaultProvenanceApplies(attestFacts))
+    reports.push({
+      level: 'warning',
+      input: 'provenance',
+      message: `buildx's default provenance is left out: kiln does not attest a multi-platform index yet (${i.platforms.length} platforms); set provenance: false to silence this, or build one platform per step for attestations`,
+    });
   const values: FlagArgs = {
     context,
     ...(i.file ? { dockerfile: i.file } : {}),
@@ -172,14 +186,7 @@ export function planAction(i: ActionInputs, facts: PlanFacts): ActionPlan {
       : {}),
     ...(i.oci === 'false' ? { format: 'docker' as const } : {}),
     ...(i.reproducible ? { reproducible: true } : {}),
-    attest: attestArgs({
-      provenance: i.provenance,
-      sbom: i.sbom,
-      attests: i.attests,
-      exportsImage: exports.push || Boolean(exports.ociLayoutDir || exports.ociTarball),
-      dockerExporter: exports.dockerExporter,
-      env: facts.env,
-    }),
+    attest: attestArgs({ ...attestFacts, platforms: i.platforms.length }),
     ...(i.sign ? { sign: true } : {}),
     insecureRegistry: i.insecureRegistries,
     ...files,
