@@ -10,7 +10,6 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { BuildPlan } from '../plan/plan.ts';
 import type { Platform } from '../image/types.ts';
-import { formatPlatform } from '../image/platform.ts';
 import { BuildRun, type ExecuteInputs } from './build-run.ts';
 import { executePlan, targetImage, type ExecutedImage } from './executor.ts';
 import { Limiter, scheduleStagesWith } from './schedule.ts';
@@ -88,7 +87,5 @@ export async function executePlatforms(
   );
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
-  for (const r of runs)
-    inp.logger.debug(`${formatPlatform(r.inp.targetPlatform)}: ${r.steps.length} step reports`);
   return runs.map(targetImage);
 }
