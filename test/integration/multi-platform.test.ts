@@ -363,6 +363,60 @@ describe('multi-platform builds', { skip: why }, () => {
     );
   });
 
+  test('--sign signs the index and every platform image (cosign format, verified by openssl)', async () => {
+    const key = join(work, 'sign.pem');
+    const pub = join(work, 'sign.pub');
+    await execFileP('openssl', [
+      'genpkey',
+      '-algorithm',
+      'EC',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-out',
+      key,
+    ]);
+    await execFileP('openssl', ['pkey', '-in', key, '-pubout', '-out', pub]);
+    const r = await build([
+      '--platform',
+      'linux/amd64,linux/arm64',
+      '-d',
+      `${reg.host}/app/signed:1`,
+      '--sign',
+      '--cosign-key',
+      key,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const top = await raw('app/signed/manifests/1');
+    const index = JSON.parse(top.bytes.toString()) as IndexDoc;
+    for (const digest of [sha(top.bytes), ...index.manifests.map((m) => m.digest)]) {
+      const sig = await json<{ layers: Array<{ digest: string; annotations: Record<string, string> }> }>(
+        `app/signed/manifests/${digest.replace(':', '-')}.sig`,
+      );
+      const layer = sig.layers[0]!;
+      const payload = (await raw(`app/signed/blobs/${layer.digest}`)).bytes;
+      const dir = await mkdtemp(join(work, 'v-'));
+      await writeFile(join(dir, 'payload'), payload);
+      await writeFile(
+        join(dir, 'sig'),
+        Buffer.from(layer.annotations['dev.cosignproject.cosign/signature']!, 'base64'),
+      );
+      const v = await execFileP('openssl', [
+        'dgst',
+        '-sha256',
+        '-verify',
+        pub,
+        '-signature',
+        join(dir, 'sig'),
+        join(dir, 'payload'),
+      ]);
+      assert.match(v.stdout, /Verified OK/);
+      const doc = JSON.parse(payload.toString()) as {
+        critical: { image: { 'docker-manifest-digest': string } };
+      };
+      assert.equal(doc.critical.image['docker-manifest-digest'], digest);
+    }
+  });
+
   test('SBOM and provenance with several platforms are refused before the build (usage, exit 2)', async () => {
     const r = await build(['--platform', 'linux/amd64,linux/arm64', '--attest', 'type=sbom', '--no-push']);
     assert.equal(r.code, 2, r.stderr);
