@@ -2,6 +2,7 @@
  * The build entry point every adapter calls: frontend → plan → execute → assemble → publish.
  * Wires the real filesystem, isolation and registry parts into the executor.
  */
+import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -114,6 +115,17 @@ export async function planDockerfile(
   };
 }
 
+/**
+ * The build's own dir: only the build user may list it (the trees hold the image's setuid-root
+ * files); its name has a random part because the plain rung's PRoot mode makes it enterable by all.
+ */
+async function makeBuildDir(workDir: string): Promise<string> {
+  const dir = resolve(workDir, `build-${process.pid}-${Date.now()}-${randomBytes(8).toString('hex')}`);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+  return dir;
+}
+
 async function buildInContext(
   contextDir: string,
   opts: BuildOptions,
@@ -132,15 +144,13 @@ async function buildInContext(
   const patterns = await contextIgnore(contextDir, dockerfilePath, opts.cache.dir);
   const context = new ContextSource(contextDir, new IgnoreMatcher(patterns));
 
-  const workDir = resolve(opts.workDir, `build-${process.pid}-${Date.now()}`);
-  // Only the build user may enter the build trees: they hold the image's setuid-root files.
-  await mkdir(workDir, { recursive: true, mode: 0o700 });
-  await chmod(workDir, 0o700);
+  const workDir = await makeBuildDir(opts.workDir);
   const { probe, chosen } = await chooseIsolation(opts, workDir, logger);
   const onOutput = hooks.onOutput ?? ((c: Buffer) => void process.stderr.write(c));
   const sandbox = createSandbox(probe.chosen, {
     workDir: join(workDir, 'sandbox'),
     onWarning: (m) => logger.warn(m),
+    ...(probe.plainProc ? { plainProc: probe.plainProc } : {}),
   });
   const engine = probe.snapshot;
   const deps: ExecutorDeps = {

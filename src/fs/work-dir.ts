@@ -77,7 +77,8 @@ export async function ensureWorkDir(dir: string, isDefault = dir === defaultWork
       const what = st.isSymbolicLink() ? 'is a symlink' : `belongs to uid ${st.uid}, not to uid ${euid}`;
       throw new KilnError('fs', 'WORK_DIR_FOREIGN', `the work directory ${dir} ${what}`, { hint: HINT });
     }
-    if ((st.mode & 0o077) !== 0) await chmod(dir, 0o700);
+    // Enter-only bits (0711) are what the plain rung's PRoot mode gives its tracees; no one may list.
+    if ((st.mode & 0o066) !== 0) await chmod(dir, 0o700);
   }
   try {
     accessSync(dir, constants.W_OK | constants.X_OK);

@@ -17,6 +17,7 @@ export const CAP = {
   NET_BIND_SERVICE: 10,
   NET_RAW: 13,
   SYS_CHROOT: 18,
+  SYS_PTRACE: 19,
   MKNOD: 27,
   AUDIT_WRITE: 29,
   SETFCAP: 31,
@@ -24,7 +25,9 @@ export const CAP = {
 export type CapName = keyof typeof CAP;
 
 /** Docker's (and BuildKit's) default capability set of a container / build step. */
-export const DOCKER_DEFAULT_CAPS: readonly CapName[] = Object.keys(CAP) as CapName[];
+export const DOCKER_DEFAULT_CAPS: readonly CapName[] = (Object.keys(CAP) as CapName[]).filter(
+  (c) => c !== 'SYS_PTRACE',
+);
 
 /**
  * The plain rung: without SYS_CHROOT (a second chroot leads out of kiln's chroot), MKNOD (a node made

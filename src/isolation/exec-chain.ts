@@ -16,7 +16,9 @@ export interface ExecChainInput {
   root: string;
   hostCwd: string;
   /** pivot: PID 1 of a mount namespace pivot_roots (namespaced rungs); chroot: the plain rung. */
-  mode: 'pivot' | 'chroot';
+  mode: 'pivot' | 'chroot' | 'proot';
+  /** proot: the seccomp filter (proot-filter.ts), hex. */
+  filter?: string;
   /** The capability set a RUN keeps (ignored with RUN --security=insecure). */
   caps: readonly CapName[];
   /** Highest capability number of the running kernel (/proc/sys/kernel/cap_last_cap). */
@@ -50,6 +52,7 @@ export function execChain(perl: string, input: ExecChainInput): string[] {
     caps,
     String(input.lastCap),
     ...[n.pivotRoot, n.umount2, n.prctl, n.capget, n.capset, n.setgroups].map(String),
+    input.filter ?? '-',
     String(env.length),
     ...env,
     ...spec.argv,

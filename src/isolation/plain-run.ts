@@ -5,7 +5,7 @@
  * network isolation in this rung.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { resolveInRoot } from '../fs/rootpath.ts';
 import { KilnError } from '../util/errors.ts';
@@ -14,7 +14,9 @@ import { execChain } from './exec-chain.ts';
 import type { RunContext } from './run-context.ts';
 import { exists } from './root-stubs.ts';
 import type { ResolvedMount } from './root-stubs.ts';
-import { runTool } from './tools.ts';
+import { TRACER_CAPS, prootCommand, procWritable, readOnlyProcWrapper } from './plain-proot.ts';
+import { prootFilterHex } from './proot-filter.ts';
+import { findTool, runTool } from './tools.ts';
 import { spawnAndWait } from './spawn-run.ts';
 import type { RunResult } from './types.ts';
 
@@ -44,11 +46,79 @@ async function makeDevNodes(c: RunContext): Promise<void> {
   }
 }
 
+/** /dev/shm as a private sticky directory (shm_open and POSIX semaphores only need a directory). */
+async function makeShm(c: RunContext): Promise<string | undefined> {
+  const shm = await resolveInRoot(c.root, '/dev/shm');
+  if (await exists(shm)) return undefined;
+  await c.stubs.ensure(c.root, shm, 'dir');
+  await chmod(shm, 0o1777);
+  return shm;
+}
+
+/**
+ * PRoot's tracees use host paths below the root with their own ids: the kiln work dir and the build
+ * dir (0700) become 0711 (enter, not list; their names carry random parts) so a RUN's non-root
+ * processes (USER, apt's _apt) reach the root. Only directories of this user inside `top` change.
+ */
+async function letTraverse(root: string, top: string): Promise<string | undefined> {
+  const euid = process.geteuid?.() ?? 0;
+  let closed: string | undefined;
+  for (let d = posix.dirname(root); d !== '/'; d = posix.dirname(d)) {
+    const st = await stat(d);
+    if ((st.mode & 0o001) !== 0) continue;
+    if (d.startsWith(top) && st.uid === euid) await chmod(d, (st.mode & 0o7777) | 0o011);
+    else closed ??= d;
+  }
+  return closed;
+}
+
+/** The run init's command line in PRoot mode (plain-proot.ts), wrapped where /proc is writable. */
+async function prootChain(c: RunContext): Promise<string[]> {
+  const assets = await c.proot!();
+  for (const p of ['/proc', '/dev/pts']) await c.stubs.ensure(c.root, await resolveInRoot(c.root, p), 'dir');
+  const hostBinds = ['/proc', '/dev/pts'];
+  if (await exists('/dev/ptmx')) {
+    const ptmx = await resolveInRoot(c.root, '/dev/ptmx');
+    if (!(await exists(ptmx))) await c.stubs.ensure(c.root, ptmx, 'file');
+    hostBinds.push('/dev/ptmx');
+  }
+  const closed = await letTraverse(c.root, c.shareTop);
+  if (closed && c.spec.uid !== 0) {
+    c.opts.onWarning?.(
+      `${closed} cannot be entered by other users, so this RUN's user ${c.spec.uid} cannot reach the root under PRoot; pass a --work-dir whose parent directories are enterable (e.g. under /tmp)`,
+    );
+  }
+  const cmd = prootCommand({
+    assets,
+    root: c.root,
+    spec: c.spec,
+    cwd: '/' + posix.relative(c.root, c.hostCwd),
+    setgroupsDenied: c.setgroupsDenied,
+    syscalls: c.tools.syscalls,
+    hostBinds,
+  });
+  const chain = execChain(c.tools.perl, {
+    spec: { argv: cmd.argv, env: cmd.env, uid: 0, gid: 0, additionalGids: [], insecure: c.spec.insecure },
+    root: c.root,
+    hostCwd: c.root,
+    mode: 'proot',
+    filter: prootFilterHex(),
+    caps: [...PLAIN_CAPS, ...TRACER_CAPS],
+    lastCap: c.tools.lastCap,
+    syscalls: c.tools.syscalls,
+    setgroupsDenied: c.setgroupsDenied,
+  });
+  if (!procWritable()) return chain;
+  return [...readOnlyProcWrapper(findTool('unshare')!, findTool('mount')!, c.tools.sh), ...chain];
+}
+
 export async function runPlain(c: RunContext): Promise<RunResult> {
   if (c.spec.network === 'none') {
     c.opts.onWarning?.('network=none is not possible in the plain isolation rung; the host network is used');
   }
   await makeDevNodes(c);
+  // Its content goes with the step, as a tmpfs's would.
+  const shm = await makeShm(c);
   // Emulated mounts: whatever was at the target is moved aside and put back afterwards.
   const placed: { m: ResolvedMount; aside?: string }[] = [];
   const cp = async (src: string, dst: string, dir: boolean): Promise<void> => {
@@ -70,19 +140,21 @@ export async function runPlain(c: RunContext): Promise<RunResult> {
       if (dir) await mkdir(m.host, { mode: 0o755 });
       if (m.spec.type === 'bind') await cp(m.spec.source, m.host, dir);
     }
-    const chain = execChain(c.tools.perl, {
-      spec: c.spec,
-      root: c.root,
-      hostCwd: c.hostCwd,
-      mode: 'chroot',
-      caps: PLAIN_CAPS,
-      lastCap: c.tools.lastCap,
-      syscalls: c.tools.syscalls,
-      setgroupsDenied: c.setgroupsDenied,
-    });
+    const chain = c.proot
+      ? await prootChain(c)
+      : execChain(c.tools.perl, {
+          spec: c.spec,
+          root: c.root,
+          hostCwd: c.hostCwd,
+          mode: 'chroot',
+          caps: PLAIN_CAPS,
+          lastCap: c.tools.lastCap,
+          syscalls: c.tools.syscalls,
+          setgroupsDenied: c.setgroupsDenied,
+        });
     // Its own session and process group; the init is a child subreaper, so every orphan of the
     // step is its child and is killed when the step ends.
-    return await spawnAndWait(c.tools.perl, chain.slice(1), c.spec, c.opts, true);
+    return await spawnAndWait(chain[0]!, chain.slice(1), c.spec, c.opts, true);
   } finally {
     for (const { m, aside } of placed.reverse()) {
       if (
@@ -104,5 +176,6 @@ export async function runPlain(c: RunContext): Promise<RunResult> {
       await rm(m.host, { recursive: true, force: true });
       if (aside) await rename(aside, m.host);
     }
+    if (shm) await rm(shm, { recursive: true, force: true });
   }
 }

@@ -11,6 +11,7 @@ import { posix } from 'node:path';
 import { createSnapshotter } from '../fs/snapshotter.ts';
 import type { SnapshotEngine } from '../fs/types.ts';
 import { createSandbox } from './sandbox.ts';
+import type { PlainProc } from './plain-proot.ts';
 import type { Rung } from './types.ts';
 
 /** Exit status of a command that does not exist (nsenter/env cannot exec it). */
@@ -21,14 +22,22 @@ function why(e: unknown): string {
 }
 
 /** Undefined when a RUN works in `rung` with `engine` here, else the one-line reason it does not. */
-export async function trialRun(rung: Rung, engine: SnapshotEngine, dir: string): Promise<string | undefined> {
+export async function trialRun(
+  rung: Rung,
+  engine: SnapshotEngine,
+  dir: string,
+  plainProc?: PlainProc,
+): Promise<string | undefined> {
   const base = await mkdtemp(posix.join(dir, `trial-${rung}-${engine}-`));
   const rootfs = posix.join(base, 'rootfs');
   await mkdir(posix.join(rootfs, 'etc'), { recursive: true });
   await writeFile(posix.join(rootfs, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
   let step;
   try {
-    const sandbox = createSandbox(rung, { workDir: posix.join(base, 'sandbox') });
+    const sandbox = createSandbox(rung, {
+      workDir: posix.join(base, 'sandbox'),
+      ...(plainProc ? { plainProc } : {}),
+    });
     step = await createSnapshotter(engine, rootfs, posix.join(base, 'scratch')).begin({ exclude: [] });
     const r = await sandbox.run({
       root: step.runRoot,

@@ -20,6 +20,8 @@ import { findTool, firstLine, inInitialUserNamespace, mappedIdCount, runTool, sh
 import type { ProbeResult, Rung, RungReport } from './types.ts';
 import type { SnapshotEngine } from '../fs/types.ts';
 import { trialRun } from './probe-trial.ts';
+import { PLAIN_PROC_ENV, plainProcWanted, prootUnavailable } from './plain-proot.ts';
+import type { PlainProc } from './plain-proot.ts';
 import { currentSubIdRanges } from './userns.ts';
 
 export type IsolationWant = 'auto' | Rung;
@@ -187,7 +189,7 @@ async function probePlain(ctx: Ctx): Promise<RungOutcome> {
   return {
     rung: 'plain',
     ok: true,
-    reason: 'chroot works (no namespaces: no /proc, no network isolation, mounts are emulated by copying)',
+    reason: 'chroot works (no namespaces: no network isolation, mounts are emulated by copying)',
     overlay: false,
   };
 }
@@ -281,7 +283,7 @@ export async function probeIsolation(opts: ProbeOptions): Promise<ProbeResult> {
     outcomes.set('plain', await probePlain(ctx));
     const order = preferenceOrder(ctx.euid, ctx.initNs);
     const candidates = opts.want === 'auto' ? order : [opts.want];
-    let chosen: { rung: Rung; engine: SnapshotEngine; note?: string } | undefined;
+    let chosen: ({ rung: Rung } & Picked) | undefined;
     for (const rung of order) {
       const o = outcomes.get(rung)!;
       if (!o.ok || (chosen && !opts.tryAll) || (!candidates.includes(rung) && !opts.tryAll)) continue;
@@ -316,6 +318,7 @@ export async function probeIsolation(opts: ProbeOptions): Promise<ProbeResult> {
       snapshot: chosen?.engine ?? 'walk',
     };
     if (chosen?.note) result.snapshotNote = chosen.note;
+    if (chosen?.plainProc) result.plainProc = chosen.plainProc;
     // Walk although overlay was wanted and mountable: a missing tool or a failed trial.
     if (chosen?.engine === 'walk' && chosen.note?.startsWith('overlay snapshots'))
       result.snapshotFallback = true;
@@ -326,20 +329,67 @@ export async function probeIsolation(opts: ProbeOptions): Promise<ProbeResult> {
   }
 }
 
+/** The plain rung's /proc mechanisms to try, best first, and why PRoot is not among them. */
+function plainProcCandidates(): { procs: PlainProc[]; why?: string } {
+  const want = plainProcWanted();
+  if (want === 'none') return { procs: ['none'], why: `${PLAIN_PROC_ENV}=none` };
+  const missing = prootUnavailable();
+  if (want === 'proot' && missing) {
+    throw new KilnError('isolation', 'RUNG_UNAVAILABLE', `${PLAIN_PROC_ENV}=proot, but ${missing}`, {
+      hint: `unset ${PLAIN_PROC_ENV} to run plain-rung RUN steps without /proc`,
+    });
+  }
+  if (missing) return { procs: ['none'], why: missing };
+  return { procs: want === 'proot' ? ['proot'] : ['proot', 'none'] };
+}
+
+const PROC_NOTE: Record<PlainProc, string> = {
+  proot:
+    '/proc, /dev/pts bound by PRoot (ptrace path translation under a seccomp filter: not a kernel boundary like chroot)',
+  none: 'no /proc (bare chroot)',
+};
+
+type Picked = { engine: SnapshotEngine; note?: string; plainProc?: PlainProc };
+
 /**
- * Runs the trial RUN of a rung whose cheap checks passed, with each candidate engine in turn; marks
- * the rung failed (with the trial's reason) when no engine works. Returns the engine taken.
+ * Runs the trial RUN of a rung whose cheap checks passed, with each candidate engine (and, in the
+ * plain rung, each /proc mechanism) in turn; marks the rung failed (with the trial's reason) when
+ * none works. Returns what was taken.
  */
 async function tryRung(
   rung: Rung,
   o: RungOutcome,
   want: EngineWant,
   dir: string,
-): Promise<{ engine: SnapshotEngine; note?: string } | undefined> {
+): Promise<Picked | undefined> {
+  if (rung !== 'plain') return tryEngines(rung, o, want, dir);
+  const { procs, why } = plainProcCandidates();
+  const base = o.reason;
+  let prootWhy = why;
+  for (const proc of procs) {
+    o.ok = true;
+    o.reason = base;
+    const picked = await tryEngines(rung, o, want, dir, proc);
+    if (picked) {
+      o.reason += `; ${PROC_NOTE[proc]}${proc === 'none' && prootWhy ? `: ${prootWhy}` : ''}`;
+      return { ...picked, plainProc: proc };
+    }
+    if (proc === 'proot') prootWhy = `PRoot's trial failed (${o.reason.slice(base.length + 6)})`;
+  }
+  return undefined;
+}
+
+async function tryEngines(
+  rung: Rung,
+  o: RungOutcome,
+  want: EngineWant,
+  dir: string,
+  plainProc?: PlainProc,
+): Promise<Picked | undefined> {
   const { engines, note } = engineCandidates(want, o.overlay);
   let overlayWhy: string | undefined;
   for (const engine of engines) {
-    const err = await trialRun(rung, engine, dir);
+    const err = await trialRun(rung, engine, dir, plainProc);
     if (!err) {
       const why =
         engine === 'walk' && overlayWhy

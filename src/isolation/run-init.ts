@@ -19,7 +19,7 @@
 
 export const RUN_INIT_SCRIPT = String.raw`
 my ($mode, $root, $cwd, $uid, $gid, $groups, $keepGroups, $caps, $lastCap, $nrPivot, $nrUmount2,
-    $nrPrctl, $nrCapget, $nrCapset, $nrSetgroups, $nenv) = splice(@ARGV, 0, 16);
+    $nrPrctl, $nrCapget, $nrCapset, $nrSetgroups, $filter, $nenv) = splice(@ARGV, 0, 17);
 my @env = splice(@ARGV, 0, $nenv);
 my @cmd = @ARGV;
 open(my $W, '>&=', 3) or open($W, '>&', \*STDERR);
@@ -38,6 +38,9 @@ if ($mode eq 'pivot') {
 }
 syscall($nrPrctl, 36, 1, 0, 0, 0);
 my $aborted = 0;
+# proot: the first tracee reports the command's status on this pipe (kept across exec: $^F).
+my ($SR, $SW);
+if ($mode eq 'proot') { $^F = 255; pipe($SR, $SW) or fail("pipe: $!"); $^F = 2; }
 my $pid = fork();
 defined $pid or fail("fork: $!");
 if ($pid == 0) {
@@ -72,6 +75,22 @@ if ($pid == 0) {
   %ENV = ();
   for my $e (@env) { my $i = index($e, '='); $ENV{substr($e, 0, $i)} = substr($e, $i + 1); }
   chdir($cwd) or fail("cannot change to the working directory $cwd: $!");
+  if ($mode eq 'proot') {
+    close($SR);
+    setpgrp(0, 0);
+    my $sfd = fileno($SW);
+    @cmd = map { $_ eq '@kiln-status-fd@' ? $sfd : $_ } @cmd;
+    my $prog = '';
+    for my $i (0 .. length(pack('H*', $filter)) / 8 - 1) {
+      my ($c, $t, $f, $k) = unpack('S C C L', substr(pack('H*', $filter), $i * 8, 8));
+      $k = $$ if $k == 0x7e57ab1e;
+      $k = 4294967296 - $$ if $k == 0x81a854e2;
+      $prog .= pack('S C C L', $c, $t, $f, $k);
+    }
+    syscall($nrPrctl, 38, 1, 0, 0, 0) == 0 or fail("no_new_privs: $!");
+    my $fprog = pack('S x6 Q', length($prog) / 8, unpack('Q', pack('p', $prog)));
+    syscall($nrPrctl, 22, 2, $fprog, 0, 0) == 0 or fail("cannot install the seccomp filter: $!");
+  }
   close($W);
   exec { $cmd[0] } @cmd;
   my $errno = $! + 0;
@@ -103,15 +122,40 @@ sub descendants {
 }
 my $self = readlink('/proc/self');
 $self = $$ unless defined $self && $self =~ /^\d+$/;
-$SIG{TERM} = sub { $aborted = 1; kill 9, map { $_->[0] } descendants($self); };
+# PRoot's tracees would go on untraced if PRoot died first: they are killed until none is left, then it.
+sub reap_all {
+  my ($keep) = @_;
+  for my $round (0 .. 200) {
+    my @left = grep { $_->[0] != $keep } descendants($self);
+    last unless @left;
+    kill 9, map { $_->[0] } @left;
+    while (waitpid(-1, 1) > 0) {}
+    select(undef, undef, undef, 0.01);
+  }
+  kill 9, $keep;
+}
 my $status;
-while (1) {
+if ($mode eq 'proot') {
+  close($SW);
+  $SIG{TERM} = sub { $aborted = 1; reap_all($pid); };
+  my $line = <$SR>;
+  my $inner = 0;
+  if (defined $line && $line =~ /^status (\d+) (\d+)/) { ($status, $inner) = ($1, $2); }
+  else { $status = 9; }
+  my @left = grep { $_->[0] != $pid && $_->[0] != $inner } descendants($self);
+  if (@left && !$aborted) { print $W "kiln lingering: $_->[0] $_->[1] $_->[2]\n" for @left; }
+  reap_all($pid);
+  while (wait() != -1) {}
+}
+$SIG{TERM} = sub { $aborted = 1; kill 9, map { $_->[0] } descendants($self); };
+while ($mode ne 'proot') {
   my $w = wait();
   last if $w == -1;
   if ($w == $pid) { $status = $?; last; }
 }
 $SIG{TERM} = 'IGNORE';
 for my $round (0 .. 100) {
+  last if $mode eq 'proot';
   my @left = descendants($self);
   last unless @left;
   if ($round == 0 && !$aborted) {
@@ -125,7 +169,7 @@ while (wait() != -1) {}
 $status //= 0;
 if ($status & 127) {
   my $sig = $status & 127;
-  if ($mode eq 'chroot') { $SIG{TERM} = 'DEFAULT'; kill $sig, $$; }
+  if ($mode ne 'pivot') { $SIG{TERM} = 'DEFAULT'; kill $sig, $$; }
   exit(128 + $sig);
 }
 exit($status >> 8);
@@ -139,6 +183,7 @@ export interface InitSyscalls {
   capget: number;
   capset: number;
   setgroups: number;
+  setsid: number;
 }
 
 const GENERIC: InitSyscalls = {
@@ -148,9 +193,10 @@ const GENERIC: InitSyscalls = {
   capget: 90,
   capset: 91,
   setgroups: 159,
+  setsid: 157,
 };
 const SYSCALLS: Partial<Record<string, InitSyscalls>> = {
-  x64: { pivotRoot: 155, umount2: 166, prctl: 157, capget: 125, capset: 126, setgroups: 116 },
+  x64: { pivotRoot: 155, umount2: 166, prctl: 157, capget: 125, capset: 126, setgroups: 116, setsid: 112 },
   arm64: GENERIC,
   riscv64: GENERIC,
 };
@@ -159,3 +205,54 @@ const SYSCALLS: Partial<Record<string, InitSyscalls>> = {
 export function syscallNumbers(arch: string): InitSyscalls | undefined {
   return SYSCALLS[arch];
 }
+
+/**
+ * The first process inside PRoot (plain rung, PRoot mode): the host's Perl, bound into the root at
+ * /.kiln-run with its own loader and libraries, because PRoot itself cannot change ids. It leaves
+ * PRoot's session, forks the command with the RUN's groups, ids, environment and working directory,
+ * and reports its wait status (and its own pid) on the pipe the run init reads.
+ */
+export const PROOT_INNER_SCRIPT = String.raw`
+my ($cwd, $uid, $gid, $groups, $keepGroups, $nrSetgroups, $nrSetsid, $nrPrctl, $nrCapget, $nrCapset,
+    $tracerCaps, $fd, $nenv) = splice(@ARGV, 0, 13);
+my @env = splice(@ARGV, 0, $nenv);
+my @cmd = @ARGV;
+open(my $S, '>&=', $fd) or die "kiln sandbox: status pipe: $!\n";
+select((select($S), $| = 1)[0]);
+syscall($nrSetsid);
+# PRoot keeps one capability its tracees drop here: with a permitted set that is not a subset of
+# theirs, no tracee may ptrace it or open its /proc/<pid>/mem (no_new_privs: no exec gives it back).
+my $hdr = pack('LL', 0x20080522, 0);
+my $data = "\0" x 24;
+syscall($nrCapget, $hdr, $data) == 0 or die "kiln sandbox: capget: $!\n";
+my @d = unpack('L6', $data);
+for my $c (split(/,/, $tracerCaps)) {
+  syscall($nrPrctl, 24, $c + 0, 0, 0, 0) == 0 or die "kiln sandbox: capability bound: $!\n";
+  for my $i (0, 1, 2) { $d[$i] &= ~(1 << $c); }
+}
+syscall($nrCapset, $hdr, pack('L6', @d)) == 0 or die "kiln sandbox: capset: $!\n";
+my $pid = fork();
+defined $pid or die "kiln sandbox: fork: $!\n";
+if ($pid == 0) {
+  close($S);
+  if ($keepGroups ne '1') {
+    my @g = grep { length } split(/,/, $groups);
+    syscall($nrSetgroups, scalar(@g), pack('L*', @g)) == 0 or die "kiln sandbox: setgroups: $!\n";
+  }
+  $( = $gid; $) = $gid;
+  ($( == $gid && $) == $gid) or die "kiln sandbox: cannot set gid $gid: $!\n";
+  ($<, $>) = ($uid, $uid);
+  ($< == $uid && $> == $uid) or die "kiln sandbox: cannot set uid $uid: $!\n";
+  syscall($nrPrctl, 4, 1, 0, 0, 0);
+  %ENV = ();
+  for my $e (@env) { my $i = index($e, '='); $ENV{substr($e, 0, $i)} = substr($e, $i + 1); }
+  chdir($cwd) or die "kiln sandbox: cannot change to the working directory $cwd: $!\n";
+  exec { $cmd[0] } @cmd;
+  my $errno = $! + 0;
+  print STDERR "kiln: cannot run $cmd[0]: $!\n";
+  exit($errno == 2 ? 127 : 126);
+}
+waitpid($pid, 0);
+print $S "status $? $$\n";
+exit 0;
+`;

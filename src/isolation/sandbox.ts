@@ -15,6 +15,8 @@ import { runNamespaced } from './namespaced-run.ts';
 import { runPlain } from './plain-run.ts';
 import { Stubs, exists, isDir } from './root-stubs.ts';
 import type { ResolvedMount } from './root-stubs.ts';
+import { prepareProot } from './plain-proot.ts';
+import type { PlainProc, ProotAssets } from './plain-proot.ts';
 import { requireRunTools } from './run-tools.ts';
 import type { RunTools } from './run-tools.ts';
 import type { Rung, RunResult, RunSpec, Sandbox } from './types.ts';
@@ -28,13 +30,20 @@ export interface SandboxOptions {
   onOutput?: (chunk: Buffer, stream: 'stdout' | 'stderr') => void;
   /** Non-fatal notes (e.g. network none is not possible in the plain rung). */
   onWarning?: (message: string) => void;
+  /** Plain rung: how RUN gets /proc (the probe's choice; default none, the bare chroot). */
+  plainProc?: PlainProc;
 }
 
 export function createSandbox(rung: Rung, opts: SandboxOptions): Sandbox {
   const tools = requireRunTools(rung);
+  let assets: Promise<ProotAssets> | undefined;
+  const proot =
+    rung === 'plain' && opts.plainProc === 'proot'
+      ? () => (assets ??= prepareProot(posix.join(opts.workDir, 'proot'), tools.perl))
+      : undefined;
   return {
     rung,
-    run: (spec) => runOnce(rung, tools, opts, spec),
+    run: (spec) => runOnce(rung, tools, opts, spec, proot),
   };
 }
 
@@ -73,7 +82,13 @@ async function resolveMounts(root: string, spec: RunSpec): Promise<ResolvedMount
   return mounts;
 }
 
-async function runOnce(rung: Rung, tools: RunTools, opts: SandboxOptions, spec: RunSpec): Promise<RunResult> {
+async function runOnce(
+  rung: Rung,
+  tools: RunTools,
+  opts: SandboxOptions,
+  spec: RunSpec,
+  proot?: () => Promise<ProotAssets>,
+): Promise<RunResult> {
   if (spec.argv.length === 0) {
     throw new KilnError('run', 'EMPTY_COMMAND', 'RUN has no command');
   }
@@ -113,6 +128,9 @@ async function runOnce(rung: Rung, tools: RunTools, opts: SandboxOptions, spec: 
       etcMounts,
       mounts,
       setgroupsDenied: setgroupsDenied(),
+      proot,
+      // The kiln work dir: the sandbox dir is <work dir>/<build dir>/sandbox.
+      shareTop: posix.dirname(posix.dirname(posix.resolve(opts.workDir))),
     };
     return rung === 'plain' ? await runPlain(ctx) : await runNamespaced(ctx);
   } finally {

@@ -23,6 +23,8 @@ export interface ProbeResult {
   snapshotNote?: string;
   /** The note is a fallback worth a warning (overlay tools missing, overlay trial failed). */
   snapshotFallback?: boolean;
+  /** Plain rung: how RUN gets /proc (PRoot binding, or none: the bare chroot). */
+  plainProc?: 'proot' | 'none';
   /** For rootless: a full subuid/subgid map (true) or a single-id map (false). */
   fullIdMap?: boolean;
 }

@@ -47,6 +47,7 @@ export const ERROR_CODES = {
     'SIGN_KEY_PASSWORD',
     'SIGN_NO_IDENTITY',
     'SNAPSHOT_ENGINE',
+    'PLAIN_PROC',
     'UNKNOWN_TARGET',
     'UNSUPPORTED_FLAG',
   ],

@@ -57,7 +57,7 @@ function ensureSubidUser(): string | undefined {
   return undefined;
 }
 
-function kilnInvoke(rung: string, user?: string) {
+function kilnInvoke(rung: string, user?: string, extraEnv: Record<string, string> = {}) {
   return async (b: HostileBuild): Promise<HostileOutcome> => {
     const wd = join(b.context, '..', 'work');
     await mkdir(wd, { recursive: true });
@@ -81,6 +81,7 @@ function kilnInvoke(rung: string, user?: string) {
       ],
       {
         ...b.env,
+        ...extraEnv,
         KILN_REGISTRY: reg!.host,
         KILN_REGISTRY_USERNAME: 'kiln',
         KILN_REGISTRY_PASSWORD: PASSWORD,
@@ -156,7 +157,7 @@ function assertContained(name: string, r: HostileReport): void {
   });
   assert.match(
     out,
-    /RUN left a process running after its command ended: hostile \(pid \d+/,
+    /RUN left a process running after its command ended: \/?hostile \(pid \d+/,
     'the lingering process is named',
   );
 }
@@ -177,20 +178,34 @@ describe('hostile RUN steps', { skip: skip || undefined }, () => {
 
   const suite = (name: string) => ({ dir: join(work, name), base, password: PASSWORD, dockerToken: TOKEN });
 
-  for (const rung of ['chroot', 'plain'] as const) {
+  // plain twice: /proc bound by PRoot (what auto takes here), and the bare chroot.
+  const variants = [
+    { rung: 'chroot', name: 'chroot', proc: undefined },
+    { rung: 'plain', name: 'plain (PRoot /proc)', proc: 'proot' },
+    { rung: 'plain', name: 'plain (bare chroot)', proc: 'none' },
+  ] as const;
+  for (const v of variants) {
     test(
-      `kiln ${rung} (as root): every attack fails, the host is unchanged`,
+      `kiln ${v.name} (as root): every attack fails, the host is unchanged`,
       { timeout: 300_000 },
       async () => {
-        const r = await runHostileSuite(suite(rung), kilnInvoke(rung));
-        reports.push(formatReport(`kiln ${rung}`, r));
-        assertContained(rung, r);
+        const env: Record<string, string> = v.proc ? { KILN_PLAIN_PROC: v.proc } : {};
+        const r = await runHostileSuite(
+          suite(`${v.rung}-${v.proc ?? 'ns'}`),
+          kilnInvoke(v.rung, undefined, env),
+        );
+        reports.push(formatReport(`kiln ${v.name}`, r));
+        assertContained(v.name, r);
+        if (v.proc === 'proot') assert.match(r.outcome.output, /bound by PRoot/);
+        if (v.proc === 'none') assert.match(r.outcome.output, /no \/proc \(bare chroot\)/);
         // Docker's a80425fb; plain without SYS_CHROOT, MKNOD, NET_RAW, KILL: a00005db.
-        const expected = capMask(rung === 'plain' ? PLAIN_CAPS : DOCKER_DEFAULT_CAPS);
-        assert.equal(expected, rung === 'plain' ? '00000000a00005db' : '00000000a80425fb');
+        const expected = capMask(v.rung === 'plain' ? PLAIN_CAPS : DOCKER_DEFAULT_CAPS);
+        assert.equal(expected, v.rung === 'plain' ? '00000000a00005db' : '00000000a80425fb');
+        // PRoot mode sets no_new_privs (its seccomp filter needs it; setuid is moot under ptrace).
+        const nnp = v.proc === 'proot' ? 1 : 0;
         assert.match(
           r.caps ?? '',
-          new RegExp(`inh=0{16} prm=${expected} eff=${expected} bnd=${expected} amb=0{16} nnp=0 uid=0`),
+          new RegExp(`inh=0{16} prm=${expected} eff=${expected} bnd=${expected} amb=0{16} nnp=${nnp} uid=0`),
         );
       },
     );

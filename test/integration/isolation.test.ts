@@ -19,6 +19,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { probeIsolation } from '../../src/isolation/probe.ts';
 import { createSandbox } from '../../src/isolation/sandbox.ts';
+import { prootUnavailable } from '../../src/isolation/plain-proot.ts';
+import type { PlainProc } from '../../src/isolation/plain-proot.ts';
 import { subuidRange } from '../../src/isolation/userns.ts';
 import type { ProbeResult, Rung, RunResult, RunSpec } from '../../src/isolation/types.ts';
 import { isKilnError } from '../../src/util/errors.ts';
@@ -85,382 +87,404 @@ describe('probeIsolation', () => {
   });
 });
 
-const RUNGS: Rung[] = ['chroot', 'plain'];
+// The plain rung twice: /proc bound by PRoot, and the bare chroot.
+const RUNGS: [Rung, PlainProc | undefined][] = [
+  ['chroot', undefined],
+  ['plain', 'proot'],
+  ['plain', 'none'],
+];
 
-for (const rung of RUNGS) {
-  const available = () => probe?.reports.find((r) => r.rung === rung)?.ok === true;
-  describe(`sandbox ${rung}`, { skip: (!isRoot && 'needs root') || undefined }, () => {
-    const base = (): RunSpec => ({
-      root,
-      argv: [],
-      env: ['PATH=/bin', 'HOME=/root'],
-      cwd: '/',
-      uid: 0,
-      gid: 0,
-      additionalGids: [],
-      mounts: [],
-      network: 'default',
-      hostname: 'kiln',
-    });
-    const run = async (spec: Partial<RunSpec>): Promise<RunResult & { out: string }> => {
-      const chunks: Buffer[] = [];
-      const sb = createSandbox(rung, { workDir: join(work, `sb-${rung}`) });
-      const r = await sb.run({
-        ...base(),
-        ...spec,
-        onStdout: (c) => chunks.push(c),
-        onStderr: (c) => chunks.push(c),
+for (const [rung, proc] of RUNGS) {
+  const available = () =>
+    probe?.reports.find((r) => r.rung === rung)?.ok === true && (proc !== 'proot' || !prootUnavailable());
+  describe(
+    `sandbox ${rung}${proc ? ` (/proc: ${proc})` : ''}`,
+    { skip: (!isRoot && 'needs root') || undefined },
+    () => {
+      const base = (): RunSpec => ({
+        root,
+        argv: [],
+        env: ['PATH=/bin', 'HOME=/root'],
+        cwd: '/',
+        uid: 0,
+        gid: 0,
+        additionalGids: [],
+        mounts: [],
+        network: 'default',
+        hostname: 'kiln',
       });
-      return { ...r, out: Buffer.concat(chunks).toString() };
-    };
-    const sh = (script: string, spec: Partial<RunSpec> = {}) =>
-      run({ ...spec, argv: ['/bin/sh', '-c', script] });
-    let skip: string | false = false;
-
-    before(() => {
-      if (!busybox) skip = 'no static busybox';
-      else if (!available())
-        skip = `rung ${rung} unavailable: ${probe?.reports.find((r) => r.rung === rung)?.reason}`;
-    });
-
-    test('echo, streamed output and tail', async (t) => {
-      if (skip) return t.skip(skip);
-      const r = await sh('echo hi; echo err >&2');
-      assert.equal(r.exitCode, 0);
-      assert.equal(r.signal, undefined);
-      assert.match(r.out, /hi\n/);
-      assert.match(r.out, /err\n/);
-      assert.ok(r.tail.includes('hi'));
-    });
-
-    test('tail keeps only the last 4 KiB', async (t) => {
-      if (skip) return t.skip(skip);
-      const r = await sh('i=0; while [ $i -lt 2000 ]; do echo line$i; i=$((i+1)); done');
-      assert.equal(r.tail.at(-1), 'line1999');
-      assert.ok(r.tail.join('\n').length <= 4096);
-      assert.ok(!r.tail.includes('line0'));
-    });
-
-    const exits: [string, string[], number][] = [
-      ['exit 0', ['/bin/sh', '-c', 'exit 0'], 0],
-      ['exit 3', ['/bin/sh', '-c', 'exit 3'], 3],
-      ['exit 255', ['/bin/sh', '-c', 'exit 255'], 255],
-      ['false', ['/bin/false'], 1],
-      ['missing command', ['/no/such/cmd'], 127],
-    ];
-    for (const [name, argv, code] of exits) {
-      test(`exit code propagates: ${name}`, async (t) => {
-        if (skip) return t.skip(skip);
-        assert.equal((await run({ argv })).exitCode, code);
-      });
-    }
-
-    test('killed by a signal is reported', async (t) => {
-      if (skip) return t.skip(skip);
-      if (rung === 'chroot') {
-        // PID 1 of a PID namespace ignores even SIGKILL sent from inside: kill a child instead.
-        const r = await sh("sh -c 'kill -9 $$'; exit $?");
-        assert.equal(r.exitCode, 137);
-        return;
-      }
-      const r = await sh('kill -9 $$');
-      assert.equal(r.exitCode, 137);
-      assert.match(r.signal ?? '', /SIGKILL/);
-    });
-
-    test('abort signal kills the command', async (t) => {
-      if (skip) return t.skip(skip);
-      const ac = new AbortController();
-      setTimeout(() => ac.abort(), 200);
-      const r = await sh('sleep 30', { signal: ac.signal });
-      assert.match(r.signal ?? '', /aborted/);
-    });
-
-    test('timeout kills the command', async (t) => {
-      if (skip) return t.skip(skip);
-      const t0 = Date.now();
-      const r = await sh('sleep 30', { timeoutMs: 300 });
-      assert.ok(Date.now() - t0 < 10000);
-      assert.notEqual(r.exitCode, 0);
-      assert.match(r.signal ?? '', /timeout/);
-    });
-
-    test('a background process ends with the step and is named in a warning', async (t) => {
-      if (skip) return t.skip(skip);
-      const warnings: string[] = [];
-      const sb = createSandbox(rung, {
-        workDir: join(work, `sb-linger-${rung}`),
-        onWarning: (w) => warnings.push(w),
-      });
-      const t0 = Date.now();
-      // setsid: a new session does not take it out of the step either.
-      const r = await sb.run({
-        ...base(),
-        argv: ['/bin/sh', '-c', 'sleep 312 & setsid sleep 313 & sleep 1; echo started'],
-      });
-      assert.equal(r.exitCode, 0);
-      assert.ok(Date.now() - t0 < 10_000, 'the step does not wait for its background processes');
-      assert.equal(warnings.length, 1, warnings.join('\n'));
-      assert.match(
-        warnings[0]!,
-        /RUN left 2 processes running after its command ended: .*\(pid \d+: (setsid )?sleep 31[23]\), .*\(pid \d+: (setsid )?sleep 31[23]\); killed/,
-      );
-      const cmdline = (p: string) => {
-        try {
-          return readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
-        } catch {
-          return '';
-        }
+      const run = async (spec: Partial<RunSpec>): Promise<RunResult & { out: string }> => {
+        const chunks: Buffer[] = [];
+        const sb = createSandbox(rung, {
+          workDir: join(work, `sb-${rung}-${proc}`, 'b', 'sandbox'),
+          ...(proc ? { plainProc: proc } : {}),
+        });
+        const r = await sb.run({
+          ...base(),
+          ...spec,
+          onStdout: (c) => chunks.push(c),
+          onStderr: (c) => chunks.push(c),
+        });
+        return { ...r, out: Buffer.concat(chunks).toString() };
       };
-      const left = readdirSync('/proc').filter(
-        (p) => /^\d+$/.test(p) && /^(setsid )?sleep 31[23]$/.test(cmdline(p)),
-      );
-      assert.deepEqual(left, [], 'no sleep of the step is left on the host');
-    });
+      const sh = (script: string, spec: Partial<RunSpec> = {}) =>
+        run({ ...spec, argv: ['/bin/sh', '-c', script] });
+      let skip: string | false = false;
 
-    test('environment is exactly spec.env', async (t) => {
-      if (skip) return t.skip(skip);
-      const env = ['PATH=/bin', 'A=1', 'B=with space', 'EMPTY='];
-      const r = await run({ argv: ['/bin/env'], env });
-      assert.equal(r.exitCode, 0);
-      assert.deepEqual(r.out.trim().split('\n').sort(), [...env].sort());
-    });
+      before(() => {
+        if (!busybox) skip = 'no static busybox';
+        else if (!available())
+          skip = `rung ${rung} unavailable: ${probe?.reports.find((r) => r.rung === rung)?.reason}`;
+      });
 
-    const users: [string, Partial<RunSpec>, string, string, string[]][] = [
-      ['root', { uid: 0, gid: 0 }, '0', '0', ['0']],
-      ['1000:1000', { uid: 1000, gid: 1000 }, '1000', '1000', ['1000']],
-      [
-        '1000:1000 + 2000,3000',
-        { uid: 1000, gid: 1000, additionalGids: [2000, 3000] },
-        '1000',
-        '1000',
-        ['1000', '2000', '3000'],
-      ],
-      ['1234:5678', { uid: 1234, gid: 5678 }, '1234', '5678', ['5678']],
-    ];
-    for (const [name, spec, wu, wg, wgroups] of users) {
-      test(`user ${name}`, async (t) => {
+      test('echo, streamed output and tail', async (t) => {
         if (skip) return t.skip(skip);
-        const r = await sh('id -u; id -g; id -G', spec);
-        assert.equal(r.exitCode, 0, r.out);
-        const [u, g, groups] = r.out.trim().split('\n');
-        assert.equal(u, wu);
-        assert.equal(g, wg);
-        // `id -G` lists the primary gid too.
-        assert.deepEqual([...new Set(groups!.trim().split(/\s+/))].sort(), wgroups);
+        const r = await sh('echo hi; echo err >&2');
+        assert.equal(r.exitCode, 0);
+        assert.equal(r.signal, undefined);
+        assert.match(r.out, /hi\n/);
+        assert.match(r.out, /err\n/);
+        assert.ok(r.tail.includes('hi'));
       });
-    }
 
-    test('non-root user cannot write root-owned files', async (t) => {
-      if (skip) return t.skip(skip);
-      const r = await sh('echo x > /etc/passwd', { uid: 1000, gid: 1000 });
-      assert.notEqual(r.exitCode, 0);
-    });
-
-    test('working directory is used and created if missing', async (t) => {
-      if (skip) return t.skip(skip);
-      const r = await sh('pwd', { cwd: '/srv/app/sub' });
-      assert.equal(r.out.trim(), '/srv/app/sub');
-      assert.ok((await lstat(join(root, 'srv/app/sub'))).isDirectory());
-      await rm(join(root, 'srv'), { recursive: true });
-    });
-
-    test('bind mounts ro and rw, tmpfs; no stubs left', async (t) => {
-      if (skip) return t.skip(skip);
-      const ro = join(work, `ro-${rung}`);
-      const rw = join(work, `rw-${rung}`);
-      const file = join(work, `file-${rung}`);
-      await mkdir(ro, { recursive: true });
-      await mkdir(rw, { recursive: true });
-      await writeFile(join(ro, 'in.txt'), 'from host\n');
-      await writeFile(join(rw, 'old.txt'), 'old\n');
-      await writeFile(file, 'secret-value');
-      const before = await listTree(root);
-      const r = await sh(
-        [
-          'cat /mnt/ro/in.txt',
-          'if (echo x > /mnt/ro/new) 2>/dev/null; then echo ro-writable; else echo ro-refused; fi',
-          'cat /mnt/rw/old.txt; echo written > /mnt/rw/new.txt',
-          'echo t > /deep/tmp/x && cat /deep/tmp/x',
-          'cat /run/secrets/s; echo',
-        ].join('; '),
-        {
-          mounts: [
-            { type: 'bind', source: ro, target: '/mnt/ro', readonly: true },
-            { type: 'bind', source: rw, target: '/mnt/rw', readonly: false },
-            { type: 'tmpfs', target: '/deep/tmp', size: 1 << 20 },
-            { type: 'bind', source: file, target: '/run/secrets/s', readonly: true },
-          ],
-        },
-      );
-      assert.equal(r.exitCode, 0, r.out);
-      const lines = r.out.trim().split('\n');
-      assert.equal(lines[0], 'from host');
-      // The plain rung emulates binds by copying: read-only is not enforced, but nothing is kept.
-      assert.equal(lines[1], rung === 'plain' ? 'ro-writable' : 'ro-refused');
-      assert.deepEqual(lines.slice(2), ['old', 't', 'secret-value']);
-      assert.equal(await readFile(join(rw, 'new.txt'), 'utf8'), 'written\n');
-      assert.ok(!existsSync(join(ro, 'new')));
-      assert.deepEqual(await listTree(root), before, 'mount targets, /proc, /dev, /etc stubs are removed');
-    });
-
-    test('existing mount target content is shadowed, then back', async (t) => {
-      if (skip) return t.skip(skip);
-      await mkdir(join(root, 'opt/data'), { recursive: true });
-      await writeFile(join(root, 'opt/data/image.txt'), 'image\n');
-      const src = join(work, `shadow-${rung}`);
-      await mkdir(src, { recursive: true });
-      await writeFile(join(src, 'host.txt'), 'host\n');
-      const r = await sh('ls /opt/data', {
-        mounts: [{ type: 'bind', source: src, target: '/opt/data', readonly: true }],
-      });
-      assert.equal(r.out.trim(), 'host.txt');
-      assert.equal(await readFile(join(root, 'opt/data/image.txt'), 'utf8'), 'image\n');
-      assert.deepEqual(await readdir(join(root, 'opt/data')), ['image.txt']);
-      await rm(join(root, 'opt'), { recursive: true });
-    });
-
-    test('symlinked mount targets resolve inside the root', async (t) => {
-      if (skip) return t.skip(skip);
-      const outside = join(work, `outside-${rung}`);
-      await mkdir(outside, { recursive: true });
-      await symlink(outside, join(root, 'escape'));
-      const src = join(work, `src-${rung}`);
-      await mkdir(src, { recursive: true });
-      await writeFile(join(src, 'f'), 'f\n');
-      const r = await sh('cat /escape/m/f', {
-        mounts: [{ type: 'bind', source: src, target: '/escape/m', readonly: true }],
-      });
-      assert.equal(r.exitCode, 0, r.out);
-      assert.deepEqual(await readdir(outside), [], 'nothing created outside the root');
-      assert.ok(!existsSync(join(root, outside)), 'stub under the root removed');
-      await rm(join(root, 'escape'));
-    });
-
-    test('/etc/hosts, /etc/resolv.conf and /etc/hostname are provided, never left behind', async (t) => {
-      if (skip) return t.skip(skip);
-      const hosts = join(work, 'hosts-in');
-      const resolv = join(work, 'resolv-in');
-      await writeFile(hosts, '10.1.2.3 registry.local\n');
-      await writeFile(resolv, 'nameserver 10.9.9.9\n');
-      const r = await sh('cat /etc/hosts /etc/resolv.conf /etc/hostname; echo changed > /etc/resolv.conf', {
-        hostsFile: hosts,
-        resolvConfFile: resolv,
-        hostname: 'builder',
-      });
-      assert.equal(r.exitCode, 0, r.out);
-      assert.equal(r.out, '10.1.2.3 registry.local\nnameserver 10.9.9.9\nbuilder\n');
-      assert.equal(await readFile(resolv, 'utf8'), 'nameserver 10.9.9.9\n', 'host file untouched');
-      assert.deepEqual((await readdir(join(root, 'etc'))).sort(), ['group', 'passwd']);
-    });
-
-    test('an existing /etc/hosts in the image is shown replaced and kept intact', async (t) => {
-      if (skip) return t.skip(skip);
-      await writeFile(join(root, 'etc/hosts'), 'image hosts\n');
-      const r = await sh('cat /etc/hosts');
-      assert.match(r.out, /localhost kiln/);
-      assert.equal(await readFile(join(root, 'etc/hosts'), 'utf8'), 'image hosts\n');
-      await rm(join(root, 'etc/hosts'));
-    });
-
-    if (rung === 'chroot') {
-      test('new PID namespace: the command is a child of the run init, PID 1', async (t) => {
+      test('tail keeps only the last 4 KiB', async (t) => {
         if (skip) return t.skip(skip);
-        assert.deepEqual((await sh('echo $PPID; cat /proc/1/comm')).out.trim().split('\n'), ['1', 'perl']);
+        const r = await sh('i=0; while [ $i -lt 2000 ]; do echo line$i; i=$((i+1)); done');
+        assert.equal(r.tail.at(-1), 'line1999');
+        assert.ok(r.tail.join('\n').length <= 4096);
+        assert.ok(!r.tail.includes('line0'));
       });
 
-      test('hostname is set', async (t) => {
-        if (skip) return t.skip(skip);
-        assert.equal((await sh('hostname')).out.trim(), 'kiln');
-        assert.equal((await sh('hostname', { hostname: 'other' })).out.trim(), 'other');
-      });
-
-      test('/proc is a fresh mount of the new PID namespace; /dev is minimal', async (t) => {
-        if (skip) return t.skip(skip);
-        const r = await sh(
-          'ls /proc | grep -E "^[0-9]+$" | sort -n | head -1; ls /dev | tr "\\n" " "; echo; echo x > /dev/null && head -c 4 /dev/zero | wc -c',
-        );
-        const [firstPid, devs, zero] = r.out.trim().split('\n');
-        assert.equal(firstPid, '1');
-        for (const n of ['null', 'zero', 'full', 'random', 'urandom', 'tty', 'shm', 'pts', 'fd']) {
-          assert.ok(devs!.split(' ').includes(n), `/dev/${n} in ${devs}`);
-        }
-        assert.equal(zero!.trim(), '4');
-      });
-
-      const nets: [RunSpec['network'], (lines: string[]) => void][] = [
-        ['none', (ifs) => assert.deepEqual(ifs, ['lo'])],
-        ['default', (ifs) => assert.deepEqual(ifs, hostInterfaces())],
-        ['host', (ifs) => assert.deepEqual(ifs, hostInterfaces())],
+      const exits: [string, string[], number][] = [
+        ['exit 0', ['/bin/sh', '-c', 'exit 0'], 0],
+        ['exit 3', ['/bin/sh', '-c', 'exit 3'], 3],
+        ['exit 255', ['/bin/sh', '-c', 'exit 255'], 255],
+        ['false', ['/bin/false'], 1],
+        ['missing command', ['/no/such/cmd'], 127],
       ];
-      for (const [network, check] of nets) {
-        test(`network ${network}`, async (t) => {
+      for (const [name, argv, code] of exits) {
+        test(`exit code propagates: ${name}`, async (t) => {
           if (skip) return t.skip(skip);
-          const r = await sh('tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " | sort', { network });
-          check(r.out.trim().split('\n'));
+          assert.equal((await run({ argv })).exitCode, code);
         });
       }
 
-      test('loopback is up with network none', async (t) => {
+      test('killed by a signal is reported', async (t) => {
         if (skip) return t.skip(skip);
-        const r = await sh('cat /sys/class/net/lo/operstate 2>/dev/null || ip link show lo', {
-          network: 'none',
-        });
-        assert.match(r.out, /UNKNOWN|UP|unknown/);
-      });
-    } else {
-      test('plain: no /proc, /dev nodes made by mknod and removed afterwards', async (t) => {
-        if (skip) return t.skip(skip);
-        const r = await sh(
-          'ls /proc >/dev/null 2>&1 && echo proc || echo noproc; head -c 3 /dev/zero | wc -c',
-        );
-        assert.deepEqual(r.out.trim().split(/\s+/), ['noproc', '3']);
-        assert.ok(!existsSync(join(root, 'dev')));
-      });
-    }
-
-    if (rung === 'chroot') {
-      test('a mount that cannot be made is an isolation error, not a RUN failure', async (t) => {
-        if (skip) return t.skip(skip);
-        const src = join(work, 'dir-onto-file');
-        await mkdir(src, { recursive: true });
-        const before = await listTree(root);
-        const cases: [string, string, RegExp][] = [
-          ['/etc/passwd', 'SANDBOX_SETUP', /cannot bind .* on \/etc\/passwd/],
-          ['/etc/passwd/x', 'MOUNT_TARGET', /\/etc\/passwd\/x.*ENOTDIR/],
-        ];
-        for (const [target, code, msg] of cases) {
-          await assert.rejects(
-            () => sh('true', { mounts: [{ type: 'bind', source: src, target, readonly: false }] }),
-            (e: unknown) =>
-              isKilnError(e) && e.category === 'isolation' && e.code === code && msg.test(e.message),
-          );
+        if (rung === 'chroot') {
+          // PID 1 of a PID namespace ignores even SIGKILL sent from inside: kill a child instead.
+          const r = await sh("sh -c 'kill -9 $$'; exit $?");
+          assert.equal(r.exitCode, 137);
+          return;
         }
-        assert.deepEqual(await listTree(root), before);
+        const r = await sh('kill -9 $$');
+        assert.equal(r.exitCode, 137);
+        assert.match(r.signal ?? '', /SIGKILL/);
       });
-    } else {
-      test('plain: network none is warned about', async (t) => {
+
+      test('abort signal kills the command', async (t) => {
+        if (skip) return t.skip(skip);
+        const ac = new AbortController();
+        setTimeout(() => ac.abort(), 200);
+        const r = await sh('sleep 30', { signal: ac.signal });
+        assert.match(r.signal ?? '', /aborted/);
+      });
+
+      test('timeout kills the command', async (t) => {
+        if (skip) return t.skip(skip);
+        const t0 = Date.now();
+        const r = await sh('sleep 30', { timeoutMs: 300 });
+        assert.ok(Date.now() - t0 < 10000);
+        assert.notEqual(r.exitCode, 0);
+        assert.match(r.signal ?? '', /timeout/);
+      });
+
+      test('a background process ends with the step and is named in a warning', async (t) => {
         if (skip) return t.skip(skip);
         const warnings: string[] = [];
-        const sb = createSandbox('plain', {
-          workDir: join(work, 'sb-warn'),
+        const sb = createSandbox(rung, {
+          workDir: join(work, `sb-linger-${rung}`),
           onWarning: (w) => warnings.push(w),
         });
-        const r = await sb.run({ ...base(), argv: ['/bin/true'], network: 'none' });
+        const t0 = Date.now();
+        // setsid: a new session does not take it out of the step either.
+        const r = await sb.run({
+          ...base(),
+          argv: ['/bin/sh', '-c', 'sleep 312 & setsid sleep 313 & sleep 1; echo started'],
+        });
         assert.equal(r.exitCode, 0);
-        assert.equal(warnings.length, 1);
-        assert.match(warnings[0]!, /network=none/);
+        assert.ok(Date.now() - t0 < 10_000, 'the step does not wait for its background processes');
+        assert.equal(warnings.length, 1, warnings.join('\n'));
+        assert.match(
+          warnings[0]!,
+          /RUN left 2 processes running after its command ended: .*\(pid \d+: (setsid )?sleep 31[23]\), .*\(pid \d+: (setsid )?sleep 31[23]\); killed/,
+        );
+        const cmdline = (p: string) => {
+          try {
+            return readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+          } catch {
+            return '';
+          }
+        };
+        const left = readdirSync('/proc').filter(
+          (p) => /^\d+$/.test(p) && /^(setsid )?sleep 31[23]$/.test(cmdline(p)),
+        );
+        assert.deepEqual(left, [], 'no sleep of the step is left on the host');
       });
-    }
 
-    test('failure to start: missing root is an isolation error', async (t) => {
-      if (skip) return t.skip(skip);
-      await assert.rejects(
-        () => run({ root: join(work, 'nope'), argv: ['/bin/true'] }),
-        (e: unknown) => isKilnError(e) && e.category === 'isolation' && e.code === 'ROOT_MISSING',
-      );
-    });
-  });
+      test('environment is exactly spec.env', async (t) => {
+        if (skip) return t.skip(skip);
+        const env = ['PATH=/bin', 'A=1', 'B=with space', 'EMPTY='];
+        const r = await run({ argv: ['/bin/env'], env });
+        assert.equal(r.exitCode, 0);
+        assert.deepEqual(r.out.trim().split('\n').sort(), [...env].sort());
+      });
+
+      const users: [string, Partial<RunSpec>, string, string, string[]][] = [
+        ['root', { uid: 0, gid: 0 }, '0', '0', ['0']],
+        ['1000:1000', { uid: 1000, gid: 1000 }, '1000', '1000', ['1000']],
+        [
+          '1000:1000 + 2000,3000',
+          { uid: 1000, gid: 1000, additionalGids: [2000, 3000] },
+          '1000',
+          '1000',
+          ['1000', '2000', '3000'],
+        ],
+        ['1234:5678', { uid: 1234, gid: 5678 }, '1234', '5678', ['5678']],
+      ];
+      for (const [name, spec, wu, wg, wgroups] of users) {
+        test(`user ${name}`, async (t) => {
+          if (skip) return t.skip(skip);
+          const r = await sh('id -u; id -g; id -G', spec);
+          assert.equal(r.exitCode, 0, r.out);
+          const [u, g, groups] = r.out.trim().split('\n');
+          assert.equal(u, wu);
+          assert.equal(g, wg);
+          // `id -G` lists the primary gid too.
+          assert.deepEqual([...new Set(groups!.trim().split(/\s+/))].sort(), wgroups);
+        });
+      }
+
+      test('non-root user cannot write root-owned files', async (t) => {
+        if (skip) return t.skip(skip);
+        const r = await sh('echo x > /etc/passwd', { uid: 1000, gid: 1000 });
+        assert.notEqual(r.exitCode, 0);
+      });
+
+      test('working directory is used and created if missing', async (t) => {
+        if (skip) return t.skip(skip);
+        const r = await sh('pwd', { cwd: '/srv/app/sub' });
+        assert.equal(r.out.trim(), '/srv/app/sub');
+        assert.ok((await lstat(join(root, 'srv/app/sub'))).isDirectory());
+        await rm(join(root, 'srv'), { recursive: true });
+      });
+
+      test('bind mounts ro and rw, tmpfs; no stubs left', async (t) => {
+        if (skip) return t.skip(skip);
+        const ro = join(work, `ro-${rung}`);
+        const rw = join(work, `rw-${rung}`);
+        const file = join(work, `file-${rung}`);
+        await mkdir(ro, { recursive: true });
+        await mkdir(rw, { recursive: true });
+        await writeFile(join(ro, 'in.txt'), 'from host\n');
+        await writeFile(join(rw, 'old.txt'), 'old\n');
+        await writeFile(file, 'secret-value');
+        const before = await listTree(root);
+        const r = await sh(
+          [
+            'cat /mnt/ro/in.txt',
+            'if (echo x > /mnt/ro/new) 2>/dev/null; then echo ro-writable; else echo ro-refused; fi',
+            'cat /mnt/rw/old.txt; echo written > /mnt/rw/new.txt',
+            'echo t > /deep/tmp/x && cat /deep/tmp/x',
+            'cat /run/secrets/s; echo',
+          ].join('; '),
+          {
+            mounts: [
+              { type: 'bind', source: ro, target: '/mnt/ro', readonly: true },
+              { type: 'bind', source: rw, target: '/mnt/rw', readonly: false },
+              { type: 'tmpfs', target: '/deep/tmp', size: 1 << 20 },
+              { type: 'bind', source: file, target: '/run/secrets/s', readonly: true },
+            ],
+          },
+        );
+        assert.equal(r.exitCode, 0, r.out);
+        const lines = r.out.trim().split('\n');
+        assert.equal(lines[0], 'from host');
+        // The plain rung emulates binds by copying: read-only is not enforced, but nothing is kept.
+        assert.equal(lines[1], rung === 'plain' ? 'ro-writable' : 'ro-refused');
+        assert.deepEqual(lines.slice(2), ['old', 't', 'secret-value']);
+        assert.equal(await readFile(join(rw, 'new.txt'), 'utf8'), 'written\n');
+        assert.ok(!existsSync(join(ro, 'new')));
+        assert.deepEqual(await listTree(root), before, 'mount targets, /proc, /dev, /etc stubs are removed');
+      });
+
+      test('existing mount target content is shadowed, then back', async (t) => {
+        if (skip) return t.skip(skip);
+        await mkdir(join(root, 'opt/data'), { recursive: true });
+        await writeFile(join(root, 'opt/data/image.txt'), 'image\n');
+        const src = join(work, `shadow-${rung}`);
+        await mkdir(src, { recursive: true });
+        await writeFile(join(src, 'host.txt'), 'host\n');
+        const r = await sh('ls /opt/data', {
+          mounts: [{ type: 'bind', source: src, target: '/opt/data', readonly: true }],
+        });
+        assert.equal(r.out.trim(), 'host.txt');
+        assert.equal(await readFile(join(root, 'opt/data/image.txt'), 'utf8'), 'image\n');
+        assert.deepEqual(await readdir(join(root, 'opt/data')), ['image.txt']);
+        await rm(join(root, 'opt'), { recursive: true });
+      });
+
+      test('symlinked mount targets resolve inside the root', async (t) => {
+        if (skip) return t.skip(skip);
+        const outside = join(work, `outside-${rung}`);
+        await mkdir(outside, { recursive: true });
+        await symlink(outside, join(root, 'escape'));
+        const src = join(work, `src-${rung}`);
+        await mkdir(src, { recursive: true });
+        await writeFile(join(src, 'f'), 'f\n');
+        const r = await sh('cat /escape/m/f', {
+          mounts: [{ type: 'bind', source: src, target: '/escape/m', readonly: true }],
+        });
+        assert.equal(r.exitCode, 0, r.out);
+        assert.deepEqual(await readdir(outside), [], 'nothing created outside the root');
+        assert.ok(!existsSync(join(root, outside)), 'stub under the root removed');
+        await rm(join(root, 'escape'));
+      });
+
+      test('/etc/hosts, /etc/resolv.conf and /etc/hostname are provided, never left behind', async (t) => {
+        if (skip) return t.skip(skip);
+        const hosts = join(work, 'hosts-in');
+        const resolv = join(work, 'resolv-in');
+        await writeFile(hosts, '10.1.2.3 registry.local\n');
+        await writeFile(resolv, 'nameserver 10.9.9.9\n');
+        const r = await sh('cat /etc/hosts /etc/resolv.conf /etc/hostname; echo changed > /etc/resolv.conf', {
+          hostsFile: hosts,
+          resolvConfFile: resolv,
+          hostname: 'builder',
+        });
+        assert.equal(r.exitCode, 0, r.out);
+        assert.equal(r.out, '10.1.2.3 registry.local\nnameserver 10.9.9.9\nbuilder\n');
+        assert.equal(await readFile(resolv, 'utf8'), 'nameserver 10.9.9.9\n', 'host file untouched');
+        assert.deepEqual((await readdir(join(root, 'etc'))).sort(), ['group', 'passwd']);
+      });
+
+      test('an existing /etc/hosts in the image is shown replaced and kept intact', async (t) => {
+        if (skip) return t.skip(skip);
+        await writeFile(join(root, 'etc/hosts'), 'image hosts\n');
+        const r = await sh('cat /etc/hosts');
+        assert.match(r.out, /localhost kiln/);
+        assert.equal(await readFile(join(root, 'etc/hosts'), 'utf8'), 'image hosts\n');
+        await rm(join(root, 'etc/hosts'));
+      });
+
+      if (rung === 'chroot') {
+        test('new PID namespace: the command is a child of the run init, PID 1', async (t) => {
+          if (skip) return t.skip(skip);
+          assert.deepEqual((await sh('echo $PPID; cat /proc/1/comm')).out.trim().split('\n'), ['1', 'perl']);
+        });
+
+        test('hostname is set', async (t) => {
+          if (skip) return t.skip(skip);
+          assert.equal((await sh('hostname')).out.trim(), 'kiln');
+          assert.equal((await sh('hostname', { hostname: 'other' })).out.trim(), 'other');
+        });
+
+        test('/proc is a fresh mount of the new PID namespace; /dev is minimal', async (t) => {
+          if (skip) return t.skip(skip);
+          const r = await sh(
+            'ls /proc | grep -E "^[0-9]+$" | sort -n | head -1; ls /dev | tr "\\n" " "; echo; echo x > /dev/null && head -c 4 /dev/zero | wc -c',
+          );
+          const [firstPid, devs, zero] = r.out.trim().split('\n');
+          assert.equal(firstPid, '1');
+          for (const n of ['null', 'zero', 'full', 'random', 'urandom', 'tty', 'shm', 'pts', 'fd']) {
+            assert.ok(devs!.split(' ').includes(n), `/dev/${n} in ${devs}`);
+          }
+          assert.equal(zero!.trim(), '4');
+        });
+
+        const nets: [RunSpec['network'], (lines: string[]) => void][] = [
+          ['none', (ifs) => assert.deepEqual(ifs, ['lo'])],
+          ['default', (ifs) => assert.deepEqual(ifs, hostInterfaces())],
+          ['host', (ifs) => assert.deepEqual(ifs, hostInterfaces())],
+        ];
+        for (const [network, check] of nets) {
+          test(`network ${network}`, async (t) => {
+            if (skip) return t.skip(skip);
+            const r = await sh('tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " | sort', { network });
+            check(r.out.trim().split('\n'));
+          });
+        }
+
+        test('loopback is up with network none', async (t) => {
+          if (skip) return t.skip(skip);
+          const r = await sh('cat /sys/class/net/lo/operstate 2>/dev/null || ip link show lo', {
+            network: 'none',
+          });
+          assert.match(r.out, /UNKNOWN|UP|unknown/);
+        });
+      } else {
+        test(`plain: ${proc === 'proot' ? '/proc and /dev/pts bound' : 'no /proc'}, /dev/shm, /dev nodes made by mknod; all removed afterwards`, async (t) => {
+          if (skip) return t.skip(skip);
+          const r = await sh(
+            'ls /proc/1 >/dev/null 2>&1 && echo proc || echo noproc; readlink /proc/self/exe || echo noexe; ' +
+              'ls -d /dev/pts/. >/dev/null 2>&1 && echo pts || echo nopts; touch /dev/shm/x && echo shm; head -c 3 /dev/zero | wc -c',
+          );
+          assert.deepEqual(
+            r.out.trim().split(/\s+/),
+            proc === 'proot'
+              ? ['proc', '/bin/busybox', 'pts', 'shm', '3']
+              : ['noproc', 'noexe', 'nopts', 'shm', '3'],
+            r.out,
+          );
+          assert.ok(!existsSync(join(root, 'dev')));
+          assert.ok(!existsSync(join(root, 'proc')));
+        });
+      }
+
+      if (rung === 'chroot') {
+        test('a mount that cannot be made is an isolation error, not a RUN failure', async (t) => {
+          if (skip) return t.skip(skip);
+          const src = join(work, 'dir-onto-file');
+          await mkdir(src, { recursive: true });
+          const before = await listTree(root);
+          const cases: [string, string, RegExp][] = [
+            ['/etc/passwd', 'SANDBOX_SETUP', /cannot bind .* on \/etc\/passwd/],
+            ['/etc/passwd/x', 'MOUNT_TARGET', /\/etc\/passwd\/x.*ENOTDIR/],
+          ];
+          for (const [target, code, msg] of cases) {
+            await assert.rejects(
+              () => sh('true', { mounts: [{ type: 'bind', source: src, target, readonly: false }] }),
+              (e: unknown) =>
+                isKilnError(e) && e.category === 'isolation' && e.code === code && msg.test(e.message),
+            );
+          }
+          assert.deepEqual(await listTree(root), before);
+        });
+      } else {
+        test('plain: network none is warned about', async (t) => {
+          if (skip) return t.skip(skip);
+          const warnings: string[] = [];
+          const sb = createSandbox('plain', {
+            ...(proc ? { plainProc: proc } : {}),
+            workDir: join(work, 'sb-warn'),
+            onWarning: (w) => warnings.push(w),
+          });
+          const r = await sb.run({ ...base(), argv: ['/bin/true'], network: 'none' });
+          assert.equal(r.exitCode, 0);
+          assert.equal(warnings.length, 1);
+          assert.match(warnings[0]!, /network=none/);
+        });
+      }
+
+      test('failure to start: missing root is an isolation error', async (t) => {
+        if (skip) return t.skip(skip);
+        await assert.rejects(
+          () => run({ root: join(work, 'nope'), argv: ['/bin/true'] }),
+          (e: unknown) => isKilnError(e) && e.category === 'isolation' && e.code === 'ROOT_MISSING',
+        );
+      });
+    },
+  );
 }
 
 function hostInterfaces(): string[] {

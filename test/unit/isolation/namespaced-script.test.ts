@@ -18,7 +18,15 @@ import type { NamespacedInput, NamespacedTools } from '../../../src/isolation/na
 import type { ResolvedMount } from '../../../src/isolation/root-stubs.ts';
 import type { RunSpec } from '../../../src/isolation/types.ts';
 
-const SYSCALLS = { pivotRoot: 155, umount2: 166, prctl: 157, capget: 125, capset: 126, setgroups: 116 };
+const SYSCALLS = {
+  pivotRoot: 155,
+  umount2: 166,
+  prctl: 157,
+  capget: 125,
+  capset: 126,
+  setgroups: 116,
+  setsid: 112,
+};
 const user = (o: Partial<RunSpec> = {}) => ({
   argv: ['/bin/sh', '-c', 'echo "a b"'],
   env: ['PATH=/bin', 'HOME=/root'],
@@ -47,7 +55,8 @@ describe('execChain', () => {
     assert.equal(c[3], '--');
     const [mode, root, cwd, uid, gid, groups, keep, caps, last, ...rest] = c.slice(4);
     const sys = rest.slice(0, 6);
-    const nenv = Number(rest[6]);
+    assert.equal(rest[6], '-', 'no seccomp filter outside PRoot mode');
+    const nenv = Number(rest[7]);
     return {
       mode,
       root,
@@ -59,8 +68,8 @@ describe('execChain', () => {
       caps,
       last,
       sys,
-      env: rest.slice(7, 7 + nenv),
-      argv: rest.slice(7 + nenv),
+      env: rest.slice(8, 8 + nenv),
+      argv: rest.slice(8 + nenv),
     };
   };
 
