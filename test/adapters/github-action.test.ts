@@ -7,12 +7,15 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { pushBusyboxImage } from '../helpers/images.ts';
+import { ensureQemuBinfmt } from '../helpers/binfmt.ts';
+import { pushMultiPlatformBusybox } from '../helpers/foreign-images.ts';
 import { cacheKeys, listingHash } from '../../src/ci/github/cache-dir.ts';
 import { runLocalAction, type ActionRun } from './fixtures/local-action.ts';
 
@@ -319,4 +322,46 @@ describe('GitHub Action via @github/local-action', { timeout: 600_000 }, () => {
       assert.match(r.out, /kiln post: (cache off|the build did not succeed)/);
     });
   }
+  test('platforms: one run pushes an index; digest names it, metadata and the summary list each platform', async (t) => {
+    const why = ensureQemuBinfmt(['arm64']);
+    if (why) return t.skip(why);
+    await pushMultiPlatformBusybox(reg, 'base/busybox', 'multi', [
+      { architecture: 'amd64' },
+      { architecture: 'arm64' },
+    ]);
+    const dir = appDir('multi', `FROM ${reg.host}/base/busybox:multi\nRUN uname -m > /arch\n`);
+    const ref = `${reg.host}/app/action-multi`;
+    const r = await runAction('multi', {
+      context: dir,
+      push: 'true',
+      tags: `${ref}:1`,
+      platforms: 'linux/amd64,linux/arm64',
+      username: 'kiln',
+      password: PASSWORD,
+      'insecure-registries': reg.host,
+      isolation: 'auto',
+    });
+    assert.deepEqual(r.errors, [], r.out);
+    const { stdout } = await execFileP('skopeo', [
+      'inspect',
+      '--raw',
+      '--tls-verify=false',
+      '--creds',
+      `kiln:${PASSWORD}`,
+      `docker://${ref}:1`,
+    ]);
+    const index = JSON.parse(stdout) as {
+      mediaType: string;
+      manifests: Array<{ digest: string; platform: { architecture: string } }>;
+    };
+    assert.equal(index.mediaType, 'application/vnd.oci.image.index.v1+json');
+    assert.equal(r.outputs.digest, `sha256:${createHash('sha256').update(stdout).digest('hex')}`);
+    const meta = JSON.parse(r.outputs.metadata ?? '{}') as Record<string, unknown>;
+    assert.deepEqual(
+      meta['kiln.platforms'],
+      index.manifests.map((m) => ({ platform: `linux/${m.platform.architecture}`, digest: m.digest })),
+    );
+    assert.equal((meta['containerimage.descriptor'] as { mediaType: string }).mediaType, index.mediaType);
+    for (const m of index.manifests) assert.ok(r.summary.includes(`<code>${m.digest}</code>`), r.summary);
+  });
 });
