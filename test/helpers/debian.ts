@@ -6,12 +6,12 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { SetupError } from './setup-error.ts';
+import { skopeoPushLayout } from './skopeo-push.ts';
 import { ociArch } from './images.ts';
-import { registryCreds } from './registry.ts';
 import { writeImageLayout, writeMultiPlatformLayout } from './oci-layout.ts';
 import type { TestRegistry } from './registry.ts';
 
@@ -188,27 +188,7 @@ export async function pushMultiArchDebian(
   archs: string[],
 ): Promise<string> {
   const layout = await multiArchDebianLayout(archs);
-  const work = await mkdtemp(join(DEBIAN_CACHE, 'push-'));
-  const digestFile = join(work, 'digest');
-  const args = ['--insecure-policy', 'copy', '--all', '--dest-tls-verify=false', '--digestfile', digestFile];
-  const creds = registryCreds(reg);
-  if (creds) args.push('--dest-creds', creds);
-  args.push(`oci:${layout}:${LAYOUT_REF}`, `docker://${reg.host}/${repo}:${tag}`);
-  try {
-    await execFileP('skopeo', args, { maxBuffer: 64 << 20 });
-    return (await readFile(digestFile, 'utf8')).trim();
-  } catch (e) {
-    throw new SetupError(
-      'registry',
-      'TEST_PUSH_FAILED',
-      `skopeo copy --all to ${reg.host}/${repo}:${tag} failed`,
-      {
-        cause: e,
-      },
-    );
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  return skopeoPushLayout(reg, layout, LAYOUT_REF, { repo, tag }, { all: true, tmpRoot: DEBIAN_CACHE });
 }
 
 let layoutPromise: Promise<string> | undefined;
@@ -229,34 +209,5 @@ export function debianLayout(): Promise<string> {
 
 /** Pushes the debian:bookworm minbase image to `<host>/<repo>:<tag>`; returns its manifest digest. */
 export async function pushDebianImage(reg: TestRegistry, repo: string, tag: string): Promise<string> {
-  const layout = await debianLayout();
-  await mkdir(DEBIAN_CACHE, { recursive: true });
-  const work = await mkdtemp(join(DEBIAN_CACHE, 'push-'));
-  const digestFile = join(work, 'digest');
-  const args = ['--insecure-policy', 'copy', '--dest-tls-verify=false', '--digestfile', digestFile];
-  const creds = registryCreds(reg);
-  if (creds) args.push('--dest-creds', creds);
-  args.push(`oci:${layout}:${LAYOUT_REF}`, `docker://${reg.host}/${repo}:${tag}`);
-  try {
-    try {
-      await execFileP('skopeo', args, { maxBuffer: 64 << 20 });
-    } catch (e) {
-      throw new SetupError(
-        'registry',
-        'TEST_PUSH_FAILED',
-        `skopeo copy to ${reg.host}/${repo}:${tag} failed`,
-        {
-          hint: ((e as { stderr?: string }).stderr ?? String(e)).trim().split('\n').slice(-3).join(' | '),
-          cause: e,
-        },
-      );
-    }
-    const digest = (await readFile(digestFile, 'utf8')).trim();
-    if (!/^sha256:[a-f0-9]{64}$/.test(digest)) {
-      throw new SetupError('internal', 'TEST_PUSH_DIGEST', `skopeo wrote an unexpected digest "${digest}"`);
-    }
-    return digest;
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  return skopeoPushLayout(reg, await debianLayout(), LAYOUT_REF, { repo, tag }, { tmpRoot: DEBIAN_CACHE });
 }

@@ -5,13 +5,14 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { busyboxLayerGz, BUSYBOX_CONFIG, CACHE_ROOT, ociArch } from './images.ts';
 import { writeMultiPlatformLayout, type LayoutImage } from './oci-layout.ts';
-import { registryCreds, type TestRegistry } from './registry.ts';
+import type { TestRegistry } from './registry.ts';
 import { SetupError } from './setup-error.ts';
+import { skopeoPushLayout } from './skopeo-push.ts';
 
 const execFileP = promisify(execFile);
 const DEBS = '/var/cache/kiln-test/debs';
@@ -103,25 +104,5 @@ export async function pushMultiPlatformBusybox(
   platforms: TestPlatform[],
 ): Promise<string> {
   const layout = await multiPlatformBusyboxLayout(platforms);
-  const work = await mkdtemp(join(CACHE_ROOT, 'push-'));
-  const digestFile = join(work, 'digest');
-  const args = ['--insecure-policy', 'copy', '--all', '--dest-tls-verify=false', '--digestfile', digestFile];
-  const creds = registryCreds(registry);
-  if (creds) args.push('--dest-creds', creds);
-  args.push(`oci:${layout}:busybox`, `docker://${registry.host}/${repo}:${tag}`);
-  try {
-    await execFileP('skopeo', args, { maxBuffer: 64 << 20 });
-    return (await readFile(digestFile, 'utf8')).trim();
-  } catch (e) {
-    throw new SetupError(
-      'registry',
-      'TEST_PUSH_FAILED',
-      `skopeo copy --all to ${registry.host}/${repo}:${tag} failed`,
-      {
-        cause: e,
-      },
-    );
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  return skopeoPushLayout(registry, layout, 'busybox', { repo, tag }, { all: true, tmpRoot: CACHE_ROOT });
 }
