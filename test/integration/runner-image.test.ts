@@ -260,6 +260,21 @@ describe(
       else assert.match(p.stderr, /no isolation rung works here/);
       // As the unprivileged kiln user, the chroot rung cannot be available.
       assert.match(p.stdout, /^ {2}chroot\s+FAIL /m);
+      // Every tool a rung, snapshot engine or layer format may need is in the image.
+      assert.doesNotMatch(
+        p.stdout + p.stderr,
+        /not installed|install the \S+ package|apt-get install/,
+        'no missing tool',
+      );
+      for (const bin of [
+        'usr/bin/getfattr',
+        'usr/bin/setfattr',
+        'usr/bin/zstd',
+        'usr/bin/proot',
+        'usr/bin/perl',
+      ]) {
+        await access(join(rootfs, bin), constants.X_OK);
+      }
     });
   },
 );
