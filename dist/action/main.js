@@ -69001,12 +69001,15 @@ function repositoryIsPrivate(env) {
     return true;
   }
 }
-function attestArgs(f) {
-  const out = [];
+function defaultProvenanceApplies(f) {
   const provInAttests = f.attests.some((a) => typeOf(a) === "provenance");
   const noDefault = /^(true|1)$/i.test(f.env.BUILDX_NO_DEFAULT_ATTESTATIONS ?? "");
+  return !f.provenance && !provInAttests && !noDefault && f.exportsImage && !f.dockerExporter;
+}
+function attestArgs(f) {
+  const out = [];
   if (f.provenance) out.push(shorthand("provenance", f.provenance));
-  else if (!provInAttests && !noDefault && f.exportsImage && !f.dockerExporter)
+  else if (defaultProvenanceApplies(f) && f.platforms < 2)
     out.push(`type=provenance,mode=${repositoryIsPrivate(f.env) ? "min" : "max"}`);
   if (f.sbom) out.push(shorthand("sbom", f.sbom));
   for (const a of f.attests) {
@@ -69344,6 +69347,20 @@ function planAction(i, facts) {
   };
   const ociLayoutTemp = exports2.ociTarball && !exports2.ociLayoutDir ? join7(facts.work, "oci-layout") : void 0;
   const loadArchive = exports2.load && !exports2.dockerArchive ? join7(facts.work, "load.tar") : void 0;
+  const attestFacts = {
+    provenance: i.provenance,
+    sbom: i.sbom,
+    attests: i.attests,
+    exportsImage: exports2.push || Boolean(exports2.ociLayoutDir || exports2.ociTarball),
+    dockerExporter: exports2.dockerExporter,
+    env: facts.env
+  };
+  if (i.platforms.length > 1 && defaultProvenanceApplies(attestFacts))
+    reports.push({
+      level: "warning",
+      input: "provenance",
+      message: `buildx's default provenance is left out: kiln does not attest a multi-platform index yet (${i.platforms.length} platforms); set provenance: false to silence this, or build one platform per step for attestations`
+    });
   const values = {
     context: context3,
     ...i.file ? { dockerfile: i.file } : {},
@@ -69366,14 +69383,7 @@ function planAction(i, facts) {
     ...exports2.ociLayoutDir || ociLayoutTemp ? { ociLayoutPath: exports2.ociLayoutDir ?? ociLayoutTemp } : {},
     ...i.oci === "false" ? { format: "docker" } : {},
     ...i.reproducible ? { reproducible: true } : {},
-    attest: attestArgs({
-      provenance: i.provenance,
-      sbom: i.sbom,
-      attests: i.attests,
-      exportsImage: exports2.push || Boolean(exports2.ociLayoutDir || exports2.ociTarball),
-      dockerExporter: exports2.dockerExporter,
-      env: facts.env
-    }),
+    attest: attestArgs({ ...attestFacts, platforms: i.platforms.length }),
     ...i.sign ? { sign: true } : {},
     insecureRegistry: i.insecureRegistries,
     ...files
