@@ -57,6 +57,13 @@ export const RUNNER_ENVS: RunnerEnv[] = [
     subids: '',
   },
   {
+    // The same with `cap_add = ["SYS_PTRACE"]`: the plain rung gets /proc through PRoot.
+    name: 'docker-default-ptrace',
+    flags: [...caps([...DOCKER_CAPS, 'SYS_PTRACE']), '--security-opt', `seccomp=${DOCKER_SECCOMP}`],
+    user: '0:0',
+    subids: '',
+  },
+  {
     name: 'custom-seccomp',
     flags: [
       ...caps(DOCKER_CAPS),

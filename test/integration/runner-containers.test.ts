@@ -211,7 +211,7 @@ describe('kiln in runner containers', { skip, timeout: 30 * 60_000 }, () => {
     'k8s-restricted':
       'the rootless single-id build of the suite does not finish in the pod (not yet diagnosed)',
   };
-  for (const name of ['docker-default', 'privileged', 'k8s-restricted']) {
+  for (const name of ['docker-default', 'docker-default-ptrace', 'privileged', 'k8s-restricted']) {
     const todo = HOSTILE_TODO[name];
     test(`hostile-RUN suite in ${name}: every attack fails, the host is unchanged`, { todo }, async (t) => {
       const env = RUNNER_ENVS.find((e) => e.name === name)!;
