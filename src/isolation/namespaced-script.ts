@@ -161,3 +161,24 @@ export function namespacedInvocation(tools: NamespacedTools, input: NamespacedIn
     ],
   };
 }
+
+/**
+ * Where /proc/sys and sysrq-trigger are writable, the run init starts in a private mount namespace
+ * that makes them read-only and masks what Docker masks (the host is untouched).
+ */
+export function readOnlyProcWrapper(unshare: string, mount: string, sh: string): string[] {
+  const M = shq(mount);
+  const s = ['fail() { echo "kiln sandbox: $*" >&3; exit ' + SETUP_FAILED + '; }'];
+  for (const p of PROC_READONLY) {
+    const q = shq(`/proc/${p}`);
+    s.push(
+      `if [ -e ${q} ]; then ${M} --bind ${q} ${q} && ${M} -o remount,bind,ro ${q} || fail "cannot make /proc/${p} read-only"; fi`,
+    );
+  }
+  for (const p of PROC_MASKED) {
+    const q = shq(`/proc/${p}`);
+    s.push(`if [ -f ${q} ]; then ${M} --bind /dev/null ${q} || fail "cannot mask /proc/${p}"; fi`);
+  }
+  s.push('exec "$@"');
+  return [unshare, '--mount', '--propagation', 'private', '--', sh, '-c', s.join('\n'), 'kiln-plain'];
+}

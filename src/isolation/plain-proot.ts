@@ -16,12 +16,10 @@ import { posix } from 'node:path';
 import { KilnError } from '../util/errors.ts';
 import { CAP } from './capabilities.ts';
 import type { CapName } from './capabilities.ts';
-import { PROC_MASKED, PROC_READONLY } from './namespaced-script.ts';
 import { prootFilterHex } from './proot-filter.ts';
 import { PROOT_INNER_SCRIPT } from './run-init.ts';
 import type { InitSyscalls } from './run-init.ts';
-import { SETUP_FAILED } from './spawn-run.ts';
-import { findTool, runTool, shq } from './tools.ts';
+import { findTool, runTool } from './tools.ts';
 import type { RunSpec } from './types.ts';
 
 /** How a plain-rung RUN gets /proc: bound by PRoot, or none (bare chroot). */
@@ -194,25 +192,4 @@ export function prootCommand(i: ProotRunInput): { env: string[]; argv: string[] 
     ...i.spec.argv,
   ];
   return { env, argv };
-}
-
-/**
- * Where /proc/sys and sysrq-trigger are writable, the run init starts in a private mount namespace
- * that makes them read-only and masks what Docker masks (the host is untouched).
- */
-export function readOnlyProcWrapper(unshare: string, mount: string, sh: string): string[] {
-  const M = shq(mount);
-  const s = ['fail() { echo "kiln sandbox: $*" >&3; exit ' + SETUP_FAILED + '; }'];
-  for (const p of PROC_READONLY) {
-    const q = shq(`/proc/${p}`);
-    s.push(
-      `if [ -e ${q} ]; then ${M} --bind ${q} ${q} && ${M} -o remount,bind,ro ${q} || fail "cannot make /proc/${p} read-only"; fi`,
-    );
-  }
-  for (const p of PROC_MASKED) {
-    const q = shq(`/proc/${p}`);
-    s.push(`if [ -f ${q} ]; then ${M} --bind /dev/null ${q} || fail "cannot mask /proc/${p}"; fi`);
-  }
-  s.push('exec "$@"');
-  return [unshare, '--mount', '--propagation', 'private', '--', sh, '-c', s.join('\n'), 'kiln-plain'];
 }

@@ -22,7 +22,7 @@ import { INSTRUCTION_FLAGS } from '../../../src/dockerfile/instructions.ts';
 const REPO = new URL('../../..', import.meta.url).pathname;
 const SRC = join(REPO, 'src');
 
-/** Shell code kiln generates, not messages: its `--bind` is mount(8)'s. */
+/** Shell code kiln generates (the namespaced RUN set-up, PRoot's /proc/sys guard), not messages: its `--bind` is mount(8)'s. */
 const NOT_MESSAGES = new Set(['src/isolation/namespaced-script.ts']);
 
 /** Flags of other tools that messages quote, and the word the same string must contain. */
