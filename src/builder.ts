@@ -17,7 +17,6 @@ import type { LayerBlob, Platform } from './image/types.ts';
 import {
   assemblePlatforms,
   checkEmulation,
-  checkMultiPlatformOptions,
   planTargets,
   publishPlatforms,
   targetPlatforms,
@@ -135,7 +134,6 @@ async function buildInContext(
 ): Promise<BuildResult> {
   const { plan, targets, explicit, dockerfilePath, dockerfileText, targetPlatform, buildPlatform } =
     await planDockerfile(contextDir, opts);
-  checkMultiPlatformOptions(opts, targets.length);
   checkEmulation(targets, buildPlatform, logger);
   for (const w of plan.warnings) logger.warn(`${w.at ? `${w.at.file}:${w.at.line}: ` : ''}${w.message}`);
   if (plan.unusedBuildArgs.length) {
@@ -204,7 +202,12 @@ async function buildInContext(
     );
     if (built.length > 1) {
       const fetchLayer = (l: LayerBlob): Promise<string> => images.fetchLayer(l);
-      const out = await publishPlatforms(opts, built, client, logger, fetchLayer, supply);
+      const out = await publishPlatforms(opts, built, client, logger, fetchLayer, supply, {
+        dockerfileText,
+        buildPlatform,
+        started,
+        executed: executedAll,
+      });
       return {
         ...out,
         imageId: built[0]!.manifest.config.digest,

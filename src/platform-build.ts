@@ -12,14 +12,16 @@ import { runPlatforms } from './plan/stage-platform.ts';
 import { formatPlatform, hostPlatform, parsePlatformList } from './image/platform.ts';
 import type { BuiltImage, LayerBlob, Platform } from './image/types.ts';
 import { assembleImage } from './image/assemble.ts';
-import { assembleIndex } from './image/image-index.ts';
+import { assembleIndex, configPlatform } from './image/image-index.ts';
 import { emulationFor } from './isolation/emulation.ts';
 import type { PlatformTarget } from './executor/platforms.ts';
 import type { ExecutedImage } from './executor/executor.ts';
 import { publishIndex } from './publish/publish-index.ts';
 import { pushSignatures } from './sign/sign-image.ts';
 import type { RegistryClient } from './registry/client.ts';
-import type { SupplyChain } from './supply-chain.ts';
+import { attestationReport, attestationsFor, type SupplyChain } from './supply-chain.ts';
+import type { Attestations } from './attest/attest-image.ts';
+import { layerOpener } from './publish/publish.ts';
 
 /** The target platforms asked for (the host's when none), and whether any was asked for. */
 export function targetPlatforms(opts: BuildOptions): { platforms: Platform[]; explicit: boolean } {
@@ -47,21 +49,6 @@ export function planTargets(
       namedContexts: opts.namedContexts,
     }),
   }));
-}
-
-/** Refuses what a build of several platforms cannot do yet, before any work. */
-export function checkMultiPlatformOptions(opts: BuildOptions, count: number): void {
-  if (count < 2) return;
-  const { sbom, provenance, sbomOutput, provenanceOutput } = opts.attest;
-  if (sbom || provenance || sbomOutput || provenanceOutput)
-    throw new KilnError(
-      'usage',
-      'BAD_ATTEST',
-      `SBOM and provenance are made for one platform's image: this build has ${count} platforms`,
-      {
-        hint: 'build with one --platform for attestations, or drop --attest / --sbom-output / --provenance-output',
-      },
-    );
 }
 
 /**
@@ -105,7 +92,51 @@ export function assemblePlatforms(
   });
 }
 
-/** The index of every platform's image published (signed when asked); what the build result says. */
+/** What each platform's provenance is made from, besides its own image and steps. */
+export interface IndexAttestationInputs {
+  dockerfileText: string;
+  buildPlatform: Platform;
+  started: number;
+  /** Every platform's execution, in `images` order. */
+  executed: ExecutedImage[];
+}
+
+type PublishedIndex = Pick<BuildResult, 'digest' | 'destinations' | 'platforms' | 'signatures'>;
+
+/**
+ * Each platform's SBOM and provenance (when asked for), made from its own layers, config and
+ * steps, one after the other (each scan streams that image's layers).
+ */
+async function attestPlatforms(
+  opts: BuildOptions,
+  images: BuiltImage[],
+  inputs: IndexAttestationInputs,
+  fetchLayer: (layer: LayerBlob) => Promise<string>,
+  supply: SupplyChain,
+  logger: Logger,
+): Promise<(Attestations | undefined)[]> {
+  const out: (Attestations | undefined)[] = [];
+  for (const [i, image] of images.entries()) {
+    const executed = inputs.executed[i]!;
+    const ctx = {
+      image,
+      dockerfileText: inputs.dockerfileText,
+      targetPlatform: executed.platform,
+      buildPlatform: inputs.buildPlatform,
+      executed,
+      started: inputs.started,
+      supply,
+    };
+    out.push(await attestationsFor(opts, ctx, layerOpener(fetchLayer), logger, true));
+  }
+  return out;
+}
+
+/**
+ * The index of every platform's image published, with each platform's attestation manifest when
+ * asked for (signed when asked: the index, every image and every attestation manifest); what the
+ * build result says.
+ */
 export async function publishPlatforms(
   opts: BuildOptions,
   images: BuiltImage[],
@@ -113,31 +144,40 @@ export async function publishPlatforms(
   logger: Logger,
   fetchLayer: (layer: LayerBlob) => Promise<string>,
   supply: SupplyChain,
-): Promise<Pick<BuildResult, 'digest' | 'destinations' | 'platforms' | 'signatures'>> {
+  inputs: IndexAttestationInputs,
+): Promise<PublishedIndex> {
   const built = assembleIndex(images, opts.output.format);
-  const published = await publishIndex(built, opts.output, client, logger, fetchLayer);
-  const platforms = images.map((img) => ({
-    platform: formatPlatform({
-      os: img.config.os,
-      architecture: img.config.architecture,
-      ...(img.config.variant ? { variant: img.config.variant } : {}),
-    }),
-    digest: img.digest,
-  }));
-  for (const p of platforms) logger.info(`image ${p.platform}: ${p.digest}`);
-  logger.info(`index digest ${built.digest}`);
-  const out: Pick<BuildResult, 'digest' | 'destinations' | 'platforms' | 'signatures'> = {
+  const atts = await attestPlatforms(opts, images, inputs, fetchLayer, supply, logger);
+  const statements = atts.map((a) => a?.statements ?? []);
+  const published = await publishIndex(built, opts.output, client, logger, fetchLayer, statements);
+  const platforms = images.map((img, i) => {
+    const a = atts[i];
+    const manifest = published.attestationDigests?.[img.digest];
+    return {
+      platform: formatPlatform(configPlatform(img.config)),
+      digest: img.digest,
+      ...(a?.statements.length ? { attestations: attestationReport(a, manifest) } : {}),
+    };
+  });
+  for (const p of platforms)
+    logger.info(
+      `image ${p.platform}: ${p.digest}${p.attestations?.manifest ? ` (attestations ${p.attestations.manifest})` : ''}`,
+    );
+  logger.info(`index digest ${published.digest}`);
+  const out: PublishedIndex = {
     digest: published.digest,
     destinations: published.destinations,
     platforms,
   };
-  if (supply.signer)
+  if (supply.signer) {
+    const attested = Object.values(published.attestationDigests ?? {});
     out.signatures = await pushSignatures(
       supply.signer,
       client,
       published.repositories,
-      [built.digest, ...images.map((i) => i.digest)],
+      [published.digest, ...images.map((i) => i.digest), ...attested],
       logger,
     );
+  }
   return out;
 }

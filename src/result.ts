@@ -22,11 +22,21 @@ export interface SignatureReport {
   keyless: boolean;
 }
 
+/** The attestations of one image: its attestation manifest (when pushed) and statements. */
+export interface AttestationReport {
+  manifest?: Digest;
+  /** predicate type → statement blob digest */
+  statements: Record<string, Digest>;
+  packages?: number;
+}
+
 export interface PlatformImage {
   /** `os/arch[/variant]` of the image's config. */
   platform: string;
   /** Its image manifest. */
   digest: Digest;
+  /** Its own SBOM / provenance, made from its layers and config. */
+  attestations?: AttestationReport;
 }
 
 export interface BuildResult {
@@ -39,12 +49,8 @@ export interface BuildResult {
   platforms?: PlatformImage[];
   /** The image manifest (equal to `digest` without attestations). */
   imageDigest?: Digest;
-  attestations?: {
-    manifest?: Digest;
-    /** predicate type → statement blob digest */
-    statements: Record<string, Digest>;
-    packages?: number;
-  };
+  /** One image's attestations (with several platforms, each platform's are in `platforms`). */
+  attestations?: AttestationReport;
   signatures?: SignatureReport[];
   /** Config digest (docker's "image id"); with several platforms, the first platform's. */
   imageId: Digest;

@@ -11,7 +11,7 @@ import type { BuiltImage, LayerBlob, Platform } from './image/types.ts';
 import { formatPlatform } from './image/platform.ts';
 import { sha256Digest } from './image/digest.ts';
 import { parseReference, withDefaultTag } from './registry/reference.ts';
-import type { StepReport } from './result.ts';
+import type { AttestationReport, StepReport } from './result.ts';
 import { createAttestations, type Attestations } from './attest/attest-image.ts';
 import type { BuildResult } from './result.ts';
 import { imageSubject, PredicateType } from './attest/statement.ts';
@@ -93,12 +93,48 @@ export async function prepareSupplyChain(opts: BuildOptions, logger: Logger): Pr
   return signer ? { signer } : {};
 }
 
-/** Attestations for the image, or undefined when none are requested. */
-async function attestationsFor(
+/**
+ * Where `--sbom-output` / `--provenance-output` go for one platform of several: the platform
+ * (`os-arch[-variant]`) inserted before the name's extensions, so `sbom.spdx.json` becomes
+ * `sbom.linux-arm64.spdx.json`, beside the file named; one platform keeps the name as given.
+ */
+export function platformOutputPath(file: string, platform: Platform): string {
+  const slash = file.lastIndexOf('/');
+  const dir = file.slice(0, slash + 1);
+  const base = file.slice(slash + 1);
+  const dot = base.indexOf('.', 1);
+  const tag = formatPlatform(platform).replaceAll('/', '-');
+  return dot < 0 ? `${dir}${base}.${tag}` : `${dir}${base.slice(0, dot)}.${tag}${base.slice(dot)}`;
+}
+
+async function writeOutputs(
+  opts: BuildOptions,
+  atts: Attestations,
+  platform: Platform | undefined,
+  logger: Logger,
+): Promise<void> {
+  const files: [string | undefined, string | undefined][] = [
+    [opts.attest.sbomOutput, atts.sbomDocument],
+    [opts.attest.provenanceOutput, atts.provenanceStatement],
+  ];
+  for (const [file, text] of files) {
+    if (!file || text === undefined) continue;
+    const path = platform ? platformOutputPath(file, platform) : file;
+    await writeFile(path, text);
+    if (platform) logger.info(`wrote ${path} (${formatPlatform(platform)})`);
+  }
+}
+
+/**
+ * Attestations for the image, or undefined when none are requested. `perPlatform`: one image of
+ * several, whose files get its platform in their names.
+ */
+export async function attestationsFor(
   opts: BuildOptions,
   ctx: AttestationContext,
   openLayer: (layer: LayerBlob) => Promise<Readable>,
   logger: Logger,
+  perPlatform = false,
 ): Promise<Attestations | undefined> {
   const { sbom, provenance } = opts.attest;
   if (!sbom && !provenance) return undefined;
@@ -152,11 +188,9 @@ async function attestationsFor(
         }
       : {}),
   });
-  if (opts.attest.sbomOutput && atts.sbomDocument) await writeFile(opts.attest.sbomOutput, atts.sbomDocument);
-  if (opts.attest.provenanceOutput && atts.provenanceStatement)
-    await writeFile(opts.attest.provenanceOutput, atts.provenanceStatement);
+  await writeOutputs(opts, atts, perPlatform ? ctx.targetPlatform : undefined, logger);
   logger.info(
-    `attestations: ${[sbom ? `SBOM (${sbom.format}, ${atts.packages ?? 0} packages)` : '', provenance ? `provenance (mode=${provenance.mode})` : ''].filter(Boolean).join(', ')} in ${Date.now() - t0} ms`,
+    `attestations${perPlatform ? ` for ${platform}` : ''}: ${[sbom ? `SBOM (${sbom.format}, ${atts.packages ?? 0} packages)` : '', provenance ? `provenance (mode=${provenance.mode})` : ''].filter(Boolean).join(', ')} in ${Date.now() - t0} ms`,
   );
   // Generated for a file only (--sbom-output without --attest type=sbom) is not pushed.
   const attached = new Set<string>();
@@ -166,10 +200,7 @@ async function attestationsFor(
 }
 
 /** What the build result says about the attestations. */
-function attestationReport(
-  atts: Attestations,
-  manifest: string | undefined,
-): NonNullable<BuildResult['attestations']> {
+export function attestationReport(atts: Attestations, manifest: string | undefined): AttestationReport {
   const statements: Record<string, string> = {};
   for (const s of atts.statements) statements[s.predicateType] = sha256Digest(s.bytes);
   return {

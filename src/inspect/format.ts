@@ -10,7 +10,9 @@ function statementLine(s: StatementSummary): string {
     return `    SBOM ${s.sbom.format} ${s.sbom.version}: ${s.sbom.packages} packages (subject ${subj}${s.sbom.creator ? `, ${s.sbom.creator}` : ''})`;
   if (s.provenance) {
     const p = s.provenance;
-    const lines = [`    provenance ${s.predicateType}: builder ${p.builderId} (subject ${subj})`];
+    const lines = [
+      `    provenance ${s.predicateType}: builder ${p.builderId}${p.platform ? `, platform ${p.platform}` : ''} (subject ${subj})`,
+    ];
     lines.push(`      buildType ${p.buildType}`);
     for (const d of p.dependencies) lines.push(`      dependency ${d}`);
     return lines.join('\n');
@@ -37,7 +39,8 @@ export function formatInspect(r: InspectReport): string {
   for (const m of r.manifests) out.push(`  ${m.digest} ${m.platform ?? ''}`.trimEnd());
   out.push(r.attestations.length ? 'attestations:' : 'attestations: none');
   for (const a of r.attestations) {
-    out.push(`  ${a.manifest} for ${short(a.subject)} (found in ${a.sources.join(' and ')})`);
+    const of = a.platform ? `${short(a.subject)} ${a.platform}` : short(a.subject);
+    out.push(`  ${a.manifest} for ${of} (found in ${a.sources.join(' and ')})`);
     for (const s of a.statements) out.push(statementLine(s));
   }
   out.push(r.signatures.length ? 'signatures:' : 'signatures: none');

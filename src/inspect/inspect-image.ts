@@ -187,6 +187,11 @@ export async function inspectImage(
     manifests.map((m) => m.digest),
     attestations,
   );
+  // Which platform's image each attestation describes (every platform of an index has its own).
+  for (const a of attestations) {
+    const platform = manifests.find((m) => m.digest === a.subject)?.platform;
+    if (platform) a.platform = platform;
+  }
   const signed = [
     ...new Set([top.digest, ...manifests.map((m) => m.digest), ...attestations.map((a) => a.manifest)]),
   ];

@@ -23,6 +23,8 @@ export interface ProvenanceSummary {
   /** resolvedDependencies, e.g. base images by digest. */
   dependencies: string[];
   invocationId?: string;
+  /** The platform the build was asked for (kiln: `request.platform`; BuildKit: `request.args.platform`). */
+  platform?: string;
 }
 
 export interface StatementSummary {
@@ -43,6 +45,8 @@ export interface AttestationEntry {
   manifest: string;
   /** The image manifest it describes (vnd.docker.reference.digest / subject). */
   subject: string;
+  /** That image's platform, from the index entry naming it (a multi-platform index has one per image). */
+  platform?: string;
   sources: AttestationSource[];
   statements: StatementSummary[];
 }

@@ -51,6 +51,8 @@ function provenanceSummary(p: Json): ProvenanceSummary {
   const def = obj(p.buildDefinition);
   const run = obj(p.runDetails);
   const invocationId = str(obj(run.metadata).invocationId);
+  const request = obj(obj(def.externalParameters).request);
+  const platform = str(request.platform) ?? str(obj(request.args).platform);
   return {
     builderId: str(obj(run.builder).id) ?? '?',
     buildType: str(def.buildType) ?? '?',
@@ -60,6 +62,7 @@ function provenanceSummary(p: Json): ProvenanceSummary {
       return `${str(r.uri) ?? str(r.name) ?? '?'}${sha ? `@sha256:${sha}` : ''}`;
     }),
     ...(invocationId ? { invocationId } : {}),
+    ...(platform ? { platform } : {}),
   };
 }
 

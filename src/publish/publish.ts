@@ -20,7 +20,7 @@ import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
 import type { OutputOptions } from '../options.ts';
 import type { AttestationBlob } from '../attest/statement.ts';
-import { attachAttestations, type AttachedImage } from './attestation-index.ts';
+import { attachAttestations, type AttachedImage, type AttestationManifest } from './attestation-index.ts';
 import { addReferrer } from './referrers.ts';
 
 export interface Published {
@@ -28,8 +28,10 @@ export interface Published {
   destinations: string[];
   /** What the tags name: the index when attestations are attached, else the image manifest. */
   digest: string;
-  /** The attestation manifest, when there is one. */
+  /** The attestation manifest, when there is one (the first image's, of an index). */
   attestationDigest?: string;
+  /** An index with attestations: each image's attestation manifest, by image digest. */
+  attestationDigests?: Record<string, string>;
   /** Repositories pushed to (one per registry/repository), for signing. */
   repositories: Reference[];
 }
@@ -54,6 +56,42 @@ export function repositories(refs: Reference[]): Reference[] {
   return [...seen.values()];
 }
 
+/**
+ * Each attestation manifest pushed by digest into `repo` (its statements verified as blobs first,
+ * as every push does) and listed under its image's referrers tag. Its image must be there already.
+ */
+export async function pushAttestationManifests(
+  client: RegistryClient,
+  repo: Reference,
+  attestations: AttestationManifest[],
+): Promise<void> {
+  for (const a of attestations) {
+    const att = a.attestation;
+    await client.pushImage(att, [{ ...repo, digest: att.digest }], (l) =>
+      Readable.from([a.blobs.get(l.descriptor.digest)!]),
+    );
+    await addReferrer(client, repo, a.subject.digest, {
+      manifest: att.manifest,
+      digest: att.digest,
+      size: att.manifestBytes.length,
+    });
+  }
+}
+
+/** Says that the files hold the image(s) alone, and whether the attestations were pushed. */
+export function warnAttestationsNotInFiles(out: OutputOptions, logger: Logger): void {
+  if (!out.tarPath && !out.ociLayoutPath) return;
+  // Not written into the files (BuildKit's OCI exporter does): say where they are, and are not.
+  const files = [out.tarPath ? '--tar-path' : '', out.ociLayoutPath ? '--oci-layout-path' : ''].filter(
+    Boolean,
+  );
+  const where =
+    !out.noPush && out.destinations.length ? 'are pushed with the image only' : 'are not pushed (no push)';
+  logger.warn(
+    `attestations ${where}: ${files.join(' and ')} hold the image alone; --sbom-output and --provenance-output write them to files`,
+  );
+}
+
 async function pushWithAttestations(
   image: BuiltImage,
   attached: AttachedImage,
@@ -64,15 +102,7 @@ async function pushWithAttestations(
 ): Promise<void> {
   for (const repo of repositories(refs)) {
     await client.pushImage(image, [{ ...repo, digest: image.digest }], openLayer);
-    const att = attached.attestation;
-    await client.pushImage(att, [{ ...repo, digest: att.digest }], (l) =>
-      Readable.from([attached.blobs.get(l.descriptor.digest)!]),
-    );
-    await addReferrer(client, repo, image.digest, {
-      manifest: att.manifest,
-      digest: att.digest,
-      size: att.manifestBytes.length,
-    });
+    await pushAttestationManifests(client, repo, attached.attestations);
   }
   for (const r of refs) {
     await client.putManifest(r, attached.indexBytes, MediaType.OciIndex);
@@ -95,17 +125,7 @@ export async function publish(
   const names = refs.map(formatReference);
   const reader = async (l: LayerBlob): Promise<NodeJS.ReadableStream> => await openLayer(l);
   const attached = attestations.length ? attachAttestations(image, attestations) : undefined;
-  if (attached && (out.tarPath || out.ociLayoutPath)) {
-    // Not written into the files (BuildKit's OCI exporter does): say where they are, and are not.
-    const files = [out.tarPath ? '--tar-path' : '', out.ociLayoutPath ? '--oci-layout-path' : ''].filter(
-      Boolean,
-    );
-    const where =
-      !out.noPush && out.destinations.length ? 'are pushed with the image only' : 'are not pushed (no push)';
-    logger.warn(
-      `attestations ${where}: ${files.join(' and ')} hold the image alone; --sbom-output and --provenance-output write them to files`,
-    );
-  }
+  if (attached) warnAttestationsNotInFiles(out, logger);
   if (out.tarPath) {
     await writeDockerArchive(out.tarPath, image, { repoTags: names.length ? names : [], blobReader: reader });
     logger.info(`wrote docker-archive ${out.tarPath}`);
@@ -133,7 +153,9 @@ export async function publish(
   return {
     destinations: names,
     digest,
-    ...(pushing && attached ? { attestationDigest: attached.attestation.digest } : {}),
+    ...(pushing && attached?.attestations[0]
+      ? { attestationDigest: attached.attestations[0].attestation.digest }
+      : {}),
     repositories: repositories(refs),
   };
 }

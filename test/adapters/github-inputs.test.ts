@@ -340,24 +340,18 @@ describe('context, outputs, cache', () => {
       assert.ok(!f.args.includes('--attest'));
     }));
 
-  test('several platforms: the default provenance is left out with a warning; asked for, it is passed on', () => {
+  test('several platforms: the default provenance applies as for one (each platform gets its own), no warning', () => {
     const multi = { tags: 'r/a:1', push: 'true', platforms: 'linux/amd64,linux/arm64', context: '.' };
     const p = plan(multi);
-    assert.ok(!p.args.includes('--attest'), p.args.join(' '));
-    assert.ok(
-      p.reports.some(
-        (r) => r.level === 'warning' && r.input === 'provenance' && /multi-platform/.test(r.message),
-      ),
-      JSON.stringify(p.reports),
-    );
-    const one = plan({ ...multi, platforms: 'linux/amd64' });
-    assert.ok(one.args.includes('type=provenance,mode=min'));
-    assert.ok(!one.reports.some((r) => r.input === 'provenance'));
-    const asked = plan({ ...multi, provenance: 'mode=max' });
-    assert.ok(asked.args.includes('type=provenance,mode=max'), 'kiln refuses it, naming the reason');
-    assert.ok(!asked.reports.some((r) => r.input === 'provenance'));
+    assert.ok(p.args.includes('type=provenance,mode=min'), p.args.join(' '));
+    assert.ok(p.args.includes('linux/amd64,linux/arm64'), p.args.join(' '));
+    assert.ok(!p.reports.some((r) => r.input === 'provenance'), JSON.stringify(p.reports));
+    const asked = plan({ ...multi, provenance: 'mode=max', sbom: 'true' });
+    assert.ok(asked.args.includes('type=provenance,mode=max'));
+    assert.ok(asked.args.includes('type=sbom'));
+    assert.ok(!asked.reports.some((r) => r.input === 'provenance' || r.input === 'sbom'));
     const off = plan({ ...multi, provenance: 'false' });
-    assert.ok(!off.reports.some((r) => r.input === 'provenance'), 'provenance: false silences the warning');
+    assert.ok(!off.args.includes('--attest'), off.args.join(' '));
   });
 
   test('cache-from / cache-to', () => {

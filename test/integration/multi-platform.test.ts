@@ -16,6 +16,7 @@ import { kiln } from '../helpers/cli.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { ensureQemuBinfmt } from '../helpers/binfmt.ts';
 import { pushMultiPlatformBusybox, type TestPlatform } from '../helpers/foreign-images.ts';
+import type { InspectReport } from '../../src/inspect/report.ts';
 
 const execFileP = promisify(execFile);
 const PLATFORMS: TestPlatform[] = [
@@ -38,6 +39,7 @@ interface Descriptor {
   digest: string;
   size: number;
   platform?: { os: string; architecture: string; variant?: string };
+  annotations?: Record<string, string>;
 }
 interface IndexDoc {
   mediaType: string;
@@ -417,14 +419,249 @@ describe('multi-platform builds', { skip: why }, () => {
     }
   });
 
-  test('SBOM and provenance with several platforms are refused before the build (usage, exit 2)', async () => {
-    const r = await build(['--platform', 'linux/amd64,linux/arm64', '--attest', 'type=sbom', '--no-push']);
-    assert.equal(r.code, 2, r.stderr);
-    assert.match(
-      r.stderr,
-      /SBOM and provenance are made for one platform's image: this build has 2 platforms/,
-    );
-    assert.doesNotMatch(r.stderr, /\] RUN /, 'nothing ran');
+  describe('SBOM and provenance for each platform of an index, signed', () => {
+    const ATT = 'attestation-manifest';
+    const TYPE = 'vnd.docker.reference.type';
+    const REF = 'vnd.docker.reference.digest';
+    const PRED = 'in-toto.io/predicate-type';
+    interface Statement {
+      subject: { name: string; digest: { sha256: string } }[];
+      predicateType: string;
+      predicate: Record<string, unknown>;
+    }
+    let r: Awaited<ReturnType<typeof kiln>>;
+    let index: IndexDoc;
+    let indexBytes: Buffer;
+    const all = (): string => join(work, 'att-all');
+    const blobOf = async (digest: string): Promise<Buffer> =>
+      readFile(join(all(), 'blobs/sha256', digest.slice(7)));
+
+    before(async () => {
+      const dir = join(work, 'att');
+      await mkdir(dir);
+      // A dpkg status naming the architecture `uname -m` reports: what each platform's SBOM must list.
+      await writeFile(
+        join(dir, 'Dockerfile'),
+        `FROM ${reg.host}/base/busybox:multi\nRUN mkdir -p /var/lib/dpkg && printf 'Package: arch-marker\\nStatus: install ok installed\\nVersion: 1.0\\nArchitecture: %s\\n\\n' "$(uname -m)" > /var/lib/dpkg/status\n`,
+      );
+      await mkdir(join(work, 'att-out'));
+      await execFileP('openssl', [
+        'genpkey',
+        '-algorithm',
+        'EC',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-out',
+        join(work, 'att.pem'),
+      ]);
+      await execFileP('openssl', [
+        'pkey',
+        '-in',
+        join(work, 'att.pem'),
+        '-pubout',
+        '-out',
+        join(work, 'att.pub'),
+      ]);
+      r = await build(
+        [
+          '--platform',
+          'linux/amd64,linux/arm64',
+          '--attest',
+          'type=sbom',
+          '--attest',
+          'type=provenance,mode=max',
+          '--sbom-output',
+          join(work, 'att-out', 'sbom.spdx.json'),
+          '--provenance-output',
+          join(work, 'att-out', 'provenance.json'),
+          '--sign',
+          '--cosign-key',
+          join(work, 'att.pem'),
+          '-d',
+          `${reg.host}/app/attested:1`,
+          '--digest-file',
+          join(work, 'att-digest'),
+        ],
+        dir,
+      );
+      const { stdout } = await execFileP('skopeo', [
+        'inspect',
+        '--raw',
+        '--tls-verify=false',
+        `docker://${reg.host}/app/attested:1`,
+      ]);
+      indexBytes = Buffer.from(stdout);
+      index = JSON.parse(stdout) as typeof index;
+      await execFileP('skopeo', [
+        'copy',
+        '--all',
+        '--src-tls-verify=false',
+        `docker://${reg.host}/app/attested:1`,
+        `oci:${all()}:x`,
+      ]);
+    });
+
+    test('the index holds 2 images, then one attestation manifest each, as BuildKit lays them out', async () => {
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(
+        await readFile(join(work, 'att-digest'), 'utf8'),
+        sha(indexBytes),
+        'digest file = the index',
+      );
+      assert.equal(r.stdout.trim(), sha(indexBytes));
+      const m = index.manifests;
+      assert.deepEqual(
+        m.map((d) => plat(d.platform)),
+        ['linux/amd64', 'linux/arm64', 'unknown/unknown', 'unknown/unknown'],
+      );
+      for (const d of m.slice(0, 2)) assert.equal(d.annotations?.[TYPE], undefined);
+      for (const i of [0, 1]) {
+        const att = m[i + 2]!;
+        assert.equal(att.mediaType, 'application/vnd.oci.image.manifest.v1+json');
+        assert.equal(att.annotations?.[TYPE], ATT);
+        assert.equal(att.annotations?.[REF], m[i]!.digest, 'names its own platform image');
+        const am = JSON.parse((await blobOf(att.digest)).toString()) as {
+          subject: { digest: string };
+          layers: { mediaType: string; annotations?: Record<string, string> }[];
+        };
+        assert.equal(am.subject.digest, m[i]!.digest);
+        assert.deepEqual(
+          am.layers.map((l) => l.mediaType),
+          ['application/vnd.in-toto+json', 'application/vnd.in-toto+json'],
+        );
+        assert.deepEqual(am.layers.map((l) => l.annotations?.[PRED]).sort(), [
+          'https://slsa.dev/provenance/v1',
+          'https://spdx.dev/Document',
+        ]);
+      }
+    });
+
+    test("each platform's statements: subject = its image, SBOM lists its own arch, provenance names its platform", async () => {
+      const archs: Record<string, string> = { 'linux/amd64': 'x86_64', 'linux/arm64': 'aarch64' };
+      for (const i of [0, 1]) {
+        const image = index.manifests[i]!;
+        const platform = plat(image.platform);
+        const am = JSON.parse((await blobOf(index.manifests[i + 2]!.digest)).toString()) as {
+          layers: { digest: string; annotations: Record<string, string> }[];
+        };
+        for (const l of am.layers) {
+          const st = JSON.parse((await blobOf(l.digest)).toString()) as Statement;
+          assert.equal(st.predicateType, l.annotations[PRED]);
+          assert.equal(`sha256:${st.subject[0]!.digest.sha256}`, image.digest);
+          assert.match(
+            st.subject[0]!.name,
+            new RegExp(`^pkg:docker/.*app/attested@1\\?platform=${encodeURIComponent(platform)}$`),
+          );
+          if (st.predicateType === 'https://spdx.dev/Document') {
+            const pkgs = (
+              st.predicate.packages as {
+                name: string;
+                versionInfo?: string;
+                externalRefs?: { referenceLocator: string }[];
+              }[]
+            ).filter((p) => p.name === 'arch-marker');
+            assert.equal(pkgs.length, 1, JSON.stringify(st.predicate.packages));
+            const purl = pkgs[0]!.externalRefs?.map((e) => e.referenceLocator).join(' ') ?? '';
+            assert.match(purl, new RegExp(`arch=${archs[platform]}`), `${platform}: ${purl}`);
+          } else {
+            const def = st.predicate.buildDefinition as {
+              externalParameters: { request: { platform: string } };
+              internalParameters: { buildConfig?: unknown };
+            };
+            assert.equal(def.externalParameters.request.platform, platform);
+            assert.ok(def.internalParameters.buildConfig, 'mode=max records the steps');
+          }
+        }
+      }
+    });
+
+    test('--sbom-output / --provenance-output write one file per platform, the name given holds none', async () => {
+      const out = join(work, 'att-out');
+      assert.deepEqual((await readdir(out)).sort(), [
+        'provenance.linux-amd64.json',
+        'provenance.linux-arm64.json',
+        'sbom.linux-amd64.spdx.json',
+        'sbom.linux-arm64.spdx.json',
+      ]);
+      const arm = JSON.parse(await readFile(join(out, 'provenance.linux-arm64.json'), 'utf8')) as Statement;
+      assert.equal(`sha256:${arm.subject[0]!.digest.sha256}`, index.manifests[1]!.digest);
+      const sbom = await readFile(join(out, 'sbom.linux-amd64.spdx.json'), 'utf8');
+      assert.match(sbom, /arch=x86_64/);
+      assert.doesNotMatch(sbom, /aarch64/);
+    });
+
+    test('umoci unpacks each platform image skopeo picks out of the attested index', async () => {
+      for (const [arch, uname] of [
+        ['amd64', 'x86_64'],
+        ['arm64', 'aarch64'],
+      ] as const) {
+        const oci = join(work, `att-${arch}`);
+        await execFileP('skopeo', [
+          '--override-arch',
+          arch,
+          'copy',
+          '--src-tls-verify=false',
+          `docker://${reg.host}/app/attested:1`,
+          `oci:${oci}:x`,
+        ]);
+        const bundle = `${oci}-bundle`;
+        await execFileP('umoci', ['unpack', '--image', `${oci}:x`, bundle], { maxBuffer: 64 << 20 });
+        assert.match(
+          await readFile(join(bundle, 'rootfs/var/lib/dpkg/status'), 'utf8'),
+          new RegExp(`Architecture: ${uname}`),
+        );
+      }
+    });
+
+    test('kiln inspect summarises both platforms; the index, images and attestation manifests are signed', async () => {
+      const j = await kiln([
+        'inspect',
+        `${reg.host}/app/attested:1`,
+        '--insecure-registry',
+        reg.host,
+        '--key',
+        join(work, 'att.pub'),
+        '--format',
+        'json',
+      ]);
+      assert.equal(j.code, 0, j.stderr);
+      const rep = JSON.parse(j.stdout) as InspectReport;
+      assert.equal(rep.digest, sha(indexBytes));
+      assert.deepEqual(
+        rep.manifests.map((m) => m.platform),
+        ['linux/amd64', 'linux/arm64'],
+      );
+      assert.deepEqual(
+        rep.attestations.map((a) => [a.platform, a.subject]),
+        [
+          ['linux/amd64', index.manifests[0]!.digest],
+          ['linux/arm64', index.manifests[1]!.digest],
+        ],
+      );
+      for (const a of rep.attestations) {
+        assert.deepEqual([...a.sources].sort(), ['index', 'referrers-tag']);
+        const prov = a.statements.find((s) => s.provenance)?.provenance;
+        assert.equal(prov?.platform, a.platform);
+        assert.equal(a.statements.find((s) => s.sbom)?.sbom?.packages, 1);
+      }
+      const signed = rep.signatures
+        .filter((s) => s.status === 'key')
+        .map((s) => s.subject)
+        .sort();
+      assert.deepEqual(
+        signed,
+        index.manifests
+          .map((m) => m.digest)
+          .concat(sha(indexBytes))
+          .sort(),
+      );
+      assert.deepEqual(rep.unsigned, []);
+      const text = await kiln(['inspect', `${reg.host}/app/attested:1`, '--insecure-registry', reg.host]);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, /for sha256:[0-9a-f]{12} linux\/amd64 \(found in index and referrers-tag\)/);
+      assert.match(text.stdout, /for sha256:[0-9a-f]{12} linux\/arm64 \(found in index and referrers-tag\)/);
+      assert.match(text.stdout, /builder .*, platform linux\/arm64/);
+    });
   });
 
   test('one --platform gives one image manifest, the same digest as no --platform at all', async () => {

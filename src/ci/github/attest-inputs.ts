@@ -40,16 +40,13 @@ export interface AttestFacts {
   exportsImage: boolean;
   dockerExporter: boolean;
   env: NodeJS.ProcessEnv;
-  /** How many platforms the step builds. */
-  platforms: number;
 }
 
 /**
- * buildx's default provenance applies to this step. kiln cannot attest a multi-platform index yet,
- * so with several platforms the default is left out (the caller warns); asked for explicitly, the
- * build refuses it.
+ * buildx's default provenance applies to this step (one platform or several: each platform's
+ * image gets its own, as BuildKit's).
  */
-export function defaultProvenanceApplies(f: Omit<AttestFacts, 'platforms'>): boolean {
+export function defaultProvenanceApplies(f: AttestFacts): boolean {
   const provInAttests = f.attests.some((a) => typeOf(a) === 'provenance');
   const noDefault = /^(true|1)$/i.test(f.env.BUILDX_NO_DEFAULT_ATTESTATIONS ?? '');
   return !f.provenance && !provInAttests && !noDefault && f.exportsImage && !f.dockerExporter;
@@ -58,7 +55,7 @@ export function defaultProvenanceApplies(f: Omit<AttestFacts, 'platforms'>): boo
 export function attestArgs(f: AttestFacts): string[] {
   const out: string[] = [];
   if (f.provenance) out.push(shorthand('provenance', f.provenance));
-  else if (defaultProvenanceApplies(f) && f.platforms < 2)
+  else if (defaultProvenanceApplies(f))
     out.push(`type=provenance,mode=${repositoryIsPrivate(f.env) ? 'min' : 'max'}`);
   if (f.sbom) out.push(shorthand('sbom', f.sbom));
   // The provenance and sbom inputs win over the same type in attests, as in build-push-action.

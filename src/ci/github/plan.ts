@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { flagArgv, type FlagArgs } from '../../cli/argv.ts';
 import { KilnError } from '../../util/errors.ts';
 import type { ActionInputs } from './action-inputs.ts';
-import { attestArgs, defaultProvenanceApplies } from './attest-inputs.ts';
+import { attestArgs } from './attest-inputs.ts';
 import { cachePlan, exportPlan, type ExportPlan } from './exporters.ts';
 import { defaultGitContext, expandDefaultContext } from './git-context.ts';
 import { inputReports, type Report } from './reports.ts';
@@ -154,12 +154,6 @@ export function planAction(i: ActionInputs, facts: PlanFacts): ActionPlan {
     dockerExporter: exports.dockerExporter,
     env: facts.env,
   };
-  if (i.platforms.length > 1 && defaultProvenanceApplies(attestFacts))
-    reports.push({
-      level: 'warning',
-      input: 'provenance',
-      message: `buildx's default provenance is left out: kiln does not attest a multi-platform index yet (${i.platforms.length} platforms); set provenance: false to silence this, or build one platform per step for attestations`,
-    });
   const values: FlagArgs = {
     context,
     ...(i.file ? { dockerfile: i.file } : {}),
@@ -186,7 +180,7 @@ export function planAction(i: ActionInputs, facts: PlanFacts): ActionPlan {
       : {}),
     ...(i.oci === 'false' ? { format: 'docker' as const } : {}),
     ...(i.reproducible ? { reproducible: true } : {}),
-    attest: attestArgs({ ...attestFacts, platforms: i.platforms.length }),
+    attest: attestArgs(attestFacts),
     ...(i.sign ? { sign: true } : {}),
     insecureRegistry: i.insecureRegistries,
     ...files,
