@@ -2,10 +2,12 @@
  * A docker/build-push-action step as its README shows them (values of our own), with `uses:`
  * switched to kiln and nothing else changed: docker/metadata-action's outputs (tags, OCI labels,
  * annotations at manifest and index level), build args, secrets in build-push-action's ID=value form
- * (one quoted, with a comma), the gha cache, provenance mode=max and an SBOM. Run twice through
+ * (one quoted, with a comma), `platforms: linux/amd64,linux/arm64` on a multi-arch base (arm64's RUN
+ * through QEMU binfmt_misc), the gha cache, provenance mode=max and an SBOM. Run twice through
  * @github/local-action against a loopback registry; the assertions read the registry with skopeo:
- * both tags on one digest, labels in the config, annotations on the manifest, an attestation manifest
- * with SPDX and SLSA provenance statements, the secret in no layer, and run 2 served from run 1's cache.
+ * both tags on one index digest, one image per platform with its labels and manifest annotations,
+ * the index annotations, one attestation manifest per platform with SPDX and SLSA provenance
+ * statements about that platform's image, the secret in no layer, and run 2 served from run 1's cache.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,13 +18,21 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
-import { pushBusyboxImage } from '../helpers/images.ts';
+import { ensureQemuBinfmt } from '../helpers/binfmt.ts';
+import { pushMultiPlatformBusybox } from '../helpers/foreign-images.ts';
 import { runLocalAction } from './fixtures/local-action.ts';
 
 const execFileP = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
 const NPM_TOKEN = 'npm-Tok3n,with-a-comma';
 const REVISION = '3f2c9a7be01d4c55a8e6f1b2c3d4e5f60718293a';
+const PLATFORMS = ['linux/amd64', 'linux/arm64'];
+const why =
+  process.arch !== 'x64'
+    ? 'written for an amd64 host (arm64 through QEMU)'
+    : process.getuid?.() !== 0
+      ? 'needs root (binfmt_misc)'
+      : ensureQemuBinfmt(['arm64']);
 
 interface Descriptor {
   mediaType: string;
@@ -38,7 +48,7 @@ interface Manifest {
   annotations?: Record<string, string>;
 }
 
-describe('a build-push-action step with uses: switched to kiln', { timeout: 900_000 }, () => {
+describe('a build-push-action step with uses: switched to kiln', { timeout: 900_000, skip: why }, () => {
   let reg: TestRegistry;
   let work: string;
   let dist: string;
@@ -51,7 +61,10 @@ describe('a build-push-action step with uses: switched to kiln', { timeout: 900_
     mkdirSync(cacheStore);
     await execFileP(process.execPath, [join(ROOT, 'scripts/bundle.mjs'), dist], { cwd: ROOT });
     reg = await startRegistry();
-    await pushBusyboxImage(reg, 'base/busybox', 'latest');
+    await pushMultiPlatformBusybox(reg, 'base/busybox', 'latest', [
+      { architecture: 'amd64' },
+      { architecture: 'arm64' },
+    ]);
     const app = join(work, 'webapp');
     mkdirSync(join(app, 'docker'), { recursive: true });
     const tokenHash = createHash('sha256').update(NPM_TOKEN).digest('hex');
@@ -115,7 +128,7 @@ describe('a build-push-action step with uses: switched to kiln', { timeout: 900_
     const step = {
       context: join(work, 'webapp'),
       file: join(work, 'webapp', 'docker', 'Dockerfile'),
-      platforms: 'linux/amd64',
+      platforms: PLATFORMS.join(','),
       push: 'true',
       tags: meta.tags,
       labels: meta.labels,
@@ -128,7 +141,6 @@ describe('a build-push-action step with uses: switched to kiln', { timeout: 900_
       sbom: 'true',
       'insecure-registries': reg.host,
     };
-    if (process.arch !== 'x64') step.platforms = process.arch === 'arm64' ? 'linux/arm64' : '';
     // A hosted runner's RUNNER_TEMP is the same path in every job, emptied between jobs.
     const runnerTemp = join(work, 'runner-temp');
     mkdirSync(runnerTemp);
@@ -140,6 +152,7 @@ describe('a build-push-action step with uses: switched to kiln', { timeout: 900_
       !r1.out.includes(NPM_TOKEN) && !r1.out.includes('ghs_notarealtoken0123'),
       'secrets never in the log',
     );
+    assert.ok(!r1.warnings.some((w) => /provenance|sbom/.test(w)), r1.warnings.join('\n'));
     const digest = r1.outputs.digest!;
     assert.match(digest, /^sha256:[a-f0-9]{64}$/, r1.out);
 
@@ -154,82 +167,101 @@ describe('a build-push-action step with uses: switched to kiln', { timeout: 900_
       ]);
       assert.equal(stdout.trim(), digest, `tag ${tag}`);
     }
-    // The tag names an index: the image and its attestation manifest.
+    // The tag names an index: each platform's image, then one attestation manifest for each.
     const index = await inspectRaw(`${image}:main`);
     assert.equal(index.mediaType, 'application/vnd.oci.image.index.v1+json');
-    const img = index.manifests!.find(
-      (m) => m.platform?.os === 'linux' && !m.annotations?.['vnd.docker.reference.type'],
-    );
-    const att = index.manifests!.find(
+    const imgs = index.manifests!.filter((m) => !m.annotations?.['vnd.docker.reference.type']);
+    const atts = index.manifests!.filter(
       (m) => m.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest',
     );
-    assert.ok(img && att, JSON.stringify(index));
-    assert.equal(att.annotations?.['vnd.docker.reference.digest'], img.digest);
+    assert.deepEqual(
+      imgs.map((m) => `${m.platform?.os}/${m.platform?.architecture}`),
+      PLATFORMS,
+      JSON.stringify(index),
+    );
+    assert.equal(index.manifests!.length, 4, JSON.stringify(index));
+    assert.deepEqual(
+      atts.map((a) => [a.platform, a.annotations?.['vnd.docker.reference.digest']]),
+      imgs.map((m) => [{ architecture: 'unknown', os: 'unknown' }, m.digest]),
+    );
     const meta1 = JSON.parse(r1.outputs.metadata!) as Record<string, unknown>;
     assert.equal(meta1['containerimage.digest'], digest);
     assert.equal((meta1['containerimage.descriptor'] as Descriptor).mediaType, index.mediaType);
+    // index: annotations on the index, as metadata-action asks.
+    assert.equal(index.annotations?.['org.opencontainers.image.title'], 'webapp');
+    assert.equal(index.annotations?.['org.opencontainers.image.revision'], REVISION);
 
-    // manifest: annotations on the image manifest; labels in the config.
-    const manifest = await inspectRaw(`${image}@${img.digest}`);
-    assert.equal(manifest.annotations?.['org.opencontainers.image.title'], 'webapp');
-    assert.equal(manifest.annotations?.['org.opencontainers.image.revision'], REVISION);
-    const { stdout: cfgText } = await execFileP('skopeo', [
-      'inspect',
-      '--tls-verify=false',
-      '--config',
-      `docker://${image}@${img.digest}`,
-    ]);
-    const labels = (JSON.parse(cfgText) as { config: { Labels: Record<string, string> } }).config.Labels;
-    assert.equal(labels['org.opencontainers.image.source'], 'https://github.com/acme/webapp');
-    assert.equal(labels['org.opencontainers.image.version'], 'main');
-    // index: annotations kiln cannot place on this push are reported, not dropped silently.
-    if (!index.annotations?.['org.opencontainers.image.title'])
-      assert.match(
-        r1.out,
-        /index:org\.opencontainers\.image\.title/,
-        'the index: annotations are named in a warning',
-      );
+    for (const [i, img] of imgs.entries()) {
+      const platform = PLATFORMS[i]!;
+      // manifest: annotations on each platform's image manifest; labels in its config.
+      const manifest = await inspectRaw(`${image}@${img.digest}`);
+      assert.equal(manifest.annotations?.['org.opencontainers.image.title'], 'webapp');
+      assert.equal(manifest.annotations?.['org.opencontainers.image.revision'], REVISION);
+      const { stdout: cfgText } = await execFileP('skopeo', [
+        'inspect',
+        '--tls-verify=false',
+        '--config',
+        `docker://${image}@${img.digest}`,
+      ]);
+      const cfg = JSON.parse(cfgText) as { architecture: string; config: { Labels: Record<string, string> } };
+      assert.equal(`linux/${cfg.architecture}`, platform);
+      assert.equal(cfg.config.Labels['org.opencontainers.image.source'], 'https://github.com/acme/webapp');
+      assert.equal(cfg.config.Labels['org.opencontainers.image.version'], 'main');
 
-    // Attestations: an SPDX SBOM and SLSA provenance v1 (mode=max), neither holding a secret.
-    const am = await inspectRaw(`${image}@${att.digest}`);
-    const types = am.layers!.map((l) => l.annotations?.['in-toto.io/predicate-type']).sort();
-    assert.deepEqual(types, ['https://slsa.dev/provenance/v1', 'https://spdx.dev/Document']);
-    for (const l of am.layers!) {
-      const text = (await blob('acme/webapp', l.digest)).toString('utf8');
-      assert.ok(
-        !text.includes(NPM_TOKEN) && !text.includes('ghs_notarealtoken0123'),
-        'no secret in an attestation',
-      );
-      const st = JSON.parse(text) as {
-        predicate: Record<string, unknown>;
-        subject: { digest: { sha256: string } }[];
-      };
-      assert.equal(`sha256:${st.subject[0]!.digest.sha256}`, img.digest);
-      if (l.annotations?.['in-toto.io/predicate-type'] === 'https://spdx.dev/Document')
-        assert.equal(st.predicate.spdxVersion, 'SPDX-2.3');
-      else assert.match(JSON.stringify(st.predicate), /APP_VERSION/, 'mode=max records the build args');
+      // This platform's attestations: an SPDX SBOM and SLSA provenance v1 (mode=max) about its
+      // image, neither holding a secret.
+      const am = await inspectRaw(`${image}@${atts[i]!.digest}`);
+      const types = am.layers!.map((l) => l.annotations?.['in-toto.io/predicate-type']).sort();
+      assert.deepEqual(types, ['https://slsa.dev/provenance/v1', 'https://spdx.dev/Document']);
+      for (const l of am.layers!) {
+        const text = (await blob('acme/webapp', l.digest)).toString('utf8');
+        assert.ok(
+          !text.includes(NPM_TOKEN) && !text.includes('ghs_notarealtoken0123'),
+          'no secret in an attestation',
+        );
+        const st = JSON.parse(text) as {
+          predicate: Record<string, unknown>;
+          subject: { name: string; digest: { sha256: string } }[];
+        };
+        assert.equal(`sha256:${st.subject[0]!.digest.sha256}`, img.digest);
+        assert.ok(
+          st.subject[0]!.name.endsWith(`?platform=${encodeURIComponent(platform)}`),
+          st.subject[0]!.name,
+        );
+        if (l.annotations?.['in-toto.io/predicate-type'] === 'https://spdx.dev/Document')
+          assert.equal(st.predicate.spdxVersion, 'SPDX-2.3');
+        else {
+          assert.match(JSON.stringify(st.predicate), /APP_VERSION/, 'mode=max records the build args');
+          const def = st.predicate.buildDefinition as {
+            externalParameters: { request: { platform: string } };
+          };
+          assert.equal(def.externalParameters.request.platform, platform);
+        }
+      }
+
+      // The image: /version from the build arg, /git-ok from the GIT_AUTH_TOKEN secret, no secret in any layer.
+      let files = '';
+      for (const l of manifest.layers!) {
+        const gz = await blob('acme/webapp', l.digest);
+        const layerDir = mkdtempSync(join(work, 'layer-'));
+        writeFileSync(join(layerDir, 'l.tgz'), gz);
+        const { stdout: listing } = await execFileP(
+          'sh',
+          ['-c', 'tar -xzf l.tgz && tar -tzf l.tgz && cat version git-ok 2>/dev/null; true'],
+          { cwd: layerDir },
+        );
+        files += listing;
+        const { stdout: grep } = await execFileP(
+          'sh',
+          ['-c', `grep -rl -- "$1" . || true`, 'sh', NPM_TOKEN],
+          { cwd: layerDir },
+        );
+        assert.equal(grep.trim(), '', `the secret is in layer ${l.digest}`);
+      }
+      assert.match(files, /^2\.4\.1$/m, platform);
+      assert.match(files, /^git-ok$/m, platform);
+      assert.match(files, /app\/app\.txt/, platform);
     }
-
-    // The image: /version from the build arg, /git-ok from the GIT_AUTH_TOKEN secret, no secret in any layer.
-    let files = '';
-    for (const l of manifest.layers!) {
-      const gz = await blob('acme/webapp', l.digest);
-      const layerDir = mkdtempSync(join(work, 'layer-'));
-      writeFileSync(join(layerDir, 'l.tgz'), gz);
-      const { stdout: listing } = await execFileP(
-        'sh',
-        ['-c', 'tar -xzf l.tgz && tar -tzf l.tgz && cat version git-ok 2>/dev/null; true'],
-        { cwd: layerDir },
-      );
-      files += listing;
-      const { stdout: grep } = await execFileP('sh', ['-c', `grep -rl -- "$1" . || true`, 'sh', NPM_TOKEN], {
-        cwd: layerDir,
-      });
-      assert.equal(grep.trim(), '', `the secret is in layer ${l.digest}`);
-    }
-    assert.match(files, /^2\.4\.1$/m);
-    assert.match(files, /^git-ok$/m);
-    assert.match(files, /app\/app\.txt/);
 
     // Summary: the two tags, not repo@digest.
     assert.ok(r1.summary.includes(`<code>${image}:main</code>`), r1.summary);
@@ -247,8 +279,9 @@ describe('a build-push-action step with uses: switched to kiln', { timeout: 900_
         'kiln.result': { steps: { instruction: string; cache: string }[] };
       }
     )['kiln.result'].steps;
+    // Both RUNs of both platforms.
     const runs = steps.filter((s) => s.instruction.startsWith('RUN'));
-    assert.equal(runs.length, 2);
+    assert.equal(runs.length, 4, JSON.stringify(steps));
     assert.ok(
       runs.every((s) => s.cache === 'hit'),
       JSON.stringify(steps),
