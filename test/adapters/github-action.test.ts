@@ -352,16 +352,36 @@ describe('GitHub Action via @github/local-action', { timeout: 600_000 }, () => {
     ]);
     const index = JSON.parse(stdout) as {
       mediaType: string;
-      manifests: Array<{ digest: string; platform: { architecture: string } }>;
+      manifests: Array<{
+        digest: string;
+        platform: { architecture: string };
+        annotations?: Record<string, string>;
+      }>;
     };
     assert.equal(index.mediaType, 'application/vnd.oci.image.index.v1+json');
     assert.equal(r.outputs.digest, `sha256:${createHash('sha256').update(stdout).digest('hex')}`);
+    // buildx's default provenance (mode=min: no event payload says the repository is public) for
+    // each platform: one attestation manifest per image after the images.
+    const images = index.manifests.filter((m) => !m.annotations?.['vnd.docker.reference.type']);
+    const attestationOf = (digest: string): string | undefined =>
+      index.manifests.find((m) => m.annotations?.['vnd.docker.reference.digest'] === digest)?.digest;
+    assert.equal(images.length, 2);
+    assert.equal(index.manifests.length, 4);
     const meta = JSON.parse(r.outputs.metadata ?? '{}') as Record<string, unknown>;
     assert.deepEqual(
-      meta['kiln.platforms'],
-      index.manifests.map((m) => ({ platform: `linux/${m.platform.architecture}`, digest: m.digest })),
+      (meta['kiln.platforms'] as Array<Record<string, unknown>>).map((p) => ({
+        ...p,
+        attestations: { manifest: (p.attestations as { manifest?: string } | undefined)?.manifest },
+      })),
+      images.map((m) => ({
+        platform: `linux/${m.platform.architecture}`,
+        digest: m.digest,
+        attestations: { manifest: attestationOf(m.digest) },
+      })),
     );
+    assert.ok(images.every((m) => attestationOf(m.digest)));
+    assert.ok(!r.warnings.some((w) => /provenance/.test(w)), r.warnings.join('\n'));
     assert.equal((meta['containerimage.descriptor'] as { mediaType: string }).mediaType, index.mediaType);
-    for (const m of index.manifests) assert.ok(r.summary.includes(`<code>${m.digest}</code>`), r.summary);
+    for (const m of images) assert.ok(r.summary.includes(`<code>${m.digest}</code>`), r.summary);
   });
 });

@@ -187,6 +187,17 @@ describe('a build-push-action step with uses: switched to kiln', { timeout: 900_
     const meta1 = JSON.parse(r1.outputs.metadata!) as Record<string, unknown>;
     assert.equal(meta1['containerimage.digest'], digest);
     assert.equal((meta1['containerimage.descriptor'] as Descriptor).mediaType, index.mediaType);
+    // Each platform's attestation manifest in metadata's kiln.platforms; attestation-digest (one
+    // image's) stays empty for an index.
+    const kilnPlatforms = meta1['kiln.platforms'] as {
+      platform: string;
+      attestations?: { manifest?: string };
+    }[];
+    assert.deepEqual(
+      kilnPlatforms.map((p) => [p.platform, p.attestations?.manifest]),
+      imgs.map((_, i) => [PLATFORMS[i], atts[i]!.digest]),
+    );
+    assert.equal(r1.outputs['attestation-digest'] ?? '', '');
     // index: annotations on the index, as metadata-action asks.
     assert.equal(index.annotations?.['org.opencontainers.image.title'], 'webapp');
     assert.equal(index.annotations?.['org.opencontainers.image.revision'], REVISION);
