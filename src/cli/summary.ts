@@ -79,7 +79,13 @@ export function formatSummary(result: BuildResult, options: SummaryOptions = {})
   field('digest', result.platforms ? `${result.digest} (index)` : result.digest);
   const platforms = result.platforms ?? [];
   const pw = Math.max(0, ...platforms.map((p) => p.platform.length));
-  platforms.forEach((p, i) => field(i === 0 ? 'platforms' : '', `${p.platform.padEnd(pw)}  ${p.digest}`));
+  // A platform's attestation manifest beside its image (what `kiln inspect` finds under it).
+  platforms.forEach((p, i) =>
+    field(
+      i === 0 ? 'platforms' : '',
+      `${p.platform.padEnd(pw)}  ${p.digest}${p.attestations?.manifest ? `  attestations ${p.attestations.manifest}` : ''}`,
+    ),
+  );
   field('image id', result.imageId);
   field('size', `${humanSize(result.size)} (${result.size} bytes)`);
   field('layers', String(result.layers));

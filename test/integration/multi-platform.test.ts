@@ -510,6 +510,12 @@ describe('multi-platform builds', { skip: why }, () => {
       );
       assert.equal(r.stdout.trim(), sha(indexBytes));
       const m = index.manifests;
+      // The summary puts each platform's attestation manifest beside its image.
+      for (const i of [0, 1])
+        assert.match(
+          r.stderr,
+          new RegExp(`${plat(m[i]!.platform)}\\s+${m[i]!.digest}\\s+attestations ${m[i + 2]!.digest}`),
+        );
       assert.deepEqual(
         m.map((d) => plat(d.platform)),
         ['linux/amd64', 'linux/arm64', 'unknown/unknown', 'unknown/unknown'],
@@ -661,6 +667,25 @@ describe('multi-platform builds', { skip: why }, () => {
       assert.match(text.stdout, /for sha256:[0-9a-f]{12} linux\/amd64 \(found in index and referrers-tag\)/);
       assert.match(text.stdout, /for sha256:[0-9a-f]{12} linux\/arm64 \(found in index and referrers-tag\)/);
       assert.match(text.stdout, /builder .*, platform linux\/arm64/);
+    });
+
+    // Last: it pushes the same tag again.
+    test('--reproducible: a second build pushes the same index digest, attestations included', async () => {
+      const again = await build(
+        [
+          '--platform',
+          'linux/amd64,linux/arm64',
+          '--attest',
+          'type=sbom',
+          '--attest',
+          'type=provenance,mode=max',
+          '-d',
+          `${reg.host}/app/attested:1`,
+        ],
+        join(work, 'att'),
+      );
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(again.stdout.trim(), sha(indexBytes));
     });
   });
 
