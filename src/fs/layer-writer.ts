@@ -5,15 +5,7 @@
  * the same tree always gives the same bytes (gzip header mtime 0, no file name; numeric owners only).
  */
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  createReadStream,
-  createWriteStream,
-  lstatSync,
-  openSync,
-  readSync,
-  type BigIntStats,
-} from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, lstatSync, openSync, readSync } from 'node:fs';
 import { readlink, rename, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
@@ -178,15 +170,69 @@ function fsError(what: string, p: string, err: unknown): KilnError {
 }
 
 /**
+ * What a tar header needs of an entry's lstat. Kept instead of the Stats itself: a 20,000-file layer
+ * held 20,000 BigIntStats (18 bigints and 4 Dates each), most of the heap at the peak of a big step
+ * (issue 16: the tree benchmark's RSS).
+ */
+interface EntryStat {
+  kind: 'dir' | 'symlink' | 'file' | 'char' | 'block' | 'fifo' | 'socket';
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Whole seconds, truncated as the nanosecond value divided by 1e9 would be. */
+  mtime: number;
+  size: number;
+  /** dev:ino of a file with more than one link (exact, from a bigint lstat), else undefined. */
+  inode?: string;
+  devmajor?: number;
+  devminor?: number;
+}
+
+function entryStat(host: string): EntryStat {
+  const st = lstatSync(host);
+  const kind: EntryStat['kind'] = st.isDirectory()
+    ? 'dir'
+    : st.isSymbolicLink()
+      ? 'symlink'
+      : st.isFile()
+        ? 'file'
+        : st.isCharacterDevice()
+          ? 'char'
+          : st.isBlockDevice()
+            ? 'block'
+            : st.isFIFO()
+              ? 'fifo'
+              : 'socket';
+  const e: EntryStat = {
+    kind,
+    mode: st.mode & 0o7777,
+    uid: st.uid,
+    gid: st.gid,
+    mtime: Math.trunc(st.mtimeMs / 1000),
+    size: st.size,
+  };
+  // Inode numbers and device numbers may exceed 2^53: those few entries get an exact bigint lstat.
+  if ((kind === 'file' && st.nlink > 1) || kind === 'char' || kind === 'block') {
+    const big = lstatSync(host, { bigint: true });
+    if (kind === 'file') e.inode = `${big.dev}:${big.ino}`;
+    else {
+      e.devmajor = major(big.rdev);
+      e.devminor = minor(big.rdev);
+    }
+  }
+  return e;
+}
+
+/**
  * The device an extraction placeholder stands for (see DEVICE_XATTR), with the rest of its xattrs;
  * a placeholder a step wrote into is a plain file again.
  */
 function placeholderDevice(
-  st: BigIntStats,
+  st: EntryStat,
   x: Map<string, Buffer> | undefined,
 ): Pick<TarHeader, 'type' | 'devmajor' | 'devminor' | 'xattrs'> | undefined {
   const v = x?.get(DEVICE_XATTR);
-  const dev = v && st.size === 0n ? parseDeviceXattr(v) : undefined;
+  const dev = v && st.size === 0 ? parseDeviceXattr(v) : undefined;
   if (!dev) return undefined;
   const rest = new Map([...x!].filter(([k]) => k !== DEVICE_XATTR));
   return {
@@ -197,98 +243,127 @@ function placeholderDevice(
   };
 }
 
-async function planEntries(diff: Diff, clamp: number | undefined): Promise<PlannedEntry[]> {
-  const clampTime = (t: number): number => (clamp !== undefined && t > clamp ? clamp : t);
-  const wt = clamp ?? 0;
-  const items: Array<{ key: string; build: () => Promise<PlannedEntry | null> }> = [];
-  const seenInodes = new Map<string, string>();
-  const stats = new Map<string, BigIntStats>();
+/** One tar entry to come, in archive order: a changed path, or a whiteout file. */
+interface PlanItem {
+  /** Image path of the entry ("/a/b", or the whiteout's own path). */
+  key: string;
+  whiteout: boolean;
+}
 
+interface LayerPlan {
+  items: PlanItem[];
+  root: string;
+  stats: Map<string, EntryStat>;
+  xattrs: Map<string, Map<string, Buffer>>;
+  clamp: number | undefined;
+}
+
+/**
+ * Everything decided before the archive starts: the entries in order, each changed path's lstat and
+ * the xattrs (read in batches). Headers are made one at a time as the archive is written (entriesOf).
+ */
+async function planEntries(diff: Diff, clamp: number | undefined): Promise<LayerPlan> {
+  const stats = new Map<string, EntryStat>();
   const norm = (p: string): string => posix.normalize('/' + p).replace(/\/+$/, '');
-  const changed = [...new Set(diff.changed.map(norm))].filter((p) => p !== '');
-  for (const p of changed) {
-    const host = posix.join(diff.root, p);
+  const items: PlanItem[] = [];
+  for (const p of new Set(diff.changed.map(norm))) {
+    if (p === '') continue;
     try {
-      stats.set(p, lstatSync(host, { bigint: true }));
+      stats.set(p, entryStat(posix.join(diff.root, p)));
     } catch (err) {
       throw fsError('read', p, err);
     }
+    items.push({ key: p, whiteout: false });
   }
-  const xattrPaths = changed
-    .filter((p) => !stats.get(p)!.isSymbolicLink())
-    .map((p) => posix.join(diff.root, p));
+  const xattrPaths: string[] = [];
+  for (const [p, st] of stats) if (st.kind !== 'symlink') xattrPaths.push(posix.join(diff.root, p));
   const xattrs = await readXattrs(xattrPaths);
-
-  for (const p of changed) {
-    items.push({
-      key: p,
-      build: async () => {
-        const st = stats.get(p)!;
-        const host = posix.join(diff.root, p);
-        const name = p.slice(1);
-        const base = {
-          mode: Number(st.mode & 0o7777n),
-          uid: Number(st.uid),
-          gid: Number(st.gid),
-          mtime: clampTime(Number(st.mtimeMs / 1000n)),
-          size: 0,
-        };
-        const x = xattrs.get(host);
-        if (st.isDirectory()) return { header: { ...base, name: name + '/', type: '5', xattrs: x } };
-        if (st.isSymbolicLink()) {
-          let target: string;
-          try {
-            target = await readlink(host);
-          } catch (err) {
-            throw fsError('read the symlink', p, err);
-          }
-          return { header: { ...base, name, type: '2', linkname: target } };
-        }
-        if (st.isFile()) {
-          const device = placeholderDevice(st, x);
-          if (device) return { header: { ...base, name, ...device } };
-          if (st.nlink > 1n) {
-            const ino = `${st.dev}:${st.ino}`;
-            const first = seenInodes.get(ino);
-            if (first !== undefined) return { header: { ...base, name, type: '1', linkname: first } };
-            seenInodes.set(ino, name);
-          }
-          const xf = x?.has(DEVICE_XATTR) ? new Map([...x].filter(([k]) => k !== DEVICE_XATTR)) : x;
-          return { header: { ...base, name, type: '0', size: Number(st.size), xattrs: xf }, source: host };
-        }
-        if (st.isCharacterDevice() || st.isBlockDevice()) {
-          const type = st.isCharacterDevice() ? '3' : '4';
-          return {
-            header: { ...base, name, type, devmajor: major(st.rdev), devminor: minor(st.rdev), xattrs: x },
-          };
-        }
-        if (st.isFIFO()) return { header: { ...base, name, type: '6', xattrs: x } };
-        return null; // sockets cannot be archived
-      },
-    });
-  }
-  const whiteout = (p: string, file: string): { key: string; build: () => Promise<PlannedEntry> } => {
-    const key = posix.join(norm(p) || '/', file);
-    return {
-      key,
-      build: async () => ({
-        header: { name: key.slice(1), type: '0', mode: 0, uid: 0, gid: 0, size: 0, mtime: wt },
-      }),
-    };
-  };
   for (const p of diff.deleted) {
     const n = norm(p);
-    if (n !== '') items.push(whiteout(posix.dirname(n), `.wh.${posix.basename(n)}`));
+    if (n !== '')
+      items.push({ key: posix.join(posix.dirname(n), `.wh.${posix.basename(n)}`), whiteout: true });
   }
-  for (const p of diff.opaque) items.push(whiteout(p, '.wh..wh..opq'));
-
+  for (const p of diff.opaque)
+    items.push({ key: posix.join(norm(p) || '/', '.wh..wh..opq'), whiteout: true });
   items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  const out: PlannedEntry[] = [];
-  for (const it of items) {
-    const e = await it.build();
-    if (e) out.push(e);
+  return { items, root: diff.root, stats, xattrs, clamp };
+}
+
+/** The plan's entries in archive order, each header made when the archive reaches it. */
+async function* entriesOf(plan: LayerPlan): AsyncGenerator<PlannedEntry> {
+  const { clamp } = plan;
+  const clampTime = (t: number): number => (clamp !== undefined && t > clamp ? clamp : t);
+  const seenInodes = new Map<string, string>();
+  for (const it of plan.items) {
+    if (it.whiteout) {
+      const header: TarHeader = {
+        name: it.key.slice(1),
+        type: '0',
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: clamp ?? 0,
+      };
+      yield { header };
+      continue;
+    }
+    const e = await entryOf(it.key, plan, clampTime, seenInodes);
+    if (e) yield e;
   }
-  return out;
+}
+
+async function entryOf(
+  p: string,
+  plan: LayerPlan,
+  clampTime: (t: number) => number,
+  seenInodes: Map<string, string>,
+): Promise<PlannedEntry | null> {
+  const st = plan.stats.get(p)!;
+  const host = posix.join(plan.root, p);
+  const name = p.slice(1);
+  const base = { mode: st.mode, uid: st.uid, gid: st.gid, mtime: clampTime(st.mtime), size: 0 };
+  const x = plan.xattrs.get(host);
+  switch (st.kind) {
+    case 'dir':
+      return { header: { ...base, name: name + '/', type: '5', xattrs: x } };
+    case 'symlink': {
+      let target: string;
+      try {
+        target = await readlink(host);
+      } catch (err) {
+        throw fsError('read the symlink', p, err);
+      }
+      return { header: { ...base, name, type: '2', linkname: target } };
+    }
+    case 'file': {
+      const device = placeholderDevice(st, x);
+      if (device) return { header: { ...base, name, ...device } };
+      if (st.inode !== undefined) {
+        const first = seenInodes.get(st.inode);
+        if (first !== undefined) return { header: { ...base, name, type: '1', linkname: first } };
+        seenInodes.set(st.inode, name);
+      }
+      const xf = x?.has(DEVICE_XATTR) ? new Map([...x].filter(([k]) => k !== DEVICE_XATTR)) : x;
+      return { header: { ...base, name, type: '0', size: st.size, xattrs: xf }, source: host };
+    }
+    case 'char':
+    case 'block':
+      return {
+        header: {
+          ...base,
+          name,
+          type: st.kind === 'char' ? '3' : '4',
+          devmajor: st.devmajor,
+          devminor: st.devminor,
+          xattrs: x,
+        },
+      };
+    case 'fifo':
+      return { header: { ...base, name, type: '6', xattrs: x } };
+    default:
+      return null; // sockets cannot be archived
+  }
 }
 
 /** Files up to this size are read in one synchronous call (bounded memory; no stream per file). */
@@ -296,22 +371,28 @@ const SMALL_FILE = 1 << 20;
 /** Output is handed on in batches of about this size: one pipeline hop per batch, not per entry. */
 const BATCH = 256 << 10;
 
-/** Content of a file, exactly `size` bytes (cut or zero-filled if the file changed meanwhile), then padding. */
-async function* fileBody(path: string, size: number): AsyncGenerator<Buffer> {
+/**
+ * Content of a file, exactly `size` bytes (cut or zero-filled if the file changed meanwhile), then
+ * padding. Files smaller than a batch are read into `scratch`, one buffer per archive: tarStream
+ * copies them into its batch before asking for more, so 20,000 small files cost no 20,000 buffers
+ * for the collector to find (peak RSS, issue 16).
+ */
+async function* fileBody(path: string, size: number, scratch: Buffer): AsyncGenerator<Buffer> {
   let left = size;
   if (left > 0 && size <= SMALL_FILE) {
-    const buf = Buffer.alloc(size);
+    const buf = size < BATCH ? scratch.subarray(0, size) : Buffer.allocUnsafe(size);
     const fd = openSync(path, 'r');
+    let off = 0;
     try {
-      let off = 0;
       while (off < size) {
         const n = readSync(fd, buf, off, size - off, off);
-        if (n === 0) break; // shrank meanwhile: the rest stays zero-filled
+        if (n === 0) break; // shrank meanwhile: the rest is zero-filled
         off += n;
       }
     } finally {
       closeSync(fd);
     }
+    buf.fill(0, off);
     yield buf;
     left = 0;
   } else if (left > 0) {
@@ -331,35 +412,43 @@ async function* fileBody(path: string, size: number): AsyncGenerator<Buffer> {
   if (pad.length) yield pad;
 }
 
-async function* tarStreamRaw(entries: PlannedEntry[]): AsyncGenerator<Buffer> {
-  for (const e of entries) {
+async function* tarStreamRaw(
+  entries: AsyncIterable<PlannedEntry>,
+  count: { n: number },
+): AsyncGenerator<Buffer> {
+  const scratch = Buffer.allocUnsafe(BATCH);
+  for await (const e of entries) {
+    count.n++;
     yield encodeHeader(e.header);
-    if (e.source && e.header.size > 0) yield* fileBody(e.source, e.header.size);
+    if (e.source && e.header.size > 0) yield* fileBody(e.source, e.header.size, scratch);
   }
   yield ZERO;
 }
 
-/** Coalesces the many small header and file buffers into batches. */
-async function* tarStream(entries: PlannedEntry[]): AsyncGenerator<Buffer> {
-  let pending: Buffer[] = [];
+/**
+ * Coalesces the many small header and file buffers into batches. Chunks smaller than a batch are
+ * copied in at once (fileBody reuses its buffer for the next file); bigger ones pass as they are.
+ */
+async function* tarStream(
+  entries: AsyncIterable<PlannedEntry>,
+  count: { n: number },
+): AsyncGenerator<Buffer> {
+  let batch = Buffer.allocUnsafe(BATCH);
   let size = 0;
-  for await (const b of tarStreamRaw(entries)) {
-    if (b.length >= BATCH) {
-      if (size) yield Buffer.concat(pending, size);
-      pending = [];
+  for await (const b of tarStreamRaw(entries, count)) {
+    if (size > 0 && (b.length >= BATCH || size + b.length > BATCH)) {
+      yield batch.subarray(0, size);
+      batch = Buffer.allocUnsafe(BATCH);
       size = 0;
+    }
+    if (b.length >= BATCH) {
       yield b;
       continue;
     }
-    pending.push(b);
+    b.copy(batch, size);
     size += b.length;
-    if (size >= BATCH) {
-      yield Buffer.concat(pending, size);
-      pending = [];
-      size = 0;
-    }
   }
-  if (size) yield Buffer.concat(pending, size);
+  if (size) yield batch.subarray(0, size);
 }
 
 class Passthrough extends Transform {
@@ -372,7 +461,8 @@ class Passthrough extends Transform {
 
 /** Writes `diff` as a layer blob in opts.outDir, named by the hex of its digest. */
 export async function writeLayer(diff: Diff, opts: LayerWriteOptions): Promise<WrittenLayer> {
-  const entries = await planEntries(diff, opts.clampMtime);
+  const plan = await planEntries(diff, opts.clampMtime);
+  const count = { n: 0 };
   const tmp = posix.join(opts.outDir, `.tmp-layer-${randomBytes(8).toString('hex')}`);
   const uncompressed = new DigestStream();
   const compressed = new DigestStream();
@@ -385,7 +475,7 @@ export async function writeLayer(diff: Diff, opts: LayerWriteOptions): Promise<W
         : new Passthrough();
   try {
     await pipeline(
-      Readable.from(tarStream(entries), { objectMode: false }),
+      Readable.from(tarStream(entriesOf(plan), count), { objectMode: false }),
       uncompressed,
       compressor,
       compressed,
@@ -405,7 +495,7 @@ export async function writeLayer(diff: Diff, opts: LayerWriteOptions): Promise<W
           : opts.compression === 'zstd'
             ? MediaType.OciLayerZstd
             : MediaType.OciLayer,
-      entries: entries.length,
+      entries: count.n,
     };
   } catch (err) {
     await rm(tmp, { force: true });
