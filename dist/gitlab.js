@@ -495,11 +495,17 @@ var BUILD_FLAGS = {
     to("attest"),
     { sample: "type=sbom", envSplit: "newline" }
   ),
-  sbomOutput: str("--sbom-output", "file", "write the SBOM document to this file", SC, to("attest")),
+  sbomOutput: str(
+    "--sbom-output",
+    "file",
+    "write the SBOM document to this file (several platforms: one file each, the platform before the extensions: sbom.linux-arm64.spdx.json)",
+    SC,
+    to("attest")
+  ),
   provenanceOutput: str(
     "--provenance-output",
     "file",
-    "write the provenance statement to this file",
+    "write the provenance statement to this file (several platforms: one file each, as --sbom-output)",
     SC,
     to("attest")
   ),

@@ -68765,11 +68765,17 @@ var BUILD_FLAGS = {
     to("attest"),
     { sample: "type=sbom", envSplit: "newline" }
   ),
-  sbomOutput: str("--sbom-output", "file", "write the SBOM document to this file", SC, to("attest")),
+  sbomOutput: str(
+    "--sbom-output",
+    "file",
+    "write the SBOM document to this file (several platforms: one file each, the platform before the extensions: sbom.linux-arm64.spdx.json)",
+    SC,
+    to("attest")
+  ),
   provenanceOutput: str(
     "--provenance-output",
     "file",
-    "write the provenance statement to this file",
+    "write the provenance statement to this file (several platforms: one file each, as --sbom-output)",
     SC,
     to("attest")
   ),
@@ -69009,7 +69015,7 @@ function defaultProvenanceApplies(f) {
 function attestArgs(f) {
   const out = [];
   if (f.provenance) out.push(shorthand("provenance", f.provenance));
-  else if (defaultProvenanceApplies(f) && f.platforms < 2)
+  else if (defaultProvenanceApplies(f))
     out.push(`type=provenance,mode=${repositoryIsPrivate(f.env) ? "min" : "max"}`);
   if (f.sbom) out.push(shorthand("sbom", f.sbom));
   for (const a of f.attests) {
@@ -69355,12 +69361,6 @@ function planAction(i, facts) {
     dockerExporter: exports2.dockerExporter,
     env: facts.env
   };
-  if (i.platforms.length > 1 && defaultProvenanceApplies(attestFacts))
-    reports.push({
-      level: "warning",
-      input: "provenance",
-      message: `buildx's default provenance is left out: kiln does not attest a multi-platform index yet (${i.platforms.length} platforms); set provenance: false to silence this, or build one platform per step for attestations`
-    });
   const values = {
     context: context3,
     ...i.file ? { dockerfile: i.file } : {},
@@ -69383,7 +69383,7 @@ function planAction(i, facts) {
     ...exports2.ociLayoutDir || ociLayoutTemp ? { ociLayoutPath: exports2.ociLayoutDir ?? ociLayoutTemp } : {},
     ...i.oci === "false" ? { format: "docker" } : {},
     ...i.reproducible ? { reproducible: true } : {},
-    attest: attestArgs({ ...attestFacts, platforms: i.platforms.length }),
+    attest: attestArgs(attestFacts),
     ...i.sign ? { sign: true } : {},
     insecureRegistry: i.insecureRegistries,
     ...files
