@@ -22,7 +22,7 @@ import type { SnapshotEngine } from '../fs/types.ts';
 import { trialRun } from './probe-trial.ts';
 import { PLAIN_PROC_ENV, plainProcWanted, prootUnavailable } from './plain-proot.ts';
 import type { PlainProc } from './plain-proot.ts';
-import { currentSubIdRanges } from './userns.ts';
+import { SINGLE_ID_ENV, chooseIdMap } from './userns.ts';
 
 export type IsolationWant = 'auto' | Rung;
 
@@ -35,6 +35,10 @@ export interface ProbeOptions {
   /** The build writes zstd layers: the zstd program must be installed. */
   needZstd?: boolean;
 }
+
+/** What a single-id map costs a build (README "Isolation" says the same). */
+export const SINGLE_ID_LIMITS =
+  'base layers are kept as pulled, but files a RUN creates or changes are owned by root in the image, and chown to other ids fails';
 
 const HINTS: Record<Rung, string> = {
   rootless:
@@ -91,10 +95,31 @@ async function probeRootless(ctx: Ctx): Promise<RungOutcome> {
     const ovl = await attempt([ctx.unshare, '--mount', ctx.sh, '-c', `mount -t overlay overlay -o ${opts}`]);
     const ids = Math.min(mappedIdCount('/proc/self/uid_map'), mappedIdCount('/proc/self/gid_map'));
     const full = ids >= 65536;
+    const procDir = posix.join(ctx.dir, 'proc-rootless');
+    await mkdir(procDir, { recursive: true });
+    // What the RUN set-up tries first (namespaced-script.ts): a fresh proc of the RUN's pid namespace.
+    const freshProc = !(await attempt([
+      ctx.unshare,
+      '--mount',
+      '--pid',
+      '--fork',
+      ctx.sh,
+      '-c',
+      `mount -t proc -o nosuid,nodev,noexec proc ${shq(procDir)}`,
+    ]));
+    const procNote = freshProc
+      ? ''
+      : "; /proc is the container's, bound (a fresh proc cannot be mounted over a masked /proc: RUN sees the container's processes; unmask it with procMount: Unmasked or podman --security-opt unmask=ALL)";
+    const single = process.env[SINGLE_ID_ENV];
+    const map = full
+      ? ''
+      : ids === 1
+        ? ` (single-id map${single ? `: ${single}` : ''}; ${SINGLE_ID_LIMITS})`
+        : ' (not a full map: files owned by unmapped ids cannot be created)';
     return {
       rung: 'rootless',
       ok: true,
-      reason: `running as root of a user namespace with ${ids} mapped ids${full ? '' : ' (not a full map: files owned by unmapped ids cannot be created)'}; overlayfs ${ovl ? 'unavailable: ' + ovl : 'works'}`,
+      reason: `running as root of a user namespace with ${ids} mapped ids${map}${procNote}; overlayfs ${ovl ? 'unavailable: ' + ovl : 'works'}`,
       overlay: !ovl,
       fullIdMap: full,
     };
@@ -114,21 +139,13 @@ async function probeRootless(ctx: Ctx): Promise<RungOutcome> {
     fullIdMap = true;
     mapNote = 'running as root, any id map can be written';
   } else {
-    const ranges = currentSubIdRanges();
-    const helpers = Boolean(findTool('newuidmap') && findTool('newgidmap'));
-    if (!helpers) {
-      fullIdMap = false;
-      mapNote = 'newuidmap/newgidmap not installed (install uidmap): only a single-id map';
-    } else if (!ranges.uid || !ranges.gid) {
-      fullIdMap = false;
-      mapNote = `no /etc/${ranges.uid ? 'subgid' : 'subuid'} range for ${ranges.user}: only a single-id map`;
-    } else {
-      const mapErr = await attempt([...userns, '--map-auto', 'true']);
-      fullIdMap = !mapErr;
-      mapNote = mapErr
-        ? `full id map failed (${mapErr}): only a single-id map`
-        : `full id map with ${ranges.uid.count} subordinate ids from /etc/subuid`;
-    }
+    // The same decision, with the same helper and a trial of it, as the re-exec makes.
+    const map = await chooseIdMap();
+    fullIdMap = map.mode === 'full';
+    mapNote =
+      map.mode === 'full'
+        ? `full id map with ${map.uid.count} subordinate ids from /etc/subuid`
+        : `${map.why}: single-id map (${SINGLE_ID_LIMITS})`;
   }
   return {
     rung: 'rootless',

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { KilnError } from '../util/errors.ts';
-import { findTool, inInitialUserNamespace, runTool } from './tools.ts';
+import { findTool, firstLine, inInitialUserNamespace, runTool } from './tools.ts';
 
 /** Set in the environment of the re-executed process. */
 export const USERNS_ENV = 'KILN_IN_USERNS';
@@ -104,18 +104,63 @@ export interface ReexecOptions {
   /** Use newuidmap/newgidmap directly even when unshare has --map-auto. */
   forceHelper?: boolean;
   /**
-   * Without a subuid/subgid range, map only the current user (to 0) instead of failing: files owned
-   * by other ids, and chown to them, then fail with EINVAL.
+   * When the full subuid/subgid map cannot be had (no range, no helpers, or the helpers cannot write
+   * uid_map, as in a pod with only SETUID/SETGID), map only the current user (to 0, as `unshare -r`)
+   * instead of failing. Chown to other ids then fails with EINVAL.
    */
   allowSingleIdMap?: boolean;
-  /** Told once when the single-id map is used. */
+  /** Told once when the single-id map is used, with why. */
   onSingleIdMap?: (message: string) => void;
+}
+
+/** Set in the re-executed process's environment when it got a single-id map: why it did. */
+export const SINGLE_ID_ENV = 'KILN_SINGLE_ID_MAP';
+
+export type IdMapChoice =
+  { mode: 'full'; uid: SubIdRange; gid: SubIdRange } | { mode: 'single'; why: string };
+
+const choices = new Map<boolean, IdMapChoice>();
+/**
+ * The id map the re-exec writes here: the full subordinate map when a trial re-exec of `true` with
+ * the very helper the build uses (unshare --map-auto, or newuidmap/newgidmap) works, else a single-id
+ * map with why. Cached: `kiln probe` and the re-exec decide once, the same way.
+ */
+export async function chooseIdMap(forceHelper = false): Promise<IdMapChoice> {
+  const known = choices.get(forceHelper);
+  if (known) return known;
+  const ranges = currentSubIdRanges();
+  let choice: IdMapChoice;
+  const unshare = findTool('unshare');
+  if (!ranges.uid || !ranges.gid) {
+    choice = { mode: 'single', why: `no /etc/${ranges.uid ? 'subgid' : 'subuid'} range for ${ranges.user}` };
+  } else if (!findTool('newuidmap') || !findTool('newgidmap')) {
+    choice = { mode: 'single', why: 'newuidmap/newgidmap not installed (install uidmap)' };
+  } else if (!unshare) {
+    choice = { mode: 'single', why: "'unshare' (util-linux) is not installed" };
+  } else {
+    const full: IdMapChoice = { mode: 'full', uid: ranges.uid, gid: ranges.gid };
+    const r = await launch(unshare, [findTool('true') ?? '/bin/true'], {}, full, forceHelper, 'capture');
+    choice =
+      r.code === 0
+        ? full
+        : {
+            mode: 'single',
+            why: `the full id map failed (${firstLine(r.stderr, `exit code ${r.code}`)}; newuidmap needs CAP_SETUID and CAP_DAC_OVERRIDE in the bounding set to write uid_map)`,
+          };
+  }
+  choices.set(forceHelper, choice);
+  return choice;
+}
+
+/** The hint of a single-id map: what gives the full one. */
+export function fullMapHint(user: string): string {
+  return `add a range (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user}) and let newuidmap/newgidmap write it (setuid root, or file capabilities cap_setuid/cap_setgid, with those capabilities and CAP_DAC_OVERRIDE not dropped from the container)`;
 }
 
 /**
  * Runs `argv` (argv[0] is the executable, e.g. `selfArgv()`) in a new user + mount namespace with the
- * full subordinate id map and returns its exit code (128+n when it died of signal n). SIGINT/SIGTERM
- * are forwarded.
+ * id map `chooseIdMap` decided and returns its exit code (128+n when it died of signal n).
+ * SIGINT/SIGTERM are forwarded.
  */
 export async function reexecInUserNamespace(
   argv: string[],
@@ -133,40 +178,73 @@ export async function reexecInUserNamespace(
       },
     );
   }
-  const ranges = currentSubIdRanges();
-  if ((!ranges.uid || !ranges.gid) && opts.allowSingleIdMap) {
-    opts.onSingleIdMap?.(
-      `user ${ranges.user} has no range in /etc/${ranges.uid ? 'subgid' : 'subuid'}: only one id is mapped, so chown to other ids will fail; ` +
-        `add one with: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${ranges.user}`,
-    );
-    const child = spawn(
+  const user = currentUser().name;
+  const choice = await chooseIdMap(opts.forceHelper);
+  const childEnv: NodeJS.ProcessEnv = { ...env, [USERNS_ENV]: '1', [USER_ENV]: user };
+  if (choice.mode === 'single') {
+    if (!opts.allowSingleIdMap) {
+      throw new KilnError(
+        'isolation',
+        currentSubIdRanges().uid ? 'USERNS_MAP' : 'NO_SUBUID',
+        `cannot map the subordinate ids of ${user}: ${choice.why}`,
+        {
+          hint: fullMapHint(user),
+        },
+      );
+    }
+    opts.onSingleIdMap?.(`only one id is mapped: ${choice.why}`);
+    childEnv[SINGLE_ID_ENV] = choice.why;
+  } else {
+    delete childEnv[SINGLE_ID_ENV];
+  }
+  return (await launch(unshare, argv, childEnv, choice, opts.forceHelper ?? false, 'inherit')).code;
+}
+
+/** Starts `argv` in the user namespace with `map`; 'capture' keeps its stderr (for the trial). */
+async function launch(
+  unshare: string,
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  map: IdMapChoice,
+  forceHelper: boolean,
+  io: 'inherit' | 'capture',
+): Promise<{ code: number; stderr: string }> {
+  const stdio =
+    io === 'inherit' ? (['inherit', 'inherit', 'inherit'] as const) : (['ignore', 'ignore', 'pipe'] as const);
+  const ns = ['--mount', '--fork', '--kill-child', '--', ...argv];
+  if (map.mode === 'single' || (!forceHelper && (await unshareSupportsMapAuto(unshare)))) {
+    const maps = map.mode === 'single' ? ['--map-root-user'] : ['--map-root-user', '--map-auto'];
+    const child = spawn(unshare, ['--user', ...maps, ...ns], { env, stdio: [...stdio] });
+    const stderr = collect(child.stderr);
+    const code = await waitForwarding(child);
+    return { code, stderr: await stderr };
+  }
+  try {
+    const quiet = ['ignore', 'ignore', 'ignore'] as const;
+    const code = await reexecWithHelper(
       unshare,
-      ['--user', '--map-root-user', '--mount', '--fork', '--kill-child', '--', ...argv],
-      { env: { ...env, [USERNS_ENV]: '1', [USER_ENV]: ranges.user }, stdio: 'inherit' },
+      argv,
+      env,
+      map.uid,
+      map.gid,
+      io === 'inherit' ? (['inherit', 'inherit', 'inherit'] as const) : quiet,
     );
-    return await waitForwarding(child);
+    return { code, stderr: '' };
+  } catch (e) {
+    if (io === 'capture' && e instanceof KilnError && e.code === 'USERNS_MAP')
+      return { code: 1, stderr: e.message };
+    throw e;
   }
-  if (!ranges.uid || !ranges.gid) {
-    throw new KilnError(
-      'isolation',
-      'NO_SUBUID',
-      `user ${ranges.user} has no range in /etc/${ranges.uid ? 'subgid' : 'subuid'}`,
-      {
-        hint: `add '${ranges.user}:100000:65536' to /etc/subuid and /etc/subgid (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${ranges.user})`,
-      },
-    );
-  }
-  const childEnv = { ...env, [USERNS_ENV]: '1', [USER_ENV]: ranges.user };
-  const useMapAuto = !opts.forceHelper && (await unshareSupportsMapAuto(unshare));
-  if (useMapAuto) {
-    const child = spawn(
-      unshare,
-      ['--user', '--map-root-user', '--map-auto', '--mount', '--fork', '--kill-child', '--', ...argv],
-      { env: childEnv, stdio: 'inherit' },
-    );
-    return await waitForwarding(child);
-  }
-  return await reexecWithHelper(unshare, argv, childEnv, ranges.uid, ranges.gid);
+}
+
+function collect(stream: NodeJS.ReadableStream | null): Promise<string> {
+  if (!stream) return Promise.resolve('');
+  let text = '';
+  stream.on('data', (d: Buffer) => (text = (text + d.toString()).slice(-4000)));
+  return new Promise((resolve) => {
+    stream.on('end', () => resolve(text));
+    stream.on('error', () => resolve(text));
+  });
 }
 
 function waitForwarding(child: ReturnType<typeof spawn>): Promise<number> {
@@ -206,6 +284,7 @@ async function reexecWithHelper(
   env: NodeJS.ProcessEnv,
   uidRange: SubIdRange,
   gidRange: SubIdRange,
+  stdio: readonly ['inherit' | 'ignore', 'inherit' | 'ignore', 'inherit' | 'ignore'],
 ): Promise<number> {
   const newuidmap = findTool('newuidmap');
   const newgidmap = findTool('newgidmap');
@@ -228,7 +307,7 @@ async function reexecWithHelper(
       'kiln',
       ...argv,
     ],
-    { env, stdio: ['inherit', 'inherit', 'inherit', 'pipe'] },
+    { env, stdio: [...stdio, 'pipe'] },
   );
   const gate = child.stdio[3];
   const pid = child.pid;
