@@ -24,11 +24,11 @@ import {
 import { contextIgnore, IgnoreMatcher } from './context/dockerignore.ts';
 import { ContextSource } from './context/sources.ts';
 import { materializeContext } from './context/fetch.ts';
-import { probeIsolation, formatProbe } from './isolation/probe.ts';
+import { probeIsolation, formatProbe, SINGLE_ID_LIMITS } from './isolation/probe.ts';
 import type { ProbeResult, Rung } from './isolation/types.ts';
 import { createSandbox } from './isolation/sandbox.ts';
 import { inInitialUserNamespace } from './isolation/tools.ts';
-import { invokingUser } from './isolation/userns.ts';
+import { SINGLE_ID_ENV, fullMapHint, invokingUser } from './isolation/userns.ts';
 import { createSnapshotter } from './fs/snapshotter.ts';
 import { ensureWorkDir } from './fs/work-dir.ts';
 import { createWalkSnapshotter } from './fs/snapshot-walk.ts';
@@ -151,19 +151,14 @@ async function buildInContext(
     ...(probe.plainProc ? { plainProc: probe.plainProc } : {}),
   });
   const engine = probe.snapshot;
+  const singleId = probe.chosen === 'rootless' && probe.fullIdMap === false;
   const deps: ExecutorDeps = {
     createSnapshotter: (rootfs, scratch) => createSnapshotter(engine, rootfs, scratch),
     // A whole-stage snapshot must survive the per-step overlays in between: only a walk can.
     beginTreeSnapshot: (rootfs, exclude) => createWalkSnapshotter(rootfs).begin({ exclude }),
     sandbox,
     writeLayer,
-    extractLayer: async (blobPath, rootfs, o) => {
-      await extractLayer(createReadStream(blobPath), rootfs, {
-        ...o, // skipDevices, onRead
-        createDevices: wantsInsecure(plan),
-        onSkipped: (p, why) => logger.debug(`device node ${p}: ${why}`),
-      });
-    },
+    extractLayer: baseExtractor(wantsInsecure(plan), singleId, logger),
   };
   const client = buildClient(opts, logger, hooks);
   try {
@@ -188,7 +183,13 @@ async function buildInContext(
         ...hooks, // progress (step numbers), transfers (bytes)
         onOutput,
         ...(cache ? { cache } : {}),
-        ...baseTreeSharing(opts, engine, probe.chosen, wantsInsecure(plan), logger),
+        ...baseTreeSharing(
+          opts,
+          engine,
+          `${probe.chosen}${singleId ? '-single-id' : ''}`,
+          wantsInsecure(plan),
+          logger,
+        ),
       },
       targets,
     );
@@ -244,6 +245,31 @@ async function buildInContext(
   }
 }
 
+/** How the build applies base and stage layers to its trees. */
+function baseExtractor(
+  createDevices: boolean,
+  singleId: boolean,
+  logger: Logger,
+): ExecutorDeps['extractLayer'] {
+  let chownSkips = 0;
+  return async (blobPath, rootfs, o) => {
+    await extractLayer(createReadStream(blobPath), rootfs, {
+      ...o, // skipDevices, onRead
+      createDevices,
+      onSkipped: (p, why) => logger.debug(`device node ${p}: ${why}`),
+      // podman's ignore_chown_errors: the layer blob stays as pulled; only the tree has root owners.
+      ignoreChownErrors: singleId,
+      onChownSkipped: (p, uid, gid) => {
+        if (chownSkips++ === 0)
+          logger.warn(
+            `single-id map: ${p} is owned by ${uid}:${gid} in the image, by root in the build tree (chown to an unmapped id skipped, as podman's ignore_chown_errors does); RUN steps see every such file owned by root`,
+          );
+        else logger.debug(`single-id map: chown of ${p} to ${uid}:${gid} skipped`);
+      },
+    });
+  };
+}
+
 /** The isolation rung and snapshot engine the probe chose, with what the user should know about them. */
 async function chooseIsolation(
   opts: BuildOptions,
@@ -264,11 +290,8 @@ async function chooseIsolation(
   logger.info(`isolation: ${probe.chosen} (${chosen.reason}); snapshots: ${probe.snapshot}`);
   if (probe.snapshotFallback && probe.snapshotNote) logger.warn(probe.snapshotNote);
   if (probe.chosen === 'rootless' && probe.fullIdMap === false) {
-    const user = invokingUser();
-    logger.warn(
-      `only one user id is mapped (no /etc/subuid range for ${user}): chown to other ids in RUN and files owned by other ids will fail; ` +
-        `add a range with: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user}`,
-    );
+    const why = process.env[SINGLE_ID_ENV] ?? 'not a full subordinate id map';
+    logger.warn(`only one user id is mapped (${why}): ${SINGLE_ID_LIMITS}; ${fullMapHint(invokingUser())}`);
   }
   for (const r of probe.reports)
     if (r.rung !== probe.chosen) logger.debug(`isolation ${r.rung}: ${r.ok ? 'available' : r.reason}`);
@@ -384,7 +407,7 @@ function baseTreeSharing(
   if (engine !== 'overlay') return { linkBaseTrees: false };
   if (!opts.cache.dir || opts.cache.treeStoreMiB <= 0) return { linkBaseTrees: true };
   const devices =
-    rung === 'rootless' || !inInitialUserNamespace() ? 'nodev' : createDevices ? 'mknod' : 'dev';
+    rung.startsWith('rootless') || !inInitialUserNamespace() ? 'nodev' : createDevices ? 'mknod' : 'dev';
   return {
     linkBaseTrees: true,
     trees: new TreeStore({

@@ -36,7 +36,7 @@ import * as tar from 'tar-stream';
 import { resolveInRoot, resolveInRootSync } from './rootpath.ts';
 import { KilnError } from '../util/errors.ts';
 import { runCommand } from '../util/command.ts';
-import { applyXattrsToFds, DEVICE_XATTR, FD_BATCH } from './xattr.ts';
+import { applyXattrsToFds, DEVICE_XATTR, FD_BATCH, OWNER_XATTR } from './xattr.ts';
 import { zstdDecompress } from './zstd.ts';
 
 export interface ExtractOptions {
@@ -57,6 +57,13 @@ export interface ExtractOptions {
   /** Placeholders even when createDevices is set (a user namespace: no mknod whatever is wanted). */
   skipDevices?: boolean;
   onSkipped?: (path: string, reason: string) => void;
+  /**
+   * A single-id user namespace (podman's ignore_chown_errors): a chown that fails with EINVAL (the
+   * id is not mapped) is skipped, the entry stays owned by root and its owner from the layer is kept
+   * in OWNER_XATTR for the layer writer. Each skipped entry is told to `onChownSkipped`.
+   */
+  ignoreChownErrors?: boolean;
+  onChownSkipped?: (path: string, uid: number, gid: number) => void;
   /** Told the number of blob bytes read so far, as they are read (progress of a base extraction). */
   onRead?: (bytes: number) => void;
 }
@@ -331,7 +338,8 @@ class LayerApplier {
       case 'symlink':
         this.clearSync(host, false);
         symlinkSync(h.linkname ?? '', host);
-        lchownSync(host, meta.uid, meta.gid);
+        // No xattr can be set on a symlink: a skipped owner is lost (symlink owners mean nothing).
+        this.chown(host, meta, () => lchownSync(host, meta.uid, meta.gid));
         lutimesSync(host, meta.mtime, meta.mtime);
         break;
       case 'link':
@@ -413,7 +421,7 @@ class LayerApplier {
   private directory(path: string, host: string, m: Meta): void {
     if (!this.clearSync(host, true)) mkdirSync(host, { mode: 0o700 });
     // `host` is a real directory here (just made, or lstat'ed as one), its parents too.
-    lchownSync(host, m.uid, m.gid);
+    this.chown(host, m, () => lchownSync(host, m.uid, m.gid));
     chmodSync(host, m.mode);
     const st = lstatSync(host);
     this.dirTimes.push({ host, dev: st.dev, ino: st.ino, mtime: m.mtime });
@@ -433,7 +441,7 @@ class LayerApplier {
         }
       }
       // Through the descriptor: chown first (it clears setuid bits), then the mode, then the time.
-      fchownSync(fd, m.uid, m.gid);
+      this.chown(host, m, () => fchownSync(fd, m.uid, m.gid));
       fchmodSync(fd, m.mode);
       futimesSync(fd, m.mtime, m.mtime);
     } catch (err) {
@@ -497,10 +505,36 @@ class LayerApplier {
         String(major),
         String(minor),
       ]);
-    lchownSync(host, m.uid, m.gid);
+    this.chown(host, m, () => lchownSync(host, m.uid, m.gid));
     chmodSync(host, m.mode);
     lutimesSync(host, m.mtime, m.mtime);
     this.keepXattrs(host, m.xattrs);
+  }
+
+  /**
+   * Runs `chown`; with ignoreChownErrors an EINVAL (an id the user namespace does not map) leaves the
+   * entry owned by root and records the layer's owner in OWNER_XATTR (in `m.xattrs`, set after this).
+   */
+  private chown(host: string, m: Meta, chown: () => void): void {
+    try {
+      chown();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      const path = `/${posix.relative(this.root, host)}`;
+      if (!this.opts.ignoreChownErrors) {
+        throw new KilnError(
+          'isolation',
+          'UNMAPPED_OWNER',
+          `cannot give ${path} its owner ${m.uid}:${m.gid} from the layer: that id is not mapped in this user namespace`,
+          {
+            hint: 'give the build user a subordinate id range covering it (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 <user>)',
+            cause: err,
+          },
+        );
+      }
+      m.xattrs = new Map(m.xattrs ?? []).set(OWNER_XATTR, Buffer.from(`${m.uid}:${m.gid}`));
+      this.opts.onChownSkipped?.(path, m.uid, m.gid);
+    }
   }
 
   /**
@@ -576,8 +610,8 @@ function paxXattrs(pax: Record<string, string> | undefined): Map<string, Buffer>
   let x: Map<string, Buffer> | undefined;
   for (const [k, v] of Object.entries(pax)) {
     const name = k.slice(XATTR_PREFIX.length);
-    // kiln's own placeholder mark is never taken from a layer: it would turn a file into a device.
-    if (!k.startsWith(XATTR_PREFIX) || name === DEVICE_XATTR) continue;
+    // kiln's own marks are never taken from a layer: a device mark would turn a file into a device.
+    if (!k.startsWith(XATTR_PREFIX) || name === DEVICE_XATTR || name === OWNER_XATTR) continue;
     x ??= new Map();
     x.set(name, Buffer.from(v, 'latin1'));
   }

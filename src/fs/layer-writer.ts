@@ -14,7 +14,7 @@ import { DigestStream, digestHex } from '../image/digest.ts';
 import { MediaType } from '../image/types.ts';
 import { KilnError } from '../util/errors.ts';
 import type { Diff, LayerWriteOptions, WrittenLayer } from './types.ts';
-import { DEVICE_XATTR, parseDeviceXattr, readXattrs } from './xattr.ts';
+import { DEVICE_XATTR, OWNER_XATTR, parseDeviceXattr, parseOwnerXattr, readXattrs } from './xattr.ts';
 import { createParallelGzip } from './pgzip.ts';
 import { zstdCompress } from './zstd.ts';
 
@@ -243,6 +243,32 @@ function placeholderDevice(
   };
 }
 
+/**
+ * Takes kiln's OWNER_XATTR out of the xattrs read and gives its entry that owner: the owner a
+ * single-id extraction could not set. A file the step replaced has lost the mark, so only files it
+ * kept (changed in place) carry the image's owner on.
+ */
+function takeOwners(
+  xattrs: Map<string, Map<string, Buffer>>,
+  stats: Map<string, EntryStat>,
+  root: string,
+): void {
+  if (xattrs.size === 0) return;
+  for (const [p, st] of stats) {
+    const host = posix.join(root, p);
+    const x = xattrs.get(host);
+    const v = x?.get(OWNER_XATTR);
+    if (!x || !v) continue;
+    x.delete(OWNER_XATTR);
+    if (x.size === 0) xattrs.delete(host);
+    const o = parseOwnerXattr(v);
+    if (o) {
+      st.uid = o.uid;
+      st.gid = o.gid;
+    }
+  }
+}
+
 /** One tar entry to come, in archive order: a changed path, or a whiteout file. */
 interface PlanItem {
   /** Image path of the entry ("/a/b", or the whiteout's own path). */
@@ -278,6 +304,7 @@ async function planEntries(diff: Diff, clamp: number | undefined): Promise<Layer
   const xattrPaths: string[] = [];
   for (const [p, st] of stats) if (st.kind !== 'symlink') xattrPaths.push(posix.join(diff.root, p));
   const xattrs = await readXattrs(xattrPaths);
+  takeOwners(xattrs, stats, diff.root);
   for (const p of diff.deleted) {
     const n = norm(p);
     if (n !== '')

@@ -14,6 +14,19 @@ export const CAPABILITY_XATTR = 'security.capability';
  */
 export const DEVICE_XATTR = 'user.kiln.device';
 
+/**
+ * The owner (`uid:gid`) a layer gave a file that a single-id user namespace could not chown to
+ * (extraction with ignoreChownErrors): the tree has it owned by root, the layer writer writes this
+ * owner back, so a RUN layer that carries the file unchanged in owner keeps the image's owner.
+ */
+export const OWNER_XATTR = 'user.kiln.owner';
+
+/** The owner an OWNER_XATTR value names, or undefined when it is not one. */
+export function parseOwnerXattr(v: Buffer): { uid: number; gid: number } | undefined {
+  const m = /^(\d{1,10}):(\d{1,10})$/.exec(v.toString('latin1'));
+  return m ? { uid: Number(m[1]), gid: Number(m[2]) } : undefined;
+}
+
 /** The device a placeholder stands for, or undefined when the value is not one. */
 export function parseDeviceXattr(v: Buffer): { kind: 'c' | 'b'; major: number; minor: number } | undefined {
   const m = /^([cb]) (\d{1,10}) (\d{1,10})$/.exec(v.toString('latin1'));

@@ -152,6 +152,7 @@ export const ERROR_CODES = {
     'SANDBOX_SETUP',
     'SANDBOX_START',
     'TOOL_MISSING',
+    'UNMAPPED_OWNER',
     'USERNS_MAP',
     'USERNS_START',
   ],

@@ -83,6 +83,7 @@ export interface LayerEntry {
   type: string;
   linkname?: string;
   uid: number;
+  gid: number;
   mode: number;
   mtime: number;
 }
@@ -101,6 +102,7 @@ export async function layerEntries(path: string): Promise<LayerEntry[]> {
       type: h.type ?? 'file',
       ...(h.linkname ? { linkname: h.linkname.replace(/^\.?\//, '') } : {}),
       uid: h.uid ?? 0,
+      gid: h.gid ?? 0,
       mode: h.mode ?? 0,
       mtime: h.mtime ? h.mtime.getTime() : 0,
     });
