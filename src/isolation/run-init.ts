@@ -122,6 +122,10 @@ sub descendants {
 }
 my $self = readlink('/proc/self');
 $self = $$ unless defined $self && $self =~ /^\d+$/;
+# The pids read from /proc are those of the /proc mounted: where a fresh proc cannot be mounted (a
+# container's masked /proc) it is the container's, whose numbers mean other processes (or none) in
+# the run's own pid namespace. As PID 1 of that namespace, kill(-1) reaches every process in it.
+sub kill_all { if ($$ == 1) { kill 9, -1; } else { kill 9, map { $_->[0] } @_; } }
 # PRoot's tracees would go on untraced if PRoot died first: they are killed until none is left, then it.
 sub reap_all {
   my ($keep) = @_;
@@ -147,7 +151,7 @@ if ($mode eq 'proot') {
   reap_all($pid);
   while (wait() != -1) {}
 }
-$SIG{TERM} = sub { $aborted = 1; kill 9, map { $_->[0] } descendants($self); };
+$SIG{TERM} = sub { $aborted = 1; kill_all(descendants($self)); };
 while ($mode ne 'proot') {
   my $w = wait();
   last if $w == -1;
@@ -161,7 +165,7 @@ for my $round (0 .. 100) {
   if ($round == 0 && !$aborted) {
     print $W "kiln lingering: $_->[0] $_->[1] $_->[2]\n" for @left;
   }
-  kill 9, map { $_->[0] } @left;
+  kill_all(@left);
   while (waitpid(-1, 1) > 0) {}
   select(undef, undef, undef, 0.02);
 }

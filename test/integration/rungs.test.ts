@@ -242,7 +242,7 @@ describe('kiln build on every rung', { skip }, () => {
       assert.match(r.stderr, /^isolation: rootless \(.*with 1 mapped ids/m);
       assert.match(
         r.stderr,
-        /WARN only one user id is mapped \(no \/etc\/subuid range for kilntest2\): chown to other ids .*will fail; add a range with: usermod/,
+        /WARN only one user id is mapped \(no \/etc\/subuid range for kilntest2\): .*chown to other ids fails; add a range \(usermod --add-subuids/,
       );
       const rootfs = await unpack(dest, 'single');
       const st = await lstat(join(rootfs, 'f'));
