@@ -15,6 +15,7 @@ import { isExcluded } from '../fs/exclude.ts';
 import { resolveUser } from './passwd.ts';
 import { KilnError, type SourcePosition } from '../util/errors.ts';
 import { inInitialUserNamespace, mappedIdCount } from '../isolation/tools.ts';
+import { SINGLE_ID_ENV, USER_ENV, fullMapHint } from '../isolation/userns.ts';
 
 /** The RUN failure hint: the output tail, and how to get a full id map when chown hit a single-id one. */
 function runFailureHint(tail: string[]): string | undefined {
@@ -27,11 +28,11 @@ function runFailureHint(tail: string[]): string | undefined {
     !inInitialUserNamespace() &&
     mappedIdCount() < 65536
   ) {
-    const user = process.env.KILN_REEXEC_USER ?? 'USER';
+    const user = process.env[USER_ENV] ?? 'USER';
+    const why = process.env[SINGLE_ID_ENV];
     parts.push(
-      `only ${mappedIdCount()} user id(s) are mapped in kiln's user namespace, so files cannot be given to other ids; ` +
-        `add a subordinate id range (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user}, ` +
-        `i.e. '${user}:100000:65536' in /etc/subuid and /etc/subgid) and build again`,
+      `only ${mappedIdCount()} user id(s) are mapped in kiln's user namespace${why ? ` (${why})` : ''}, so files cannot be given to other ids; ` +
+        `${fullMapHint(user)}, and build again`,
     );
   }
   return parts.length > 0 ? parts.join('\n') : undefined;
