@@ -56,7 +56,7 @@ function* batches(paths: string[]): Generator<string[]> {
 }
 
 /** Attributes that describe the host or the snapshot machinery, not the image. */
-function keepXattr(name: string): boolean {
+export function keepXattr(name: string): boolean {
   return !(
     name.startsWith('trusted.overlay.') ||
     name.startsWith('user.overlay.') ||
