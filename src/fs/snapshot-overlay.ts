@@ -3,9 +3,14 @@
  * rootfs, so what the step changed is exactly the upper dir. `finish` unmounts, reads the upper dir
  * (whiteout devices are deletions, overlay-opaque dirs are opaque), then folds the upper dir into the
  * rootfs by renaming entries across (a copy only when the scratch dir is on another filesystem), so
- * the rootfs becomes the new state and also serves as the Diff's root.
+ * the rootfs becomes the new state and also serves as the Diff's root. What the upper dir holds is
+ * judged by the rule of same-entry.ts, the walk engine's too: a copy-up that equals its lower entry
+ * (overlay copies a file up on chown or chmod to the same value, `touch` to the same time, or an
+ * open for writing that writes nothing, as useradd's lock file) is no change and stays out of the
+ * layer and of the rootfs; an opaque mark on a directory with no lower directory hides nothing and
+ * is dropped (overlay marks new directories opaque as an optimisation).
  */
-import { lstatSync, readdirSync, type BigIntStats } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { chmod, lchown, mkdir, mkdtemp, opendir, readFile, rename, rm, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KilnError } from '../util/errors.ts';
@@ -14,6 +19,7 @@ import type { Diff, Snapshotter, StepSnapshot } from './types.ts';
 import { applyXattrs, readXattrs, readXattrsUnder } from './xattr.ts';
 import { isExcluded } from './exclude.ts';
 import { relinkCopiedUpGroups } from './snapshot-relink.ts';
+import { compareMeta, isFileMode, sameContent, sameXattrs, type EntryMeta } from './same-entry.ts';
 
 /** True when this process runs in a user namespace (uid_map is not the identity over the full range). */
 export async function inUserNamespace(): Promise<boolean> {
@@ -164,12 +170,84 @@ async function readTree(
   return nodes;
 }
 
-function sameDirMeta(a: BigIntStats, b: BigIntStats): boolean {
-  return a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && a.mtimeNs === b.mtimeNs;
+/** A copied-up entry's metadata for the rule; symlinks with their target. */
+function metaOf(host: string, st: BigIntStats): EntryMeta {
+  const m: EntryMeta = {
+    mode: st.mode,
+    uid: st.uid,
+    gid: st.gid,
+    size: st.size,
+    mtimeNs: st.mtimeNs,
+    rdev: st.rdev,
+  };
+  if (st.isSymbolicLink()) m.target = readlinkSync(host);
+  return m;
+}
+
+interface Candidate {
+  node: Node;
+  lowerHost: string;
+  upperIno?: string;
+  nlink: bigint;
+}
+
+/**
+ * The upper entries that equal their lower entry by the rule (metadata, bytes where needed, then
+ * xattrs in one batch each side), minus members of hardlink groups with a changed member: a group is
+ * in the layer whole or not at all. `hidden`: an opaque dir above hides the lower tree.
+ */
+async function unchangedEntries(nodes: Node[], rootfs: string): Promise<Set<Node>> {
+  const cands: Candidate[] = [];
+  const visit = (list: Node[], hidden: boolean): void => {
+    for (const n of list) {
+      if (n.excluded || n.kind === 'whiteout') continue;
+      const lowerHost = join(rootfs, n.path);
+      const lower = hidden ? null : lstatSyncOrNull(lowerHost);
+      if (n.kind === 'dir') {
+        if (
+          lower &&
+          lower.isDirectory() &&
+          !n.opaque &&
+          compareMeta(metaOf(lowerHost, lower), metaOf(n.upper, n.st!)) === 'same'
+        )
+          cands.push({ node: n, lowerHost, nlink: 1n });
+        visit(n.children, hidden || (n.opaque && lower?.isDirectory() === true));
+        continue;
+      }
+      if (!lower) continue;
+      const up = lstatSync(n.upper, { bigint: true });
+      let v = compareMeta(metaOf(lowerHost, lower), metaOf(n.upper, up));
+      if (v === 'content') v = sameContent(lowerHost, n.upper) ? 'same' : 'changed';
+      if (v !== 'same') continue;
+      const upperIno = isFileMode(up.mode) && up.nlink > 1n ? `${up.dev}:${up.ino}` : undefined;
+      cands.push({ node: n, lowerHost, upperIno, nlink: up.nlink });
+    }
+  };
+  visit(nodes, false);
+  if (cands.length === 0) return new Set();
+  const [lowerX, upperX] = await Promise.all([
+    readXattrs(cands.map((c) => c.lowerHost)),
+    readXattrs(cands.map((c) => c.node.upper)),
+  ]);
+  const same = cands.filter((c) => sameXattrs(lowerX.get(c.lowerHost), upperX.get(c.node.upper)));
+  // An upper inode's names are all in the upper dir: unchanged only when every one of them is.
+  const groups = new Map<string, number>();
+  for (const c of same) if (c.upperIno) groups.set(c.upperIno, (groups.get(c.upperIno) ?? 0) + 1);
+  return new Set(
+    same.filter((c) => !c.upperIno || BigInt(groups.get(c.upperIno)!) === c.nlink).map((c) => c.node),
+  );
+}
+
+function lstatSyncOrNull(p: string): BigIntStats | null {
+  try {
+    return lstatSync(p, { bigint: true });
+  } catch {
+    return null;
+  }
 }
 
 /** Fills the diff lists; returns whether anything under (or at) these nodes is part of the diff. */
-async function collect(nodes: Node[], rootfs: string, diff: Diff): Promise<boolean> {
+async function collect(nodes: Node[], rootfs: string, diff: Diff, unchanged: Set<Node>): Promise<boolean> {
   let any = false;
   for (const n of nodes) {
     if (n.excluded) continue;
@@ -177,12 +255,15 @@ async function collect(nodes: Node[], rootfs: string, diff: Diff): Promise<boole
       diff.deleted.push(n.path);
       any = true;
     } else if (n.kind === 'other') {
+      if (unchanged.has(n)) continue;
       diff.changed.push(n.path);
       any = true;
     } else {
-      const below = await collect(n.children, rootfs, diff);
+      const below = await collect(n.children, rootfs, diff, unchanged);
       const lower = await lstatOrNull(join(rootfs, n.path));
-      const changed = n.opaque || below || !lower || !lower.isDirectory() || !sameDirMeta(lower, n.st!);
+      // Opaque over nothing, or over a non-directory the dir replaces anyway: no marker.
+      if (n.opaque && !lower?.isDirectory()) n.opaque = false;
+      const changed = n.opaque || below || !unchanged.has(n);
       if (changed) {
         diff.changed.push(n.path);
         if (n.opaque) diff.opaque.push(n.path);
@@ -216,9 +297,15 @@ async function emptyDir(dir: string): Promise<void> {
 }
 
 /** Makes the rootfs the merged state: deletions, opaque dirs, then entries moved across, dirs' metadata last. */
-async function apply(nodes: Node[], rootfs: string, mergedDirs: Array<{ node: Node; target: string }>) {
+async function apply(
+  nodes: Node[],
+  rootfs: string,
+  mergedDirs: Array<{ node: Node; target: string }>,
+  unchanged: Set<Node>,
+) {
   for (const n of nodes) {
-    if (n.excluded) continue;
+    // An unchanged copy-up stays out of the rootfs too: the rootfs keeps what the layers say.
+    if (n.excluded || (n.kind === 'other' && unchanged.has(n))) continue;
     const target = join(rootfs, n.path);
     if (n.kind === 'whiteout') {
       await rm(target, { recursive: true, force: true });
@@ -234,7 +321,7 @@ async function apply(nodes: Node[], rootfs: string, mergedDirs: Array<{ node: No
     if (cur === 'other') await rm(target, { force: true });
     if (cur !== 'dir') await mkdir(target);
     else if (n.opaque) await emptyDir(target);
-    await apply(n.children, rootfs, mergedDirs);
+    await apply(n.children, rootfs, mergedDirs, unchanged);
     const st = n.st!;
     const mode = Number(st.mode & 0o7777n);
     await lchown(target, Number(st.uid), Number(st.gid));
@@ -285,13 +372,14 @@ class OverlayStep implements StepSnapshot {
       );
       const tree = await readTree(this.upper, '/', this.exclude, opaqueName, xattrs);
       const diff: Diff = { root: this.rootfs, changed: [], deleted: [], opaque: [] };
-      await collect(tree, this.rootfs, diff);
+      const unchanged = await unchangedEntries(tree, this.rootfs);
+      await collect(tree, this.rootfs, diff, unchanged);
       diff.changed.sort();
       diff.deleted.sort();
       diff.opaque.sort();
 
       const mergedDirs: Array<{ node: Node; target: string }> = [];
-      await apply(tree, this.rootfs, mergedDirs);
+      await apply(tree, this.rootfs, mergedDirs, unchanged);
       // Xattrs of merged dirs (moved entries carry their own).
       const dirX = await readXattrs(mergedDirs.map((m) => m.node.upper));
       await applyXattrs(

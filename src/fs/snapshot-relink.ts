@@ -9,8 +9,9 @@
  * upper inode, and the layer carries the whole group as one file plus hardlinks, as Kaniko's full
  * snapshot would. The rootfs is only walked when some copied-up file had more than one link.
  */
-import { linkSync, lstatSync, readdirSync, readFileSync, unlinkSync, type BigIntStats } from 'node:fs';
-import { join } from 'node:path';
+import { linkSync, lstatSync, readdirSync, unlinkSync, utimesSync, type BigIntStats } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { sameContent } from './same-entry.ts';
 import { chmod, lchown, mkdir, utimes } from 'node:fs/promises';
 
 interface UpperFile {
@@ -75,7 +76,7 @@ function hiddenByUpper(upper: string, path: string, isOpaque: (host: string) => 
 }
 
 /** Creates the upper dir's missing parents of `path` with the lower dirs' metadata (they merge unchanged). */
-async function upperParents(upper: string, rootfs: string, path: string): Promise<void> {
+async function upperParents(upper: string, rootfs: string, path: string, times: DirTimes): Promise<void> {
   const parts = path.split('/').filter(Boolean);
   let rel = '';
   for (let i = 0; i < parts.length - 1; i++) {
@@ -83,6 +84,7 @@ async function upperParents(upper: string, rootfs: string, path: string): Promis
     if (lstatOrNull(join(upper, rel))) continue;
     const lower = lstatSync(join(rootfs, rel), { bigint: true });
     const dir = join(upper, rel);
+    times.keep(dirname(dir));
     await mkdir(dir);
     await lchown(dir, Number(lower.uid), Number(lower.gid));
     await chmod(dir, Number(lower.mode & 0o7777n));
@@ -107,7 +109,23 @@ function isCopyUp(
   if (upper.size !== lower.size) return false;
   // Copy-up keeps the mtime; a re-created file gets a new one.
   if (upper.mtimeNs === lower.mtimeNs) return true;
-  return readFileSync(upperHost).equals(readFileSync(lowerHost));
+  return sameContent(upperHost, lowerHost);
+}
+
+/**
+ * Times of the upper dirs relinking writes into, taken before the first write and put back after
+ * the last: a link or unlink moves a directory's mtime, and the step did not make that change (the
+ * rule of same-entry.ts would then see an unchanged directory as changed, or the step's own mtime
+ * would be lost).
+ */
+class DirTimes {
+  private readonly saved = new Map<string, BigIntStats>();
+  keep(dir: string): void {
+    if (!this.saved.has(dir)) this.saved.set(dir, lstatSync(dir, { bigint: true }));
+  }
+  restore(): void {
+    for (const [dir, st] of this.saved) utimesSync(dir, Number(st.atimeNs) / 1e9, Number(st.mtimeNs) / 1e9);
+  }
 }
 
 export interface RelinkResult {
@@ -151,6 +169,7 @@ export async function relinkCopiedUpGroups(
     else byUpperInode.set(key(f.st), [f]);
   }
   const names = lowerNames(rootfs, want);
+  const times = new DirTimes();
   let linked = 0;
   for (const [k, copied] of touched) {
     // Several names copied up separately (chown -R): the one changed last wins; they only differ
@@ -166,8 +185,11 @@ export async function relinkCopiedUpGroups(
       // Deleted (whiteout), or replaced by the step with something that is not a copy of the group.
       if (cur && (!cur.isFile() || !copiedKeys.has(key(cur)))) continue;
       if (!cur && hiddenByUpper(upper, path, isOpaque)) continue;
-      if (cur) unlinkSync(host);
-      else await upperParents(upper, rootfs, path);
+      if (cur) {
+        times.keep(dirname(host));
+        unlinkSync(host);
+      } else await upperParents(upper, rootfs, path, times);
+      times.keep(dirname(host));
       linkSync(target, host);
       linked++;
     }
@@ -177,11 +199,13 @@ export async function relinkCopiedUpGroups(
       for (const f of byUpperInode.get(loser) ?? []) {
         const host = join(upper, f.path);
         if (key(lstatSync(host, { bigint: true })) === winnerKey) continue;
+        times.keep(dirname(host));
         unlinkSync(host);
         linkSync(target, host);
         linked++;
       }
     }
   }
+  times.restore();
   return { groups: touched.size, linked };
 }
