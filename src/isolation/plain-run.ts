@@ -5,7 +5,7 @@
  * network isolation in this rung.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { resolveInRoot } from '../fs/rootpath.ts';
 import { KilnError } from '../util/errors.ts';
@@ -120,8 +120,11 @@ export async function runPlain(c: RunContext): Promise<RunResult> {
   await makeDevNodes(c);
   // Its content goes with the step, as a tmpfs's would.
   const shm = await makeShm(c);
-  // Emulated mounts: whatever was at the target is moved aside and put back afterwards.
+  // Emulated mounts: whatever was at the target is moved aside and put back afterwards (a rename:
+  // the same inode, so its content, mode, owner and times are the image's again), and the times of
+  // the directory holding it are put back too, so no trace is left for the snapshot to see.
   const placed: { m: ResolvedMount; aside?: string }[] = [];
+  const parentTimes = new Map<string, { atime: number; mtime: number }>();
   const cp = async (src: string, dst: string, dir: boolean): Promise<void> => {
     const r = await runTool(c.tools.cp, dir ? ['-a', '--', `${src}/.`, dst] : ['-a', '--', src, dst]);
     if (r.code !== 0) {
@@ -130,6 +133,13 @@ export async function runPlain(c: RunContext): Promise<RunResult> {
   };
   try {
     for (const m of [...c.etcMounts, ...c.mounts]) {
+      const parent = posix.dirname(m.host);
+      if (!parentTimes.has(parent)) {
+        const st = await lstat(parent, { bigint: true }).catch(() => undefined);
+        if (st?.isDirectory()) {
+          parentTimes.set(parent, { atime: Number(st.atimeNs) / 1e9, mtime: Number(st.mtimeNs) / 1e9 });
+        }
+      }
       let aside: string | undefined;
       if (await exists(m.host)) {
         aside = `${m.host}.kiln-aside-${randomBytes(4).toString('hex')}`;
@@ -176,6 +186,12 @@ export async function runPlain(c: RunContext): Promise<RunResult> {
       }
       await rm(m.host, { recursive: true, force: true });
       if (aside) await rename(aside, m.host);
+    }
+    for (const [dir, t] of parentTimes) {
+      await utimes(dir, t.atime, t.mtime).catch((e: NodeJS.ErrnoException) => {
+        // The step removed the directory: nothing to put back.
+        if (e.code !== 'ENOENT') throw e;
+      });
     }
     if (shm) await rm(shm, { recursive: true, force: true });
   }
