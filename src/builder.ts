@@ -149,6 +149,7 @@ async function buildInContext(
     workDir: join(workDir, 'sandbox'),
     onWarning: (m) => logger.warn(m),
     ...(probe.plainProc ? { plainProc: probe.plainProc } : {}),
+    ...(probe.keepUtsName ? { keepUtsName: true } : {}),
   });
   const engine = probe.snapshot;
   const singleId = probe.chosen === 'rootless' && probe.fullIdMap === false;

@@ -49,6 +49,7 @@ export async function runNamespaced(c: RunContext): Promise<RunResult> {
     network: c.spec.network,
     root: c.root,
     hostname: c.hostname,
+    setHostname: !c.opts.keepUtsName,
     proc,
     sys,
     dev,

@@ -42,6 +42,8 @@ export interface NamespacedTools {
 export interface NamespacedInput {
   network: RunSpec['network'];
   hostname: string;
+  /** False where sethostname(2) is denied (the probe's keepUtsName): the inherited name stays. */
+  setHostname: boolean;
   /** Host paths inside the root of /proc, /sys and /dev. */
   proc: string;
   sys: string;
@@ -77,11 +79,13 @@ export function namespacedScript(tools: NamespacedTools, input: NamespacedInput)
   s.push(`lockbind nodev ${root} || fail "cannot make the root nodev"`);
   // The shell builtin is enough as real root; in a user namespace /proc/sys needs sethostname(2).
   const viaProc = `echo ${shq(input.hostname)} > /proc/sys/kernel/hostname`;
-  s.push(
-    tools.hostname
-      ? `{ ${viaProc}; } 2>/dev/null || ${shq(tools.hostname)} ${shq(input.hostname)} 2>&3 || fail "cannot set the hostname"`
-      : `${viaProc} 2>&3 || fail "cannot set the hostname"`,
-  );
+  if (input.setHostname) {
+    s.push(
+      tools.hostname
+        ? `{ ${viaProc}; } 2>/dev/null || ${shq(tools.hostname)} ${shq(input.hostname)} 2>&3 || fail "cannot set the hostname"`
+        : `${viaProc} 2>&3 || fail "cannot set the hostname"`,
+    );
+  }
   if (input.network === 'none' && tools.ip) s.push(`${shq(tools.ip)} link set lo up 2>/dev/null || true`);
   const proc = input.proc;
   const sys = shq(input.sys);

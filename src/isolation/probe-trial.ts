@@ -27,6 +27,7 @@ export async function trialRun(
   engine: SnapshotEngine,
   dir: string,
   plainProc?: PlainProc,
+  keepUtsName = false,
 ): Promise<string | undefined> {
   const base = await mkdtemp(posix.join(dir, `trial-${rung}-${engine}-`));
   const rootfs = posix.join(base, 'rootfs');
@@ -37,6 +38,7 @@ export async function trialRun(
     const sandbox = createSandbox(rung, {
       workDir: posix.join(base, 'sandbox'),
       ...(plainProc ? { plainProc } : {}),
+      ...(keepUtsName ? { keepUtsName } : {}),
     });
     step = await createSnapshotter(engine, rootfs, posix.join(base, 'scratch')).begin({ exclude: [] });
     const r = await sandbox.run({

@@ -52,6 +52,8 @@ const HINTS: Record<Rung, string> = {
 interface RungOutcome extends RungReport {
   overlay: boolean;
   fullIdMap?: boolean;
+  /** sethostname(2) is denied: the RUN keeps the inherited host name. */
+  keepUtsName?: boolean;
 }
 
 interface Ctx {
@@ -107,6 +109,14 @@ async function probeRootless(ctx: Ctx): Promise<RungOutcome> {
       '-c',
       `mount -t proc -o nosuid,nodev,noexec proc ${shq(procDir)}`,
     ]));
+    // What the RUN set-up does next: the step's host name in its own UTS namespace. podman's default
+    // seccomp profile denies sethostname without CAP_SYS_ADMIN (an OpenShift-like pod drops it).
+    const name = findTool('hostname');
+    const setName = `{ echo kiln-probe > /proc/sys/kernel/hostname; } 2>/dev/null${name ? ` || ${shq(name)} kiln-probe` : ''}`;
+    const utsErr = await attempt([ctx.unshare, '--uts', ctx.sh, '-c', setName]);
+    const utsNote = utsErr
+      ? `; sethostname is denied (${utsErr}; a seccomp profile that allows it only with CAP_SYS_ADMIN, like podman's default): RUN keeps the container's host name in its own UTS namespace (/etc/hostname shows the step's)`
+      : '';
     const procNote = freshProc
       ? ''
       : "; /proc is the container's, bound (a fresh proc cannot be mounted over a masked /proc: RUN sees the container's processes; unmask it with procMount: Unmasked or podman --security-opt unmask=ALL)";
@@ -119,9 +129,10 @@ async function probeRootless(ctx: Ctx): Promise<RungOutcome> {
     return {
       rung: 'rootless',
       ok: true,
-      reason: `running as root of a user namespace with ${ids} mapped ids${map}${procNote}; overlayfs ${ovl ? 'unavailable: ' + ovl : 'works'}`,
+      reason: `running as root of a user namespace with ${ids} mapped ids${map}${procNote}${utsNote}; overlayfs ${ovl ? 'unavailable: ' + ovl : 'works'}`,
       overlay: !ovl,
       fullIdMap: full,
+      ...(utsErr ? { keepUtsName: true } : {}),
     };
   }
 
@@ -336,6 +347,7 @@ export async function probeIsolation(opts: ProbeOptions): Promise<ProbeResult> {
     };
     if (chosen?.note) result.snapshotNote = chosen.note;
     if (chosen?.plainProc) result.plainProc = chosen.plainProc;
+    if (c?.keepUtsName) result.keepUtsName = true;
     // Walk although overlay was wanted and mountable: a missing tool or a failed trial.
     if (chosen?.engine === 'walk' && chosen.note?.startsWith('overlay snapshots'))
       result.snapshotFallback = true;
@@ -406,7 +418,7 @@ async function tryEngines(
   const { engines, note } = engineCandidates(want, o.overlay);
   let overlayWhy: string | undefined;
   for (const engine of engines) {
-    const err = await trialRun(rung, engine, dir, plainProc);
+    const err = await trialRun(rung, engine, dir, plainProc, o.keepUtsName);
     if (!err) {
       const why =
         engine === 'walk' && overlayWhy

@@ -7,7 +7,7 @@ import type { RunSpec } from './types.ts';
 
 export interface RunContext {
   tools: RunTools;
-  opts: OutputSinks & { onWarning?: (message: string) => void };
+  opts: OutputSinks & { onWarning?: (message: string) => void; keepUtsName?: boolean };
   spec: RunSpec;
   root: string;
   hostCwd: string;

@@ -32,6 +32,11 @@ export interface SandboxOptions {
   onWarning?: (message: string) => void;
   /** Plain rung: how RUN gets /proc (the probe's choice; default none, the bare chroot). */
   plainProc?: PlainProc;
+  /**
+   * Namespaced rungs: leave the UTS namespace's host name as inherited (the probe found sethostname
+   * denied, e.g. podman's seccomp profile without CAP_SYS_ADMIN); /etc/hostname still shows the step's.
+   */
+  keepUtsName?: boolean;
 }
 
 export function createSandbox(rung: Rung, opts: SandboxOptions): Sandbox {

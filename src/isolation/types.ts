@@ -25,6 +25,8 @@ export interface ProbeResult {
   snapshotFallback?: boolean;
   /** Plain rung: how RUN gets /proc (PRoot binding, or none: the bare chroot). */
   plainProc?: 'proot' | 'none';
+  /** sethostname(2) is denied here: RUN keeps the inherited host name (SandboxOptions.keepUtsName). */
+  keepUtsName?: boolean;
   /** For rootless: a full subuid/subgid map (true) or a single-id map (false). */
   fullIdMap?: boolean;
 }

@@ -120,6 +120,7 @@ describe('namespacedInvocation', () => {
     network,
     root: '/r',
     hostname: 'kiln',
+    setHostname: true,
     proc: '/r/proc',
     sys: '/r/sys',
     dev: '/r/dev',
@@ -184,6 +185,7 @@ describe('namespaced setup script, executed with recording tools', () => {
     network: 'default',
     root: '/r',
     hostname: 'builder',
+    setHostname: true,
     proc: '/r/proc',
     sys: '/r/sys',
     dev: '/r/dev',
@@ -255,6 +257,12 @@ describe('namespaced setup script, executed with recording tools', () => {
     // As root the /proc write wins (in the private UTS namespace); otherwise the tool is called.
     if (isRoot) assert.equal(r.lines.at(-1), "uts we'ird");
     else assert.ok(r.lines.includes("hostname [we'ird]"), r.lines.join('\n'));
+  });
+
+  test('hostname: left as inherited where the probe found sethostname denied', async () => {
+    const r = await execute(tools, input({ hostname: 'unset-here', setHostname: false }));
+    assert.equal(r.code, 0, r.fd3);
+    assert.ok(!r.lines.some((l) => l.includes('unset-here')), r.lines.join('\n'));
   });
 
   test('mounts: tmpfs with and without size, rw bind, ro bind remounted read-only', async () => {
