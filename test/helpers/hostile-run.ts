@@ -88,7 +88,17 @@ export interface HostileSetup {
   owner?: string;
 }
 
-function dockerfile(base: string, canary: string, canaryText: string, pid: number, s: HostileSetup): string {
+/** The lingering process's leak file: named per suite run, so processes of a suite running beside this one (another test on the machine) are not taken for this one's. */
+const leakPath = (tag: string) => `/leak-${tag}`;
+
+function dockerfile(
+  base: string,
+  canary: string,
+  canaryText: string,
+  pid: number,
+  s: HostileSetup,
+  tag: string,
+): string {
   const exec = (args: string[]) => `RUN ${JSON.stringify(['/hostile', ...args])}`;
   const config = join(s.dir, 'docker', 'config.json');
   return [
@@ -129,9 +139,9 @@ function dockerfile(base: string, canary: string, canaryText: string, pid: numbe
       'environ',
       s.password,
     ]),
-    exec(['linger', '/run/secrets/tok', '/leak']),
+    exec(['linger', '/run/secrets/tok', leakPath(tag)]),
     'RUN --mount=type=secret,id=tok sleep 2; test -s /run/secrets/tok',
-    `RUN if [ -e /leak ]; then echo "HOSTILE linger-leak ESCAPED a process of an earlier RUN read this RUN's secret"; else echo "HOSTILE linger-leak blocked no earlier process saw the secret"; fi`,
+    `RUN if [ -e ${leakPath(tag)} ]; then echo "HOSTILE linger-leak ESCAPED a process of an earlier RUN read this RUN's secret"; else echo "HOSTILE linger-leak blocked no earlier process saw the secret"; fi`,
     '',
   ].join('\n');
 }
@@ -145,11 +155,14 @@ function readOr(path: string): string {
 }
 
 /** Pids of processes on this machine whose command line runs the hostile program. */
-function hostileProcesses(): number[] {
+/** This suite's attack processes still alive: its leak file or its own dir in their arguments. */
+function hostileProcesses(tag: string, dir: string): number[] {
   const out: number[] = [];
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
-    if (readOr(`/proc/${e}/cmdline`).split('\0')[0]?.endsWith('/hostile')) out.push(Number(e));
+    const argv = readOr(`/proc/${e}/cmdline`).split('\0');
+    const ours = argv.includes(leakPath(tag)) || argv.some((a) => a.startsWith(dir + '/'));
+    if (argv[0]?.endsWith('/hostile') && ours) out.push(Number(e));
   }
   return out;
 }
@@ -163,6 +176,7 @@ export async function runHostileSuite(s: HostileSetup, invoke: HostileInvoke): P
   await buildHostile(context);
   const canary = join(s.dir, 'canary.txt');
   const canaryText = `host canary ${Math.random().toString(36).slice(2)}`;
+  const tag = Math.random().toString(36).slice(2, 10);
   await writeFile(canary, canaryText + '\n', { mode: 0o644 });
   const secretFile = join(s.dir, 'secret.txt');
   await writeFile(secretFile, 'later-run-secret\n', { mode: 0o644 });
@@ -181,7 +195,7 @@ export async function runHostileSuite(s: HostileSetup, invoke: HostileInvoke): P
   });
   const pid = victim.pid!;
   const df = join(context, 'Dockerfile');
-  await writeFile(df, dockerfile(s.base, canary, canaryText, pid, s));
+  await writeFile(df, dockerfile(s.base, canary, canaryText, pid, s, tag));
   const before = { hostname: hostname(), core: readOr('/proc/sys/kernel/core_pattern') };
   let outcome: HostileOutcome;
   let alive = false;
@@ -211,7 +225,7 @@ export async function runHostileSuite(s: HostileSetup, invoke: HostileInvoke): P
     if (line.startsWith('CAPS ')) caps ??= line.trim();
   }
   // sethostname only reports "changed its own": the verdict is the host's name.
-  const lingering = hostileProcesses();
+  const lingering = hostileProcesses(tag, s.dir);
   for (const p of lingering) process.kill(p, 'SIGKILL');
   const core = readOr('/proc/sys/kernel/core_pattern');
   const report: HostileReport = {

@@ -5,9 +5,12 @@
  * must be what the probe named; a corpus built with --reproducible (apt-get of packages with postinst
  * scripts from Debian's mirror, python3 multiprocessing, useradd + chown -R, a 2,000-file COPY) must
  * give the same image digest in every environment that builds it; a /proc corpus (ps, free, readlink
- * /proc/self/exe) builds where RUN has /proc and fails at its line where it has not. Environments
- * kiln cannot build in yet are `todo` with the reason they fail. The hostile-RUN suite runs in the
- * Docker-executor and restricted-pod containers, host canaries compared.
+ * /proc/self/exe) builds where RUN has /proc and fails at its line where it has not. Where the probe
+ * names a single-id map (the non-root pods) the corpus must fail at its apt-get line and a chown to
+ * 1001 at its RUN (exit 7, the documented reason), and the single-id corpus must build with the base
+ * layer blob as pulled and base owners kept in its RUN layer. Environments kiln cannot build in yet
+ * would be `todo` with the reason they fail (none now). The hostile-RUN suite runs in every setup but
+ * custom-seccomp (the same rung and mechanism as docker-default), host canaries compared.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
