@@ -139,7 +139,9 @@ export async function chooseIdMap(forceHelper = false): Promise<IdMapChoice> {
     choice = { mode: 'single', why: "'unshare' (util-linux) is not installed" };
   } else {
     const full: IdMapChoice = { mode: 'full', uid: ranges.uid, gid: ranges.gid };
-    const r = await launch(unshare, [findTool('true') ?? '/bin/true'], {}, full, forceHelper, 'capture');
+    // unshare runs newuidmap by PATH, as in the real re-exec.
+    const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+    const r = await launch(unshare, [findTool('true') ?? '/bin/true'], env, full, forceHelper, 'capture');
     choice =
       r.code === 0
         ? full

