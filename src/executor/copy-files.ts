@@ -7,12 +7,16 @@ import {
   chmodSync,
   closeSync,
   copyFileSync,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
   lchownSync,
   linkSync,
   lstatSync,
   lutimesSync,
   mkdirSync,
   openSync,
+  readFileSync,
   readSync,
   readdirSync,
   readlinkSync,
@@ -121,25 +125,57 @@ export async function copyIntoRoot(
 const SMALL_FILE = 8 * 1024 * 1024;
 const copyBuffer = Buffer.allocUnsafe(1024 * 1024);
 
-function copyFileContents(from: string, to: string, size: number): void {
+/** The process umask from /proc (no racy process.umask() read); undefined when unknown. */
+const UMASK: number | undefined = (() => {
+  try {
+    const m = /^Umask:\s*([0-7]+)/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? parseInt(m[1]!, 8) : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
+/** How a small file is finished on its own descriptor: owner (when not the creator's), mode, times. */
+interface FileMeta {
+  mode: number;
+  /** undefined: the new file already has the wanted owner. */
+  owner?: { uid: number; gid: number };
+  mtime: Date;
+}
+
+/**
+ * Creates `to` with `from`'s bytes. A small file gets its mode at creation and its owner and times
+ * through the open descriptor, and chown/chmod only when creation did not already give them: each
+ * path-based lchown/chmod/utimes is one more inode update and journal handle per file, which cost
+ * 20% of a 5,000-file COPY on a quiet disk (190 vs 155 ms) and more when the journal is busy.
+ * Returns false when the metadata is left to the caller (big files).
+ */
+function copyFileContents(from: string, to: string, size: number, meta: FileMeta): boolean {
   if (size > SMALL_FILE) {
     copyFileSync(from, to);
-    return;
+    return false;
   }
   const src = openSync(from, 'r');
   try {
-    const dst = openSync(to, 'wx', 0o600);
+    const dst = openSync(to, 'wx', meta.mode);
     try {
       let n: number;
       while ((n = readSync(src, copyBuffer, 0, copyBuffer.length, null)) > 0) {
         for (let off = 0; off < n;) off += writeSync(dst, copyBuffer, off, n - off);
       }
+      if (meta.owner) fchownSync(dst, meta.owner.uid, meta.owner.gid);
+      // After chown, which clears set-id bits; and when the umask took bits creation was given.
+      // Set-id bits always: creation may strip set-group-id (mode_strip_sgid).
+      const exact = UMASK !== undefined && (meta.mode & ~UMASK) === meta.mode && !(meta.mode & 0o6000);
+      if (meta.owner || !exact) fchmodSync(dst, meta.mode);
+      futimesSync(dst, meta.mtime, meta.mtime);
     } finally {
       closeSync(dst);
     }
   } finally {
     closeSync(src);
   }
+  return true;
 }
 
 async function statOrNull(p: string): Promise<Stats | null> {
@@ -162,6 +198,8 @@ class Writer {
   private readonly copied: Array<[string, string]> = [];
   /** Host path of the top-level source being copied: --exclude matches paths relative to it. */
   private sourceBase = '';
+  /** Directory host path → its group when set-group-id (new files take it), else -1. */
+  private readonly dirGroups = new Map<string, number>();
 
   constructor(
     private readonly root: string,
@@ -293,8 +331,12 @@ class Writer {
     if (st.isSymbolicLink()) {
       symlinkSync(readlinkSync(from), hostTarget);
     } else if (st.isFile()) {
-      copyFileContents(from, hostTarget, st.size);
+      const done = copyFileContents(from, hostTarget, st.size, this.fileMeta(hostTarget, st));
       this.copied.push([from, hostTarget]);
+      if (st.nlink > 1) this.links.set(key, hostTarget);
+      if (!done) this.applyMeta(hostTarget, st, false);
+      this.record(hostTarget);
+      return;
     } else {
       // Sockets, fifos and devices have no place in a build context; Docker skips them too.
       return;
@@ -304,9 +346,35 @@ class Writer {
     this.record(hostTarget);
   }
 
+  private ownerOf(st: Stats): { uid: number; gid: number } {
+    return (
+      this.opts.chown ?? (this.opts.preserveOwnership ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 })
+    );
+  }
+
+  /**
+   * The metadata a new regular file must end with, and whether creating it already gives the owner:
+   * a new file is the creator's (euid, and egid unless its directory is set-group-id, then the
+   * directory's group).
+   */
+  private fileMeta(hostPath: string, st: Stats): FileMeta {
+    const owner = this.ownerOf(st);
+    const dir = posix.dirname(hostPath);
+    let group = this.dirGroups.get(dir);
+    if (group === undefined) {
+      const d = lstatSync(dir);
+      group = d.mode & 0o2000 ? d.gid : -1;
+      this.dirGroups.set(dir, group);
+    }
+    const creatorGid = group >= 0 ? group : (process.getegid?.() ?? -1);
+    const given = owner.uid === (process.geteuid?.() ?? -1) && owner.gid === creatorGid;
+    const mode = this.opts.chmod ? applyChmod(this.opts.chmod, st.mode & 0o7777, false) : st.mode & 0o7777;
+    return { mode, ...(given ? {} : { owner }), mtime: this.opts.mtime ?? st.mtime };
+  }
+
   private applyMeta(hostPath: string, st: Stats, isDir: boolean): void {
-    const owner =
-      this.opts.chown ?? (this.opts.preserveOwnership ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 });
+    const owner = this.ownerOf(st);
+    if (isDir) this.dirGroups.delete(hostPath);
     lchownSync(hostPath, owner.uid, owner.gid);
     if (!st.isSymbolicLink()) {
       const mode = this.opts.chmod ? applyChmod(this.opts.chmod, st.mode & 0o7777, isDir) : st.mode & 0o7777;

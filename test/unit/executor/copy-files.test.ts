@@ -149,3 +149,36 @@ test('a top-level symlink source is followed inside its own tree, not on the hos
   assert.equal(readFileSync(join(root, 'pw'), 'utf8'), 'context passwd');
   assert.equal(lstatSync(join(root, 'pw')).isFile(), true);
 });
+
+// Small files get their mode at creation and chown/chmod only when creation did not give them:
+// modes the umask would cut, set-id bits, and a set-group-id destination directory's group.
+test('modes the umask would cut and set-id bits are kept exactly; owner root in a set-group-id dir', async () => {
+  const modes: Record<string, number> = {
+    'm/open.txt': 0o666,
+    'm/all.sh': 0o777,
+    'm/suid': 0o4755,
+    'm/sgid': 0o2711,
+  };
+  mkdirSync(join(ctx, 'm'));
+  for (const [rel, mode] of Object.entries(modes)) {
+    writeFileSync(join(ctx, rel), rel);
+    chmodSync(join(ctx, rel), mode);
+  }
+  mkdirSync(join(root, 'shared'));
+  chmodSync(join(root, 'shared'), 0o2775);
+  const { chownSync } = await import('node:fs');
+  chownSync(join(root, 'shared'), 0, 5);
+  await copyIntoRoot(
+    root,
+    [src('m/open.txt'), src('m/all.sh'), src('m/suid'), src('m/sgid')],
+    opts({ dest: '/shared/' }),
+  );
+  for (const [rel, mode] of Object.entries(modes)) {
+    const st = lstatSync(join(root, 'shared', rel.slice(2)));
+    assert.equal(st.mode & 0o7777, mode, `${rel} mode`);
+    assert.deepEqual([st.uid, st.gid], [0, 0], `${rel} owner: COPY gives root, not the directory's group`);
+  }
+  await copyIntoRoot(root, [src('m/open.txt')], opts({ dest: '/chowned/', chown: { uid: 1000, gid: 1000 } }));
+  const c = lstatSync(join(root, 'chowned/open.txt'));
+  assert.deepEqual([c.uid, c.gid, c.mode & 0o7777], [1000, 1000, 0o666]);
+});
