@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { kiln } from '../helpers/cli.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { ensureQemuBinfmt } from '../helpers/binfmt.ts';
+import { opensslP256 } from '../helpers/openssl-key.ts';
 import { pushMultiPlatformBusybox, type TestPlatform } from '../helpers/foreign-images.ts';
 import type { InspectReport } from '../../src/inspect/report.ts';
 
@@ -366,18 +367,7 @@ describe('multi-platform builds', { skip: why }, () => {
   });
 
   test('--sign signs the index and every platform image (cosign format, verified by openssl)', async () => {
-    const key = join(work, 'sign.pem');
-    const pub = join(work, 'sign.pub');
-    await execFileP('openssl', [
-      'genpkey',
-      '-algorithm',
-      'EC',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-out',
-      key,
-    ]);
-    await execFileP('openssl', ['pkey', '-in', key, '-pubout', '-out', pub]);
+    const { key, pub } = await opensslP256(work, 'sign');
     const r = await build([
       '--platform',
       'linux/amd64,linux/arm64',
@@ -445,23 +435,7 @@ describe('multi-platform builds', { skip: why }, () => {
         `FROM ${reg.host}/base/busybox:multi\nRUN mkdir -p /var/lib/dpkg && printf 'Package: arch-marker\\nStatus: install ok installed\\nVersion: 1.0\\nArchitecture: %s\\n\\n' "$(uname -m)" > /var/lib/dpkg/status\n`,
       );
       await mkdir(join(work, 'att-out'));
-      await execFileP('openssl', [
-        'genpkey',
-        '-algorithm',
-        'EC',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-out',
-        join(work, 'att.pem'),
-      ]);
-      await execFileP('openssl', [
-        'pkey',
-        '-in',
-        join(work, 'att.pem'),
-        '-pubout',
-        '-out',
-        join(work, 'att.pub'),
-      ]);
+      await opensslP256(work, 'att');
       r = await build(
         [
           '--platform',

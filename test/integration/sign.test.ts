@@ -18,6 +18,7 @@ import { secretbox } from '@noble/ciphers/salsa.js';
 import { kiln } from '../helpers/cli.ts';
 import { pushBusyboxImage } from '../helpers/images.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { opensslP256 } from '../helpers/openssl-key.ts';
 import type { Index, Manifest } from '../../src/image/types.ts';
 
 const execFileP = promisify(execFile);
@@ -68,23 +69,7 @@ describe('cosign-format signatures', { skip: !isRoot && 'needs root', timeout: 5
     const der = privateKey.export({ type: 'pkcs8', format: 'der' });
     await writeFile(join(work, 'cosign.key'), cosignEncryptedKey(der, PASSWORD));
     // A plain PKCS#8 key, written by openssl itself.
-    await execFileP('openssl', [
-      'genpkey',
-      '-algorithm',
-      'EC',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-out',
-      join(work, 'plain.pem'),
-    ]);
-    await execFileP('openssl', [
-      'pkey',
-      '-in',
-      join(work, 'plain.pem'),
-      '-pubout',
-      '-out',
-      join(work, 'plain.pub'),
-    ]);
+    await opensslP256(work, 'plain');
   });
   after(async () => {
     await reg?.stop();
