@@ -135,6 +135,9 @@ const UMASK: number | undefined = (() => {
   }
 })();
 
+/** Who a file this process creates belongs to (fsuid/fsgid follow euid/egid: kiln never changes them). */
+const CREATOR = { uid: process.geteuid?.() ?? -1, gid: process.getegid?.() ?? -1 };
+
 /** How a small file is finished on its own descriptor: owner (when not the creator's), mode, times. */
 interface FileMeta {
   mode: number;
@@ -366,8 +369,7 @@ class Writer {
       group = d.mode & 0o2000 ? d.gid : -1;
       this.dirGroups.set(dir, group);
     }
-    const creatorGid = group >= 0 ? group : (process.getegid?.() ?? -1);
-    const given = owner.uid === (process.geteuid?.() ?? -1) && owner.gid === creatorGid;
+    const given = owner.uid === CREATOR.uid && owner.gid === (group >= 0 ? group : CREATOR.gid);
     const mode = this.opts.chmod ? applyChmod(this.opts.chmod, st.mode & 0o7777, false) : st.mode & 0o7777;
     return { mode, ...(given ? {} : { owner }), mtime: this.opts.mtime ?? st.mtime };
   }

@@ -253,16 +253,15 @@ function takeOwners(
   stats: Map<string, EntryStat>,
   root: string,
 ): void {
-  if (xattrs.size === 0) return;
-  for (const [p, st] of stats) {
-    const host = posix.join(root, p);
-    const x = xattrs.get(host);
-    const v = x?.get(OWNER_XATTR);
-    if (!x || !v) continue;
+  // Few entries have xattrs: walk those, not every entry of the layer.
+  for (const [host, x] of xattrs) {
+    const v = x.get(OWNER_XATTR);
+    if (!v) continue;
     x.delete(OWNER_XATTR);
     if (x.size === 0) xattrs.delete(host);
+    const st = stats.get(posix.normalize('/' + posix.relative(root, host)));
     const o = parseOwnerXattr(v);
-    if (o) {
+    if (st && o) {
       st.uid = o.uid;
       st.gid = o.gid;
     }
