@@ -29,6 +29,7 @@ import { posix } from 'node:path';
 import { applyChmod, type ChmodSpec } from './chmod.ts';
 import { imagePathOf, resolveInRoot } from '../fs/rootpath.ts';
 import { applyXattrs, readXattrs } from '../fs/xattr.ts';
+import type { FilePool, PooledMeta } from '../fs/file-pool.ts';
 import { KilnError, type SourcePosition } from '../util/errors.ts';
 import type { CopySource } from '../context/sources.ts';
 
@@ -52,6 +53,8 @@ export interface CopyOptions {
    * top-level source being copied ('' for the source itself), which is what --exclude matches.
    */
   skip?: (hostPath: string, withinSource: string) => boolean;
+  /** Files earlier COPYs made, linked instead of created when source and attributes are the same. */
+  pool?: FilePool;
 }
 
 export interface CopyResult {
@@ -203,6 +206,8 @@ class Writer {
   private sourceBase = '';
   /** Directory host path → its group when set-group-id (new files take it), else -1. */
   private readonly dirGroups = new Map<string, number>();
+  /** Host path → its pool key and whether it was linked from the pool (else added to it). */
+  private readonly pooled = new Map<string, { key: string; linked: boolean; from: string; meta: FileMeta }>();
 
   constructor(
     private readonly root: string,
@@ -228,7 +233,9 @@ class Writer {
     const items: Array<{ path: string; xattrs: Map<string, Buffer> }> = [];
     for (const [src, target] of this.copied) {
       const x = found.get(src);
-      if (x) items.push({ path: target, xattrs: x });
+      if (!x) continue;
+      this.unpool(target);
+      items.push({ path: target, xattrs: x });
     }
     await applyXattrs(items);
   }
@@ -334,10 +341,9 @@ class Writer {
     if (st.isSymbolicLink()) {
       symlinkSync(readlinkSync(from), hostTarget);
     } else if (st.isFile()) {
-      const done = copyFileContents(from, hostTarget, st.size, this.fileMeta(hostTarget, st));
+      this.writeFile(from, hostTarget, st);
       this.copied.push([from, hostTarget]);
       if (st.nlink > 1) this.links.set(key, hostTarget);
-      if (!done) this.applyMeta(hostTarget, st, false);
       this.record(hostTarget);
       return;
     } else {
@@ -347,6 +353,38 @@ class Writer {
     if (st.nlink > 1) this.links.set(key, hostTarget);
     this.applyMeta(hostTarget, st, false);
     this.record(hostTarget);
+  }
+
+  /**
+   * A file about to get xattrs must not share its inode with the pool: one linked from it is made
+   * anew, one added to it leaves it.
+   */
+  private unpool(target: string): void {
+    const p = this.pooled.get(target);
+    if (!p || !this.opts.pool) return;
+    if (p.linked) {
+      rmSync(target);
+      const st = lstatSync(p.from);
+      if (!copyFileContents(p.from, target, st.size, p.meta)) this.applyMeta(target, st, false);
+    } else this.opts.pool.drop(p.key);
+  }
+
+  /** Links the pooled copy of `from` at `target`, or creates it (and adds it to the pool). */
+  private writeFile(from: string, target: string, st: Stats): void {
+    const meta = this.fileMeta(target, st);
+    const pool = this.opts.pool;
+    const owner = this.ownerOf(st);
+    const want: PooledMeta = { mode: meta.mode, uid: owner.uid, gid: owner.gid, mtime: meta.mtime };
+    const key = pool?.key(st, imagePathOf(this.root, target), want);
+    if (key !== undefined && pool!.take(key, target, st.size, want)) {
+      this.pooled.set(target, { key, linked: true, from, meta });
+      return;
+    }
+    if (!copyFileContents(from, target, st.size, meta)) this.applyMeta(target, st, false);
+    if (key !== undefined) {
+      pool!.give(key, target);
+      this.pooled.set(target, { key, linked: false, from, meta });
+    }
   }
 
   private ownerOf(st: Stats): { uid: number; gid: number } {

@@ -172,6 +172,8 @@ async function stepContext(
     logger: run.logger,
     ...(run.inp.onOutput ? { onOutput: run.inp.onOutput } : {}),
   };
+  const pool = run.inp.trees?.files;
+  if (pool && run.inp.cache) ctx.filePool = pool;
   await mkdir(ctx.tmpDir, { recursive: true });
   return ctx;
 }

@@ -1,8 +1,9 @@
 /**
  * The extracted-tree store through the real CLI, on a busybox base in the chroot rung (overlay
  * snapshots): a rebuild with one changed source file clones the base + cached RUN tree instead of
- * extracting them, gives the same image as a build without the store, and no in-place edit by a later
- * RUN or COPY reaches the kept files.
+ * extracting them, links the unchanged files its COPY makes from the store's file pool, gives the same
+ * image as a build without the store, and no in-place edit by a later RUN or COPY reaches the kept
+ * or pooled files.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -53,6 +54,17 @@ async function fingerprints(trees: string): Promise<Map<string, string>> {
   };
   for (const id of await readdir(trees))
     for (const entry of await readdir(join(trees, id))) {
+      if (entry === 'files.pruned') continue;
+      if (entry === 'files') {
+        // The COPY file pool: one fingerprint per pooled file (later builds add files).
+        for (const name of await readdir(join(trees, id, entry))) {
+          const p = join(trees, id, entry, name);
+          const st = await lstat(p);
+          const h = createHash('sha256').update(`${st.mode} ${st.uid}:${st.gid} ${st.ino} ${st.mtimeMs}\n`);
+          out.set(`pool/${name}`, h.update(await readFile(p)).digest('hex'));
+        }
+        continue;
+      }
       const h = createHash('sha256');
       await walk(join(trees, id, entry, 'rootfs'), h);
       out.set(entry, h.digest('hex'));
@@ -84,11 +96,12 @@ test(
         'RUN mkdir /deps && for i in $(seq 1 300); do echo "dep $i" > /deps/$i; done',
         'COPY src/ /src/',
         // In-place edits of files the kept tree shares: append, chmod, touch; and COPY over a base file.
-        'RUN cat /src/main > /out && echo edited >> /etc/passwd && chmod 700 /bin/busybox && touch -d 2001-01-01 /deps/1',
+        'RUN cat /src/main > /out && echo edited >> /etc/passwd && chmod 700 /bin/busybox && touch -d 2001-01-01 /deps/1 && echo edited >> /src/lib && chmod 600 /src/lib',
         'COPY src/main /etc/group',
       ].join('\n'),
     );
     writeFileSync(join(ctx, 'src/main'), 'v1\n');
+    writeFileSync(join(ctx, 'src/lib'), 'lib, never changed\n');
     const cache = join(fx.dir, 'cache');
     const first = await build(cache, 'v1');
     assert.equal(first.code, 0, first.stderr);
@@ -96,7 +109,9 @@ test(
     assert.match(first.stderr, /tree store: kept 2 layers/, 'and the tree after the RUN that missed');
     const trees = join(cache, 'trees');
     const kept = await fingerprints(trees);
-    assert.equal(kept.size, 3, 'base; base + RUN; and the tree after the second RUN');
+    const pooled = [...kept.keys()].filter((k) => k.startsWith('pool/')).length;
+    assert.equal(kept.size - pooled, 3, 'base; base + RUN; and the tree after the second RUN');
+    assert.equal(pooled, 3, 'the files both COPYs made (src/main, src/lib, /etc/group)');
 
     // Second build: the RUN hits, COPY misses: base + RUN are cloned, nothing is extracted.
     writeFileSync(join(ctx, 'src/main'), 'v2\n');
@@ -110,7 +125,17 @@ test(
       /cached layer \S+ restored in/,
       'the cached RUN layer is not extracted',
     );
+    assert.match(
+      second.stderr,
+      /COPY src\/ \/src\/: 1 files linked from the file pool, 1 added to it/,
+      'the unchanged src/lib is linked, the changed src/main made anew',
+    );
     assertUnchanged(kept, await fingerprints(trees));
+    // The same sources without the store: the same image.
+    const plain2 = await build(join(fx.dir, 'cache-off2'), 'v2-off', ['--tree-cache-size', '0']);
+    assert.equal(plain2.code, 0, plain2.stderr);
+    assert.doesNotMatch(plain2.stderr, /file pool/);
+    assert.equal(digestOf(second), digestOf(plain2));
 
     // A cold runner: only blobs restored (the store removed), then the store is filled again.
     await rm(trees, { recursive: true, force: true });

@@ -8,6 +8,7 @@ import type { EscapeToken } from '../../dockerfile/words.ts';
 import type { ContextSource } from '../../context/sources.ts';
 import type { BuildOptions } from '../../options.ts';
 import type { Logger } from '../../log/logger.ts';
+import type { FilePool } from '../../fs/file-pool.ts';
 
 export interface SourceTree {
   root: string;
@@ -26,6 +27,8 @@ export interface StepContext {
   tmpDir: string;
   cacheDir: string;
   logger: Logger;
+  /** Files earlier COPYs made, kept in the tree store (overlay engine with a cache dir only). */
+  filePool?: FilePool;
   /** Output of RUN steps goes here (the CLI streams it to stderr). */
   onOutput?: (chunk: Buffer) => void;
 }

@@ -71,11 +71,21 @@ export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<
               multiple: got.wildcard || sources.length + archives.length > 1,
               position: at,
               skip,
+              ...(ctx.filePool ? { pool: ctx.filePool } : {}),
             })
           ).written;
+    const pool = ctx.filePool;
+    const before = pool ? { linked: pool.linked, added: pool.added } : undefined;
+    const report = (): void => {
+      if (pool && before)
+        ctx.logger.debug(
+          `[${b.name}] ${text}: ${pool.linked - before.linked} files linked from the file pool, ${pool.added - before.added} added to it`,
+        );
+    };
     if (archives.length === 0) {
       // Every path the copy writes is known: straight into the rootfs, no snapshot needed.
       await b.changeKnown(layerHistory(text), copySources);
+      report();
       return;
     }
     await b.change(layerHistory(text), async (root) => {
@@ -84,6 +94,7 @@ export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<
       for (const [i, a] of archives.entries())
         await unpackArchive(a.hostPath, await resolveInRoot(root, destAbs), join(tmp, `unpacked-${i}.tar`));
     });
+    report();
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }

@@ -6,19 +6,29 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LazyRootfs, type TreeReuse } from '../../../src/executor/lazy-rootfs.ts';
 
-function fake(kept: string[][], baseLayers: readonly string[] | null = ['base1', 'base2']) {
+function fake(
+  kept: string[][],
+  baseLayers: readonly string[] | null = ['base1', 'base2'],
+  opts: { extractMs?: number; cloneMs?: number } = {},
+) {
+  const sleep = (ms = 0) => new Promise((r) => setTimeout(r, ms));
   const calls: string[] = [];
   const reuse: TreeReuse = {
     baseLayers: baseLayers ?? undefined,
     restore: async (ids) => {
       calls.push(`restore ${ids.join(',')}`);
-      return kept.some((k) => k.join(',') === ids.join(','));
+      const hit = kept.some((k) => k.join(',') === ids.join(','));
+      if (hit) await sleep(opts.cloneMs);
+      return hit;
     },
     keep: async (ids) => void calls.push(`keep ${ids.join(',')}`),
   };
   const tree = new LazyRootfs(
     async () => void calls.push('base'),
-    async (blob) => void calls.push(`extract ${blob}`),
+    async (blob) => {
+      calls.push(`extract ${blob}`);
+      await sleep(opts.extractMs);
+    },
     async () => void calls.push('real'),
     reuse,
   );
@@ -33,8 +43,8 @@ test('every layer kept: one clone, nothing extracted, nothing kept again', async
   assert.deepEqual(calls, ['restore base1,base2,d1,d2', 'real']);
 });
 
-test('only the base kept: the cached layers are extracted on the clone, and the whole is kept', async () => {
-  const { tree, calls } = fake([['base1', 'base2']]);
+test('only the base kept: slow cached layers are extracted on the clone, and the whole is kept', async () => {
+  const { tree, calls } = fake([['base1', 'base2']], undefined, { extractMs: 40, cloneMs: 1 });
   await tree.addLayer('blob1', 'd1');
   await tree.ensure();
   assert.deepEqual(calls, [
@@ -44,6 +54,37 @@ test('only the base kept: the cached layers are extracted on the clone, and the 
     'keep base1,base2,d1',
     'real',
   ]);
+});
+
+test('the longest kept prefix wins over the base alone, and layers quicker than a clone are not kept', async () => {
+  const { tree, calls } = fake(
+    [
+      ['base1', 'base2'],
+      ['base1', 'base2', 'd1'],
+    ],
+    undefined,
+    { cloneMs: 40 },
+  );
+  await tree.addLayer('blob1', 'd1');
+  await tree.addLayer('blob2', 'd2');
+  await tree.addLayer('blob3', 'd3');
+  await tree.ensure();
+  assert.deepEqual(calls, [
+    'restore base1,base2,d1,d2,d3',
+    'restore base1,base2,d1,d2',
+    'restore base1,base2,d1',
+    'extract blob2',
+    'extract blob3',
+    'real',
+  ]);
+});
+
+test('a scratch stage: a kept prefix of its layers is found without a base', async () => {
+  const { tree, calls } = fake([['d1']], [], { extractMs: 40 });
+  await tree.addLayer('blob1', 'd1');
+  await tree.addLayer('blob2', 'd2');
+  await tree.ensure();
+  assert.deepEqual(calls, ['restore d1,d2', 'restore d1', 'extract blob2', 'keep d1,d2', 'real']);
 });
 
 test('nothing kept: the base is built, the layers extracted, and the tree kept', async () => {
