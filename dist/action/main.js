@@ -69568,6 +69568,7 @@ import { join as join9, relative as relative3 } from "node:path";
 // src/cache/tree-store.ts
 var TREE_STORE_DIR = "trees";
 var STALE_TMP_MS = 60 * 60 * 1e3;
+var POOL_UNUSED_MS = 7 * 24 * 60 * 60 * 1e3;
 
 // src/ci/github/cache-dir.ts
 function cacheKeys(prefix2, os7, dockerfileHash2, runId, attempt) {

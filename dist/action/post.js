@@ -68583,6 +68583,7 @@ import { join as join7, relative as relative3 } from "node:path";
 // src/cache/tree-store.ts
 var TREE_STORE_DIR = "trees";
 var STALE_TMP_MS = 60 * 60 * 1e3;
+var POOL_UNUSED_MS = 7 * 24 * 60 * 60 * 1e3;
 
 // src/ci/github/cache-dir.ts
 function cachePaths(dir) {
