@@ -6,6 +6,7 @@
 import type { Instruction } from '../dockerfile/instructions.ts';
 import { explainMiss, hashParts } from '../cache/key.ts';
 import type { CacheEntry, CacheHit, LayerCache } from '../cache/types.ts';
+import type { LayerBlob } from '../image/types.ts';
 import type { LazyRootfs } from './lazy-rootfs.ts';
 import type { StageBuilder } from './stage-builder.ts';
 import { stepKeyParts, type KeyHelpers } from './step-cache.ts';
@@ -54,7 +55,11 @@ export async function runCached<I extends Instruction>(c: CachedRun<I>): Promise
   await c.tree.ensure();
   const before = c.ctx.builder.layers.length;
   await c.mod.run(c.ins, c.ctx);
-  await c.store.put(...entryFor(c.ctx.builder, before, key, c.text));
+  // Taken now: the layer may still be being written (it is filled in place), and later steps add
+  // history. The entry is stored once the layer is written, before anything settles on it.
+  const made = madeLayer(c.ctx.builder, before);
+  const createdBy = c.ctx.builder.history.at(-1)?.created_by ?? c.text;
+  c.ctx.builder.afterLayers(() => c.store.put(...entryFor(made, key, createdBy)));
   return { cache: 'miss', cacheReason: reason, chain: key };
 }
 
@@ -65,15 +70,17 @@ async function restoreHit<I extends Instruction>(c: CachedRun<I>, hit: CacheHit)
   c.mod.restore?.(c.ins, c.ctx);
 }
 
-/** The cache entry of a step that just ran: its new layer, or an empty-layer record. */
+/** The layer a step that just ran added, if any. */
+function madeLayer(b: StageBuilder, layersBefore: number): LayerBlob | undefined {
+  return b.layers.length > layersBefore ? b.layers[b.layers.length - 1] : undefined;
+}
+
+/** The cache entry of a step that ran: its new layer (written by now), or an empty-layer record. */
 function entryFor(
-  b: StageBuilder,
-  layersBefore: number,
+  made: LayerBlob | undefined,
   key: string,
-  text: string,
+  createdBy: string,
 ): [CacheEntry, string | undefined] {
-  const made = b.layers.length > layersBefore ? b.layers[b.layers.length - 1] : undefined;
-  const createdBy = b.history[b.history.length - 1]?.created_by ?? text;
   if (!made) return [{ version: 1, key, createdBy, emptyLayer: true }, undefined];
   const entry: CacheEntry = {
     version: 1,

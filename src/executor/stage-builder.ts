@@ -96,6 +96,12 @@ export class StageBuilder {
   /** Set by CMD in this stage; ENTRYPOINT keeps such a CMD (BuildKit's rule). */
   cmdSetInStage = false;
   private readonly snapshotter;
+  /**
+   * Layers still being written (a COPY's, while the next RUN runs) and what waits on them, in order.
+   * Never rejects: a failure is kept in `backgroundError` and thrown by the next settle().
+   */
+  private background: Promise<void> = Promise.resolve();
+  private backgroundError: unknown;
 
   constructor(
     private readonly deps: ExecutorDeps,
@@ -130,6 +136,10 @@ export class StageBuilder {
 
   async run(step: RunStepOptions): Promise<void> {
     const exclude = this.excludes(step.mounts.map((m) => m.target));
+    // An overlay RUN writes only to its upper dir until finish(), so a layer still being read from
+    // the rootfs may go on meanwhile; other engines write the rootfs in place.
+    const overlaps = this.snapshotter.engine === 'overlay';
+    if (!overlaps) await this.settle();
     const t0 = Date.now();
     const snap = await this.snapshotter.begin({ exclude });
     const t1 = Date.now();
@@ -180,16 +190,22 @@ export class StageBuilder {
       );
     }
     const t2 = Date.now();
+    await this.settle().catch(async (e: unknown) => {
+      await snap.abort();
+      throw e;
+    });
+    const tw = Date.now();
     const diff = await snap.finish();
     const t3 = Date.now();
     await this.commit(diff, step.history);
     this.logger.debug(
-      `RUN phases: snapshot begin ${t1 - t0} ms, run ${t2 - t1} ms, snapshot finish ${t3 - t2} ms, layer ${Date.now() - t3} ms`,
+      `RUN phases: snapshot begin ${t1 - t0} ms, run ${t2 - t1} ms, ${tw - t2 > 0 ? `earlier layer ${tw - t2} ms, ` : ''}snapshot finish ${t3 - tw} ms, layer ${Date.now() - t3} ms`,
     );
   }
 
   /** Runs `fn` against the tree the step may change and commits what it changed as one layer. */
   async change(history: string, fn: (root: string) => Promise<void>): Promise<void> {
+    await this.settle();
     const t0 = Date.now();
     const snap = await this.snapshotter.begin({ exclude: this.excludes([]) });
     const t1 = Date.now();
@@ -215,8 +231,13 @@ export class StageBuilder {
    * files directly costs a quarter of creating them through overlayfs. `fn` must replace entries,
    * never write into an existing file: stage trees may share files with a base tree by hard link.
    * A failure leaves the rootfs half-written, which is fine because a failed step ends the build.
+   *
+   * The layer is written in the background: its history entry and its place among the layers are
+   * taken at once, and whatever reads the layer or changes the rootfs settles first. A RUN on the
+   * overlay engine runs meanwhile (0.3 s of tar and gzip for a 5,000-file COPY, on another core).
    */
   async changeKnown(history: string, fn: (root: string) => Promise<string[]>): Promise<void> {
+    await this.settle();
     const t0 = Date.now();
     const written = await fn(this.rootfs);
     // /proc, /sys and /dev are left out of RUN snapshots because the sandbox mounts over them; a
@@ -224,8 +245,44 @@ export class StageBuilder {
     const excluded = this.opts.ignorePaths;
     const changed = written.filter((p) => !isExcluded(p, excluded)).sort();
     const t1 = Date.now();
-    await this.commit({ root: this.rootfs, changed, deleted: [], opaque: [] }, history);
-    this.logger.debug(`direct change: apply ${t1 - t0} ms, layer ${Date.now() - t1} ms`);
+    const write = this.reserveLayer({ root: this.rootfs, changed, deleted: [], opaque: [] }, history);
+    this.logger.debug(`direct change: apply ${t1 - t0} ms`);
+    if (write)
+      this.inBackground(async () => {
+        const t = Date.now();
+        await write();
+        this.logger.debug(`direct change: layer ${Date.now() - t} ms (while the next steps went on)`);
+      });
+  }
+
+  /**
+   * Runs `fn` once every layer being written has been written, before anything settle() lets go
+   * (the cache entry of a step whose layer is still being written).
+   */
+  afterLayers(fn: () => Promise<void>): void {
+    this.inBackground(fn);
+  }
+
+  /** Waits for the layers being written; throws the first failure among them. */
+  async settle(): Promise<void> {
+    await this.background;
+    if (this.backgroundError !== undefined) {
+      const e = this.backgroundError;
+      this.backgroundError = undefined;
+      throw e;
+    }
+  }
+
+  private inBackground(fn: () => Promise<void>): void {
+    this.background = this.background.then(async () => {
+      // After a failure nothing more is written: the build is ending.
+      if (this.backgroundError !== undefined) return;
+      try {
+        await fn();
+      } catch (e) {
+        this.backgroundError = e;
+      }
+    });
   }
 
   /**
@@ -271,35 +328,55 @@ export class StageBuilder {
   }
 
   private async commit(diff: Diff, history: string): Promise<void> {
-    if (this.opts.deferLayers) {
-      // The change stays in the tree; the stage's single snapshot will pick it up.
-      this.history.push({ created: this.opts.createdAt(), created_by: history, empty_layer: true });
-      return;
-    }
-    await this.writeOrSkip(diff, history);
+    await this.reserveLayer(diff, history)?.();
   }
 
   private async writeOrSkip(diff: Diff, history: string): Promise<void> {
+    await this.reserveOrSkip(diff, history)?.();
+  }
+
+  /** reserveOrSkip, or with --single-snapshot only the history entry (the stage's one snapshot takes the change). */
+  private reserveLayer(diff: Diff, history: string): (() => Promise<void>) | undefined {
+    if (this.opts.deferLayers) {
+      this.history.push({ created: this.opts.createdAt(), created_by: history, empty_layer: true });
+      return undefined;
+    }
+    return this.reserveOrSkip(diff, history);
+  }
+
+  /**
+   * Records the step's history entry and takes its layer's place at once; the returned function
+   * writes the layer into that place. Undefined when no layer is made.
+   */
+  private reserveOrSkip(diff: Diff, history: string): (() => Promise<void>) | undefined {
     if (diff.changed.length === 0 && diff.deleted.length === 0 && diff.opaque.length === 0) {
       this.history.push({ created: this.opts.createdAt(), created_by: history, empty_layer: true });
-      return;
+      return undefined;
     }
+    this.history.push({ created: this.opts.createdAt(), created_by: history });
     if (this.opts.writeLayers === false) {
       // Only the tree matters (COPY --from reads it); BuildKit does not export such layers either.
-      this.history.push({ created: this.opts.createdAt(), created_by: history });
       this.logger.debug(`no layer written: stage ${this.name} is not part of the image`);
-      return;
+      return undefined;
     }
-    await mkdir(this.opts.layerOptions.outDir, { recursive: true });
-    const layer = await this.deps.writeLayer(diff, this.opts.layerOptions);
-    this.layers.push({
-      descriptor: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size },
-      diffId: layer.diffId,
-      path: layer.path,
-    });
-    this.config.rootfs = { type: 'layers', diff_ids: [...this.config.rootfs.diff_ids, layer.diffId] };
-    this.history.push({ created: this.opts.createdAt(), created_by: history });
-    this.logger.debug(`layer ${layer.digest} (${layer.entries} entries, ${layer.size} bytes)`);
+    // Filled in place once written: readers settle() first, and a cache entry holds this object.
+    const slot: LayerBlob = { descriptor: { mediaType: '', digest: '', size: 0 }, diffId: '' };
+    this.layers.push(slot);
+    const idIndex = this.config.rootfs.diff_ids.length;
+    this.config.rootfs = { type: 'layers', diff_ids: [...this.config.rootfs.diff_ids, ''] };
+    return async () => {
+      await mkdir(this.opts.layerOptions.outDir, { recursive: true });
+      const layer = await this.deps.writeLayer(diff, this.opts.layerOptions);
+      Object.assign(slot, {
+        descriptor: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size },
+        diffId: layer.diffId,
+        path: layer.path,
+      });
+      const ids = [...this.config.rootfs.diff_ids];
+      ids[idIndex] = layer.diffId;
+      this.config.rootfs = { type: 'layers', diff_ids: ids };
+      this.logger.debug(`layer ${layer.digest} (${layer.entries} entries, ${layer.size} bytes)`);
+    };
   }
 
   /** Host path of an image path in this stage's rootfs, symlinks resolved inside it. */

@@ -8,6 +8,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parseDockerfile } from '../dockerfile/parser.ts';
 import { parseInstruction, type Instruction } from '../dockerfile/instructions.ts';
+import type { PlannedStage } from '../plan/plan.ts';
 import { StageScope } from '../plan/scope.ts';
 import type { StepReport } from '../result.ts';
 import type { BuildRun, StepPosition } from './build-run.ts';
@@ -89,6 +90,28 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
   run.trees.set(index, tree);
   const ctx = await stepContext(run, index, builder, stageDir, base);
   const steps = new StageSteps(run, ctx, run.keyHelpersFor(index), tree, where, base.chain);
+  try {
+    await runSteps(run, stage, triggers, label, steps);
+    await single?.commit(`single snapshot of stage ${label}`);
+    await builder.settle();
+  } catch (e) {
+    // No layer may still be reading the tree when the failed build removes its work dir.
+    await builder.settle().catch(() => undefined);
+    throw e;
+  }
+  run.stageKeys.set(index, steps.chain);
+  run.built.set(index, builder);
+  run.last = builder;
+}
+
+/** The base image's ONBUILD triggers, then the stage's own instructions. */
+async function runSteps(
+  run: BuildRun,
+  stage: PlannedStage,
+  triggers: string[],
+  label: string,
+  steps: StageSteps,
+): Promise<void> {
   for (const [ti, trigger] of triggers.entries()) {
     const ast = parseDockerfile(trigger, `${stage.from.at.file} (ONBUILD of ${stage.from.image})`);
     for (const raw of ast.instructions) {
@@ -106,10 +129,6 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
       slotName(run.plan.file, label, String(pi)),
       pi === stage.instructions.length - 1,
     );
-  await single?.commit(`single snapshot of stage ${label}`);
-  run.stageKeys.set(index, steps.chain);
-  run.built.set(index, builder);
-  run.last = builder;
 }
 
 function newBuilder(

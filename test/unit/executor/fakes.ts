@@ -133,8 +133,10 @@ class ScanSnapshot implements StepSnapshot {
     readonly runRoot: string,
     private readonly before: Index,
     private readonly exclude: string[],
+    private readonly events?: string[],
   ) {}
   async finish(): Promise<Diff> {
+    this.events?.push('snapshot finish');
     return diffOf(this.runRoot, this.before, await scan(this.runRoot, this.exclude));
   }
   async abort(): Promise<void> {}
@@ -190,15 +192,27 @@ function fakeSandbox(
   };
 }
 
-export function fakeDeps(onRun?: (script: string) => void): { deps: ExecutorDeps; calls: Calls } {
+/** How fakeDeps' parts behave beyond the defaults, for ordering tests. */
+export interface FakeDepsOptions {
+  onRun?: (script: string) => void;
+  /** The engine the snapshotter names (the fake always scans in place). */
+  engine?: 'walk' | 'overlay';
+  /** Told of each layer write before it starts; the write waits for what it returns. */
+  beforeLayer?: (diff: Diff) => Promise<void>;
+  /** 'snapshot finish', `layer <first changed path>` and `layer done <…>` as they happen. */
+  events?: string[];
+}
+
+export function fakeDeps(o: FakeDepsOptions = {}): { deps: ExecutorDeps; calls: Calls } {
+  const { onRun, events } = o;
   const calls: Calls = { runs: [], layersWritten: [], extracted: [], snapshots: 0, treeSnapshots: 0 };
   const signals = new Map<string, () => void>();
   const waits = new Map<string, Promise<void>>();
   const snapshotter = (rootfs: string): Snapshotter => ({
-    engine: 'walk',
+    engine: o.engine ?? 'walk',
     async begin({ exclude }) {
       calls.snapshots++;
-      return new ScanSnapshot(rootfs, await scan(rootfs, exclude), exclude);
+      return new ScanSnapshot(rootfs, await scan(rootfs, exclude), exclude, events);
     },
   });
   const deps: ExecutorDeps = {
@@ -210,8 +224,13 @@ export function fakeDeps(onRun?: (script: string) => void): { deps: ExecutorDeps
     sandbox: fakeSandbox(calls, signals, waits, onRun),
     async writeLayer(diff, opts) {
       calls.layersWritten.push(diff);
+      const name = diff.changed.at(-1) ?? diff.deleted[0] ?? '';
+      events?.push(`layer ${name}`);
+      await o.beforeLayer?.(diff);
       const entries = await Promise.all(diff.changed.map((p) => entryOf(diff.root, p)));
-      return writeBlob(opts.outDir, { entries, deleted: diff.deleted });
+      const w = await writeBlob(opts.outDir, { entries, deleted: diff.deleted });
+      events?.push(`layer done ${name}`);
+      return w;
     },
     async extractLayer(blob, rootfs) {
       calls.extracted.push(blob);
@@ -302,6 +321,8 @@ export interface FakeBuild {
   dir?: string;
   /** Sees each RUN script as it starts (for builds that fail). */
   onRun?: (script: string) => void;
+  /** The snapshot engine's name, layer-write hooks and the event log (fakeDeps). */
+  deps?: Omit<FakeDepsOptions, 'onRun'>;
 }
 
 export interface FakeResult {
@@ -324,7 +345,7 @@ export async function fakeBuild(b: FakeBuild): Promise<FakeResult> {
     await mkdir(dirname(join(ctxDir, p)), { recursive: true });
     await writeFile(join(ctxDir, p), c);
   }
-  const { deps, calls } = fakeDeps(b.onRun);
+  const { deps, calls } = fakeDeps({ ...b.deps, ...(b.onRun ? { onRun: b.onRun } : {}) });
   const { logger, lines } = memoryLogger('debug');
   const plan = planFromText(b.dockerfile, 'Dockerfile', {
     targetPlatform: PLATFORM,
