@@ -7,7 +7,6 @@ import type { BuiltImage } from '../image/types.ts';
 import { canonicalJson } from '../image/digest.ts';
 import { inventory, scanLayers, type ScanLayer } from './layer-scan.ts';
 import { toSpdx } from './spdx.ts';
-import { toCycloneDx } from './cyclonedx.ts';
 import { buildProvenance, type ProvenanceInputs, type ProvenanceMode } from './provenance.ts';
 import { PredicateType, statement, type AttestationBlob, type Subject } from './statement.ts';
 
@@ -40,7 +39,10 @@ export async function createAttestations(req: AttestRequest): Promise<Attestatio
     const inv = inventory(await scanLayers(req.layers));
     const target = { name: req.name, digest: req.image.digest, created: req.created };
     const cdx = req.sbom.format === 'cyclonedx';
-    const doc: unknown = cdx ? JSON.parse(toCycloneDx(inv, target)) : toSpdx(inv, target);
+    // The CycloneDX library (and its validators) loads only when a CycloneDX SBOM is asked for.
+    const doc: unknown = cdx
+      ? JSON.parse((await import('./cyclonedx.ts')).toCycloneDx(inv, target))
+      : toSpdx(inv, target);
     const predicateType = cdx ? PredicateType.CycloneDx : PredicateType.Spdx;
     out.statements.push({
       predicateType,

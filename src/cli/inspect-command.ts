@@ -11,7 +11,6 @@ import { Logger, colorFor } from '../log/logger.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { CredentialStore } from '../registry/credentials.ts';
 import { KilnError } from '../util/errors.ts';
-import { inspectImage } from '../inspect/inspect-image.ts';
 import { formatInspect } from '../inspect/format.ts';
 import type { InspectReport } from '../inspect/report.ts';
 import { BUILD_FLAGS, type FlagSpec } from './flag-table.ts';
@@ -87,6 +86,8 @@ export function addInspectCommand(program: Command, out: (s: string) => void, en
       logger,
     });
     try {
+      // Loaded by `kiln inspect` only: its certificate checks pull in @sigstore/core.
+      const { inspectImage } = await import('../inspect/inspect-image.ts');
       const report = await inspectImage(client, image, key);
       out(o.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : formatInspect(report));
       verdict(report, key !== undefined);

@@ -13,7 +13,6 @@ import type { Reference } from '../registry/reference.ts';
 import type { Logger } from '../log/logger.ts';
 import { KilnError } from '../util/errors.ts';
 import { loadSigningKey, type SigningKey } from './cosign-key.ts';
-import { checkIdentity, keylessSigner } from './keyless.ts';
 import {
   SIGNATURE_ANNOTATION,
   signatureImage,
@@ -45,6 +44,9 @@ export async function prepareSigner(
 ): Promise<Signer | undefined> {
   if (!sign.enabled) return undefined;
   if (!sign.key) {
+    // Loaded only for keyless signing: @sigstore/sign and its TUF and fetch stack are a fifth of the
+    // bundle, and evaluating them cost every kiln start ~20 ms.
+    const { checkIdentity, keylessSigner } = await import('./keyless.ts');
     await checkIdentity(sign, onSecret);
     return { keyless: true, sign: keylessSigner(sign, onSecret) };
   }
