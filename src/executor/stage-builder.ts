@@ -277,6 +277,9 @@ export class StageBuilder {
     this.background = this.background.then(async () => {
       // After a failure nothing more is written: the build is ending.
       if (this.backgroundError !== undefined) return;
+      // Let the step that follows start first: a layer's first ~80 ms (stats of every entry) are
+      // synchronous and would hold back the RUN's spawn.
+      await new Promise<void>((r) => setImmediate(r));
       try {
         await fn();
       } catch (e) {
