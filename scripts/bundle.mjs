@@ -1,7 +1,7 @@
 // Bundles src/ into dist/: the CLI and the action entry points. Output must be deterministic
 // (test/unit/dist.test.ts rebuilds into a temp dir and compares byte for byte).
 import { build } from 'esbuild';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -16,7 +16,7 @@ export const entries = {
 };
 
 mkdirSync(outdir, { recursive: true });
-await build({
+const result = await build({
   absWorkingDir: root,
   entryPoints: Object.fromEntries(Object.entries(entries).map(([k, v]) => [k, resolve(root, v)])),
   outdir,
@@ -42,4 +42,18 @@ await build({
   // @cyclonedx/cyclonedx-library loads its XML plug-ins with a guarded require() and kiln writes JSON
   // only: leave them out of the bundle (at run time the library reports them absent, as intended).
   external: ['xmlbuilder2', 'libxmljs2'],
+  write: false,
 });
+
+// esbuild escapes non-ASCII in strings and identifiers but not in comments or regular expression
+// literals, and a few of both in dependencies hold characters such as U+2019 or U+00B5. One is
+// enough for V8 to hold the whole 4.3 MB bundle as a two-byte string (8.6 MB) and to decode it the
+// slow way at every start. Each UTF-16 unit outside ASCII is written as a \uXXXX escape, which means
+// the same character in a regular expression (with or without the u flag) and is inert in a comment.
+for (const f of result.outputFiles) {
+  mkdirSync(dirname(f.path), { recursive: true });
+  const text = f.text.replace(/[^\x00-\x7f]/g, (u) => `\\u${u.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  writeFileSync(f.path, text);
+  // The CLI starts with a shebang and is run as a program (package.json bin).
+  chmodSync(f.path, text.startsWith('#!') ? 0o755 : 0o644);
+}
