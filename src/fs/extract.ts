@@ -31,13 +31,12 @@ import {
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { resolveInRoot, resolveInRootSync } from './rootpath.ts';
 import { KilnError } from '../util/errors.ts';
 import { runCommand } from '../util/command.ts';
 import { applyXattrsToFds, DEVICE_XATTR, FD_BATCH, OWNER_XATTR } from './xattr.ts';
-import { zstdDecompress } from './zstd.ts';
+import { gunzipDecoder, zstdDecompress } from './zstd.ts';
 
 export interface ExtractOptions {
   /**
@@ -229,7 +228,7 @@ export async function extractLayer(
 ): Promise<{ entries: number }> {
   root = posix.resolve(root);
   const { kind, body } = await sniff(stream);
-  const decoder = kind === 'gzip' ? createGunzip() : kind === 'zstd' ? zstdDecompress() : new PassThrough();
+  const decoder = kind === 'gzip' ? gunzipDecoder() : kind === 'zstd' ? zstdDecompress() : new PassThrough();
   const ex = new BinaryPaxExtract();
   // Node streams into tar-stream's streamx writable: errors are forwarded by hand.
   body.on('error', (err) => decoder.destroy(err));

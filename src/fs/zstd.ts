@@ -1,19 +1,37 @@
 /**
- * zstd through the `zstd` binary: Node has no zstd codec before v22, so layers are piped through
- * a child process. The stream only ends once the process has exited cleanly, so a truncated or
- * corrupt input is an error and never a silently short layer.
+ * Codecs run as child processes: zstd, because Node has no zstd codec before v22, and gunzip for
+ * layer extraction (see gunzipDecoder). The stream only ends once the process has exited cleanly,
+ * so a truncated or corrupt input is an error and never a silently short layer.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { Duplex } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import { KilnError } from '../util/errors.ts';
+import { findTool } from '../util/find-tool.ts';
+
+interface Codec {
+  /** Program name in messages, and what is run unless `path` says otherwise. */
+  cmd: string;
+  path?: string;
+  unavailable: 'ZSTD_UNAVAILABLE' | 'GUNZIP_UNAVAILABLE';
+  failed: 'ZSTD_FAILED' | 'GUNZIP_FAILED';
+  install: string;
+}
+
+const ZSTD: Codec = {
+  cmd: 'zstd',
+  unavailable: 'ZSTD_UNAVAILABLE',
+  failed: 'ZSTD_FAILED',
+  install: 'install the zstd package, or use gzip compression',
+};
 
 class ProcessDuplex extends Duplex {
   private readonly child: ChildProcessWithoutNullStreams;
   private stderr = '';
 
-  constructor(args: string[], what: string) {
+  constructor(args: string[], what: string, codec: Codec = ZSTD) {
     super();
-    this.child = spawn('zstd', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = spawn(codec.path ?? codec.cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const child = this.child;
     child.stderr.on('data', (d: Buffer) => {
       if (this.stderr.length < 4096) this.stderr += d.toString();
@@ -25,8 +43,8 @@ class ProcessDuplex extends Duplex {
     child.stdin.on('error', () => undefined);
     child.on('error', (err: NodeJS.ErrnoException) => {
       this.destroy(
-        new KilnError('fs', 'ZSTD_UNAVAILABLE', `cannot run zstd to ${what}: ${err.message}`, {
-          hint: 'install the zstd package, or use gzip compression',
+        new KilnError('fs', codec.unavailable, `cannot run ${codec.cmd} to ${what}: ${err.message}`, {
+          hint: codec.install,
           cause: err,
         }),
       );
@@ -37,8 +55,8 @@ class ProcessDuplex extends Duplex {
         this.destroy(
           new KilnError(
             'fs',
-            'ZSTD_FAILED',
-            `zstd failed to ${what} (${signal ?? `exit ${code}`}): ${this.stderr.trim().split('\n')[0] ?? ''}`,
+            codec.failed,
+            `${codec.cmd} failed to ${what} (${signal ?? `exit ${code}`}): ${this.stderr.trim().split('\n')[0] ?? ''}`,
             { hint: 'the layer is corrupt or truncated' },
           ),
         );
@@ -78,4 +96,25 @@ export function zstdCompress(level: number): Duplex {
     [...(l > 19 ? ['--ultra'] : []), `-${l}`, '-c', '-q', '--no-progress'],
     'compress a layer',
   );
+}
+
+let gzipPath: string | null | undefined;
+
+/**
+ * The gunzip a layer extraction reads through. GNU gzip in its own process when there is one, as
+ * `tar -xzf` does: zlib on Node's thread pool only inflates the next chunk when the extracting
+ * thread asks, and that thread spends most of a layer blocked creating files, so the two took turns.
+ * Restoring the debian base layer (6,676 entries, quiet disk, alternating): 1.31-2.11 s (median
+ * 1.45) against 1.60-2.99 s (median 2.80) with zlib. Without gzip on the host, zlib.
+ */
+export function gunzipDecoder(): Duplex {
+  if (gzipPath === undefined) gzipPath = findTool('gzip') ?? null;
+  if (gzipPath === null) return createGunzip();
+  return new ProcessDuplex(['-d', '-c', '-q'], 'decompress a layer', {
+    cmd: 'gzip',
+    path: gzipPath,
+    unavailable: 'GUNZIP_UNAVAILABLE',
+    failed: 'GUNZIP_FAILED',
+    install: 'install the gzip package',
+  });
 }

@@ -2,25 +2,12 @@
  * Host tools the isolation layer drives (util-linux, coreutils), found once by absolute path so that
  * the sandbox never depends on the PATH of the build or of the image.
  */
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { runCommand, type CommandResult } from '../util/command.ts';
 
-const SYSTEM_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+import { SYSTEM_DIRS } from '../util/find-tool.ts';
 
-/** Absolute path of an executable, or undefined. */
-export function findTool(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...SYSTEM_DIRS];
-  for (const d of dirs) {
-    const p = `${d}/${name}`;
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // next
-    }
-  }
-  return undefined;
-}
+export { findTool } from '../util/find-tool.ts';
 
 /** Quotes a word for POSIX sh. */
 export function shq(s: string): string {

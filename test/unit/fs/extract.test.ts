@@ -269,6 +269,54 @@ describe('extractLayer', () => {
   });
 });
 
+describe('gzip layers through the gzip process', () => {
+  // Layers inflate in a gzip child process (src/fs/zstd.ts, gunzipDecoder), as tar -xzf does, so
+  // that inflating goes on while the extracting thread creates files. Its failures are its own.
+  const layerOf = async (n: number): Promise<Buffer> =>
+    gzipSync(
+      await makeTar(
+        Array.from({ length: n }, (_, i) => ({ name: `d/f${i}`, content: randomBytes(700).toString('hex') })),
+      ),
+    );
+
+  test('a whole layer extracts every entry with its content', async () => {
+    const root = await tmp('root');
+    try {
+      const r = await extractLayer(Readable.from([await layerOf(300)]), root);
+      assert.equal(r.entries, 300);
+      assert.equal((await readdir(join(root, 'd'))).length, 300);
+      assert.equal((await readFile(join(root, 'd/f299'), 'utf8')).length, 1400);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  test('a truncated gzip stream fails with GUNZIP_FAILED, a corrupt one with an error: never a short layer', async () => {
+    const root = await tmp('root');
+    try {
+      const good = await layerOf(200);
+      // Cut short: gzip itself reports it (zlib would have made this a tar error).
+      await assert.rejects(
+        extractLayer(Readable.from([good.subarray(0, Math.floor(good.length / 2))]), root),
+        (e: Error & { code?: string }) =>
+          e.name === 'KilnError' &&
+          e.code === 'GUNZIP_FAILED' &&
+          /gzip failed to decompress a layer .*unexpected end of file/.test(e.message),
+      );
+      // Damaged in the middle: whichever notices first (the tar reader or gzip's CRC) fails the layer.
+      const corrupt = Buffer.from(good);
+      for (let i = 200; i < 260; i++) corrupt[i] = corrupt[i]! ^ 0x5a;
+      await assert.rejects(
+        extractLayer(Readable.from([corrupt]), root),
+        (e: Error & { code?: string }) =>
+          e.name === 'KilnError' && (e.code === 'GUNZIP_FAILED' || e.code === 'BAD_LAYER'),
+      );
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
 /** Inserts a PAX header with one binary SCHILY.xattr record before the entry named `name`. */
 async function addPaxXattr(tarBuf: Buffer, name: string, key: string, value: Buffer): Promise<Buffer> {
   const body = Buffer.concat([Buffer.from(` SCHILY.xattr.${key}=`), value, Buffer.from('\n')]);
