@@ -16,6 +16,8 @@ interface Codec {
   unavailable: 'ZSTD_UNAVAILABLE' | 'GUNZIP_UNAVAILABLE';
   failed: 'ZSTD_FAILED' | 'GUNZIP_FAILED';
   install: string;
+  /** Exit codes that mean the output is whole (GNU gzip exits 2 on a warning such as trailing zeros). */
+  ok?: number[];
 }
 
 const ZSTD: Codec = {
@@ -50,7 +52,7 @@ class ProcessDuplex extends Duplex {
       );
     });
     child.on('close', (code, signal) => {
-      if (code === 0) this.push(null);
+      if (code === 0 || (code !== null && codec.ok?.includes(code))) this.push(null);
       else if (!this.destroyed) {
         this.destroy(
           new KilnError(
@@ -110,8 +112,10 @@ let gzipPath: string | null | undefined;
 export function gunzipDecoder(): Duplex {
   if (gzipPath === undefined) gzipPath = findTool('gzip') ?? null;
   if (gzipPath === null) return createGunzip();
-  return new ProcessDuplex(['-d', '-c', '-q'], 'decompress a layer', {
+  // No -q: busybox gzip has none. Its warnings go to stderr, which is read only on failure.
+  return new ProcessDuplex(['-d', '-c'], 'decompress a layer', {
     cmd: 'gzip',
+    ok: [2],
     path: gzipPath,
     unavailable: 'GUNZIP_UNAVAILABLE',
     failed: 'GUNZIP_FAILED',

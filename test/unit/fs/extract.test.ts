@@ -291,6 +291,19 @@ describe('gzip layers through the gzip process', () => {
     }
   });
 
+  test('zero padding after the gzip member (some registries and tools add it) is accepted', async () => {
+    const root = await tmp('root');
+    try {
+      const r = await extractLayer(
+        Readable.from([Buffer.concat([await layerOf(20), Buffer.alloc(1024)])]),
+        root,
+      );
+      assert.equal(r.entries, 20);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   test('a truncated gzip stream fails with GUNZIP_FAILED, a corrupt one with an error: never a short layer', async () => {
     const root = await tmp('root');
     try {
