@@ -103,20 +103,21 @@ export async function sourcesDigest(
   skip?: (hostPath: string) => boolean,
 ): Promise<string> {
   const h = createHash('sha256');
-  // A directory's entries are stat'ed (and new files hashed) concurrently, then fed to the hash in
-  // name order, so the digest does not depend on timing.
+  // New files of a directory are hashed concurrently; every line is fed to the hash in name order,
+  // so the digest does not depend on timing.
+  const modeOf = (st: BigIntStats): string => Number(st.mode & 0o7777n).toString(8);
+  const fileLine = (rel: string, st: BigIntStats, sha: string): string =>
+    `f\0${rel}\0${modeOf(st)}\0${st.size}\0${sha}\n`;
   // The line of an entry, or undefined when it needs a file read (content not in the index).
   const lineNow = (host: string, rel: string, st: BigIntStats): string | undefined => {
-    const mode = Number(st.mode & 0o7777n).toString(8);
-    if (st.isDirectory()) return `d\0${rel}\0${mode}\n`;
+    if (st.isDirectory()) return `d\0${rel}\0${modeOf(st)}\n`;
     if (st.isSymbolicLink()) return `l\0${rel}\0${readlinkSync(host)}\n`;
-    if (!st.isFile()) return `o\0${rel}\0${mode}\0${st.rdev}\n`;
+    if (!st.isFile()) return `o\0${rel}\0${modeOf(st)}\0${st.rdev}\n`;
     const sha = index.cachedHash(host, st);
-    return sha === undefined ? undefined : `f\0${rel}\0${mode}\0${st.size}\0${sha}\n`;
+    return sha === undefined ? undefined : fileLine(rel, st, sha);
   };
   const line = async (host: string, rel: string, st: BigIntStats): Promise<string> =>
-    lineNow(host, rel, st) ??
-    `f\0${rel}\0${Number(st.mode & 0o7777n).toString(8)}\0${st.size}\0${await index.fileHash(host, st)}\n`;
+    lineNow(host, rel, st) ?? fileLine(rel, st, await index.fileHash(host, st));
   // Metadata is read synchronously: for a context the last build indexed it is in the inode cache,
   // and an lstatSync costs a few microseconds where a promise through the thread pool cost ~15 us
   // of this thread (5,000 files: 77 ms of lstat callbacks). Only new content is read concurrently.

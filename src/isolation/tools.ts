@@ -4,7 +4,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { runCommand, type CommandResult } from '../util/command.ts';
-
 import { SYSTEM_DIRS } from '../util/find-tool.ts';
 
 export { findTool } from '../util/find-tool.ts';
