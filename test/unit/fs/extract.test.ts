@@ -364,6 +364,8 @@ async function addPaxXattr(tarBuf: Buffer, name: string, key: string, value: Buf
 }
 
 describe('extractLayer against the hostile layers (test/helpers/hostile-layers.ts)', () => {
+  // Twice: files made on the extracting thread, and (backgroundAfter 0) every small file in a fresh
+  // directory made by the worker thread of src/fs/file-creates.ts.
   test('each layer is contained or refused with an fs error; the host canary is untouched', async () => {
     const base = await tmp('hostile');
     const target = newTarget(join(base, 'canary'));
@@ -372,38 +374,39 @@ describe('extractLayer against the hostile layers (test/helpers/hostile-layers.t
     const outcomes: string[] = [];
     const problems: string[] = [];
     try {
-      for (const l of layers) {
-        await makeCanary(target, { uid: 0, gid: 0 });
-        const before = snapshotHost(target, [base]);
-        const root = join(base, `root-${l.id}`, 'r');
-        await mkdir(root, { recursive: true });
-        let err: unknown;
-        try {
-          await extractLayer(fromBuf(l.blob), root, { skipDevices: true });
-        } catch (e) {
-          err = e;
-        }
-        const what = `${l.id} (${l.what})`;
-        if (snapshotHost(target, [base]) !== before) problems.push(`${what} changed the host`);
-        if (err && l.expect === 'contained') problems.push(`${what} failed: ${String(err)}`);
-        if (err && !(err instanceof KilnError && err.category === 'fs'))
-          problems.push(`${what}: not an fs KilnError: ${String(err)}`);
-        if (!err && l.expect === 'refused') problems.push(`${what} was accepted`);
-        if (!err) {
+      for (const backgroundAfter of [undefined, 0])
+        for (const l of layers) {
+          await makeCanary(target, { uid: 0, gid: 0 });
+          const before = snapshotHost(target, [base]);
+          const root = join(base, `root-${l.id}`, 'r');
+          await mkdir(root, { recursive: true });
+          let err: unknown;
           try {
-            l.inside?.(root);
+            await extractLayer(fromBuf(l.blob), root, { skipDevices: true, backgroundAfter });
           } catch (e) {
-            problems.push(`${what}: ${(e as Error).message}`);
+            err = e;
           }
+          const what = `${l.id} (${l.what}${backgroundAfter === 0 ? ', worker' : ''})`;
+          if (snapshotHost(target, [base]) !== before) problems.push(`${what} changed the host`);
+          if (err && l.expect === 'contained') problems.push(`${what} failed: ${String(err)}`);
+          if (err && !(err instanceof KilnError && err.category === 'fs'))
+            problems.push(`${what}: not an fs KilnError: ${String(err)}`);
+          if (!err && l.expect === 'refused') problems.push(`${what} was accepted`);
+          if (!err) {
+            try {
+              l.inside?.(root);
+            } catch (e) {
+              problems.push(`${what}: ${(e as Error).message}`);
+            }
+          }
+          outcomes.push(`${l.id} ${err ? `refused ${(err as KilnError).code}` : 'contained'}`);
+          await rm(join(base, `root-${l.id}`), { recursive: true, force: true });
         }
-        outcomes.push(`${l.id} ${err ? `refused ${(err as KilnError).code}` : 'contained'}`);
-        await rm(join(base, `root-${l.id}`), { recursive: true, force: true });
-      }
     } finally {
       await rm(base, { recursive: true, force: true });
     }
     assert.deepEqual(problems, []);
-    assert.equal(outcomes.length, layers.length);
+    assert.equal(outcomes.length, 2 * layers.length);
     if (process.env.KILN_HOSTILE_REPORT) console.log(outcomes.join('\n'));
   });
 
