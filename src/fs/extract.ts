@@ -37,7 +37,7 @@ import { resolveInRoot, resolveInRootSync } from './rootpath.ts';
 import { KilnError } from '../util/errors.ts';
 import { runCommand } from '../util/command.ts';
 import { applyXattrsToFds, DEVICE_XATTR, FD_BATCH, OWNER_XATTR } from './xattr.ts';
-import { FileCreateError, FileCreates } from './file-creates.ts';
+import { BATCH_BYTES, FileCreateError, FileCreates } from './file-creates.ts';
 import { gunzipDecoder, zstdDecompress } from './zstd.ts';
 
 export interface ExtractOptions {
@@ -361,7 +361,7 @@ class LayerApplier {
       case undefined:
         if (this.inBackground(host, h, meta)) {
           this.background++;
-          await this.creates.add(host, await readBody(entry, h.size ?? 0), meta);
+          await this.creates.add(host, meta, h.size ?? 0, entry as AsyncIterable<Buffer>);
         } else await this.file(host, meta, entry);
         break;
       case 'symlink':
@@ -418,7 +418,7 @@ class LayerApplier {
       ++this.files > (this.opts.backgroundAfter ?? BACKGROUND_AFTER) &&
       !m.xattrs &&
       !this.opts.ignoreChownErrors &&
-      (h.size ?? 0) <= BACKGROUND_MAX &&
+      (h.size ?? 0) <= BATCH_BYTES &&
       !this.written.has(host) &&
       this.fresh.has(posix.dirname(host))
     );
@@ -710,19 +710,7 @@ function ensureParentSync(host: string, name: string): string | undefined {
   }
 }
 
-/** Files up to this size are created in the background, their content held until then. */
-const BACKGROUND_MAX = 1 << 20;
 const BACKGROUND_AFTER = 200;
-
-/** An entry's content, whole (at most BACKGROUND_MAX bytes). */
-async function readBody(entry: Entry, size: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(size);
-  let off = 0;
-  for await (const chunk of entry as AsyncIterable<Buffer>) {
-    off += chunk.copy(buf, off);
-  }
-  return off === size ? buf : buf.subarray(0, off);
-}
 
 function paxXattrs(pax: Record<string, string> | undefined): Map<string, Buffer> | undefined {
   if (!pax) return undefined;
