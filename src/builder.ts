@@ -33,7 +33,7 @@ import { createSnapshotter } from './fs/snapshotter.ts';
 import { ensureWorkDir } from './fs/work-dir.ts';
 import { createWalkSnapshotter } from './fs/snapshot-walk.ts';
 import { writeLayer } from './fs/layer-writer.ts';
-import { extractLayer } from './fs/extract.ts';
+import { extractLayer, type ExtractOptions } from './fs/extract.ts';
 import { removeTree, removeTreeInBackground } from './fs/remove-tree.ts';
 import { RegistryClient } from './registry/client.ts';
 import { CredentialStore } from './registry/credentials.ts';
@@ -47,7 +47,8 @@ import type { LayerCache } from './cache/types.ts';
 import { parseReference } from './registry/reference.ts';
 import { executePlatforms, type PlatformTarget } from './executor/platforms.ts';
 import { prepareSupplyChain, publishWithSupplyChain, type SupplyChain } from './supply-chain.ts';
-import type { ExecutorDeps } from './executor/deps.ts';
+import type { TreeSharing } from './executor/deps.ts';
+import { lateDeps, type BoundIsolation } from './late-isolation.ts';
 import type { StepProgress } from './executor/build-run.ts';
 import type { TransferProgress } from './log/transfer.ts';
 
@@ -143,24 +144,13 @@ async function buildInContext(
   const context = new ContextSource(contextDir, new IgnoreMatcher(patterns));
 
   const workDir = await makeBuildDir(opts.workDir);
-  const { probe, chosen } = await chooseIsolation(opts, workDir, logger);
-  const onOutput = hooks.onOutput ?? ((c: Buffer) => void process.stderr.write(c));
-  const sandbox = createSandbox(probe.chosen, {
-    workDir: join(workDir, 'sandbox'),
-    onWarning: (m) => logger.warn(m),
-    ...(probe.plainProc ? { plainProc: probe.plainProc } : {}),
-    ...(probe.keepUtsName ? { keepUtsName: true } : {}),
-  });
-  const engine = probe.snapshot;
-  const singleId = probe.chosen === 'rootless' && probe.fullIdMap === false;
-  const deps: ExecutorDeps = {
-    createSnapshotter: (rootfs, scratch) => createSnapshotter(engine, rootfs, scratch),
-    // A whole-stage snapshot must survive the per-step overlays in between: only a walk can.
-    beginTreeSnapshot: (rootfs, exclude) => createWalkSnapshotter(rootfs).begin({ exclude }),
-    sandbox,
+  // The probe runs while the executor starts: what needs its choice waits for it (late-isolation.ts).
+  const probing = chooseIsolation(opts, workDir, logger);
+  const deps = lateDeps(
+    probing.then(({ probe }) => bindIsolation(probe, opts, plan, workDir, logger)),
     writeLayer,
-    extractLayer: baseExtractor(wantsInsecure(plan), singleId, logger),
-  };
+  );
+  const onOutput = hooks.onOutput ?? ((c: Buffer) => void process.stderr.write(c));
   const client = buildClient(opts, logger, hooks);
   try {
     const images = new RegistryImageSource(
@@ -179,21 +169,14 @@ async function buildInContext(
         logger,
         workDir,
         buildPlatform,
-        // No mknod in a user namespace, whatever the id map.
-        skipDevices: probe.chosen === 'rootless' || !inInitialUserNamespace(),
         ...hooks, // progress (step numbers), transfers (bytes)
         onOutput,
         ...(cache ? { cache } : {}),
-        ...baseTreeSharing(
-          opts,
-          engine,
-          `${probe.chosen}${singleId ? '-single-id' : ''}`,
-          wantsInsecure(plan),
-          logger,
-        ),
       },
       targets,
     );
+    // Also when no step needed a sandbox: a build where none works fails as it always did.
+    const { probe, chosen } = await probing;
     await cache?.index.save();
     const built = assemblePlatforms(opts, executedAll, explicit);
     const isolation = { rung: probe.chosen, reason: chosen.reason };
@@ -238,6 +221,8 @@ async function buildInContext(
       durationMs: Date.now() - started,
     };
   } finally {
+    // A probe still running (the build failed early) has mounts in the work dir: let it clean up.
+    await probing.catch(() => undefined);
     await client.close();
     // --cleanup (Kaniko's flag) waits for the work dir to be gone; by default it goes in the background.
     if (opts.cleanup) await removeTree(workDir);
@@ -246,12 +231,46 @@ async function buildInContext(
   }
 }
 
+/** The parts of the build that depend on the rung and snapshot engine the probe chose. */
+function bindIsolation(
+  probe: ProbeResult & { chosen: Rung },
+  opts: BuildOptions,
+  plan: BuildPlan,
+  workDir: string,
+  logger: Logger,
+): BoundIsolation {
+  const engine = probe.snapshot;
+  const singleId = probe.chosen === 'rootless' && probe.fullIdMap === false;
+  // No mknod in a user namespace, whatever the id map.
+  const skipDevices = probe.chosen === 'rootless' || !inInitialUserNamespace();
+  const extract = baseExtractor(wantsInsecure(plan), singleId, logger);
+  return {
+    sandbox: createSandbox(probe.chosen, {
+      workDir: join(workDir, 'sandbox'),
+      onWarning: (m) => logger.warn(m),
+      ...(probe.plainProc ? { plainProc: probe.plainProc } : {}),
+      ...(probe.keepUtsName ? { keepUtsName: true } : {}),
+    }),
+    createSnapshotter: (rootfs, scratch) => createSnapshotter(engine, rootfs, scratch),
+    // A whole-stage snapshot must survive the per-step overlays in between: only a walk can.
+    beginTreeSnapshot: (rootfs, exclude) => createWalkSnapshotter(rootfs).begin({ exclude }),
+    extractLayer: (blobPath, rootfs, o) => extract(blobPath, rootfs, { ...o, skipDevices }),
+    sharing: baseTreeSharing(
+      opts,
+      engine,
+      `${probe.chosen}${singleId ? '-single-id' : ''}`,
+      wantsInsecure(plan),
+      logger,
+    ),
+  };
+}
+
 /** How the build applies base and stage layers to its trees. */
 function baseExtractor(
   createDevices: boolean,
   singleId: boolean,
   logger: Logger,
-): ExecutorDeps['extractLayer'] {
+): (blobPath: string, rootfs: string, o: ExtractOptions) => Promise<void> {
   let chownSkips = 0;
   return async (blobPath, rootfs, o) => {
     await extractLayer(createReadStream(blobPath), rootfs, {
@@ -404,7 +423,7 @@ function baseTreeSharing(
   rung: string,
   createDevices: boolean,
   logger: Logger,
-): { linkBaseTrees: boolean; trees?: TreeStore } {
+): TreeSharing {
   if (engine !== 'overlay') return { linkBaseTrees: false };
   if (!opts.cache.dir || opts.cache.treeStoreMiB <= 0) return { linkBaseTrees: true };
   const devices =

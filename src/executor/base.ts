@@ -38,7 +38,6 @@ export async function materializeBase(
   source: BaseImageSource,
   rootfs: string,
   deps: ExecutorDeps,
-  skipDevices: boolean,
   report?: BaseReport,
 ): Promise<LayerBlob[]> {
   await mkdir(rootfs, { recursive: true });
@@ -65,7 +64,7 @@ export async function materializeBase(
     const { digest, size } = base.layers[i]!.descriptor;
     const meter = report?.transfers?.begin({ phase: 'extract', subject: name, blob: digest, total: size });
     await deps
-      .extractLayer(path, rootfs, { skipDevices, ...(meter ? { onRead: (n) => meter.update(n) } : {}) })
+      .extractLayer(path, rootfs, meter ? { onRead: (n) => meter.update(n) } : {})
       .finally(() => meter?.end(true));
     out.push({ ...base.layers[i]!, path });
   }

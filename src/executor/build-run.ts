@@ -14,7 +14,6 @@ import type { LayerBlob, Platform } from '../image/types.ts';
 import { formatPlatform } from '../image/platform.ts';
 import { stagePlatform } from '../plan/stage-platform.ts';
 import type { LayerCache } from '../cache/types.ts';
-import type { TreeStore } from '../cache/tree-store.ts';
 import { sourcesDigest, type StatIndex } from '../cache/sources-digest.ts';
 import type { Logger } from '../log/logger.ts';
 import type { TransferProgress } from '../log/transfer.ts';
@@ -38,8 +37,6 @@ export interface ExecuteInputs {
   workDir: string;
   targetPlatform: Platform;
   buildPlatform: Platform;
-  /** Device nodes cannot be created (rootless with a partial map): skip them when extracting. */
-  skipDevices: boolean;
   onOutput?: (chunk: Buffer) => void;
   /** How steps are numbered in the log, and who hears when each ends (the CLI's progress lines). */
   progress?: StepProgress;
@@ -47,14 +44,6 @@ export interface ExecuteInputs {
   transfers?: TransferProgress;
   /** The layer cache, when --cache is on. */
   cache?: { store: LayerCache; index: StatIndex };
-  /**
-   * Stages may start as hard-link clones of one shared extraction of their base image. Only safe
-   * when nothing writes into a stage rootfs in place: with the overlay engine every change lands as
-   * a new inode moved in from the upper dir, so the shared files are never modified.
-   */
-  linkBaseTrees?: boolean;
-  /** Trees kept between builds (only with linkBaseTrees: the same no-write-in-place rule). */
-  trees?: TreeStore;
   /** Stage labels name the platform (a build of several platforms). */
   labelPlatform?: boolean;
 }
@@ -236,17 +225,10 @@ export class BuildRun {
           'rootfs',
         );
         await rm(root, { recursive: true, force: true });
-        const layers = await materializeBase(
-          base,
-          this.inp.images,
-          root,
-          this.inp.deps,
-          this.inp.skipDevices,
-          {
-            logger: this.logger,
-            transfers: this.inp.transfers,
-          },
-        );
+        const layers = await materializeBase(base, this.inp.images, root, this.inp.deps, {
+          logger: this.logger,
+          transfers: this.inp.transfers,
+        });
         return { root, layers };
       })();
       this.baseTrees.set(base.digest, p);

@@ -32,6 +32,8 @@ export class LazyRootfs {
     /** Called once the tree is real and complete (the single-snapshot baseline). */
     private readonly onReal: () => Promise<void> = async () => undefined,
     private readonly reuse?: TreeReuse,
+    /** Waited for before anything else: what the tree needs may still be being decided (ExecutorDeps.ready). */
+    private readonly ready: () => Promise<void> = async () => undefined,
   ) {}
 
   /** True once making the tree real has started. */
@@ -42,6 +44,7 @@ export class LazyRootfs {
   /** Makes the tree real: base, then every queued layer in order. Safe to call many times. */
   ensure(): Promise<void> {
     this.real ??= (async () => {
+      await this.ready();
       const kept = await this.restoreKept();
       if (kept === undefined) await this.materializeBase();
       const t = Date.now();

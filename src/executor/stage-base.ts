@@ -108,12 +108,12 @@ async function imageBase(run: BuildRun, ref: string, platform: Platform, rootfs:
     treeLayers: layers.map((l) => l.diffId),
     materialize: async () => {
       let got: LayerBlob[];
-      if (inp.linkBaseTrees) {
+      if (inp.deps.sharing().linkBaseTrees) {
         const shared = await run.baseTree(base);
         await copyTree(shared.root, rootfs, true);
         got = shared.layers;
       } else
-        got = await materializeBase(base, inp.images, rootfs, inp.deps, inp.skipDevices, {
+        got = await materializeBase(base, inp.images, rootfs, inp.deps, {
           logger: run.logger,
           transfers: inp.transfers,
         });

@@ -135,6 +135,7 @@ export class StageBuilder {
   }
 
   async run(step: RunStepOptions): Promise<void> {
+    await this.deps.ready();
     const exclude = this.excludes(step.mounts.map((m) => m.target));
     // An overlay RUN writes only to its upper dir until finish(), so a layer still being read from
     // the rootfs may go on meanwhile; other engines write the rootfs in place.

@@ -79,13 +79,14 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
     },
     async (blob) => {
       const t = Date.now();
-      await run.inp.deps.extractLayer(blob, rootfs, { skipDevices: run.inp.skipDevices });
+      await run.inp.deps.extractLayer(blob, rootfs, {});
       run.logger.debug(
         `[${label}] cached layer ${basename(blob).slice(0, 19)} restored in ${Date.now() - t} ms`,
       );
     },
     async () => single?.begin(),
     treeReuse(run, base, rootfs, formatPlatform(run.stagePlatform(index))),
+    () => run.inp.deps.ready(),
   );
   run.trees.set(index, tree);
   const ctx = await stepContext(run, index, builder, stageDir, base);
@@ -191,8 +192,8 @@ async function stepContext(
     logger: run.logger,
     ...(run.inp.onOutput ? { onOutput: run.inp.onOutput } : {}),
   };
-  const pool = run.inp.trees?.files;
-  if (pool && run.inp.cache) ctx.filePool = pool;
+  // The store is known once isolation is chosen: by then any step that copies has its tree.
+  if (run.inp.cache) ctx.filePool = () => run.inp.deps.sharing().trees?.files;
   await mkdir(ctx.tmpDir, { recursive: true });
   return ctx;
 }
@@ -299,11 +300,12 @@ class StageSteps {
  * platform: one of another platform is never cloned, whatever its layers.
  */
 function treeReuse(run: BuildRun, base: StageBase, rootfs: string, platform: string): TreeReuse | undefined {
-  const store = run.inp.trees;
-  if (!store || !base.treeLayers) return undefined;
+  if (!base.treeLayers) return undefined;
+  // Called from LazyRootfs.ensure, after ExecutorDeps.ready(): the store (or none) is known then.
+  const store = () => run.inp.deps.sharing().trees;
   return {
     baseLayers: base.treeLayers,
-    restore: (ids) => store.restore(ids, rootfs, platform),
-    keep: (ids) => store.keep(ids, rootfs, platform),
+    restore: async (ids) => (await store()?.restore(ids, rootfs, platform)) ?? false,
+    keep: async (ids) => store()?.keep(ids, rootfs, platform),
   };
 }

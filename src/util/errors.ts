@@ -200,6 +200,7 @@ export const ERROR_CODES = {
     'BAD_DIGEST',
     'BLOB_SIZE_MISMATCH',
     'CLI_SPAWN',
+    'ISOLATION_NOT_READY',
     'LAYER_NOT_LOCAL',
     'NO_CLIENT',
     'NO_LAYER_SOURCE',

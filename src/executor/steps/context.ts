@@ -28,7 +28,7 @@ export interface StepContext {
   cacheDir: string;
   logger: Logger;
   /** Files earlier COPYs made, kept in the tree store (overlay engine with a cache dir only). */
-  filePool?: FilePool;
+  filePool?: () => FilePool | undefined;
   /** Output of RUN steps goes here (the CLI streams it to stderr). */
   onOutput?: (chunk: Buffer) => void;
 }

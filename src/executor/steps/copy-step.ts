@@ -47,6 +47,8 @@ export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<
   const at = ins.at;
   const upper = ins.kind.toUpperCase();
   const tree = ins.from !== undefined ? await ctx.sourceTree(ins.from) : undefined;
+  // The stage's tree is real by now (the step touches the filesystem), so its store is known.
+  const pool = ctx.filePool?.();
   const tmp = await mkdtemp(join(ctx.tmpDir, 'copy-'));
   try {
     const got: CollectedSources = await collectSources(ins, ctx, tree, tmp);
@@ -71,10 +73,9 @@ export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<
               multiple: got.wildcard || sources.length + archives.length > 1,
               position: at,
               skip,
-              ...(ctx.filePool ? { pool: ctx.filePool } : {}),
+              ...(pool ? { pool } : {}),
             })
           ).written;
-    const pool = ctx.filePool;
     const before = pool ? { linked: pool.linked, added: pool.added } : undefined;
     const report = (): void => {
       if (pool && before)

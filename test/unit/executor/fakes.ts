@@ -21,6 +21,7 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import type { ExecutorDeps } from '../../../src/executor/deps.ts';
+import { lateDeps, type BoundIsolation } from '../../../src/late-isolation.ts';
 import type { BaseImageSource, ResolvedBase } from '../../../src/executor/base.ts';
 import { executePlan, type ExecutedImage } from '../../../src/executor/executor.ts';
 import type { Diff, Snapshotter, StepSnapshot, WrittenLayer } from '../../../src/fs/types.ts';
@@ -201,6 +202,11 @@ export interface FakeDepsOptions {
   beforeLayer?: (diff: Diff) => Promise<void>;
   /** 'snapshot finish', `layer <first changed path>` and `layer done <…>` as they happen. */
   events?: string[];
+  /**
+   * The isolation probe: the parts that depend on it wait until it resolves (through lateDeps, as
+   * the builder's do); resolved at once by default.
+   */
+  probe?: Promise<void>;
 }
 
 export function fakeDeps(o: FakeDepsOptions = {}): { deps: ExecutorDeps; calls: Calls } {
@@ -215,29 +221,37 @@ export function fakeDeps(o: FakeDepsOptions = {}): { deps: ExecutorDeps; calls: 
       return new ScanSnapshot(rootfs, await scan(rootfs, exclude), exclude, events);
     },
   });
-  const deps: ExecutorDeps = {
+  const bound: BoundIsolation = {
     createSnapshotter: (rootfs) => snapshotter(rootfs),
     beginTreeSnapshot: async (rootfs, exclude) => {
       calls.treeSnapshots++;
       return new ScanSnapshot(rootfs, await scan(rootfs, exclude), exclude);
     },
     sandbox: fakeSandbox(calls, signals, waits, onRun),
-    async writeLayer(diff, opts) {
-      calls.layersWritten.push(diff);
-      const name = diff.changed.at(-1) ?? diff.deleted[0] ?? '';
-      events?.push(`layer ${name}`);
-      await o.beforeLayer?.(diff);
-      const entries = await Promise.all(diff.changed.map((p) => entryOf(diff.root, p)));
-      const w = await writeBlob(opts.outDir, { entries, deleted: diff.deleted });
-      events?.push(`layer done ${name}`);
-      return w;
-    },
     async extractLayer(blob, rootfs) {
       calls.extracted.push(blob);
       await applyLayer(blob, rootfs);
     },
+    sharing: { linkBaseTrees: false },
   };
-  return { deps, calls };
+  const writeLayer: ExecutorDeps['writeLayer'] = async (diff, opts) => {
+    calls.layersWritten.push(diff);
+    const name = diff.changed.at(-1) ?? diff.deleted[0] ?? '';
+    events?.push(`layer ${name}`);
+    await o.beforeLayer?.(diff);
+    const entries = await Promise.all(diff.changed.map((p) => entryOf(diff.root, p)));
+    const w = await writeBlob(opts.outDir, { entries, deleted: diff.deleted });
+    events?.push(`layer done ${name}`);
+    return w;
+  };
+  const probe = o.probe ?? Promise.resolve();
+  return {
+    deps: lateDeps(
+      probe.then(() => bound),
+      writeLayer,
+    ),
+    calls,
+  };
 }
 
 export interface FakeImage {
@@ -365,7 +379,6 @@ export async function fakeBuild(b: FakeBuild): Promise<FakeResult> {
     workDir: join(dir, `work-${++n}`),
     targetPlatform: PLATFORM,
     buildPlatform: PLATFORM,
-    skipDevices: true,
     ...(b.cache ? { cache: { store: b.cache, index: new StatIndex() } } : {}),
   });
   return { image, calls, log: lines, dir };
