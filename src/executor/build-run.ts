@@ -23,6 +23,7 @@ import { KilnError } from '../util/errors.ts';
 import { materializeBase, type BaseImageSource, type ResolvedBase } from './base.ts';
 import type { ExecutorDeps } from './deps.ts';
 import type { LazyRootfs } from './lazy-rootfs.ts';
+import { BasePrefetch } from './base-prefetch.ts';
 import type { StageBuilder } from './stage-builder.ts';
 import type { KeyHelpers } from './step-cache.ts';
 import type { SourceTree } from './steps/context.ts';
@@ -93,6 +94,8 @@ export class BuildRun {
   /** The stage that finished last (the target when the plan names none that was built). */
   last: StageBuilder | undefined;
   private readonly baseTrees = new Map<string, Promise<{ root: string; layers: LayerBlob[] }>>();
+  /** Base trees of waiting stages, cloned while the stages they read are built. */
+  readonly prefetch: BasePrefetch = new BasePrefetch(this);
 
   private constructor(readonly inp: ExecuteInputs) {
     const buildArgs = new BuildArgs(

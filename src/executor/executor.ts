@@ -30,7 +30,12 @@ export interface ExecutedImage {
 
 export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
   const run = await BuildRun.start(inp);
-  await scheduleStages(inp.plan, Math.min(availableParallelism(), 4), (index) => buildStage(run, index));
+  try {
+    await scheduleStages(inp.plan, Math.min(availableParallelism(), 4), (index) => buildStage(run, index));
+  } finally {
+    // A clone still running (its stage needed none, or the build failed) ends before the work dir goes.
+    await run.prefetch.settle();
+  }
   return targetImage(run);
 }
 

@@ -34,6 +34,11 @@ export class LazyRootfs {
     private readonly reuse?: TreeReuse,
     /** Waited for before anything else: what the tree needs may still be being decided (ExecutorDeps.ready). */
     private readonly ready: () => Promise<void> = async () => undefined,
+    /**
+     * Puts a base tree made ahead of time (base-prefetch.ts) in place; false when there is none.
+     * Asked only when no cached layer is queued: a kept tree of base + those layers beats it.
+     */
+    private readonly prepared: () => Promise<boolean> = async () => false,
   ) {}
 
   /** True once making the tree real has started. */
@@ -45,7 +50,10 @@ export class LazyRootfs {
   ensure(): Promise<void> {
     this.real ??= (async () => {
       await this.ready();
-      const kept = await this.restoreKept();
+      const kept =
+        this.pending.length === 0 && (await this.prepared())
+          ? { layers: 0, cloneMs: 0 }
+          : await this.restoreKept();
       if (kept === undefined) await this.materializeBase();
       const t = Date.now();
       for (const p of this.pending.slice(kept?.layers ?? 0)) await this.extract(p.blob);

@@ -85,6 +85,7 @@ export async function executePlatforms(
       }),
     ),
   );
+  await Promise.all(runs.map((r) => r.prefetch.settle()));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
   return runs.map(targetImage);

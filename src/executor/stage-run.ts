@@ -4,7 +4,7 @@
  * report per instruction.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parseDockerfile } from '../dockerfile/parser.ts';
 import { parseInstruction, type Instruction } from '../dockerfile/instructions.ts';
@@ -87,10 +87,19 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
     async () => single?.begin(),
     treeReuse(run, base, rootfs, formatPlatform(run.stagePlatform(index))),
     () => run.inp.deps.ready(),
+    async () => {
+      const dir = await run.prefetch.take(index);
+      if (!dir) return false;
+      // The rootfs is still the empty dir made above: the prefetched tree takes its place.
+      await rmdir(rootfs);
+      await rename(dir, rootfs);
+      run.logger.debug(`[${label}] base tree taken from the prefetch`);
+      return true;
+    },
   );
   run.trees.set(index, tree);
   const ctx = await stepContext(run, index, builder, stageDir, base);
-  const steps = new StageSteps(run, ctx, run.keyHelpersFor(index), tree, where, base.chain);
+  const steps = new StageSteps(run, index, ctx, run.keyHelpersFor(index), tree, where, base.chain);
   try {
     await runSteps(run, stage, triggers, label, steps);
     await single?.commit(`single snapshot of stage ${label}`);
@@ -227,6 +236,7 @@ class StageSnapshot {
 class StageSteps {
   constructor(
     private readonly build: BuildRun,
+    private readonly index: number,
     private readonly ctx: StepContext,
     private readonly helpers: KeyHelpers | undefined,
     private readonly tree: LazyRootfs,
@@ -273,6 +283,7 @@ class StageSteps {
           })
         : null) ?? (await this.runUncached(mod, ins, logText));
     this.chain = outcome.chain;
+    if (outcome.cache === 'miss') this.build.prefetch.onMiss(this.index);
     // A miss means the layer cache is on, so every step of this stage wrote its layer (or an empty
     // one): the diff ids describe the tree exactly. After the last step the copy would only cost
     // time (0.7-0.8 s for 7,000 files here): a later build resumes before a step, never after all.

@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import type { ExecutorDeps } from '../../../src/executor/deps.ts';
 import { lateDeps, type BoundIsolation } from '../../../src/late-isolation.ts';
+import type { TreeStore } from '../../../src/cache/tree-store.ts';
 import type { BaseImageSource, ResolvedBase } from '../../../src/executor/base.ts';
 import { executePlan, type ExecutedImage } from '../../../src/executor/executor.ts';
 import type { Diff, Snapshotter, StepSnapshot, WrittenLayer } from '../../../src/fs/types.ts';
@@ -207,6 +208,8 @@ export interface FakeDepsOptions {
    * the builder's do); resolved at once by default.
    */
   probe?: Promise<void>;
+  /** A tree store: stage bases are then hard-link clones (linkBaseTrees), kept and restored by it. */
+  trees?: TreeStore;
 }
 
 export function fakeDeps(o: FakeDepsOptions = {}): { deps: ExecutorDeps; calls: Calls } {
@@ -232,7 +235,7 @@ export function fakeDeps(o: FakeDepsOptions = {}): { deps: ExecutorDeps; calls: 
       calls.extracted.push(blob);
       await applyLayer(blob, rootfs);
     },
-    sharing: { linkBaseTrees: false },
+    sharing: o.trees ? { linkBaseTrees: true, trees: o.trees } : { linkBaseTrees: false },
   };
   const writeLayer: ExecutorDeps['writeLayer'] = async (diff, opts) => {
     calls.layersWritten.push(diff);
