@@ -2,15 +2,16 @@
  * A stage that reads another (COPY --from, RUN --mount from=) starts only once that stage is built,
  * but its own base tree does not depend on it. Once a stage it reads has missed the cache, the
  * reading stage's --from step will miss too (its key holds the read stage's chain) and need its
- * tree: that tree is cloned from the tree store meanwhile, into a dir of its own, while the stage
- * it waits for still runs (a one-file rebuild spent 90-250 ms cloning the final stage's debian base
- * after its build stage had finished). The stage takes the clone only when its first tree-touching
+ * tree: that tree is cloned from the tree store (or from the build's extraction of that base, then
+ * kept) meanwhile, into a dir of its own, while the stage it waits for still runs (a one-file
+ * rebuild spent 90-250 ms cloning the final stage's debian base after its build stage had finished). The stage takes the clone only when its first tree-touching
  * step comes before any cached layer (LazyRootfs: nothing pending); otherwise it is left unused.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatPlatform } from '../image/platform.ts';
 import type { BuildRun } from './build-run.ts';
+import { copyTree } from './tree-copy.ts';
 
 export class BasePrefetch {
   private readonly started = new Map<number, Promise<string | undefined>>();
@@ -48,19 +49,22 @@ export class BasePrefetch {
     const { inp } = this.run;
     await inp.deps.ready();
     const store = inp.deps.sharing().trees;
-    if (!store) return undefined;
+    if (!store || !inp.deps.sharing().linkBaseTrees) return undefined;
     const platform = this.run.stagePlatform(index);
     const base = await inp.images.resolve(ref, platform);
     const dir = BasePrefetch.dirOf(this.run, index);
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
     const t = Date.now();
-    const ok = await store.restore(
-      base.layers.map((l) => l.diffId),
-      dir,
-      formatPlatform(platform),
-    );
-    if (!ok) return undefined;
+    const ids = base.layers.map((l) => l.diffId);
+    const where = formatPlatform(platform);
+    if (!(await store.restore(ids, dir, where))) {
+      // Not kept yet (a cold runner's store is empty): the build's one extraction of this base, made
+      // now if no stage made it, cloned and kept for the next build, as the stage itself would.
+      const shared = await this.run.baseTree(base);
+      await copyTree(shared.root, dir, true);
+      await store.keep(ids, dir, where);
+    }
     this.run.logger.debug(
       `[${this.run.stageLabel(index)}] base tree prefetched in ${Date.now() - t} ms (while the stages it reads were built)`,
     );

@@ -10,7 +10,10 @@ import { join } from 'node:path';
 import { TreeStore } from '../../../src/cache/tree-store.ts';
 import { fakeBuild, imageFiles, MemoryCache, tempDir, type FakeBuild } from './fakes.ts';
 
-const BASE = { base: { files: { '/etc/os': 'fake', '/usr/bin/tool': 'tool' } } };
+const BASE = {
+  base: { files: { '/etc/os': 'fake', '/usr/bin/tool': 'tool' } },
+  builder: { files: { '/etc/os': 'builder' } },
+};
 
 async function setup(dockerfile: string) {
   const dir = await tempDir();
@@ -70,5 +73,29 @@ COPY --from=build /out.txt /app/out.txt
   assert.doesNotMatch(log, /taken from the prefetch/);
   const files = await imageFiles(second.image);
   assert.equal(files['/etc/extra'], 'cached');
+  assert.equal(files['/app/out.txt'], 'built');
+});
+
+test('a base no stage kept yet is extracted, cloned and kept by the prefetch', async () => {
+  const { dir, build } = await setup(`FROM builder AS build
+COPY src.txt /src.txt
+RUN write /out.txt built
+FROM base
+COPY --from=build /out.txt /app/out.txt
+`);
+  const first = await build({ files: { 'src.txt': 'v1' } });
+  let log = first.log.join('\n');
+  assert.match(log, /extracted base base in/);
+  assert.match(log, /\[1\] base tree prefetched/);
+  assert.match(log, /\[1\] base tree taken from the prefetch/);
+  assert.equal((await imageFiles(first.image))['/etc/os'], 'fake');
+  // Kept by the prefetch: the next build clones it from the store, extracting nothing.
+  await writeFile(join(dir, 'ctx', 'src.txt'), 'v2');
+  const second = await build();
+  log = second.log.join('\n');
+  assert.doesNotMatch(log, /extracted base base in/);
+  assert.match(log, /\[1\] base tree taken from the prefetch/);
+  const files = await imageFiles(second.image);
+  assert.equal(files['/etc/os'], 'fake');
   assert.equal(files['/app/out.txt'], 'built');
 });
