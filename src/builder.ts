@@ -34,6 +34,7 @@ import { ensureWorkDir } from './fs/work-dir.ts';
 import { createWalkSnapshotter } from './fs/snapshot-walk.ts';
 import { writeLayer } from './fs/layer-writer.ts';
 import { extractLayer, type ExtractOptions } from './fs/extract.ts';
+import { inflateGzipFile } from './fs/zstd.ts';
 import { removeTree, removeTreeInBackground } from './fs/remove-tree.ts';
 import { RegistryClient } from './registry/client.ts';
 import { CredentialStore } from './registry/credentials.ts';
@@ -148,7 +149,7 @@ async function buildInContext(
   const probing = chooseIsolation(opts, workDir, logger);
   const deps = lateDeps(
     probing.then(({ probe }) => bindIsolation(probe, opts, plan, workDir, logger)),
-    writeLayer,
+    { writeLayer, inflateLayer: inflateGzipFile },
   );
   const onOutput = hooks.onOutput ?? ((c: Buffer) => void process.stderr.write(c));
   const client = buildClient(opts, logger, hooks);

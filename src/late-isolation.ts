@@ -21,7 +21,7 @@ export interface BoundIsolation {
 
 export function lateDeps(
   bound: Promise<BoundIsolation>,
-  writeLayer: ExecutorDeps['writeLayer'],
+  direct: Pick<ExecutorDeps, 'writeLayer' | 'inflateLayer'>,
 ): ExecutorDeps {
   let value: BoundIsolation | undefined;
   const ready = bound.then((b) => {
@@ -69,7 +69,8 @@ export function lateDeps(
       return now('a tree snapshot').beginTreeSnapshot(rootfs, exclude);
     },
     sandbox,
-    writeLayer,
+    writeLayer: direct.writeLayer,
+    inflateLayer: direct.inflateLayer,
     extractLayer: async (blobPath, rootfs, o) => {
       await ready;
       return now('a layer extraction').extractLayer(blobPath, rootfs, o);

@@ -45,6 +45,11 @@ export interface ExecutorDeps {
   sandbox: Sandbox;
   writeLayer(diff: Diff, opts: LayerWriteOptions): Promise<WrittenLayer>;
   /**
+   * Inflates a gzip layer blob into the new file `out` (a plain tar extractLayer takes as well);
+   * false, leaving no `out`, when the blob is not gzip or cannot be inflated so.
+   */
+  inflateLayer(blobPath: string, out: string): Promise<boolean>;
+  /**
    * Applies one compressed or plain layer blob on top of `rootfs` (whiteouts honoured; device nodes
    * as the rung allows).
    */

@@ -20,6 +20,25 @@ interface PendingLayer {
   diffId: string | undefined;
 }
 
+/** What a LazyRootfs may also be given. */
+export interface LazyRootfsHooks {
+  /** Called once the tree is real and complete (the single-snapshot baseline). */
+  onReal?: () => Promise<void>;
+  reuse?: TreeReuse;
+  /** Waited for before anything else: what the tree needs may still be being decided (ExecutorDeps.ready). */
+  ready?: () => Promise<void>;
+  /**
+   * Puts a base tree made ahead of time (base-prefetch.ts) in place; false when there is none.
+   * Asked only when no cached layer is queued: a kept tree of base + those layers beats it.
+   */
+  prepared?: () => Promise<boolean>;
+  /**
+   * Started for each queued layer while the base is made from scratch (nothing kept): resolves with
+   * what to extract instead of the blob (its inflated tar, or the blob itself).
+   */
+  ahead?: (blob: string) => Promise<string>;
+}
+
 export class LazyRootfs {
   private readonly pending: PendingLayer[] = [];
   private real: Promise<void> | undefined;
@@ -27,19 +46,14 @@ export class LazyRootfs {
   constructor(
     /** Puts the base tree (image, parent stage or nothing) in place. */
     private readonly materializeBase: () => Promise<void>,
-    /** Applies one layer blob on top of the tree. */
+    /** Applies one layer blob (or what `ahead` made of it) on top of the tree. */
     private readonly extract: (blob: string) => Promise<void>,
-    /** Called once the tree is real and complete (the single-snapshot baseline). */
-    private readonly onReal: () => Promise<void> = async () => undefined,
-    private readonly reuse?: TreeReuse,
-    /** Waited for before anything else: what the tree needs may still be being decided (ExecutorDeps.ready). */
-    private readonly ready: () => Promise<void> = async () => undefined,
-    /**
-     * Puts a base tree made ahead of time (base-prefetch.ts) in place; false when there is none.
-     * Asked only when no cached layer is queued: a kept tree of base + those layers beats it.
-     */
-    private readonly prepared: () => Promise<boolean> = async () => false,
+    private readonly hooks: LazyRootfsHooks = {},
   ) {}
+
+  private get reuse(): TreeReuse | undefined {
+    return this.hooks.reuse;
+  }
 
   /** True once making the tree real has started. */
   get isReal(): boolean {
@@ -49,14 +63,15 @@ export class LazyRootfs {
   /** Makes the tree real: base, then every queued layer in order. Safe to call many times. */
   ensure(): Promise<void> {
     this.real ??= (async () => {
-      await this.ready();
+      await this.hooks.ready?.();
       const kept =
-        this.pending.length === 0 && (await this.prepared())
+        this.pending.length === 0 && (await this.hooks.prepared?.())
           ? { layers: 0, cloneMs: 0 }
           : await this.restoreKept();
-      if (kept === undefined) await this.materializeBase();
+      const rest = this.pending.slice(kept?.layers ?? 0);
       const t = Date.now();
-      for (const p of this.pending.slice(kept?.layers ?? 0)) await this.extract(p.blob);
+      if (kept === undefined) await this.buildBase(rest);
+      else for (const p of rest) await this.extract(p.blob);
       const extractMs = Date.now() - t;
       const ids = this.layerIds();
       // Keeping costs about what the clone cost (hard links and directories, no file data): only
@@ -65,9 +80,35 @@ export class LazyRootfs {
       const worth = kept === undefined || (kept.layers < this.pending.length && extractMs > kept.cloneMs);
       if (ids && ids.length > 0 && worth) await this.reuse!.keep(ids);
       this.pending.length = 0;
-      await this.onReal();
+      await this.hooks.onReal?.();
     })();
     return this.real;
+  }
+
+  /**
+   * The base from scratch, then the queued layers: those inflate meanwhile, one after the other
+   * (hooks.ahead), so that a cold runner's cached apt layer (35 MB of gzip, 1 s to inflate) is
+   * ready to apply when the base extraction (2 s) ends. Every inflation settles before this returns.
+   */
+  private async buildBase(rest: PendingLayer[]): Promise<void> {
+    const ahead = this.hooks.ahead;
+    if (!ahead || rest.length === 0) {
+      await this.materializeBase();
+      for (const p of rest) await this.extract(p.blob);
+      return;
+    }
+    let chain: Promise<unknown> = Promise.resolve();
+    const made = rest.map((p) => {
+      const next = chain.then(() => ahead(p.blob));
+      chain = next.catch(() => undefined);
+      return next;
+    });
+    try {
+      await this.materializeBase();
+      for (const [i, p] of rest.entries()) await this.extract(await made[i]!.catch(() => p.blob));
+    } finally {
+      await chain;
+    }
   }
 
   /** The diff ids of base + queued layers, when every one is known. */

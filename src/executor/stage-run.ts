@@ -4,7 +4,7 @@
  * report per instruction.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, rename, rm, rmdir } from 'node:fs/promises';
+import { mkdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parseDockerfile } from '../dockerfile/parser.ts';
 import { parseInstruction, type Instruction } from '../dockerfile/instructions.ts';
@@ -52,6 +52,7 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
   const label = run.stageLabel(index);
   const stageDir = join(run.inp.workDir, 'stages', String(index));
   const rootfs = join(stageDir, 'rootfs');
+  const inflated = join(stageDir, 'inflated');
   await rm(stageDir, { recursive: true, force: true });
   await mkdir(rootfs, { recursive: true });
   const t0 = Date.now();
@@ -83,18 +84,22 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
       run.logger.debug(
         `[${label}] cached layer ${basename(blob).slice(0, 19)} restored in ${Date.now() - t} ms`,
       );
+      if (blob.startsWith(inflated + '/')) await rm(blob, { force: true });
     },
-    async () => single?.begin(),
-    treeReuse(run, base, rootfs, formatPlatform(run.stagePlatform(index))),
-    () => run.inp.deps.ready(),
-    async () => {
-      const dir = await run.prefetch.take(index);
-      if (!dir) return false;
-      // The rootfs is still the empty dir made above: the prefetched tree takes its place.
-      await rmdir(rootfs);
-      await rename(dir, rootfs);
-      run.logger.debug(`[${label}] base tree taken from the prefetch`);
-      return true;
+    {
+      onReal: async () => single?.begin(),
+      reuse: treeReuse(run, base, rootfs, formatPlatform(run.stagePlatform(index))),
+      ready: () => run.inp.deps.ready(),
+      prepared: async () => {
+        const dir = await run.prefetch.take(index);
+        if (!dir) return false;
+        // The rootfs is still the empty dir made above: the prefetched tree takes its place.
+        await rmdir(rootfs);
+        await rename(dir, rootfs);
+        run.logger.debug(`[${label}] base tree taken from the prefetch`);
+        return true;
+      },
+      ahead: (blob) => inflateAhead(run, blob, inflated),
     },
   );
   run.trees.set(index, tree);
@@ -112,6 +117,27 @@ export async function buildStage(run: BuildRun, index: number): Promise<void> {
   run.stageKeys.set(index, steps.chain);
   run.built.set(index, builder);
   run.last = builder;
+}
+
+/** Blobs smaller than this are extracted as they are: inflating them apart would gain nothing. */
+const AHEAD_MIN_BYTES = 4 << 20;
+
+/**
+ * A cached gzip layer inflated to a plain tar in `dir` while the base is extracted (LazyRootfs
+ * hooks.ahead); the blob itself when it is small, not gzip, or gzip fails (its extraction then
+ * reports what is wrong).
+ */
+async function inflateAhead(run: BuildRun, blob: string, dir: string): Promise<string> {
+  const st = await stat(blob).catch(() => null);
+  if (!st || st.size < AHEAD_MIN_BYTES) return blob;
+  await mkdir(dir, { recursive: true });
+  const out = join(dir, `${basename(blob)}.tar`);
+  const t = Date.now();
+  if (!(await run.inp.deps.inflateLayer(blob, out))) return blob;
+  run.logger.debug(
+    `cached layer ${basename(blob).slice(0, 12)} inflated in ${Date.now() - t} ms (while the base was made)`,
+  );
+  return out;
 }
 
 /** The base image's ONBUILD triggers, then the stage's own instructions. */

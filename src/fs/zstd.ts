@@ -1,9 +1,10 @@
 /**
  * Codecs run as child processes: zstd, because Node has no zstd codec before v22, and gunzip for
- * layer extraction (see gunzipDecoder). The stream only ends once the process has exited cleanly,
+ * layer extraction (see gunzipDecoder), and gunzip of a blob into a file (inflateGzipFile). The stream only ends once the process has exited cleanly,
  * so a truncated or corrupt input is an error and never a silently short layer.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { closeSync, openSync, readSync, rmSync } from 'node:fs';
 import { Duplex } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { KilnError } from '../util/errors.ts';
@@ -121,4 +122,42 @@ export function gunzipDecoder(): Duplex {
     failed: 'GUNZIP_FAILED',
     install: 'install the gzip package',
   });
+}
+
+/**
+ * Inflates a gzip blob into `dest` (a new file) with the host's gzip, its output written straight to
+ * the file: nothing passes through this process. False, with no `dest` left, when `src` is not gzip,
+ * there is no gzip, or it fails; callers then extract the blob itself, which reports the problem.
+ */
+export async function inflateGzipFile(src: string, dest: string): Promise<boolean> {
+  if (gzipPath === undefined) gzipPath = findTool('gzip') ?? null;
+  if (gzipPath === null) return false;
+  const magic = Buffer.alloc(2);
+  let fd: number;
+  try {
+    fd = openSync(src, 'r');
+  } catch {
+    return false;
+  }
+  try {
+    if (readSync(fd, magic, 0, 2, 0) !== 2 || magic[0] !== 0x1f || magic[1] !== 0x8b) return false;
+  } finally {
+    closeSync(fd);
+  }
+  let out: number;
+  try {
+    out = openSync(dest, 'wx', 0o600);
+  } catch {
+    return false;
+  }
+  const path = gzipPath;
+  const ok = await new Promise<boolean>((resolve) => {
+    const child = spawn(path, ['-d', '-c', '--', src], { stdio: ['ignore', out, 'ignore'] });
+    child.on('error', () => resolve(false));
+    // 2: a warning (trailing garbage), the output is whole, as gunzipDecoder accepts.
+    child.on('close', (code) => resolve(code === 0 || code === 2));
+  });
+  closeSync(out);
+  if (!ok) rmSync(dest, { force: true });
+  return ok;
 }

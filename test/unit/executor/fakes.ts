@@ -248,10 +248,12 @@ export function fakeDeps(o: FakeDepsOptions = {}): { deps: ExecutorDeps; calls: 
     return w;
   };
   const probe = o.probe ?? Promise.resolve();
+  // Fake layers are JSON, never gzip: nothing to inflate ahead.
+  const inflateLayer = async (): Promise<boolean> => false;
   return {
     deps: lateDeps(
       probe.then(() => bound),
-      writeLayer,
+      { writeLayer, inflateLayer },
     ),
     calls,
   };

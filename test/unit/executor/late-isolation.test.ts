@@ -109,7 +109,7 @@ describe('the isolation probe runs while the executor starts', () => {
     };
     const deps = lateDeps(
       held.probe.then(() => bound),
-      async () => assert.fail('no layer'),
+      { writeLayer: async () => assert.fail('no layer'), inflateLayer: async () => false },
     );
     const notReady = (e: unknown): boolean =>
       e instanceof KilnError && e.category === 'internal' && e.code === 'ISOLATION_NOT_READY';

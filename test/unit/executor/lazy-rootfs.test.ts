@@ -29,8 +29,7 @@ function fake(
       calls.push(`extract ${blob}`);
       await sleep(opts.extractMs);
     },
-    async () => void calls.push('real'),
-    reuse,
+    { onReal: async () => void calls.push('real'), reuse },
   );
   return { tree, calls };
 }
@@ -111,4 +110,34 @@ test('layers that arrive after the tree is real are extracted at once', async ()
   await tree.ensure();
   await tree.addLayer('late', 'd9');
   assert.deepEqual(calls, ['restore base1,base2', 'real', 'extract late']);
+});
+
+test('nothing kept: queued layers inflate one after the other while the base is made; each is extracted from what that made', async () => {
+  const calls: string[] = [];
+  const sleep = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+  let baseDone = false;
+  const inflatedWhileBase: string[] = [];
+  const tree = new LazyRootfs(
+    async () => {
+      calls.push('base');
+      await sleep(60);
+      baseDone = true;
+    },
+    async (blob) => void calls.push(`extract ${blob}`),
+    {
+      ahead: async (blob) => {
+        if (!baseDone) inflatedWhileBase.push(blob);
+        await sleep(5);
+        if (blob === 'bad') throw new Error('cannot inflate');
+        return blob === 'small' ? blob : `${blob}.tar`;
+      },
+    },
+  );
+  await tree.addLayer('big');
+  await tree.addLayer('bad');
+  await tree.addLayer('small');
+  await tree.ensure();
+  assert.deepEqual(inflatedWhileBase, ['big', 'bad', 'small']);
+  // A failed inflation falls back to the blob itself.
+  assert.deepEqual(calls, ['base', 'extract big.tar', 'extract bad', 'extract small']);
 });

@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { gzipSync } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { extractLayer } from '../../../src/fs/extract.ts';
 import { writeLayer } from '../../../src/fs/layer-writer.ts';
+import { inflateGzipFile } from '../../../src/fs/zstd.ts';
 import { KilnError } from '../../../src/util/errors.ts';
 import {
   hostileLayers,
@@ -464,6 +465,33 @@ describe('extractLayer against the hostile layers (test/helpers/hostile-layers.t
     } finally {
       await rm(root, { recursive: true, force: true });
       await rm(out, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('inflateGzipFile (a cached layer inflated ahead, src/fs/zstd.ts)', () => {
+  test('a gzip blob becomes its plain tar; anything else leaves no file and says false', async () => {
+    const dir = await tmp('inflate');
+    try {
+      const tarBytes = await makeTar([{ name: 'a.txt', content: 'inflated' }]);
+      await writeFile(join(dir, 'layer.gz'), gzipSync(tarBytes));
+      assert.equal(await inflateGzipFile(join(dir, 'layer.gz'), join(dir, 'layer.tar')), true);
+      assert.ok((await readFile(join(dir, 'layer.tar'))).equals(tarBytes));
+      // The plain tar extracts as the blob would.
+      const root = join(dir, 'root');
+      await mkdir(root);
+      await extractLayer(createReadStream(join(dir, 'layer.tar')), root);
+      assert.equal(await readFile(join(root, 'a.txt'), 'utf8'), 'inflated');
+
+      await writeFile(join(dir, 'plain'), tarBytes);
+      assert.equal(await inflateGzipFile(join(dir, 'plain'), join(dir, 'plain.tar')), false);
+      assert.equal(existsSync(join(dir, 'plain.tar')), false);
+      const cut = gzipSync(tarBytes).subarray(0, 40);
+      await writeFile(join(dir, 'cut.gz'), cut);
+      assert.equal(await inflateGzipFile(join(dir, 'cut.gz'), join(dir, 'cut.tar')), false);
+      assert.equal(existsSync(join(dir, 'cut.tar')), false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
