@@ -38,6 +38,12 @@ export interface CacheHit {
   blobPath?: string;
   /** Which store answered. */
   from: 'dir' | 'repo';
+  /**
+   * Set when the blob's digest is still being checked (it is not the file last checked): resolves
+   * once it matches, rejects with CACHE_BLOB_CORRUPT (the entry dropped, so the step misses next
+   * time) when it does not. Nothing may read the blob before it resolves.
+   */
+  verified?: Promise<void>;
 }
 
 export interface LayerCache {

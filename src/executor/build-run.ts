@@ -94,6 +94,8 @@ export class BuildRun {
   /** The stage that finished last (the target when the plan names none that was built). */
   last: StageBuilder | undefined;
   private readonly baseTrees = new Map<string, Promise<{ root: string; layers: LayerBlob[] }>>();
+  /** Digest checks of cached blobs still running (CacheHit.verified): the run ends after them. */
+  readonly verifications: Promise<void>[] = [];
   /** Base trees of waiting stages, cloned while the stages they read are built. */
   readonly prefetch: BasePrefetch = new BasePrefetch(this);
 

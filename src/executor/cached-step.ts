@@ -28,6 +28,8 @@ export interface CachedRun<I extends Instruction> {
   logText: string;
   /** The step's display text, history's fallback. */
   text: string;
+  /** Told of a hit whose blob is still being checked: the build waits for it before it ends. */
+  verifying(check: Promise<void>): void;
 }
 
 export interface StepOutcome {
@@ -66,7 +68,8 @@ export async function runCached<I extends Instruction>(c: CachedRun<I>): Promise
 async function restoreHit<I extends Instruction>(c: CachedRun<I>, hit: CacheHit): Promise<void> {
   c.ctx.builder.applyCached(hit.entry, hit.blobPath);
   // Once the tree is real (an earlier step ran), a cached layer must land in it now.
-  if (hit.blobPath) await c.tree.addLayer(hit.blobPath, hit.entry.layer?.diffId);
+  if (hit.verified) c.verifying(hit.verified);
+  if (hit.blobPath) await c.tree.addLayer(hit.blobPath, hit.entry.layer?.diffId, hit.verified);
   c.mod.restore?.(c.ins, c.ctx);
 }
 

@@ -15,6 +15,8 @@ import { BuildRun, type ExecuteInputs } from './build-run.ts';
 import { setLabels } from './config-ops.ts';
 import { scheduleStages } from './schedule.ts';
 import { buildStage } from './stage-run.ts';
+import type { Logger } from '../log/logger.ts';
+import { KilnError } from '../util/errors.ts';
 
 export type { ExecuteInputs } from './build-run.ts';
 
@@ -28,15 +30,35 @@ export interface ExecutedImage {
   baseImages: string[];
 }
 
-export async function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
-  const run = await BuildRun.start(inp);
-  try {
-    await scheduleStages(inp.plan, Math.min(availableParallelism(), 4), (index) => buildStage(run, index));
-  } finally {
-    // A clone still running (its stage needed none, or the build failed) ends before the work dir goes.
-    await run.prefetch.settle();
+export function executePlan(inp: ExecuteInputs): Promise<ExecutedImage> {
+  return withCorruptCacheRetry(inp.logger, async () => {
+    const run = await BuildRun.start(inp);
+    try {
+      await scheduleStages(inp.plan, Math.min(availableParallelism(), 4), (index) => buildStage(run, index));
+    } finally {
+      // A clone still running (its stage needed none, or the build failed) ends before the work dir goes.
+      await run.prefetch.settle();
+    }
+    // No image goes out with a cached layer whose digest is not checked.
+    await Promise.all(run.verifications);
+    return targetImage(run);
+  });
+}
+
+/**
+ * Cached blobs are checked while the build goes on (CacheHit.verified). One that proves corrupt has
+ * its entry dropped, and the whole plan runs again: that step misses then and is built, as when the
+ * check came first. Each retry drops at least one entry, so this ends.
+ */
+export async function withCorruptCacheRetry<T>(logger: Logger, attempt: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (e) {
+      if (!(e instanceof KilnError) || e.code !== 'CACHE_BLOB_CORRUPT') throw e;
+      logger.warn(e.message);
+    }
   }
-  return targetImage(run);
 }
 
 /** The target's config and layers; its tree is only on disk when something read it. */

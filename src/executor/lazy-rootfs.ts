@@ -18,6 +18,8 @@ export interface TreeReuse {
 interface PendingLayer {
   blob: string;
   diffId: string | undefined;
+  /** The blob's digest check still running (CacheHit.verified): nothing reads it before. */
+  verified: Promise<void> | undefined;
 }
 
 /** What a LazyRootfs may also be given. */
@@ -71,7 +73,11 @@ export class LazyRootfs {
       const rest = this.pending.slice(kept?.layers ?? 0);
       const t = Date.now();
       if (kept === undefined) await this.buildBase(rest);
-      else for (const p of rest) await this.extract(p.blob);
+      else
+        for (const p of rest) {
+          await p.verified;
+          await this.extract(p.blob);
+        }
       const extractMs = Date.now() - t;
       const ids = this.layerIds();
       // Keeping costs about what the clone cost (hard links and directories, no file data): only
@@ -94,18 +100,28 @@ export class LazyRootfs {
     const ahead = this.hooks.ahead;
     if (!ahead || rest.length === 0) {
       await this.materializeBase();
-      for (const p of rest) await this.extract(p.blob);
+      for (const p of rest) {
+        await p.verified;
+        await this.extract(p.blob);
+      }
       return;
     }
+    // Each blob inflates once its digest is checked; the base needs neither.
     let chain: Promise<unknown> = Promise.resolve();
     const made = rest.map((p) => {
-      const next = chain.then(() => ahead(p.blob));
+      const next = chain.then(async () => {
+        await p.verified;
+        return ahead(p.blob);
+      });
       chain = next.catch(() => undefined);
       return next;
     });
     try {
       await this.materializeBase();
-      for (const [i, p] of rest.entries()) await this.extract(await made[i]!.catch(() => p.blob));
+      for (const [i, p] of rest.entries()) {
+        await p.verified;
+        await this.extract(await made[i]!.catch(() => p.blob));
+      }
     } finally {
       await chain;
     }
@@ -147,12 +163,13 @@ export class LazyRootfs {
   }
 
   /** A cached layer: queued while the tree is not real, applied at once when it is. */
-  async addLayer(blob: string, diffId?: string): Promise<void> {
+  async addLayer(blob: string, diffId?: string, verified?: Promise<void>): Promise<void> {
     if (!this.real) {
-      this.pending.push({ blob, diffId });
+      this.pending.push({ blob, diffId, verified });
       return;
     }
     await this.real;
+    await verified;
     await this.extract(blob);
   }
 }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { BuildPlan } from '../plan/plan.ts';
 import type { Platform } from '../image/types.ts';
 import { BuildRun, type ExecuteInputs } from './build-run.ts';
-import { executePlan, targetImage, type ExecutedImage } from './executor.ts';
+import { executePlan, targetImage, withCorruptCacheRetry, type ExecutedImage } from './executor.ts';
 import { Limiter, scheduleStagesWith } from './schedule.ts';
 import { buildStage } from './stage-run.ts';
 
@@ -48,6 +48,14 @@ export async function executePlatforms(
     const t = targets[0]!;
     return [await executePlan({ ...inp, plan: t.plan, targetPlatform: t.platform })];
   }
+  return withCorruptCacheRetry(inp.logger, () => executeEach(inp, targets, parallel));
+}
+
+async function executeEach(
+  inp: Omit<ExecuteInputs, 'plan' | 'targetPlatform'>,
+  targets: readonly PlatformTarget[],
+  parallel: number,
+): Promise<ExecutedImage[]> {
   const runs = await Promise.all(
     targets.map((t, i) =>
       BuildRun.start({
@@ -88,5 +96,6 @@ export async function executePlatforms(
   await Promise.all(runs.map((r) => r.prefetch.settle()));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
+  await Promise.all(runs.flatMap((r) => r.verifications));
   return runs.map(targetImage);
 }

@@ -306,6 +306,7 @@ class StageSteps {
             slot,
             logText,
             text,
+            verifying: (check) => this.build.verifications.push(check),
           })
         : null) ?? (await this.runUncached(mod, ins, logText));
     this.chain = outcome.chain;

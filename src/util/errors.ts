@@ -195,7 +195,7 @@ export const ERROR_CODES = {
     'ZSTD_FAILED',
     'ZSTD_UNAVAILABLE',
   ],
-  cache: [],
+  cache: ['CACHE_BLOB_CORRUPT'],
   internal: [
     'BAD_DIGEST',
     'BLOB_SIZE_MISMATCH',

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalCacheStore } from '../../../src/cache/local-store.ts';
 import type { CacheEntry } from '../../../src/cache/types.ts';
+import { KilnError } from '../../../src/util/errors.ts';
 
 async function storeWithBlob(): Promise<{ root: string; dir: string; entry: CacheEntry; blob: string }> {
   const root = await mkdtemp(join(tmpdir(), 'kiln-store-'));
@@ -43,7 +44,9 @@ test('a blob checked before is not hashed again by the next build; a copied cach
     const copy = join(root, 'restored');
     await cp(dir, copy, { recursive: true });
     const restored = new LocalCacheStore(copy, { ttlHours: 24 });
-    assert.ok(await restored.get(entry.key));
+    const hit = await restored.get(entry.key);
+    assert.ok(hit?.verified, 'the hit says its blob is still being checked');
+    await hit.verified;
     assert.equal(restored.hashed, 1);
     const later = new LocalCacheStore(copy, { ttlHours: 24 });
     assert.ok(await later.get(entry.key));
@@ -53,20 +56,22 @@ test('a blob checked before is not hashed again by the next build; a copied cach
   }
 });
 
-test('a blob changed in place (same size) is hashed, found corrupt and dropped', async () => {
+test('a blob changed in place (same size) is hashed, found corrupt (CACHE_BLOB_CORRUPT) and dropped', async () => {
   const { root, dir, entry, blob } = await storeWithBlob();
   try {
     const bytes = await readFile(blob);
     bytes[1000] = (bytes[1000] ?? 0) ^ 0xff;
     await writeFile(blob, bytes);
-    const warned: string[] = [];
-    const store = new LocalCacheStore(dir, {
-      ttlHours: 24,
-      logger: { warn: (m: string) => warned.push(m) } as never,
-    });
-    assert.equal(await store.get(entry.key), null);
+    const store = new LocalCacheStore(dir, { ttlHours: 24 });
+    const hit = await store.get(entry.key);
     assert.equal(store.hashed, 1);
-    assert.match(warned.join('\n'), /is corrupt/);
+    await assert.rejects(
+      hit!.verified!,
+      (e: unknown) =>
+        e instanceof KilnError && e.code === 'CACHE_BLOB_CORRUPT' && /is corrupt/.test(e.message),
+    );
+    // Dropped: the next lookup misses, and the step is built again.
+    assert.equal(await store.get(entry.key), null);
   } finally {
     await rm(root, { recursive: true, force: true });
   }

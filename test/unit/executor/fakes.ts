@@ -210,6 +210,8 @@ export interface FakeDepsOptions {
   probe?: Promise<void>;
   /** A tree store: stage bases are then hard-link clones (linkBaseTrees), kept and restored by it. */
   trees?: TreeStore;
+  /** Told of each layer extracted into a tree (bases and cached layers). */
+  onExtract?: (blob: string) => void;
 }
 
 export function fakeDeps(o: FakeDepsOptions = {}): { deps: ExecutorDeps; calls: Calls } {
@@ -233,6 +235,7 @@ export function fakeDeps(o: FakeDepsOptions = {}): { deps: ExecutorDeps; calls: 
     sandbox: fakeSandbox(calls, signals, waits, onRun),
     async extractLayer(blob, rootfs) {
       calls.extracted.push(blob);
+      o.onExtract?.(blob);
       await applyLayer(blob, rootfs);
     },
     sharing: o.trees ? { linkBaseTrees: true, trees: o.trees } : { linkBaseTrees: false },
