@@ -4,8 +4,9 @@
  * reading stage's --from step will miss too (its key holds the read stage's chain) and need its
  * tree: that tree is cloned from the tree store (or from the build's extraction of that base, then
  * kept) meanwhile, into a dir of its own, while the stage it waits for still runs (a one-file
- * rebuild spent 90-250 ms cloning the final stage's debian base after its build stage had finished). The stage takes the clone only when its first tree-touching
- * step comes before any cached layer (LazyRootfs: nothing pending); otherwise it is left unused.
+ * rebuild spent 90-250 ms cloning the final stage's debian base after its build stage had
+ * finished). The stage takes the clone only when its first tree-touching step comes before any
+ * cached layer (LazyRootfs: nothing pending); otherwise it is left unused.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,11 +18,6 @@ export class BasePrefetch {
   private readonly started = new Map<number, Promise<string | undefined>>();
 
   constructor(private readonly run: BuildRun) {}
-
-  /** Where stage `index`'s prefetched base tree goes. */
-  static dirOf(run: BuildRun, index: number): string {
-    return join(run.inp.workDir, 'prefetch', String(index));
-  }
 
   /** Stage `index` missed the cache: warm the base trees of the stages that read it. */
   onMiss(index: number): void {
@@ -48,11 +44,11 @@ export class BasePrefetch {
   private async warm(index: number, ref: string): Promise<string | undefined> {
     const { inp } = this.run;
     await inp.deps.ready();
-    const store = inp.deps.sharing().trees;
-    if (!store || !inp.deps.sharing().linkBaseTrees) return undefined;
+    const { trees: store, linkBaseTrees } = inp.deps.sharing();
+    if (!store || !linkBaseTrees) return undefined;
     const platform = this.run.stagePlatform(index);
     const base = await inp.images.resolve(ref, platform);
-    const dir = BasePrefetch.dirOf(this.run, index);
+    const dir = join(inp.workDir, 'prefetch', String(index));
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
     const t = Date.now();

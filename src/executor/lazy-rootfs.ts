@@ -72,12 +72,7 @@ export class LazyRootfs {
           : await this.restoreKept();
       const rest = this.pending.slice(kept?.layers ?? 0);
       const t = Date.now();
-      if (kept === undefined) await this.buildBase(rest);
-      else
-        for (const p of rest) {
-          await p.verified;
-          await this.extract(p.blob);
-        }
+      await this.applyRest(rest, kept === undefined);
       const extractMs = Date.now() - t;
       const ids = this.layerIds();
       // Keeping costs about what the clone cost (hard links and directories, no file data): only
@@ -92,35 +87,29 @@ export class LazyRootfs {
   }
 
   /**
-   * The base from scratch, then the queued layers: those inflate meanwhile, one after the other
-   * (hooks.ahead), so that a cold runner's cached apt layer (35 MB of gzip, 1 s to inflate) is
-   * ready to apply when the base extraction (2 s) ends. Every inflation settles before this returns.
+   * The base first when nothing kept covers it, then the queued layers, each only once its digest
+   * is checked. While a base is made from scratch those layers inflate meanwhile, one after the
+   * other (hooks.ahead), so that a cold runner's cached apt layer (35 MB of gzip, 1 s to inflate)
+   * is ready to apply when the base extraction (2 s) ends; every inflation settles before this
+   * returns, and one that failed leaves its blob to be extracted as it is.
    */
-  private async buildBase(rest: PendingLayer[]): Promise<void> {
-    const ahead = this.hooks.ahead;
-    if (!ahead || rest.length === 0) {
-      await this.materializeBase();
-      for (const p of rest) {
-        await p.verified;
-        await this.extract(p.blob);
-      }
-      return;
-    }
-    // Each blob inflates once its digest is checked; the base needs neither.
+  private async applyRest(rest: PendingLayer[], withBase: boolean): Promise<void> {
+    const ahead = withBase && rest.length > 0 ? this.hooks.ahead : undefined;
     let chain: Promise<unknown> = Promise.resolve();
     const made = rest.map((p) => {
+      if (!ahead) return Promise.resolve(p.blob);
       const next = chain.then(async () => {
         await p.verified;
         return ahead(p.blob);
       });
       chain = next.catch(() => undefined);
-      return next;
+      return next.catch(() => p.blob);
     });
     try {
-      await this.materializeBase();
+      if (withBase) await this.materializeBase();
       for (const [i, p] of rest.entries()) {
         await p.verified;
-        await this.extract(await made[i]!.catch(() => p.blob));
+        await this.extract(await made[i]!);
       }
     } finally {
       await chain;

@@ -12,7 +12,6 @@
  */
 import {
   chmodSync,
-  readdirSync,
   closeSync,
   fchmodSync,
   fchownSync,
@@ -23,6 +22,7 @@ import {
   lutimesSync,
   mkdirSync,
   openSync,
+  readdirSync,
   rmSync,
   symlinkSync,
   unlinkSync,
@@ -353,7 +353,7 @@ class LayerApplier {
     if (!this.dirs.has(posix.dirname(path))) this.ensureParent(host, h.name);
     switch (h.type) {
       case 'directory':
-        this.directory(path, host, meta);
+        await this.directory(path, host, meta);
         break;
       case 'file':
       case 'contiguous-file':
@@ -479,17 +479,15 @@ class LayerApplier {
     return false;
   }
 
-  private directory(path: string, host: string, m: Meta): void {
-    if (tryCreate(() => mkdirSync(host, { mode: 0o700 }))) this.fresh.add(host);
-    else {
-      // Something is there: a directory is kept as it is, anything else replaced.
-      const st = lstatSync(host);
-      if (!st.isDirectory()) {
-        unlinkSync(host);
-        mkdirSync(host, { mode: 0o700 });
-        this.fresh.add(host);
-      }
+  private async directory(path: string, host: string, m: Meta): Promise<void> {
+    const make = (): void => void mkdirSync(host, { mode: 0o700 });
+    let made = tryCreate(make);
+    // Something there: a directory is kept as it is (not fresh), anything else replaced.
+    if (!made && !(await this.clear(host, true))) {
+      make();
+      made = true;
     }
+    if (made) this.fresh.add(host);
     // `host` is a real directory here (just made, or lstat'ed as one), its parents too.
     this.chown(host, m, () => lchownSync(host, m.uid, m.gid));
     chmodSync(host, m.mode);

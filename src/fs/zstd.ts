@@ -1,7 +1,8 @@
 /**
- * Codecs run as child processes: zstd, because Node has no zstd codec before v22, and gunzip for
- * layer extraction (see gunzipDecoder), and gunzip of a blob into a file (inflateGzipFile). The stream only ends once the process has exited cleanly,
- * so a truncated or corrupt input is an error and never a silently short layer.
+ * Codecs run as child processes: zstd, because Node has no zstd codec before v22, gunzip for layer
+ * extraction (see gunzipDecoder), and gunzip of a blob into a file (inflateGzipFile). The stream
+ * only ends once the process has exited cleanly, so a truncated or corrupt input is an error and
+ * never a silently short layer.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { closeSync, openSync, readSync, rmSync } from 'node:fs';
