@@ -19,6 +19,7 @@ import type { Diff, Snapshotter, StepSnapshot } from './types.ts';
 import { applyXattrs, readXattrs, readXattrsUnder } from './xattr.ts';
 import { isExcluded } from './exclude.ts';
 import { relinkCopiedUpGroups } from './snapshot-relink.ts';
+import { joinChild, joinUnder } from './clean-join.ts';
 import { compareMeta, isFileMode, sameContent, sameXattrs, type EntryMeta } from './same-entry.ts';
 
 /** True when this process runs in a user namespace (uid_map is not the identity over the full range). */
@@ -142,7 +143,7 @@ async function readTree(
   const nodes: Node[] = [];
   for (const ent of entries) {
     const name = ent.name;
-    const upper = join(upperDir, name);
+    const upper = joinChild(upperDir, name);
     const path = imagePath === '/' ? `/${name}` : `${imagePath}/${name}`;
     const known =
       ent.isFile() || ent.isSymbolicLink() || ent.isBlockDevice() || ent.isFIFO() || ent.isSocket();
@@ -201,7 +202,7 @@ async function unchangedEntries(nodes: Node[], rootfs: string): Promise<Set<Node
   const visit = (list: Node[], hidden: boolean): void => {
     for (const n of list) {
       if (n.excluded || n.kind === 'whiteout') continue;
-      const lowerHost = join(rootfs, n.path);
+      const lowerHost = joinUnder(rootfs, n.path);
       const lower = hidden ? null : lstatOrNullSync(lowerHost);
       if (n.kind === 'dir') {
         if (
@@ -254,7 +255,7 @@ async function collect(nodes: Node[], rootfs: string, diff: Diff, unchanged: Set
       any = true;
     } else {
       const below = await collect(n.children, rootfs, diff, unchanged);
-      const lower = lstatOrNullSync(join(rootfs, n.path));
+      const lower = lstatOrNullSync(joinUnder(rootfs, n.path));
       // Opaque over nothing, or over a non-directory the dir replaces anyway: no marker.
       if (n.opaque && !lower?.isDirectory()) n.opaque = false;
       const changed = n.opaque || below || !unchanged.has(n);
@@ -300,7 +301,7 @@ async function apply(
   for (const n of nodes) {
     // An unchanged copy-up stays out of the rootfs too: the rootfs keeps what the layers say.
     if (n.excluded || (n.kind === 'other' && unchanged.has(n))) continue;
-    const target = join(rootfs, n.path);
+    const target = joinUnder(rootfs, n.path);
     if (n.kind === 'whiteout') {
       await rm(target, { recursive: true, force: true });
       continue;

@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import {
   chmod,
@@ -254,6 +254,46 @@ describe('writeLayer', () => {
       );
     } finally {
       await rm(src, { recursive: true, force: true });
+    }
+  });
+
+  test('contents cut across 1 MiB batches: files of every size round-trip, and every compression has the same diffId', async () => {
+    const src = await tmp('src');
+    const out = await tmp('out');
+    const dst = await tmp('dst');
+    try {
+      const paths: string[] = ['/many'];
+      await mkdir(join(src, 'many'));
+      // 1,500 files of 700-1,600 bytes: headers and bodies fall across batch boundaries.
+      for (let i = 0; i < 1500; i++) {
+        const p = `/many/f${String(i).padStart(4, '0')}`;
+        await writeFile(join(src, p), randomBytes(700 + ((i * 37) % 900)));
+        paths.push(p);
+      }
+      for (const [name, size] of [
+        ['big', 3.5 * 1024 * 1024 + 123],
+        ['exact', 1024 * 1024],
+        ['exact-less-header', 1024 * 1024 - 512],
+        ['empty', 0],
+      ] as const) {
+        await writeFile(join(src, name), randomBytes(size));
+        paths.push(`/${name}`);
+      }
+      paths.sort();
+      const ids = new Set<string>();
+      for (const compression of ['gzip', 'none', ...(HAS_ZSTD ? (['zstd'] as const) : [])] as const) {
+        const layer = await writeLayer(diffOf(src, paths), { compression, compressionLevel: 1, outDir: out });
+        assert.equal(layer.entries, paths.length);
+        ids.add(layer.diffId);
+        if (compression !== 'gzip') continue;
+        const sum = execFileSync('sh', ['-c', `gzip -dc "${layer.path}" | sha256sum`], { encoding: 'utf8' });
+        assert.equal(layer.diffId, 'sha256:' + sum.split(' ')[0]);
+        await extractLayer(createReadStream(layer.path), dst);
+        await compareTrees(src, dst, paths);
+      }
+      assert.equal(ids.size, 1, 'one uncompressed tar whatever the compression');
+    } finally {
+      await Promise.all([src, out, dst].map((d) => rm(d, { recursive: true, force: true })));
     }
   });
 });

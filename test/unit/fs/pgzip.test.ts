@@ -228,6 +228,41 @@ describe('createParallelGzip', () => {
     assert.equal(seen.length, 1);
   });
 
+  test('recycle: whole-block chunks are compressed as they are and handed back; slices never are', async () => {
+    const whole = Array.from({ length: 5 }, (_, i) => (i % 2 ? text(KB64) : randomBytes(KB64)));
+    const big = randomBytes(KB64 * 3);
+    const slice = big.subarray(KB64, KB64 * 2); // exactly a block long, but part of a bigger buffer
+    const chunks = [...whole.slice(0, 3), slice, ...whole.slice(3), Buffer.from('tail')];
+    const input = Buffer.concat(chunks);
+    const expected = await compress(input, { blockSize: KB64, concurrency: 2 });
+    const given = new Set<Buffer>(whole);
+    const back: Buffer[] = [];
+    const out: Buffer[] = [];
+    await pipeline(
+      Readable.from(chunks),
+      createParallelGzip({
+        level: 6,
+        blockSize: KB64,
+        concurrency: 2,
+        recycle: (b) => {
+          back.push(b);
+          b.fill(0xee); // the writer refills it at once: the output must not change
+        },
+      }),
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          out.push(chunk);
+          cb();
+        },
+      }),
+    );
+    assert.ok(Buffer.concat(out).equals(expected), 'same bytes as without recycling');
+    assert.ok(zlib.gunzipSync(Buffer.concat(out)).equals(input));
+    assert.equal(back.length, whole.length, 'every whole block came back once');
+    for (const b of back) assert.ok(given.has(b), "only the writer's own whole buffers come back");
+    assert.ok(!big.subarray(KB64, KB64 + 16).every((x) => x === 0xee), 'the slice was never handed back');
+  });
+
   test('bad options are KilnErrors; out-of-range levels are clamped', async () => {
     assert.throws(
       () => createParallelGzip({ level: Number.NaN }),
