@@ -296,4 +296,29 @@ describe('writeLayer', () => {
       await Promise.all([src, out, dst].map((d) => rm(d, { recursive: true, force: true })));
     }
   });
+
+  test('an archive of exactly 1 MiB keeps its last batch: header, body and end blocks all there', async () => {
+    const src = await tmp('src');
+    const out = await tmp('out');
+    try {
+      // 512 (header) + body + 1024 (two zero blocks) = 1 MiB, with no padding.
+      const body = randomBytes(1024 * 1024 - 1536);
+      await writeFile(join(src, 'f'), body);
+      const layer = await writeLayer(diffOf(src, ['/f']), {
+        compression: 'none',
+        compressionLevel: 0,
+        outDir: out,
+      });
+      assert.equal(layer.size, 1024 * 1024);
+      const gz = await writeLayer(diffOf(src, ['/f']), {
+        compression: 'gzip',
+        compressionLevel: 1,
+        outDir: out,
+      });
+      assert.equal(gz.diffId, layer.diffId);
+      assert.ok(execFileSync('tar', ['-xOf', layer.path, 'f']).equals(body));
+    } finally {
+      await Promise.all([src, out].map((d) => rm(d, { recursive: true, force: true })));
+    }
+  });
 });
