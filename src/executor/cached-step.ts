@@ -54,7 +54,14 @@ export async function runCached<I extends Instruction>(c: CachedRun<I>): Promise
   }
   const reason = explainMiss(previous, parts);
   c.ctx.logger.info(`${c.logText} (cache miss: ${reason})`);
-  await c.tree.ensure();
+  const early = c.tree.isReal ? undefined : c.mod.prepare?.(c.ins, c.ctx);
+  try {
+    await c.tree.ensure();
+  } finally {
+    await (
+      await early
+    )?.();
+  }
   const before = c.ctx.builder.layers.length;
   await c.mod.run(c.ins, c.ctx);
   // Taken now: the layer may still be being written (it is filled in place), and later steps add

@@ -125,7 +125,7 @@ export async function copyIntoRoot(
 // Small files are copied with read/write through one reused buffer: on Linux 6.x ext4 and overlayfs
 // copyFileSync (copy_file_range after a failed FICLONE) measured 4-5x slower per small file
 // (5,000 2 KB files: 1.7-2.4 s against 0.38-0.57 s). Big files keep the kernel copy, which may reflink.
-const SMALL_FILE = 8 * 1024 * 1024;
+export const SMALL_FILE = 8 * 1024 * 1024;
 const copyBuffer = Buffer.allocUnsafe(1024 * 1024);
 
 /** The process umask from /proc (no racy process.umask() read); undefined when unknown. */
@@ -182,6 +182,17 @@ function copyFileContents(from: string, to: string, size: number, meta: FileMeta
     closeSync(src);
   }
   return true;
+}
+
+function ownerOf(st: Stats, opts: CopyOptions): { uid: number; gid: number } {
+  return opts.chown ?? (opts.preserveOwnership ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 });
+}
+
+/** The attributes a COPY with `opts` gives the regular file it makes from `st`: what a pool key holds. */
+export function copiedFileMeta(st: Stats, opts: CopyOptions): PooledMeta {
+  const owner = ownerOf(st, opts);
+  const mode = opts.chmod ? applyChmod(opts.chmod, st.mode & 0o7777, false) : st.mode & 0o7777;
+  return { mode, uid: owner.uid, gid: owner.gid, mtime: opts.mtime ?? st.mtime };
 }
 
 async function statOrNull(p: string): Promise<Stats | null> {
@@ -373,8 +384,7 @@ class Writer {
   private writeFile(from: string, target: string, st: Stats): void {
     const meta = this.fileMeta(target, st);
     const pool = this.opts.pool;
-    const owner = this.ownerOf(st);
-    const want: PooledMeta = { mode: meta.mode, uid: owner.uid, gid: owner.gid, mtime: meta.mtime };
+    const want = copiedFileMeta(st, this.opts);
     const key = pool?.key(st, imagePathOf(this.root, target), want);
     if (key !== undefined && pool!.take(key, target, st.size, want)) {
       this.pooled.set(target, { key, linked: true, from, meta });
@@ -388,9 +398,7 @@ class Writer {
   }
 
   private ownerOf(st: Stats): { uid: number; gid: number } {
-    return (
-      this.opts.chown ?? (this.opts.preserveOwnership ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 })
-    );
+    return ownerOf(st, this.opts);
   }
 
   /**
@@ -408,8 +416,8 @@ class Writer {
       this.dirGroups.set(dir, group);
     }
     const given = owner.uid === CREATOR.uid && owner.gid === (group >= 0 ? group : CREATOR.gid);
-    const mode = this.opts.chmod ? applyChmod(this.opts.chmod, st.mode & 0o7777, false) : st.mode & 0o7777;
-    return { mode, ...(given ? {} : { owner }), mtime: this.opts.mtime ?? st.mtime };
+    const { mode, mtime } = copiedFileMeta(st, this.opts);
+    return { mode, ...(given ? {} : { owner }), mtime };
   }
 
   private applyMeta(hostPath: string, st: Stats, isDir: boolean): void {

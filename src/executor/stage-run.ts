@@ -8,6 +8,7 @@ import { mkdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parseDockerfile } from '../dockerfile/parser.ts';
 import { parseInstruction, type Instruction } from '../dockerfile/instructions.ts';
+import type { FilePool } from '../fs/file-pool.ts';
 import type { PlannedStage } from '../plan/plan.ts';
 import { StageScope } from '../plan/scope.ts';
 import type { StepReport } from '../result.ts';
@@ -228,7 +229,14 @@ async function stepContext(
     ...(run.inp.onOutput ? { onOutput: run.inp.onOutput } : {}),
   };
   // The store is known once isolation is chosen: by then any step that copies has its tree.
-  if (run.inp.cache) ctx.filePool = () => run.inp.deps.sharing().trees?.files;
+  if (run.inp.cache) {
+    const pool = (): FilePool | undefined => run.inp.deps.sharing().trees?.files;
+    ctx.filePool = pool;
+    ctx.filePoolReady = async () => {
+      await run.inp.deps.ready();
+      return pool();
+    };
+  }
   await mkdir(ctx.tmpDir, { recursive: true });
   return ctx;
 }

@@ -82,6 +82,24 @@ export class FilePool {
     return false;
   }
 
+  /** Whether `key` is pooled (and the pool in use). */
+  has(key: string): boolean {
+    return this.usable && lstatSync(join(this.dir, key), { throwIfNoEntry: false }) !== undefined;
+  }
+
+  /** The pool's directory, made when missing; undefined when the pool is off. */
+  ready(): string | undefined {
+    if (!this.usable) return undefined;
+    try {
+      if (!this.made) mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      this.made = true;
+      return this.dir;
+    } catch (e) {
+      this.offOn(e);
+      return undefined;
+    }
+  }
+
   /** Adds the file a COPY just made at `path` under `key`. */
   give(key: string, path: string): void {
     if (!this.usable) return;

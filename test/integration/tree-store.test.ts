@@ -15,6 +15,7 @@ import { kiln, type CliResult } from '../helpers/cli.ts';
 import { useBusyboxRegistry } from '../helpers/busybox-registry.ts';
 
 const isRoot = process.getuid?.() === 0;
+const MANY = 100;
 const fx = useBusyboxRegistry('kiln-tree-store');
 
 function build(cacheDir: string, tag: string, extra: string[] = []): Promise<CliResult> {
@@ -102,6 +103,9 @@ test(
     );
     writeFileSync(join(ctx, 'src/main'), 'v1\n');
     writeFileSync(join(ctx, 'src/lib'), 'lib, never changed\n');
+    // Enough files for the cold runner's COPY to fill the pool while its tree is made.
+    mkdirSync(join(ctx, 'src/many'), { recursive: true });
+    for (let i = 0; i < MANY; i++) writeFileSync(join(ctx, 'src/many', `m${i}`), `many ${i}\n`);
     const cache = join(fx.dir, 'cache');
     const first = await build(cache, 'v1');
     assert.equal(first.code, 0, first.stderr);
@@ -111,7 +115,7 @@ test(
     const kept = await fingerprints(trees);
     const pooled = [...kept.keys()].filter((k) => k.startsWith('pool/')).length;
     assert.equal(kept.size - pooled, 3, 'base; base + RUN; and the tree after the second RUN');
-    assert.equal(pooled, 3, 'the files both COPYs made (src/main, src/lib, /etc/group)');
+    assert.equal(pooled, 3 + MANY, 'the files both COPYs made (src/main, src/lib, src/many/*, /etc/group)');
 
     // Second build: the RUN hits, COPY misses: base + RUN are cloned, nothing is extracted.
     writeFileSync(join(ctx, 'src/main'), 'v2\n');
@@ -127,8 +131,8 @@ test(
     );
     assert.match(
       second.stderr,
-      /COPY src\/ \/src\/: 1 files linked from the file pool, 1 added to it/,
-      'the unchanged src/lib is linked, the changed src/main made anew',
+      new RegExp(`COPY src/ /src/: ${1 + MANY} files linked from the file pool, 1 added to it`),
+      'the unchanged src/lib and src/many are linked, the changed src/main made anew',
     );
     assertUnchanged(kept, await fingerprints(trees));
     // The same sources without the store: the same image.
@@ -149,6 +153,17 @@ test(
       'without the store the cached layer is extracted',
     );
     assert.match(third.stderr, /tree store: kept 2 layers/);
+    // Its COPY's files were put in the pool while the base and the RUN layer were extracted (as many
+    // as that took: the COPY makes the rest), all but the changed one planned as new entries.
+    const fill = new RegExp(
+      `COPY src/ /src/: (\\d+) of ${2 + MANY} files put in the file pool while the tree was made`,
+    );
+    const made = Number(fill.exec(third.stderr)?.[1] ?? NaN);
+    assert.ok(made >= 0 && made <= 2 + MANY, third.stderr);
+    assert.match(
+      third.stderr,
+      new RegExp(`COPY src/ /src/: ${made} files linked from the file pool, ${2 + MANY - made} added to it`),
+    );
 
     // The same build without the store (fresh cache dir, store off) gives the same image.
     const plain = await build(join(fx.dir, 'cache-off'), 'v3-off', ['--tree-cache-size', '0']);

@@ -29,6 +29,8 @@ export interface StepContext {
   logger: Logger;
   /** Files earlier COPYs made, kept in the tree store (overlay engine with a cache dir only). */
   filePool?: () => FilePool | undefined;
+  /** The same, waiting until it is known (isolation chosen): for work done before the tree is real. */
+  filePoolReady?: () => Promise<FilePool | undefined>;
   /** Output of RUN steps goes here (the CLI streams it to stderr). */
   onOutput?: (chunk: Buffer) => void;
 }

@@ -5,14 +5,17 @@
  * Source selection is copy-sources.ts, archives archive.ts, the file rules ../copy-files.ts.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { join, posix, relative, sep } from 'node:path';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { dirname, join, posix, relative, sep } from 'node:path';
 import type { CopyInstruction } from '../../dockerfile/instructions.ts';
 import { IgnoreMatcher, parseDockerignore } from '../../context/dockerignore.ts';
 import { resolveInRoot } from '../../fs/rootpath.ts';
 import { sourcesDigest } from '../../cache/sources-digest.ts';
 import { parseChmod } from '../chmod.ts';
-import { copyIntoRoot } from '../copy-files.ts';
+import { copyIntoRoot, type CopyOptions } from '../copy-files.ts';
+import { planPoolFill } from '../copy-pool-plan.ts';
+import type { FilePool } from '../../fs/file-pool.ts';
+import { PoolFill } from '../../fs/pool-fill.ts';
 import { layerHistory } from '../history.ts';
 import { resolveChown } from '../passwd.ts';
 import { configEnv, fromDigest, type KeyHelpers } from '../step-cache.ts';
@@ -42,10 +45,84 @@ function skipper(
   };
 }
 
+/** How copyIntoRoot copies these sources into the stage's tree. */
+function copyOptions(
+  ins: CopyInstruction,
+  ctx: StepContext,
+  tree: SourceTree | undefined,
+  got: CollectedSources,
+  chown: { uid: number; gid: number } | undefined,
+  pool: FilePool | undefined,
+): CopyOptions {
+  const chmodSpec = ins.chmod !== undefined ? parseChmod(ins.chmod, ins.at) : undefined;
+  return {
+    dest: ins.dest,
+    workdir: ctx.builder.config.config?.WorkingDir || '/',
+    ...(chown ? { chown } : {}),
+    ...(chmodSpec ? { chmod: chmodSpec } : {}),
+    preserveOwnership: tree?.preserveOwnership ?? false,
+    parents: ins.parents,
+    ...(got.mtime ? { mtime: got.mtime } : {}),
+    multiple: got.wildcard || got.sources.length + got.archives.length > 1,
+    position: ins.at,
+    skip: skipper(ins, ctx, tree),
+    ...(pool ? { pool } : {}),
+  };
+}
+
+const stepText = (ins: CopyInstruction): string =>
+  `${ins.kind.toUpperCase()} ${ins.from !== undefined ? `--from=${ins.from} ` : ''}${[...ins.sources, ins.dest].join(' ')}`;
+
+/** Fewer files than this are left to the COPY: starting the fill's worker would cost more. */
+const FILL_MIN_FILES = 64;
+
+/**
+ * Before the tree is real (a cache miss on a stage whose base is still being extracted): the file
+ * pool entries this COPY of context files will link are made meanwhile (src/fs/pool-fill.ts). Only a
+ * plain COPY from the context: no --from (another tree), --chown (names need the tree's passwd),
+ * --parents or heredocs.
+ */
+async function prepareCopy(
+  ins: CopyInstruction,
+  ctx: StepContext,
+): Promise<(() => Promise<void>) | undefined> {
+  if (ins.kind !== 'copy' || ins.from !== undefined || ins.chown !== undefined || ins.parents)
+    return undefined;
+  if (ins.sources.some((s) => s.startsWith('<<'))) return undefined;
+  try {
+    const pool = await ctx.filePoolReady?.();
+    const dir = pool?.ready();
+    // Entries on another filesystem than the tree could never be linked into it.
+    if (!pool || !dir || (await stat(dir)).dev !== (await stat(dirname(ctx.builder.rootfs))).dev)
+      return undefined;
+    const got = await collectSources(ins, ctx, undefined, ctx.tmpDir);
+    if (got.archives.length > 0) return undefined;
+    const items = planPoolFill(
+      pool,
+      got.sources,
+      copyOptions(ins, ctx, undefined, got, undefined, undefined),
+    );
+    if (items.length < FILL_MIN_FILES) return undefined;
+    const fill = new PoolFill(dir, items);
+    return async () => {
+      const r = await fill.stop();
+      ctx.logger.debug(
+        `[${ctx.builder.name}] ${stepText(ins)}: ${r.made} of ${items.length} files put in the file pool while the tree was made` +
+          (r.failed ? ` (stopped: ${r.failed})` : ''),
+      );
+    };
+  } catch (e) {
+    // The COPY itself reports what is wrong with its sources.
+    ctx.logger.debug(
+      `[${ctx.builder.name}] ${stepText(ins)}: no early file pool fill: ${(e as Error).message}`,
+    );
+    return undefined;
+  }
+}
+
 export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<void> {
   const b = ctx.builder;
   const at = ins.at;
-  const upper = ins.kind.toUpperCase();
   const tree = ins.from !== undefined ? await ctx.sourceTree(ins.from) : undefined;
   // The stage's tree is real by now (the step touches the filesystem), so its store is known.
   const pool = ctx.filePool?.();
@@ -54,28 +131,11 @@ export async function copyStep(ins: CopyInstruction, ctx: StepContext): Promise<
     const got: CollectedSources = await collectSources(ins, ctx, tree, tmp);
     const { sources, archives } = got;
     const chown = ins.chown !== undefined ? await resolveChown(b.rootfs, ins.chown, at) : undefined;
-    const chmodSpec = ins.chmod !== undefined ? parseChmod(ins.chmod, at) : undefined;
-    const skip = skipper(ins, ctx, tree);
-    const workdir = b.config.config?.WorkingDir || '/';
-    const text = `${upper} ${ins.from !== undefined ? `--from=${ins.from} ` : ''}${[...ins.sources, ins.dest].join(' ')}`;
+    const opts = copyOptions(ins, ctx, tree, got, chown, pool);
+    const workdir = opts.workdir;
+    const text = stepText(ins);
     const copySources = async (root: string): Promise<string[]> =>
-      sources.length === 0
-        ? []
-        : (
-            await copyIntoRoot(root, sources, {
-              dest: ins.dest,
-              workdir,
-              ...(chown ? { chown } : {}),
-              ...(chmodSpec ? { chmod: chmodSpec } : {}),
-              preserveOwnership: tree?.preserveOwnership ?? false,
-              parents: ins.parents,
-              ...(got.mtime ? { mtime: got.mtime } : {}),
-              multiple: got.wildcard || sources.length + archives.length > 1,
-              position: at,
-              skip,
-              ...(pool ? { pool } : {}),
-            })
-          ).written;
+      sources.length === 0 ? [] : (await copyIntoRoot(root, sources, opts)).written;
     const before = pool ? { linked: pool.linked, added: pool.added } : undefined;
     const report = (): void => {
       if (pool && before)
@@ -136,4 +196,5 @@ export const copyModule: StepModule<CopyInstruction> = {
   cacheAllowed: (opts) => opts.cache.copyLayers,
   keyInputs: copyKeyInputs,
   run: copyStep,
+  prepare: prepareCopy,
 };

@@ -49,6 +49,12 @@ export interface StepModule<I extends Instruction> {
    */
   keyInputs?(ins: I, ctx: StepContext, h: KeyHelpers): Promise<KeyInputs | null>;
   run(ins: I, ctx: StepContext): Promise<void>;
+  /**
+   * Work a cache miss can start before the stage's tree is real, done while the tree is made. The
+   * function it resolves with is called once the tree is there, before run; nothing here may fail
+   * the step (it resolves undefined instead).
+   */
+  prepare?(ins: I, ctx: StepContext): Promise<(() => Promise<void>) | undefined>;
   /** On a cache hit, the config change the step would have made besides its layer (WORKDIR). */
   restore?(ins: I, ctx: StepContext): void;
 }
