@@ -12,6 +12,7 @@
  * any later entry touches it, and drains everything before it removes a directory.
  */
 import { Worker } from 'node:worker_threads';
+import { watchWorker } from '../util/young-generation.ts';
 
 export interface FileMeta {
   uid: number;
@@ -200,10 +201,12 @@ export class FileCreates {
   private start(): Worker {
     if (this.worker) return this.worker;
     // A small heap: the worker holds one batch's file list at a time.
-    const w = new Worker(WORKER_SOURCE, {
-      eval: true,
-      resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 16 },
-    });
+    const w = watchWorker(
+      new Worker(WORKER_SOURCE, {
+        eval: true,
+        resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 16 },
+      }),
+    );
     w.unref();
     w.on('message', (r: BatchReply) => this.done(r));
     w.on('error', (err) => this.failAll(err));

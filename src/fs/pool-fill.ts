@@ -14,6 +14,7 @@
  * COPY makes the rest itself.
  */
 import { Worker } from 'node:worker_threads';
+import { watchWorker } from '../util/young-generation.ts';
 
 /** One pool entry to make: `from`'s bytes as `dir/key`, with these attributes. */
 export interface FillItem {
@@ -119,12 +120,14 @@ export class PoolFill {
   private readonly finished: Promise<void>;
 
   constructor(dir: string, items: readonly FillItem[]) {
-    this.worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      workerData: { stop: this.stopFlag.buffer },
-      // A small heap: the worker holds one batch's list at a time.
-      resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 16 },
-    });
+    this.worker = watchWorker(
+      new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: { stop: this.stopFlag.buffer },
+        // A small heap: the worker holds one batch's list at a time.
+        resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 16 },
+      }),
+    );
     this.finished = this.run(dir, items);
   }
 
