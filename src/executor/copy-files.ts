@@ -62,13 +62,23 @@ export interface CopyResult {
   written: string[];
 }
 
+/** The destination as an image path, and whether it is written as a directory (`dir/`, `.`). */
+export function destinationOf(opts: Pick<CopyOptions, 'dest' | 'workdir'>): {
+  destAbs: string;
+  destIsDirSyntax: boolean;
+} {
+  return {
+    destAbs: posix.isAbsolute(opts.dest) ? opts.dest : posix.join(opts.workdir || '/', opts.dest),
+    destIsDirSyntax: opts.dest.endsWith('/') || opts.dest === '.' || opts.dest.endsWith('/.'),
+  };
+}
+
 export async function copyIntoRoot(
   root: string,
   sources: CopySource[],
   opts: CopyOptions,
 ): Promise<CopyResult> {
-  const destAbs = posix.isAbsolute(opts.dest) ? opts.dest : posix.join(opts.workdir || '/', opts.dest);
-  const destIsDirSyntax = opts.dest.endsWith('/') || opts.dest === '.' || opts.dest.endsWith('/.');
+  const { destAbs, destIsDirSyntax } = destinationOf(opts);
   // BuildKit copies each source (each wildcard match) on its own: into the destination when it ends
   // in "/" or is a directory, else to that name, a directory source merging its contents there. So a
   // wildcard with one match copies to the name, and several directories merge. Several files (or

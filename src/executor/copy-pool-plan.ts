@@ -11,11 +11,10 @@ import { join, posix, relative } from 'node:path';
 import type { CopySource } from '../context/sources.ts';
 import type { FilePool } from '../fs/file-pool.ts';
 import type { FillItem } from '../fs/pool-fill.ts';
-import { copiedFileMeta, SMALL_FILE, type CopyOptions } from './copy-files.ts';
+import { copiedFileMeta, destinationOf, SMALL_FILE, type CopyOptions } from './copy-files.ts';
 
 export function planPoolFill(pool: FilePool, sources: readonly CopySource[], opts: CopyOptions): FillItem[] {
-  const destAbs = posix.isAbsolute(opts.dest) ? opts.dest : posix.join(opts.workdir || '/', opts.dest);
-  const destIsDir = opts.dest.endsWith('/') || opts.dest === '.' || opts.dest.endsWith('/.');
+  const { destAbs, destIsDirSyntax } = destinationOf(opts);
   const out: FillItem[] = [];
   const file = (from: string, st: Stats, imagePath: string): void => {
     if (!st.isFile() || st.nlink !== 1 || st.size > SMALL_FILE) return;
@@ -51,7 +50,7 @@ export function planPoolFill(pool: FilePool, sources: readonly CopySource[], opt
     const st = lstatSync(s.hostPath, { throwIfNoEntry: false });
     if (!st) continue;
     if (st.isDirectory()) dir(s.hostPath, s.hostPath, destAbs);
-    else if (destIsDir && !opts.skip?.(s.hostPath, ''))
+    else if (destIsDirSyntax && !opts.skip?.(s.hostPath, ''))
       file(s.hostPath, st, posix.join(destAbs, posix.basename(s.relPath)));
   }
   return out;

@@ -102,13 +102,10 @@ export class FilePool {
 
   /** Adds the file a COPY just made at `path` under `key`. */
   give(key: string, path: string): void {
-    if (!this.usable) return;
+    const dir = this.ready();
+    if (!dir) return;
     try {
-      if (!this.made) {
-        mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-        this.made = true;
-      }
-      linkSync(path, join(this.dir, key));
+      linkSync(path, join(dir, key));
       this.added++;
     } catch (e) {
       // EEXIST: the same file from the same source, kept by another build.
