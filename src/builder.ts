@@ -31,6 +31,7 @@ import { inInitialUserNamespace } from './isolation/tools.ts';
 import { SINGLE_ID_ENV, fullMapHint, invokingUser } from './isolation/userns.ts';
 import { createSnapshotter } from './fs/snapshotter.ts';
 import { ensureWorkDir } from './fs/work-dir.ts';
+import { spreadSubdirs } from './fs/spread-dirs.ts';
 import { createWalkSnapshotter } from './fs/snapshot-walk.ts';
 import { writeLayer } from './fs/layer-writer.ts';
 import { extractLayer, type ExtractOptions } from './fs/extract.ts';
@@ -48,7 +49,7 @@ import type { LayerCache } from './cache/types.ts';
 import { parseReference } from './registry/reference.ts';
 import { executePlatforms, type PlatformTarget } from './executor/platforms.ts';
 import { prepareSupplyChain, publishWithSupplyChain, type SupplyChain } from './supply-chain.ts';
-import type { TreeSharing } from './executor/deps.ts';
+import type { ExtractOptions as ExtractFrom, TreeSharing } from './executor/deps.ts';
 import { lateDeps, type BoundIsolation } from './late-isolation.ts';
 import type { StepProgress } from './executor/build-run.ts';
 import type { TransferProgress } from './log/transfer.ts';
@@ -121,6 +122,9 @@ export async function planDockerfile(
  * files); its name has a random part because the plain rung's PRoot mode makes it enterable by all.
  */
 async function makeBuildDir(workDir: string): Promise<string> {
+  // Each build's trees in block groups of their own, not where the last build's were just removed
+  // (spread-dirs.ts): ext4 places a +T dir's children by the hash of their (here random) names.
+  spreadSubdirs([workDir]);
   const dir = resolve(workDir, `build-${process.pid}-${Date.now()}-${randomBytes(8).toString('hex')}`);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
@@ -271,11 +275,11 @@ function baseExtractor(
   createDevices: boolean,
   singleId: boolean,
   logger: Logger,
-): (blobPath: string, rootfs: string, o: ExtractOptions) => Promise<void> {
+): (blobPath: string, rootfs: string, o: ExtractOptions & ExtractFrom) => Promise<void> {
   let chownSkips = 0;
-  return async (blobPath, rootfs, o) => {
-    await extractLayer(createReadStream(blobPath), rootfs, {
-      ...o, // skipDevices, onRead
+  return async (blobPath, rootfs, { stream, ...o }) => {
+    await extractLayer(stream ?? createReadStream(blobPath), rootfs, {
+      ...o, // onRead
       createDevices,
       onSkipped: (p, why) => logger.debug(`device node ${p}: ${why}`),
       // podman's ignore_chown_errors: the layer blob stays as pulled; only the tree has root owners.

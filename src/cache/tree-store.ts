@@ -12,11 +12,13 @@
  * recently used first (a hit touches the entry's meta file).
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { removeTree } from '../fs/remove-tree.ts';
 import { runCommand } from '../util/command.ts';
 import { FilePool } from '../fs/file-pool.ts';
+import { spreadSubdirs } from '../fs/spread-dirs.ts';
 
 /** OCI image spec: ChainID(L0) = DiffID(L0); ChainID(L0..n) = SHA256(ChainID(L0..n-1) + " " + DiffID(Ln)). */
 /** The store's folder inside `--cache-dir`; CI caches that keep only blobs leave it out. */
@@ -69,6 +71,7 @@ export class TreeStore {
   private usable = true;
 
   private pool: FilePool | undefined;
+  private spread = false;
 
   constructor(private readonly opts: TreeStoreOptions) {
     this.root = join(opts.dir, opts.identity);
@@ -77,7 +80,20 @@ export class TreeStore {
   /** The pool of files COPYs made, for trees of this identity; undefined once the store is off. */
   get files(): FilePool | undefined {
     if (!this.usable) return undefined;
+    if (!this.pool) this.spreadOnce();
     return (this.pool ??= new FilePool(join(this.root, POOL_DIR)));
+  }
+
+  /**
+   * Each entry and the pool in block groups of their own (spread-dirs.ts), before this build makes
+   * any of them: a cold runner's store starts empty, and its kept trees and pooled files would
+   * otherwise go where the last runner's were just deleted.
+   */
+  private spreadOnce(): void {
+    if (this.spread) return;
+    this.spread = true;
+    mkdirSync(this.root, { recursive: true });
+    spreadSubdirs([this.root]);
   }
 
   /** An entry's directory: its chain id, and the platform its tree was made for when given. */
@@ -121,6 +137,7 @@ export class TreeStore {
     if (await stat(join(dir, 'meta.json')).catch(() => null)) return;
     const t = Date.now();
     await mkdir(this.root, { recursive: true });
+    this.spreadOnce();
     const tmp = join(this.root, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
     await mkdir(join(tmp, 'rootfs'), { recursive: true });
     const r = await runCommand('cp', ['-a', '--link', `${src}/.`, `${join(tmp, 'rootfs')}/`], {

@@ -3,7 +3,9 @@
  * store and extracted in order into the stage's rootfs.
  */
 import { mkdir } from 'node:fs/promises';
-import type { ExecutorDeps } from './deps.ts';
+import type { Readable } from 'node:stream';
+import { removeTree } from '../fs/remove-tree.ts';
+import type { ExecutorDeps, ExtractOptions } from './deps.ts';
 import type { Digest, ImageConfig, LayerBlob, Platform } from '../image/types.ts';
 import type { Logger } from '../log/logger.ts';
 import { formatBytes } from '../log/transfer-board.ts';
@@ -22,6 +24,17 @@ export interface BaseImageSource {
   resolve(ref: string, platform: Platform): Promise<ResolvedBase>;
   /** Makes sure the blob is in the local store; returns its path. */
   fetchLayer(layer: LayerBlob): Promise<string>;
+  /**
+   * Starts fetching a layer and gives its bytes as they arrive too (ending only once verified);
+   * undefined when it is already being fetched. Sources without it are read from their files.
+   */
+  streamLayer?(layer: LayerBlob): StreamedLayer | undefined;
+}
+
+/** A layer being fetched: its bytes as they arrive, and its file once verified and in place. */
+export interface StreamedLayer {
+  stream: Readable;
+  path: Promise<string>;
 }
 
 // As containers/image (skopeo, buildah) does by default.
@@ -57,15 +70,24 @@ export async function materializeBase(
       downloads.push(p);
     }
   };
+  // The first layer (usually the big one) extracts while it downloads; the rest download meanwhile.
+  const first = base.layers.length > 0 ? source.streamLayer?.(base.layers[0]!) : undefined;
+  if (first) downloads.push(first.path);
   const out: LayerBlob[] = [];
   for (let i = 0; i < base.layers.length; i++) {
     prefetch(i + PARALLEL_DOWNLOADS);
-    const path = await downloads[i]!;
     const { digest, size } = base.layers[i]!.descriptor;
     const meter = report?.transfers?.begin({ phase: 'extract', subject: name, blob: digest, total: size });
-    await deps
-      .extractLayer(path, rootfs, meter ? { onRead: (n) => meter.update(n) } : {})
-      .finally(() => meter?.end(true));
+    const onRead = meter ? { onRead: (n: number) => meter.update(n) } : {};
+    const path =
+      i === 0 && first
+        ? await extractStreamed(first, rootfs, deps, onRead, report?.logger).finally(() => meter?.end(true))
+        : await downloads[i]!.then((p) =>
+            deps
+              .extractLayer(p, rootfs, onRead)
+              .then(() => p)
+              .finally(() => meter?.end(true)),
+          );
     out.push({ ...base.layers[i]!, path });
   }
   const ms = Date.now() - t0;
@@ -81,4 +103,34 @@ export async function materializeBase(
     },
   );
   return out;
+}
+
+/**
+ * Extracts a layer from its bytes as they download. The tree counts only once the download has
+ * verified them too; when the stream broke (the download was retried from its first byte) the
+ * partly made tree goes and the layer is extracted again from its verified file. A download that
+ * failed fails the build with its own error, not the extraction's.
+ */
+async function extractStreamed(
+  layer: StreamedLayer,
+  rootfs: string,
+  deps: ExecutorDeps,
+  opts: ExtractOptions,
+  logger: Logger | undefined,
+): Promise<string> {
+  try {
+    const [path] = await Promise.all([
+      layer.path,
+      deps.extractLayer('', rootfs, { ...opts, stream: layer.stream }),
+    ]);
+    return path;
+  } catch (e) {
+    layer.stream.destroy();
+    const path = await layer.path; // a failed download throws its own error here
+    logger?.debug(`extraction while downloading failed (${(e as Error).message}): extracting ${path} again`);
+    await removeTree(rootfs);
+    await mkdir(rootfs, { recursive: true });
+    await deps.extractLayer(path, rootfs, opts);
+    return path;
+  }
 }

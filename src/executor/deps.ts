@@ -3,6 +3,7 @@
  * the real implementations; nothing in the executor imports them directly, which keeps the data flow
  * one-way and lets each piece be tested on its own.
  */
+import type { Readable } from 'node:stream';
 import type { Diff, LayerWriteOptions, Snapshotter, StepSnapshot, WrittenLayer } from '../fs/types.ts';
 import type { Sandbox } from '../isolation/types.ts';
 import type { TreeStore } from '../cache/tree-store.ts';
@@ -10,6 +11,8 @@ import type { TreeStore } from '../cache/tree-store.ts';
 export interface ExtractOptions {
   /** Told the blob bytes read so far (the extraction's progress). */
   onRead?: (bytes: number) => void;
+  /** The blob's bytes from here instead of its path (a download still running: base.ts). */
+  stream?: Readable;
 }
 
 /** How stage trees may share files, which depends on the snapshot engine and the rung. */

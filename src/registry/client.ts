@@ -3,7 +3,7 @@
  * (pull.ts: manifests, platform selection, verified blobs) and the pusher (push.ts, upload.ts:
  * blobs, manifests, images). This class only wires them together for callers that do both.
  */
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { BuiltImage, Descriptor, LayerBlob, Platform } from '../image/types.ts';
 import type { Reference } from './reference.ts';
 import { Puller } from './pull.ts';
@@ -62,8 +62,8 @@ export class RegistryClient {
     return this.puller.resolveImage(ref, platform);
   }
 
-  fetchBlob(repoRef: Reference, descriptor: Descriptor, destPath: string): Promise<void> {
-    return this.puller.fetchBlob(repoRef, descriptor, destPath);
+  fetchBlob(repoRef: Reference, descriptor: Descriptor, destPath: string, reader?: Writable): Promise<void> {
+    return this.puller.fetchBlob(repoRef, descriptor, destPath, reader);
   }
 
   openBlob(repoRef: Reference, descriptor: Descriptor): Promise<Readable> {

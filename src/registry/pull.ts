@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { MediaType } from '../image/types.ts';
 import type { Descriptor, ImageConfig, Index, Manifest, Platform } from '../image/types.ts';
@@ -19,6 +19,7 @@ import type { Reference } from './reference.ts';
 import type { ApiRequest, RegistrySession } from './session.ts';
 import { describeError, drain, header, isRetryableError, readBody, sleep } from './transport.ts';
 import { digestOf, VerifyStream } from './verify.ts';
+import { BlobTee } from './blob-tee.ts';
 
 export const DEFAULT_ACCEPT = [
   MediaType.OciManifest,
@@ -287,8 +288,18 @@ export class Puller {
     );
   }
 
-  /** Downloads a blob to `destPath` (through a temp file), verifying size and digest. */
-  async fetchBlob(repoRef: Reference, descriptor: Descriptor, destPath: string): Promise<void> {
+  /**
+   * Downloads a blob to `destPath` (through a temp file), verifying size and digest. `reader`, when
+   * given, gets the bytes as they arrive as well and ends once they are verified (blob-tee.ts); it
+   * is destroyed with the error when the first attempt fails, even when a retry then succeeds (it
+   * cannot be fed the same bytes twice): its owner then reads the file.
+   */
+  async fetchBlob(
+    repoRef: Reference,
+    descriptor: Descriptor,
+    destPath: string,
+    reader?: Writable,
+  ): Promise<void> {
     // Bytes and rate for the person watching (each attempt counts again from 0).
     const meter = this.session.progress?.begin({
       phase: 'pull',
@@ -297,6 +308,7 @@ export class Puller {
       total: descriptor.size,
     });
     let ok = false;
+    let tee = reader && new BlobTee(reader);
     try {
       await this.retryPull(repoRef, `blob ${descriptor.digest}`, async (host, at) => {
         const tmp = `${destPath}.partial-${randomBytes(6).toString('hex')}`;
@@ -306,16 +318,22 @@ export class Puller {
             body,
             meterStream(meter ?? NO_METER),
             new VerifyStream(descriptor, `blob ${descriptor.digest} of ${repoRef.repository}`),
+            ...(tee ? [tee] : []),
             // Large writes: fewer syscalls and thread-pool hops per downloaded MB.
             createWriteStream(tmp, { highWaterMark: 1 << 20 }),
           );
           await rename(tmp, destPath);
         } catch (e) {
+          tee?.fail(e instanceof Error ? e : new Error(String(e)));
+          tee = undefined;
           await rm(tmp, { force: true });
           throw e;
         }
       });
       ok = true;
+    } catch (e) {
+      tee?.fail(e instanceof Error ? e : new Error(String(e)));
+      throw e;
     } finally {
       meter?.end(ok);
     }

@@ -14,7 +14,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { canonicalJson } from '../../src/image/digest.ts';
 import { MediaType } from '../../src/image/types.ts';
 import type { Descriptor, Index, LayerBlob, Manifest } from '../../src/image/types.ts';
@@ -244,6 +244,21 @@ function client(host: string): { c: RegistryClient; warnings: string[] } {
   return { c, warnings: lines };
 }
 
+interface Teed {
+  ended: boolean;
+  digest: string;
+}
+
+/** What a download's second reader saw: whether it ended (not errored), and the digest of its bytes. */
+function collect(r: Readable): Promise<Teed> {
+  const h = createHash('sha256');
+  return new Promise((resolve) => {
+    r.on('data', (c: Buffer) => h.update(c));
+    r.on('end', () => resolve({ ended: true, digest: `sha256:${h.digest('hex')}` }));
+    r.on('error', () => resolve({ ended: false, digest: '' }));
+  });
+}
+
 const tally = {
   pushes: { ok: 0, 'failed-clean': 0 } as Record<Outcome, number>,
   pulls: { ok: 0, 'failed-clean': 0 } as Record<Outcome, number>,
@@ -463,6 +478,60 @@ describe('registry fault suite (in-process client)', { timeout: 300_000 }, () =>
       const always = await fetch(`${reg.url}/v2/${repo}/manifests/always`, { headers: { accept: ACCEPT } });
       await always.arrayBuffer();
       assert.equal(always.status, 404, 'the tag no longer names the corrupted copy');
+    } finally {
+      proxy.clear();
+      await c.close();
+    }
+  });
+
+  test('a blob streamed to a second reader: that reader ends with exactly the blob, or errors', async () => {
+    // The base extraction reads a layer as it downloads (base.ts): it may only ever see `end` after
+    // bytes that were verified, whatever breaks the download on the way.
+    const rand = prng(SEED + 3);
+    const { c } = client(proxy.host);
+    try {
+      const image = await smallImage(rand, scratch, 'streamed', 'oci');
+      const repo = 'faults/streamed';
+      assert.equal(
+        await c.pushImage(image, [parseReference(`${reg.host}/${repo}:1`)], openLayer),
+        image.digest,
+      );
+      const ref = parseReference(`${proxy.host}/${repo}:1`);
+      const layer = image.layers[1]!.descriptor; // the larger one: several chunks
+      const fetchTeed = async (name: string): Promise<{ ok: boolean; seen: Teed }> => {
+        const reader = new PassThrough();
+        const seen = collect(reader);
+        const ok = await c.fetchBlob(ref, layer, join(scratch, `streamed-${name}`), reader).then(
+          () => true,
+          (e: unknown) => {
+            assert.ok(e instanceof KilnError, String(e));
+            return false;
+          },
+        );
+        return { ok, seen: await seen };
+      };
+      const clean = await fetchTeed('clean');
+      assert.deepEqual(clean, { ok: true, seen: { ended: true, digest: layer.digest } });
+      const cases: Array<[Fault, boolean]> = [
+        // A fault in the body: the reader saw some of the broken attempt, so it errors even when
+        // the retry succeeds. One before any byte is retried before the reader sees anything.
+        ['flip-byte', false],
+        ['truncate-body', false],
+        ['drop-mid-body', false],
+        ['reset-before-response', true],
+      ];
+      for (const [fault, readerEnds] of cases) {
+        proxy.inject({ match: MATCH['blob-get'], times: 1, fault, fraction: 0.6 });
+        const once = await fetchTeed(`${fault}-once`);
+        proxy.clear();
+        const seen = readerEnds ? { ended: true, digest: layer.digest } : { ended: false, digest: '' };
+        assert.deepEqual(once, { ok: true, seen }, fault);
+        // Every time: the download fails, and so does its reader.
+        proxy.inject({ match: MATCH['blob-get'], times: 1000, fault, fraction: 0.6 });
+        const always = await fetchTeed(`${fault}-always`);
+        proxy.clear();
+        assert.deepEqual(always, { ok: false, seen: { ended: false, digest: '' } }, fault);
+      }
     } finally {
       proxy.clear();
       await c.close();
