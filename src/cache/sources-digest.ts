@@ -134,6 +134,10 @@ export async function sourcesDigest(
     await mapLimit(reads, PARALLEL_STATS, async (k) => {
       k.text = await line(k.host, k.rel, k.st);
     });
+    // A turn of the event loop per directory: the isolation probe, which runs meanwhile, is a chain
+    // of short child processes that wait for this thread between steps (a 5,000-file context kept it
+    // from them for ~100 ms, and the tree waits for the probe).
+    await new Promise<void>((r) => setImmediate(r));
     for (const k of kids) {
       h.update(k.text!);
       if (k.st.isDirectory()) await visitDir(k.host, k.rel);
