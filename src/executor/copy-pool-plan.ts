@@ -13,7 +13,16 @@ import type { FilePool } from '../fs/file-pool.ts';
 import type { FillItem } from '../fs/pool-fill.ts';
 import { copiedFileMeta, destinationOf, SMALL_FILE, type CopyOptions } from './copy-files.ts';
 
-export function planPoolFill(pool: FilePool, sources: readonly CopySource[], opts: CopyOptions): FillItem[] {
+/**
+ * Walked with a turn of the event loop per directory: it runs while the tree is being made, whose
+ * extraction and clone are chains of I/O callbacks on this thread (done in one go, a 5,000-file
+ * plan held the base extraction's start back by ~140 ms).
+ */
+export async function planPoolFill(
+  pool: FilePool,
+  sources: readonly CopySource[],
+  opts: CopyOptions,
+): Promise<FillItem[]> {
   const { destAbs, destIsDirSyntax } = destinationOf(opts);
   const out: FillItem[] = [];
   const file = (from: string, st: Stats, imagePath: string): void => {
@@ -36,20 +45,21 @@ export function planPoolFill(pool: FilePool, sources: readonly CopySource[], opt
   };
   // Walked as copyIntoRoot walks: names sorted, --exclude and .dockerignore matched relative to the
   // top-level source.
-  const dir = (base: string, host: string, imageDir: string): void => {
+  const dir = async (base: string, host: string, imageDir: string): Promise<void> => {
+    await new Promise<void>((r) => setImmediate(r));
     for (const name of readdirSync(host).sort()) {
       const from = join(host, name);
       if (opts.skip?.(from, relative(base, from))) continue;
       const st = lstatSync(from);
       const imagePath = posix.join(imageDir, name);
-      if (st.isDirectory()) dir(base, from, imagePath);
+      if (st.isDirectory()) await dir(base, from, imagePath);
       else file(from, st, imagePath);
     }
   };
   for (const s of sources) {
     const st = lstatSync(s.hostPath, { throwIfNoEntry: false });
     if (!st) continue;
-    if (st.isDirectory()) dir(s.hostPath, s.hostPath, destAbs);
+    if (st.isDirectory()) await dir(s.hostPath, s.hostPath, destAbs);
     else if (destIsDirSyntax && !opts.skip?.(s.hostPath, ''))
       file(s.hostPath, st, posix.join(destAbs, posix.basename(s.relPath)));
   }

@@ -97,7 +97,7 @@ async function prepareCopy(
       return undefined;
     const got = await collectSources(ins, ctx, undefined, ctx.tmpDir);
     if (got.archives.length > 0) return undefined;
-    const items = planPoolFill(
+    const items = await planPoolFill(
       pool,
       got.sources,
       copyOptions(ins, ctx, undefined, got, undefined, undefined),

@@ -86,7 +86,7 @@ async function copyTo(name: string, pool?: FilePool): Promise<string> {
 
 test('a filled pool gives the COPY every file by link, and the same tree as a COPY without it', async () => {
   const pool = new FilePool(join(base, 'pool'));
-  const items = planPoolFill(pool, src(), opts());
+  const items = await planPoolFill(pool, src(), opts());
   assert.equal(items.length, FILES, 'every copied regular file, not the skipped one');
   // Run to the end before stopping: stop() waits for the batches in flight.
   const fill = new PoolFill(pool.ready()!, items);
@@ -106,12 +106,12 @@ test('a filled pool gives the COPY every file by link, and the same tree as a CO
   const plain = await copyTo('plain');
   assert.deepEqual(listing(filled), listing(plain));
   // Planned again, nothing is left to fill.
-  assert.equal(planPoolFill(pool, src(), opts()).length, 0);
+  assert.equal((await planPoolFill(pool, src(), opts())).length, 0);
 });
 
 test('a source changed after planning is not filled; the COPY makes it with its new bytes', async () => {
   const pool = new FilePool(join(base, 'pool'));
-  const items = planPoolFill(pool, src(), opts());
+  const items = await planPoolFill(pool, src(), opts());
   const changed = join(ctx, 'src', 'd0', 'f0');
   writeFileSync(changed, 'changed after planning\n');
   const fill = new PoolFill(pool.ready()!, items);
@@ -126,7 +126,7 @@ test('a source changed after planning is not filled; the COPY makes it with its 
 
 test('a fill stopped at once leaves the rest to the COPY, which still makes the same tree', async () => {
   const pool = new FilePool(join(base, 'pool'));
-  const fill = new PoolFill(pool.ready()!, planPoolFill(pool, src(), opts()));
+  const fill = new PoolFill(pool.ready()!, await planPoolFill(pool, src(), opts()));
   const r = await fill.stop();
   assert.ok(r.made < FILES, `stopped before the end (${r.made} made)`);
   const root = await copyTo('root', pool);
@@ -137,7 +137,7 @@ test('a fill stopped at once leaves the rest to the COPY, which still makes the 
 
 test('a destination the tree redirects through a symlink gets other keys: nothing filled is linked there', async () => {
   const pool = new FilePool(join(base, 'pool'));
-  const fill = new PoolFill(pool.ready()!, planPoolFill(pool, src(), opts()));
+  const fill = new PoolFill(pool.ready()!, await planPoolFill(pool, src(), opts()));
   await pooled(FILES);
   await fill.stop();
   const root = join(base, 'redirected');
