@@ -68891,7 +68891,7 @@ var BUILD_FLAGS = {
     "accepted for Kaniko compatibility (no effect)",
     REG,
     ignored(
-      "kiln extracts from blobs it has already verified; the pull itself is retried per --image-download-retry",
+      "a tree counts only once its blob is verified (a layer extracted while it downloads is extracted again from the verified file when the download was retried); the pull itself is retried per --image-download-retry",
       0
     ),
     { default: 0 }
