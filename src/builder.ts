@@ -305,6 +305,7 @@ async function chooseIsolation(
     want: opts.isolation,
     workDir,
     needZstd: opts.compression === 'zstd',
+    stopAtChosen: true,
   });
   if (!probe.chosen) {
     throw new KilnError('isolation', 'NO_ISOLATION', `no sandbox works here:\n${formatProbe(probe)}`, {

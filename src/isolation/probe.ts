@@ -32,6 +32,11 @@ export interface ProbeOptions {
   workDir: string;
   /** Give every working rung a trial RUN (`kiln probe`), not only until one is chosen (a build). */
   tryAll?: boolean;
+  /**
+   * Check rungs only until one is chosen, in preference order (a build): the rest are reported as
+   * not probed. Their checks were a third of the probe, which the build's first tree waits for.
+   */
+  stopAtChosen?: boolean;
   /** The build writes zstd layers: the zstd program must be installed. */
   needZstd?: boolean;
 }
@@ -305,16 +310,27 @@ export async function probeIsolation(opts: ProbeOptions): Promise<ProbeResult> {
     initNs: inInitialUserNamespace(),
   };
   try {
+    const checks: Record<Rung, () => Promise<RungOutcome>> = {
+      rootless: () => probeRootless(ctx),
+      chroot: () => probeChroot(ctx),
+      plain: () => probePlain(ctx),
+    };
     const outcomes = new Map<Rung, RungOutcome>();
-    outcomes.set('rootless', await probeRootless(ctx));
-    outcomes.set('chroot', await probeChroot(ctx));
-    outcomes.set('plain', await probePlain(ctx));
+    const outcomeOf = async (rung: Rung): Promise<RungOutcome> => {
+      let o = outcomes.get(rung);
+      if (!o) outcomes.set(rung, (o = await checks[rung]()));
+      return o;
+    };
+    // `kiln probe` and callers that want every report: all three, in the order they always ran.
+    if (!opts.stopAtChosen)
+      for (const rung of ['rootless', 'chroot', 'plain'] as const) await outcomeOf(rung);
     const order = preferenceOrder(ctx.euid, ctx.initNs);
     const candidates = opts.want === 'auto' ? order : [opts.want];
     let chosen: ({ rung: Rung } & Picked) | undefined;
     for (const rung of order) {
-      const o = outcomes.get(rung)!;
-      if (!o.ok || (chosen && !opts.tryAll) || (!candidates.includes(rung) && !opts.tryAll)) continue;
+      if ((chosen && !opts.tryAll) || (!candidates.includes(rung) && !opts.tryAll)) continue;
+      const o = await outcomeOf(rung);
+      if (!o.ok) continue;
       // Unprivileged, the rootless rung only exists after kiln re-executes itself into a user
       // namespace: the build (and `kiln probe`) give it its trial RUN there.
       const picked =
@@ -324,7 +340,7 @@ export async function probeIsolation(opts: ProbeOptions): Promise<ProbeResult> {
       if (picked && !chosen && candidates.includes(rung)) chosen = { rung, ...picked };
     }
     if (opts.want !== 'auto' && !chosen) {
-      const o = outcomes.get(opts.want)!;
+      const o = await outcomeOf(opts.want);
       throw new KilnError(
         'isolation',
         'RUNG_UNAVAILABLE',
@@ -335,7 +351,16 @@ export async function probeIsolation(opts: ProbeOptions): Promise<ProbeResult> {
       );
     }
     const reports: RungReport[] = order.map((r) => {
-      const o = outcomes.get(r)!;
+      const o = outcomes.get(r);
+      if (!o)
+        return {
+          rung: r,
+          ok: false,
+          reason:
+            opts.want === 'auto'
+              ? `not probed: ${chosen?.rung ?? 'another rung'} comes first and works (\`kiln probe\` checks every rung)`
+              : `not probed: isolation ${opts.want} was asked for`,
+        };
       return { rung: r, ok: o.ok, reason: o.reason };
     });
     const c = chosen ? outcomes.get(chosen.rung)! : undefined;

@@ -85,6 +85,32 @@ describe('probeIsolation', () => {
     }
     assert.deepEqual(await readdir(join(work, 'probe')), [], 'probe cleans its scratch dirs');
   });
+
+  test(
+    'a build probes only until a rung is chosen: the same choice, the rest reported as not probed',
+    { skip: !isRoot && 'needs root' },
+    async () => {
+      assert.ok(probe);
+      const quick = await probeIsolation({ want: 'auto', workDir: join(work, 'probe'), stopAtChosen: true });
+      assert.equal(quick.chosen, probe.chosen);
+      assert.equal(quick.snapshot, probe.snapshot);
+      assert.equal(quick.overlay, probe.overlay);
+      assert.deepEqual(quick.reports[0], probe.reports[0]);
+      for (const r of quick.reports.slice(1)) {
+        assert.equal(r.ok, false);
+        assert.match(r.reason, /^not probed: chroot comes first and works/);
+      }
+      // A rung asked for by name is probed whatever comes first; the others are not.
+      const plain = await probeIsolation({ want: 'plain', workDir: join(work, 'probe'), stopAtChosen: true });
+      assert.equal(plain.chosen, 'plain');
+      assert.equal(plain.reports.find((r) => r.rung === 'plain')!.ok, true);
+      assert.equal(
+        plain.reports.find((r) => r.rung === 'chroot')!.reason,
+        'not probed: isolation plain was asked for',
+      );
+      assert.deepEqual(await readdir(join(work, 'probe')), [], 'probe cleans its scratch dirs');
+    },
+  );
 });
 
 // The plain rung twice: /proc bound by PRoot, and the bare chroot.
