@@ -123,7 +123,7 @@ export async function planDockerfile(
  */
 async function makeBuildDir(workDir: string): Promise<string> {
   // Each build's trees in block groups of their own, not where the last build's were just removed
-  // (spread-dirs.ts): ext4 places a +T dir's children by the hash of their (here random) names.
+  // (spread-dirs.ts): ext4 spreads a +T dir's children from a hash of their (here random) names.
   spreadSubdirs([workDir]);
   const dir = resolve(workDir, `build-${process.pid}-${Date.now()}-${randomBytes(8).toString('hex')}`);
   await mkdir(dir, { recursive: true, mode: 0o700 });

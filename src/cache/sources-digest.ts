@@ -8,6 +8,7 @@ import { createReadStream, lstatSync, readdirSync, readlinkSync, type BigIntStat
 import { lstat, readFile, rename, writeFile } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { TimeSlicer } from '../util/event-loop.ts';
 
 interface StatRecord {
   ino: string;
@@ -121,6 +122,7 @@ export async function sourcesDigest(
   // Metadata is read synchronously: for a context the last build indexed it is in the inode cache,
   // and an lstatSync costs a few microseconds where a promise through the thread pool cost ~15 us
   // of this thread (5,000 files: 77 ms of lstat callbacks). Only new content is read concurrently.
+  const slicer = new TimeSlicer();
   const visitDir = async (host: string, rel: string): Promise<void> => {
     const kids = readdirSync(host)
       .sort()
@@ -134,10 +136,8 @@ export async function sourcesDigest(
     await mapLimit(reads, PARALLEL_STATS, async (k) => {
       k.text = await line(k.host, k.rel, k.st);
     });
-    // A turn of the event loop per directory: the isolation probe, which runs meanwhile, is a chain
-    // of short child processes that wait for this thread between steps (a 5,000-file context kept it
-    // from them for ~100 ms, and the tree waits for the probe).
-    await new Promise<void>((r) => setImmediate(r));
+    // The isolation probe runs meanwhile, and the tree waits for it (event-loop.ts).
+    await slicer.maybeYield();
     for (const k of kids) {
       h.update(k.text!);
       if (k.st.isDirectory()) await visitDir(k.host, k.rel);

@@ -11,12 +11,13 @@ import { join, posix, relative } from 'node:path';
 import type { CopySource } from '../context/sources.ts';
 import type { FilePool } from '../fs/file-pool.ts';
 import type { FillItem } from '../fs/pool-fill.ts';
+import { TimeSlicer } from '../util/event-loop.ts';
 import { copiedFileMeta, destinationOf, SMALL_FILE, type CopyOptions } from './copy-files.ts';
 
 /**
- * Walked with a turn of the event loop per directory: it runs while the tree is being made, whose
- * extraction and clone are chains of I/O callbacks on this thread (done in one go, a 5,000-file
- * plan held the base extraction's start back by ~140 ms).
+ * Walked in time slices (event-loop.ts): it runs while the tree is being made, whose extraction and
+ * clone are chains of I/O callbacks on this thread (done in one go, a 5,000-file plan held the base
+ * extraction's start back by ~140 ms).
  */
 export async function planPoolFill(
   pool: FilePool,
@@ -45,8 +46,9 @@ export async function planPoolFill(
   };
   // Walked as copyIntoRoot walks: names sorted, --exclude and .dockerignore matched relative to the
   // top-level source.
+  const slicer = new TimeSlicer();
   const dir = async (base: string, host: string, imageDir: string): Promise<void> => {
-    await new Promise<void>((r) => setImmediate(r));
+    await slicer.maybeYield();
     for (const name of readdirSync(host).sort()) {
       const from = join(host, name);
       if (opts.skip?.(from, relative(base, from))) continue;

@@ -14,6 +14,7 @@ import { resolveInRoot } from '../fs/rootpath.ts';
 import { isExcluded } from '../fs/exclude.ts';
 import { resolveUser } from './passwd.ts';
 import { KilnError, type SourcePosition } from '../util/errors.ts';
+import { nextTurn } from '../util/event-loop.ts';
 import { inInitialUserNamespace, mappedIdCount } from '../isolation/tools.ts';
 import { SINGLE_ID_ENV, USER_ENV, fullMapHint } from '../isolation/userns.ts';
 
@@ -280,7 +281,7 @@ export class StageBuilder {
       if (this.backgroundError !== undefined) return;
       // Let the step that follows start first: a layer's first ~80 ms (stats of every entry) are
       // synchronous and would hold back the RUN's spawn.
-      await new Promise<void>((r) => setImmediate(r));
+      await nextTurn();
       try {
         await fn();
       } catch (e) {

@@ -1,15 +1,15 @@
 /**
- * Marks directories whose subdirectories hold unrelated trees (build dirs, stage trees, kept trees)
- * with ext4's "top of directory hierarchy" attribute (chattr +T), so that the Orlov allocator puts
- * each new subdirectory, and the files made under it, in a block group of its own instead of next
- * to its siblings.
+ * Marks directories whose subdirectories hold unrelated trees (the work dir's build dirs, the tree
+ * store's entries) with ext4's "top of directory hierarchy" attribute (chattr +T): the Orlov
+ * allocator then spreads each new subdirectory, and the files made under it, over the block groups
+ * (starting from a hash of its name) instead of putting it next to its siblings.
  *
  * Why: on ext4 without a journal (this class of CI VM) inode allocation skips every inode deleted
  * in the last 60-300 s, reading its inode table block each time (`recently_deleted` and
  * `find_get_block_common` were 24% of all CPU samples of a cold-runner build, `perf record -a`).
  * Each build's trees land where the previous build's just-removed trees were, so creating a file
  * walked past thousands of them: a cold runner's debian extraction took 4.5-6.4 s, 2.2-2.8 s with
- * its build dir spread. With a journal the attribute only changes where directories go.
+ * its work dir marked. With a journal the attribute only changes where directories go.
  *
  * Best effort: other filesystems (tmpfs, overlay, xfs) and a missing chattr leave things as they
  * are; the build is the same either way. The attribute is not inherited, so only the containers
@@ -19,7 +19,7 @@ import { spawnSync } from 'node:child_process';
 
 /**
  * Sets +T on each of `dirs` (one chattr for all); never fails, returns whether chattr did. Waited
- * for in place (2-4 ms, once per build dir or store) because the attribute must be set before the
+ * for in place (2-4 ms, once per build and per store) because the attribute must be set before the
  * first subdirectory is made.
  */
 export function spreadSubdirs(dirs: readonly string[]): boolean {

@@ -35,7 +35,7 @@ export class BlobTee extends Transform {
   }
 
   /** The download failed (or will be tried again from its first byte): the reader must not go on. */
-  fail(err: Error): void {
-    if (!this.reader.destroyed) this.reader.destroy(err);
+  fail(err: unknown): void {
+    if (!this.reader.destroyed) this.reader.destroy(err instanceof Error ? err : new Error(String(err)));
   }
 }

@@ -324,7 +324,7 @@ export class Puller {
           );
           await rename(tmp, destPath);
         } catch (e) {
-          tee?.fail(e instanceof Error ? e : new Error(String(e)));
+          tee?.fail(e);
           tee = undefined;
           await rm(tmp, { force: true });
           throw e;
@@ -332,7 +332,7 @@ export class Puller {
       });
       ok = true;
     } catch (e) {
-      tee?.fail(e instanceof Error ? e : new Error(String(e)));
+      tee?.fail(e);
       throw e;
     } finally {
       meter?.end(ok);
